@@ -1,0 +1,41 @@
+# lrtrain: `make` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0   # the CPU wheel; a plain `torch` pulls a multi-GB CUDA build
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint fmt typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/lrtrain: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/lrtrain ## create .venv and install lrtrain with its dev tools
+
+run: venv ## train the default config (the cheat sheet's data)
+	$(BIN)/lrtrain fit
+
+test: venv ## run lint, type checks and the tests
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: venv ## ruff and mypy only
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+fmt: venv ## format and auto-fix the code
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean: ## remove the virtual environment, caches and runs
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,326 @@
+"""The command line: parse, call `training`, hand results to `render`, map errors to exit codes.
+
+Heavy modules (NumPy, pydantic, Rich, torch) are imported inside the commands that need them,
+so `lrtrain --help` and `lrtrain predict` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lrtrain import __version__
+from lrtrain.errors import ExitCode, LrtrainError
+
+EXIT_CODES = (
+    "Exit codes: 0 ok, 1 training failed (diverged or non-finite), 2 usage or invalid "
+    "config/data/model/input, 3 engines disagree (compare), 130 interrupted."
+)
+
+app = typer.Typer(
+    name="lrtrain",
+    help=f"Train, compare and serve linear-regression models.\n\n{EXIT_CODES}",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Show, check or describe the config.", no_args_is_help=True)
+data_app = typer.Typer(help="Make data files to try lrtrain on.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+_debug = {"on": os.environ.get("LRTRAIN_DEBUG", "") not in ("", "0")}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config file. Default: the built-in config (the cheat sheet's x = 1..4, y = 2x)."
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config key, e.g. --set train.lr=0.1 (value read as YAML). Repeatable; wins over the file.",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="stdout: one JSON object per line (schema lrtrain/1), nothing else.")
+]
+
+
+def handled(command: F) -> F:
+    """Turn domain errors into one paragraph on stderr and an exit code; no traceback unless --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        json_output = bool(kwargs.get("json_output"))
+        try:
+            return command(*args, **kwargs)
+        except LrtrainError as exc:
+            _fail(exc.exit_code, f"error: {exc}", json_output)
+        except KeyboardInterrupt:
+            _fail(ExitCode.INTERRUPTED, "interrupted: stopped before finishing; nothing was saved.", json_output)
+        except BrokenPipeError:
+            sys.stderr.close()  # the reader went away (e.g. `| head`): stop quietly
+            raise typer.Exit(0) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a bug: say so plainly
+            _fail(
+                ExitCode.TRAINING_FAILED,
+                f"internal error: {exc.__class__.__name__}: {exc}. Run again with --debug for the traceback, "
+                "and report it with the output of `lrtrain --version`.",
+                json_output,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(code: ExitCode, message: str, json_output: bool) -> None:
+    if _debug["on"]:
+        traceback.print_exc(file=sys.stderr)
+    if json_output:
+        record = {"schema": "lrtrain/1", "event": "error", "exit_code": int(code), "message": message}
+        print(json.dumps(record), flush=True)
+    print(message, file=sys.stderr, flush=True)
+    raise typer.Exit(int(code))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"lrtrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback (without local variables) on errors.")
+    ] = False,
+) -> None:
+    """Train, compare and serve linear-regression models."""
+    if debug:
+        _debug["on"] = True
+
+
+def _load(config: Path | None, overrides: list[str] | None, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
+    from lrtrain.config import load_config
+
+    return load_config(config, [*(overrides or []), *extra])
+
+
+def _out(json_output: bool) -> tuple[Any, Any]:
+    from lrtrain import render
+
+    out = render.console(sys.stdout)
+    return out, render.choose_mode(out, json_output)
+
+
+@app.command(epilog=EXIT_CODES)
+@handled
+def fit(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="manual (NumPy), torch (nn.Linear + SGD) or exact (least squares). Default: train.engine (manual)."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="torch engine: cpu, cuda, cuda:N, mps or auto. Default: train.device (cpu).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a model and write a run folder (config.yaml, model.json, metrics.csv) under runs/."""
+    from lrtrain import render, training
+
+    extra = [f"train.engine={engine}"] if engine else []
+    extra += [f"train.device={device}"] if device else []
+    cfg = _load(config, set_, extra)
+    out, mode = _out(json_output)
+    result = training.fit(cfg, render.FitView(cfg, out, mode))
+    render.fit_summary(cfg, result, out, mode)
+
+
+@app.command(epilog=EXIT_CODES)
+@handled
+def compare(
+    engines: Annotated[
+        list[str],
+        typer.Argument(help="Engines to run: manual, torch, torch:cpu, torch:cuda, torch:cuda:N, torch:mps, exact."),
+    ],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train several engines on the same data, initial weights and batch order; exit 3 if they disagree.
+
+    The tolerance is on max |Δw| / max(1, max |w|) between trained engines: 1e-4 for float32,
+    1e-8 for float64 (compare.tolerance overrides it). The exact engine is the reference
+    optimum and is not held to it.
+    """
+    from lrtrain import render, training
+    from lrtrain.errors import EnginesDisagree
+
+    cfg = _load(config, set_)
+    out, mode = _out(json_output)
+    result = training.compare(cfg, engines)
+    render.comparison(cfg, result, out, mode)
+    if not result.agree:
+        raise EnginesDisagree(
+            f"engines disagree: the largest relative weight difference is {result.worst:.3g}, above the tolerance "
+            f"{result.tolerance:g} for {cfg.model.dtype}. Compare fewer epochs, a smaller lr, or float64 "
+            "(--set model.dtype=float64) to see whether it is rounding or a real difference."
+        )
+
+
+@app.command(context_settings={"ignore_unknown_options": True}, epilog=EXIT_CODES)
+@handled
+def predict(
+    values: Annotated[
+        list[str],
+        typer.Argument(
+            help="Samples, one per argument; features separated by commas (e.g. 1.5,2). "
+            "'-' reads samples from stdin, one per line.",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="model.json or a run folder. Default: the newest run under ./runs."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Print the model's prediction for each sample, one number per line and nothing else."""
+    from lrtrain import model as model_module
+
+    loaded = model_module.load(model if model is not None else model_module.find_latest(Path("runs")))
+    write = sys.stdout.write
+    for sample in _samples(values):
+        value = loaded.predict(sample)
+        if json_output:
+            write(
+                json.dumps({"schema": "lrtrain/1", "event": "prediction", "input": sample, "prediction": value}) + "\n"
+            )
+        else:
+            write(loaded.format(value) + "\n")
+    sys.stdout.flush()
+
+
+def _samples(values: list[str]) -> Iterator[list[float]]:
+    """Arguments are all checked before the first prediction; stdin streams, a line at a time."""
+    from lrtrain.model import parse_sample
+
+    parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
+    for sample in parsed:
+        if sample is not None:
+            yield sample
+            continue
+        for number, line in enumerate(sys.stdin, start=1):
+            yield parse_sample(line, f"stdin line {number}")
+
+
+@config_app.command("show")
+@handled
+def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Print the resolved config as YAML: every key, defaults filled in, each with a comment."""
+    from lrtrain.config import to_yaml
+
+    sys.stdout.write(to_yaml(_load(config, set_)))
+
+
+@config_app.command("validate", epilog=EXIT_CODES)
+@handled
+def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Check the config and that its data loads; exit 0 if both are fine, 2 with the errors if not."""
+    from lrtrain import data
+
+    cfg = _load(config, set_)
+    prepared = data.prepare(data.load(cfg), cfg)
+    print(
+        f"ok: {config or 'built-in default config'} is valid; {prepared.raw.origin}: "
+        f"{len(prepared.raw.y)} rows, {prepared.features} feature(s), target {prepared.raw.target!r}."
+    )
+
+
+@config_app.command("schema")
+@handled
+def config_schema() -> None:
+    """Print the config's JSON Schema (for editor completion and validation)."""
+    from lrtrain.config import schema
+
+    print(json.dumps(schema(), indent=2))
+
+
+@data_app.command("make", epilog=EXIT_CODES)
+@handled
+def data_make(
+    path: Annotated[Path, typer.Argument(help="Output file: .csv, .npy (target in the last column) or .npz (x, y).")],
+    rows: Annotated[int, typer.Option(min=1, help="Number of rows, >= 1.")] = 1000,
+    features: Annotated[int, typer.Option(min=1, help="Number of features, >= 1.")] = 1,
+    weights: Annotated[
+        str | None, typer.Option(help="True weights, comma-separated, one per feature. Default: drawn from N(0, 1).")
+    ] = None,
+    bias: Annotated[float, typer.Option(help="True bias.")] = 0.0,
+    noise: Annotated[float, typer.Option(min=0.0, help="Standard deviation of Gaussian noise on y, >= 0.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a synthetic data set y = x.w + bias + noise (streamed: any size fits in memory)."""
+    from lrtrain import data
+    from lrtrain.config import SyntheticData
+    from lrtrain.errors import ConfigError, DataError
+
+    if path.suffix.lower() not in (".csv", ".npy", ".npz"):
+        raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz (that picks the format).")
+    if path.exists() and not force:
+        raise DataError(
+            f"{path} already exists; nothing was written. Pass --force to overwrite it, or pick another name."
+        )
+    true_weights = None
+    if weights is not None:
+        try:
+            true_weights = [float(v) for v in weights.replace(",", " ").split()]
+        except ValueError:
+            raise ConfigError(
+                f"--weights {weights!r} is not a comma-separated list of numbers, e.g. --weights 2,-1,0.5."
+            ) from None
+        if len(true_weights) != features:
+            raise ConfigError(
+                f"--weights has {len(true_weights)} value(s) but --features is {features}; give one weight per feature."
+            )
+    spec = SyntheticData(
+        source="synthetic", rows=rows, features=features, weights=true_weights, bias=bias, noise=noise, seed=seed
+    )
+    names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
+    data.write(path, data.synthetic_chunks(spec, seed), rows, features, names)
+    source = "csv" if path.suffix.lower() == ".csv" else "npy"
+    print(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
+    print(f"  lrtrain fit --set data.source={source} --set data.path={path}")
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    app(prog_name="lrtrain")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

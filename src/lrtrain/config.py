@@ -1,0 +1,611 @@
+"""The typed config: every default in one place, YAML loading, --set overrides, validation.
+
+Precedence is defaults < YAML file < --set. Unknown keys and wrong types are errors, never
+silently coerced; every error names the key, the value, the allowed range, where the value
+came from (file and line, or --set) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lrtrain.errors import ConfigError
+
+Engine = Literal["manual", "torch", "exact"]
+DType = Literal["float32", "float64"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+def _check_x(value: list[Any]) -> list[Any]:
+    """Accept a flat list of numbers (one feature) or a list of equal-length rows."""
+    if not value:
+        raise ValueError("must not be empty")
+    if all(_is_number(v) for v in value):
+        return [float(v) for v in value]
+    rows: list[list[float]] = []
+    for i, row in enumerate(value):
+        if not isinstance(row, list) or not all(_is_number(v) for v in row):
+            raise ValueError(
+                f"must be a list of numbers (one feature) or a list of rows of numbers "
+                f"(several features); item {i} is {row!r}"
+            )
+        if rows and len(row) != len(rows[0]):
+            raise ValueError(f"rows must have equal length; row 0 has {len(rows[0])} values, row {i} has {len(row)}")
+        rows.append([float(v) for v in row])
+    return rows
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+SOURCE_HELP = "where the data comes from: inline, synthetic, csv or npy"
+
+
+class _DataCommon(_Strict):
+    validation: float = Field(
+        0.0, ge=0.0, lt=1.0, description="fraction of rows held out for validation, in [0, 1); 0 = none"
+    )
+    standardize: bool = Field(
+        False, description="train on standardized features; saved and printed weights stay in original units"
+    )
+
+
+class InlineData(_DataCommon):
+    source: Literal["inline"] = Field("inline", description=SOURCE_HELP)
+    x: Annotated[list[Any], AfterValidator(_check_x)] = Field(
+        default_factory=lambda: [1.0, 2.0, 3.0, 4.0],
+        description="inputs: a flat list (one feature) or a list of rows (several features)",
+        json_schema_extra={"items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}},
+    )
+    y: list[float] = Field(
+        default_factory=lambda: [2.0, 4.0, 6.0, 8.0], min_length=1, description="targets, one per row of x"
+    )
+
+
+class SyntheticData(_DataCommon):
+    source: Literal["synthetic"] = Field(description=SOURCE_HELP)
+    rows: int = Field(1000, ge=1, description="number of rows, >= 1")
+    features: int = Field(1, ge=1, description="number of features, >= 1")
+    weights: list[float] | None = Field(
+        None, description="true weights, one per feature; null draws them from N(0, 1) with the seed"
+    )
+    bias: float = Field(0.0, description="true bias (intercept)")
+    noise: float = Field(0.1, ge=0.0, description="standard deviation of the Gaussian noise added to y, >= 0")
+    seed: int | None = Field(None, description="seed of the generated data; null uses the top-level seed")
+
+    @model_validator(mode="after")
+    def _weights_match_features(self) -> SyntheticData:
+        if self.weights is not None and len(self.weights) != self.features:
+            raise ValueError(
+                f"data.weights has {len(self.weights)} values but data.features is {self.features}; "
+                "give one weight per feature or set data.weights to null"
+            )
+        return self
+
+
+class CsvData(_DataCommon):
+    source: Literal["csv"] = Field(description=SOURCE_HELP)
+    path: str = Field(description="CSV file; a relative path is relative to the config file")
+    header: bool = Field(True, description="the first line holds column names")
+    target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
+    features: list[str | int] | None = Field(
+        None, description="feature columns (names or 0-based indices); null = every column but the target"
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1, description="field separator, one character")
+
+
+class NpyData(_DataCommon):
+    source: Literal["npy"] = Field(description=SOURCE_HELP)
+    path: str = Field(
+        description=".npy (2-D, target in one column) or .npz (arrays x and y); relative to the config file"
+    )
+    target: int = Field(-1, description=".npy only: index of the target column (negative counts from the end)")
+    x_key: str = Field("x", description=".npz only: name of the feature array")
+    y_key: str = Field("y", description=".npz only: name of the target array")
+
+
+DataSpec = Annotated[InlineData | SyntheticData | CsvData | NpyData, Discriminator("source")]
+DATA_SOURCES: dict[str, type[_DataCommon]] = {
+    "inline": InlineData,
+    "synthetic": SyntheticData,
+    "csv": CsvData,
+    "npy": NpyData,
+}
+
+
+class ModelSpec(_Strict):
+    bias: bool = Field(True, description="learn an intercept b in y = x.w + b")
+    init: Literal["zeros", "normal", "torch"] = Field(
+        "torch",
+        description="initial weights: zeros; normal (N(0, init_std)); torch (nn.Linear's U(-1/sqrt(D), 1/sqrt(D))). "
+        "Always drawn from the seed, so every engine starts equal",
+    )
+    init_std: float = Field(0.01, gt=0.0, description="standard deviation for init: normal, > 0")
+    dtype: DType = Field("float32", description="floating-point type of data, weights and arithmetic")
+
+
+class EarlyStopping(_Strict):
+    patience: int = Field(
+        0, ge=0, description="stop after this many epochs without improvement (validation loss if any); 0 = off"
+    )
+    tolerance: float = Field(0.0, ge=0.0, description="an improvement must exceed this to count, >= 0")
+
+
+class TrainSpec(_Strict):
+    engine: Engine = Field(
+        "manual", description="manual (NumPy), torch (nn.Linear + optim.SGD) or exact (least squares)"
+    )
+    device: str = Field("cpu", description="torch engine only: cpu, cuda, cuda:N, mps or auto")
+    epochs: int = Field(100, ge=1, description="passes over the training data, >= 1")
+    lr: float = Field(0.01, gt=0.0, description="learning rate, > 0")
+    batch_size: int | None = Field(None, ge=1, description="rows per step, >= 1; null = full batch")
+    shuffle: bool = Field(True, description="minibatches: reshuffle the rows every epoch (from the seed)")
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD momentum, in [0, 1)")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty on the weights (not the bias), >= 0")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="stop when the loss stalls")
+    diverge_patience: int = Field(5, ge=1, description="epochs of loss growth in a row that count as divergence, >= 1")
+    predict: list[float | list[float]] = Field(
+        default_factory=lambda: [5.0],  # type: ignore[arg-type]
+        description="inputs to predict before and after training (the sheet's f(5))",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device_spelling(cls, device: str) -> str:
+        if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", device):
+            raise ValueError(f"must be cpu, cuda, cuda:N, mps or auto; got {device!r}")
+        return device
+
+
+class LogSpec(_Strict):
+    every: int = Field(10, ge=1, description="print every N-th epoch (epochs 1, N+1, 2N+1, ...), >= 1")
+    header: bool = Field(True, description="print 'Number of samples: N, number of features: D' first")
+    bias: bool = Field(True, description="show the bias on epoch lines")
+    precision: int = Field(3, ge=0, le=17, description="decimals shown for weights and predictions, 0..17")
+
+
+class OutputSpec(_Strict):
+    dir: str = Field("runs", description="folder that holds run folders, relative to the working directory")
+    save: bool = Field(True, description="write a run folder (config, model.json, metrics.csv)")
+
+
+class CompareSpec(_Strict):
+    tolerance: float | None = Field(
+        None,
+        gt=0.0,
+        description="largest allowed max|dw| / max(1, max|w|) between engines; "
+        "null = 1e-4 for float32, 1e-8 for float64",
+    )
+
+
+class Config(_Strict):
+    name: str | None = Field(None, description="run name; null = the config file's name, or 'default'")
+    seed: int = Field(0, description="seed of initial weights, shuffling, validation split and synthetic data")
+    data: DataSpec = Field(default_factory=InlineData, description="where the training data comes from")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="the linear model")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="the optimizer and its stop rules")
+    log: LogSpec = Field(default_factory=LogSpec, description="what the epoch lines show")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="where runs are written")
+    compare: CompareSpec = Field(default_factory=CompareSpec, description="`lrtrain compare` settings")
+
+    def run_name(self) -> str:
+        return self.name or "default"
+
+    def tolerance(self) -> float:
+        if self.compare.tolerance is not None:
+            return self.compare.tolerance
+        return 1e-4 if self.model.dtype == "float32" else 1e-8
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 insists on a dot: 1.0e-3)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+Positions = dict[tuple[str, ...], int]
+
+
+def _parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
+    """Parse YAML and record the 1-based line of every key path."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        positions: Positions = {}
+        _walk(node, (), positions, where)
+        return loader.construct_document(node), positions
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            f"{where}{at} is not valid YAML: {problem}. Fix the syntax there "
+            "(a mapping of keys to values, e.g. 'train:\\n  lr: 0.01')."
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                dotted = ".".join((*path, key))
+                raise ConfigError(
+                    f"{where}, line {line}: key '{dotted}' appears twice (lines {seen[key]} and {line}). "
+                    "Keep one of them."
+                )
+            seen[key] = line
+            positions[(*path, key)] = line
+            _walk(value_node, (*path, key), positions, where)
+
+
+def read_yaml_file(path: Path) -> tuple[dict[str, Any], Positions]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist. Check the path, or run without --config to train "
+            "the built-in default; `lrtrain config show > my.yaml` writes a template."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a YAML file. Pass the file itself.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"cannot read config file {path}: {reason}. Check the file and its permissions.") from None
+    data, positions = _parse_yaml(text, f"config file {path}")
+    if data is None:
+        raise ConfigError(
+            f"config file {path} is empty. Put at least one key in it (e.g. 'train:\\n  epochs: 100'), "
+            "or run without --config for the built-in default."
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} holds a {_yaml_kind(data)}, but a config is a mapping of keys to values "
+            "(e.g. 'train:\\n  lr: 0.01'). See `lrtrain config show` for every key."
+        )
+    return data, positions
+
+
+def _yaml_kind(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "scalar")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults < YAML file < --set overrides, validated; relative data paths resolved."""
+    raw: dict[str, Any] = {}
+    positions: Positions = {}
+    if path is not None:
+        raw, positions = read_yaml_file(path)
+    set_keys: set[tuple[str, ...]] = set()
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_path(raw, key, value)
+        set_keys.add(key)
+    if isinstance(raw.get("data"), dict):
+        raw["data"].setdefault("source", "inline")
+    if path is not None and "name" not in raw:
+        raw["name"] = path.stem
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        source = f"config file {path}" if path is not None else "the built-in default config"
+        raise ConfigError(_describe(exc, raw, positions, set_keys, source)) from None
+    data_path = getattr(config.data, "path", None)
+    if data_path is not None and path is not None and not Path(data_path).is_absolute():
+        config.data.path = str((path.parent / data_path).resolve())  # type: ignore[union-attr]
+    return config
+
+
+def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"--set {item!r} is not KEY=VALUE. Write it as e.g. --set train.lr=0.1 "
+            "(keys are dotted paths; `lrtrain config show` lists them)."
+        )
+    parts = tuple(key.split("."))
+    _check_key_exists(parts, item)
+    try:
+        value = yaml.load(text, Loader=_Loader) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return parts, value
+
+
+def _check_key_exists(parts: tuple[str, ...], item: str) -> None:
+    fields: dict[str, Any] = Config.model_fields
+    for depth, part in enumerate(parts):
+        if part not in fields:
+            dotted = ".".join(parts[: depth + 1])
+            raise ConfigError(f"--set {item!r}: unknown key '{dotted}'.{_did_you_mean(part, fields, parts[:depth])}")
+        annotation = fields[part].annotation
+        if depth == len(parts) - 1:
+            return
+        if parts[: depth + 1] == ("data",):
+            fields = {k: v for model in DATA_SOURCES.values() for k, v in model.model_fields.items()}
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields
+        else:
+            dotted = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                f"--set {item!r}: '{dotted}' is a value, not a section; it has no key '{parts[depth + 1]}'. "
+                f"Set the value itself, e.g. --set {dotted}=VALUE; `lrtrain config show` lists every key."
+            )
+
+
+def _did_you_mean(key: str, fields: dict[str, Any], prefix: tuple[str, ...]) -> str:
+    dotted = [".".join((*prefix, name)) for name in fields]
+    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+    hint = f" Did you mean '{'.'.join((*prefix, close[0]))}'?" if close else ""
+    return f"{hint} Known keys here: {', '.join(dotted)}."
+
+
+def _set_path(raw: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    node = raw
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _describe(
+    exc: ValidationError,
+    raw: dict[str, Any],
+    positions: Positions,
+    set_keys: set[tuple[str, ...]],
+    source: str,
+) -> str:
+    problems: list[str] = []
+    example = ""
+    for error in exc.errors():
+        loc = _clean_loc(error["loc"])
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "source")
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        str_loc = tuple(str(p) for p in loc if isinstance(p, str))
+        if str_loc in set_keys or any(str_loc[: len(k)] == k for k in set_keys):
+            where = "from the command line"
+        else:
+            line = _line_of(str_loc, positions)
+            where = f"{source}, line {line}" if line else source
+        problems.append(f"{where}: {_explain(error, dotted, loc, raw)}")
+        default = next((k.default for k in reference() if k.key == dotted and k.default != "required"), None)
+        if default is not None and not example:
+            example = f" (e.g. --set {dotted}={default}, the default)"
+    fix = (
+        f"Fix the value in the file or override it with --set KEY=VALUE{example}; "
+        "`lrtrain config show` prints every key with its default and range."
+    )
+    return "invalid config: " + " ".join(problems) + " " + fix
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop pydantic's union-branch labels (data source tags) from an error location."""
+    return tuple(p for i, p in enumerate(loc) if not (i == 1 and loc[0] == "data" and p in DATA_SOURCES))
+
+
+def _line_of(loc: tuple[str, ...], positions: Positions) -> int | None:
+    while loc:
+        if loc in positions:
+            return positions[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        *prefix, key = (str(p) for p in loc)
+        fields = _fields_at(tuple(prefix), raw)
+        return f"unknown key '{dotted}'.{_did_you_mean(key, fields, tuple(prefix))}"
+    if kind == "missing":
+        return f"'{dotted}' is required here but missing; add it."
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        words, name = {
+            "greater_than": ("greater than", "gt"),
+            "greater_than_equal": ("at least", "ge"),
+            "less_than": ("less than", "lt"),
+            "less_than_equal": ("at most", "le"),
+        }[kind]
+        bound = f"{words} {ctx.get(name, 0):g}"
+        return f"'{dotted}' must be {bound}{_range_of(loc)}; got {value!r}."
+    if kind == "union_tag_invalid":
+        return f"'{dotted}' must be one of {', '.join(DATA_SOURCES)}; got {ctx.get('tag')!r}."
+    if kind == "union_tag_not_found":
+        return f"'{dotted}' needs a 'source' key: one of {', '.join(DATA_SOURCES)}."
+    if kind == "literal_error":
+        return f"'{dotted}' must be {ctx.get('expected')}; got {value!r}."
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        wanted = {
+            "int_type": "an integer",
+            "float_type": "a number",
+            "bool_type": "true or false",
+            "string_type": "a string",
+            "list_type": "a list",
+            "model_type": "a mapping of keys to values",
+            "dict_type": "a mapping of keys to values",
+        }.get(kind, error["msg"].removeprefix("Input should be ").lower())
+        return f"'{dotted}' must be {wanted}; got {value!r} ({_yaml_kind(value)})."
+    if kind == "value_error":
+        return f"'{dotted}': {error['msg'].removeprefix('Value error, ')}."
+    return f"'{dotted}': {error['msg']}; got {value!r}."
+
+
+def _fields_at(prefix: tuple[str, ...], raw: dict[str, Any]) -> dict[str, Any]:
+    model: type[BaseModel] = Config
+    node: Any = raw
+    for part in prefix:
+        node = node.get(part) if isinstance(node, dict) else None
+        if model is Config and part == "data":
+            source = node.get("source", "inline") if isinstance(node, dict) else "inline"
+            model = DATA_SOURCES.get(source, InlineData)
+            continue
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return {}
+        model = annotation
+    return dict(model.model_fields)
+
+
+def _range_of(loc: tuple[int | str, ...]) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    return next((f" ({k.description})" for k in reference() if k.key == dotted and k.description), "")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def to_yaml(config: Config, comments: bool = True) -> str:
+    """The resolved config as YAML, every key present, each with its description as a comment."""
+    lines: list[str] = []
+    _emit(to_dict(config), type(config), type(config.data), 0, lines, comments)
+    return "\n".join(lines) + "\n"
+
+
+def _emit(
+    values: dict[str, Any],
+    model: type[BaseModel],
+    data_model: type[BaseModel],
+    indent: int,
+    lines: list[str],
+    comments: bool,
+) -> None:
+    pad = "  " * indent
+    if "source" in values:  # the data source first: it decides which keys follow
+        values = {"source": values["source"], **values}
+    for key, value in values.items():
+        field = model.model_fields.get(key)
+        note = f"  # {field.description}" if comments and field and field.description else ""
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:{note}")
+            sub = data_model if key == "data" and model is Config else _submodel(model, key)
+            _emit(value, sub, data_model, indent + 1, lines, comments)
+        else:
+            scalar = (
+                json.dumps(value)
+                if not isinstance(value, str)
+                else yaml.safe_dump(value).removesuffix("\n...\n").strip()
+            )
+            lines.append(f"{pad}{key}: {scalar}{note}")
+
+
+def _submodel(model: type[BaseModel], key: str) -> type[BaseModel]:
+    annotation = model.model_fields[key].annotation
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        raise TypeError(f"{model.__name__}.{key} is not a section")
+    return annotation
+
+
+def schema() -> dict[str, Any]:
+    result = Config.model_json_schema()
+    result["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    result["title"] = "lrtrain config"
+    return result
+
+
+class Key(NamedTuple):
+    """One config key, as documented in `config show`, the README and error messages."""
+
+    key: str
+    default: str
+    allowed: str
+    description: str
+    source: str  # the data source the key belongs to; "" when it applies everywhere
+
+
+def reference() -> list[Key]:
+    """Every config key with its default, allowed values or range, and description."""
+    keys: list[Key] = []
+
+    def visit(model: type[BaseModel], prefix: str, source: str) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            annotation = field.annotation
+            if key == "data":
+                for tag, source_model in DATA_SOURCES.items():
+                    visit(source_model, "data.", tag)
+                continue
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                visit(annotation, f"{key}.", "")
+                continue
+            own = source if name not in _DataCommon.model_fields else ""
+            if any(k.key == key and k.source == own for k in keys):
+                continue
+            keys.append(Key(key, _default_text(field), _allowed(field), field.description or "", own))
+
+    visit(Config, "", "")
+    return keys
+
+
+def _default_text(field: Any) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.is_required():
+        return "required"
+    else:
+        value = field.default
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _allowed(field: Any) -> str:
+    if get_origin(field.annotation) is Literal:
+        return ", ".join(str(v) for v in get_args(field.annotation))
+    parts = []
+    for item in field.metadata:
+        for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            bound = getattr(item, attr, None)
+            if bound is not None and not (isinstance(bound, float) and math.isinf(bound)):
+                parts.append(f"{symbol} {bound:g}")
+    return ", ".join(parts)

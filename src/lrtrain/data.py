@@ -1,0 +1,393 @@
+"""Data sources (inline, synthetic, CSV, .npy/.npz) to arrays; split; standardization."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lrtrain.config import Config, CsvData, InlineData, NpyData, SyntheticData
+from lrtrain.errors import DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Raw data in float64, as read."""
+
+    x: np.ndarray  # (N, D)
+    y: np.ndarray  # (N,)
+    features: list[str]
+    target: str
+    origin: str  # where it came from, for messages and provenance
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.x, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(self.y, dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """x_trained = (x - mean) / scale; identity when standardization is off."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def to_original(self, w: np.ndarray, b: float) -> tuple[np.ndarray, float]:
+        """Weights learned on scaled features, expressed for raw features."""
+        w64 = np.asarray(w, dtype=np.float64)
+        w_raw = w64 / self.scale
+        return w_raw, float(b) - float(w_raw @ self.mean)
+
+    def to_trained(self, w_raw: np.ndarray, b_raw: float) -> tuple[np.ndarray, float]:
+        w = np.asarray(w_raw, dtype=np.float64) * self.scale
+        return w, float(b_raw) + float(np.asarray(w_raw, dtype=np.float64) @ self.mean)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the engines train on: split, scaled, cast to the config's dtype."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    scaling: Scaling
+    raw: Dataset
+
+    @property
+    def rows(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def features(self) -> int:
+        return int(self.x.shape[1])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(config: Config) -> Dataset:
+    spec = config.data
+    if isinstance(spec, InlineData):
+        return _inline(spec)
+    if isinstance(spec, SyntheticData):
+        return synthetic(spec, config.seed)
+    if isinstance(spec, CsvData):
+        return _csv(spec)
+    return _npy(spec)
+
+
+def _inline(spec: InlineData) -> Dataset:
+    x = np.asarray(spec.x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    y = np.asarray(spec.y, dtype=np.float64)
+    if len(x) != len(y):
+        raise DataError(
+            f"inline data: data.x has {len(x)} rows but data.y has {len(y)} values. Give one target per row of x."
+        )
+    return _checked(Dataset(x, y, _default_names(x.shape[1]), "y", "inline data (data.x, data.y)"))
+
+
+def _default_names(d: int) -> list[str]:
+    return ["x"] if d == 1 else [f"x{i}" for i in range(d)]
+
+
+def synthetic_chunks(
+    spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Rows of y = x.w + bias + noise, in chunks; the same rows whatever the chunk size."""
+    weights_rng, x_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    w = (
+        np.asarray(spec.weights, dtype=np.float64)
+        if spec.weights is not None
+        else weights_rng.normal(size=spec.features)
+    )
+    for start in range(0, spec.rows, chunk_rows):
+        n = min(chunk_rows, spec.rows - start)
+        x = x_rng.standard_normal((n, spec.features))
+        y = x @ w + spec.bias + spec.noise * noise_rng.standard_normal(n)
+        yield x, y
+
+
+def synthetic(spec: SyntheticData, seed: int) -> Dataset:
+    seed = spec.seed if spec.seed is not None else seed
+    parts = list(synthetic_chunks(spec, seed))
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    return Dataset(x, y, _default_names(spec.features), "y", f"synthetic data ({spec.rows} rows, seed {seed})")
+
+
+def _open_checked(path: Path, what: str) -> None:
+    if not path.exists():
+        raise DataError(
+            f"data file {path} does not exist (data.path). Check the path: a relative path is relative to "
+            f"the config file. `lrtrain data make {path.name}` writes a synthetic {what} file to try things."
+        )
+    if path.is_dir():
+        raise DataError(f"data file {path} is a directory (data.path). Point data.path at a {what} file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
+
+
+def _csv(spec: CsvData) -> Dataset:
+    path = Path(spec.path)
+    _open_checked(path, "CSV")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            first = next(csv.reader(handle, delimiter=spec.delimiter), [])
+    except UnicodeDecodeError:
+        raise DataError(f"data file {path} is not UTF-8 text. Is it a CSV file? Save it as UTF-8 CSV.") from None
+    except OSError as exc:
+        raise DataError(f"cannot read data file {path}: {exc.strerror}. Check its permissions.") from None
+    width = len(first)
+    names = [n.strip() for n in first] if spec.header else [f"x{i}" for i in range(width)]
+    if spec.header and len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise DataError(f"data file {path}: column name {dup!r} appears twice in the header. Rename one of them.")
+    target = _column(spec.target if spec.target is not None else width - 1, names, path, "data.target", spec.header)
+    if spec.features is None:
+        features = [i for i in range(width) if i != target]
+    else:
+        features = [_column(f, names, path, "data.features", spec.header) for f in spec.features]
+        if target in features:
+            raise DataError(
+                f"data file {path}: column {names[target]!r} is both the target and a feature. "
+                "Remove it from data.features or choose another data.target."
+            )
+    if not features:
+        raise DataError(
+            f"data file {path} has only one column ({names[target]!r}), the target: there are no features. "
+            f"A CSV needs at least two columns; if its fields are not separated by {spec.delimiter!r}, "
+            "set data.delimiter (e.g. ';' or '\\t')."
+        )
+    columns = [*features, target]
+    every_column = len(columns) == width  # then rows of the wrong length are caught too
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": reported below, in words
+            table = np.loadtxt(
+                path,
+                delimiter=spec.delimiter,
+                skiprows=1 if spec.header else 0,
+                usecols=None if every_column else columns,
+                ndmin=2,
+                dtype=np.float64,
+                comments=None,
+                quotechar='"',
+                encoding="utf-8",
+            )
+    except (ValueError, IndexError):
+        raise DataError(_csv_problem(path, spec, names, columns)) from None
+    if table.shape[0] == 0:
+        raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
+    if every_column:
+        table = table[:, columns]
+    header_lines = 1 if spec.header else 0
+    dataset = Dataset(table[:, :-1], table[:, -1], [names[i] for i in features], names[target], f"data file {path}")
+    return _checked(dataset, line_offset=header_lines + 1)
+
+
+def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
+    if isinstance(ref, int):
+        index = ref if ref >= 0 else len(names) + ref
+        if not 0 <= index < len(names):
+            raise DataError(
+                f"data file {path} has {len(names)} columns, so {key} = {ref} is out of range. "
+                f"Use an index from 0 to {len(names) - 1}."
+            )
+        return index
+    if not header:
+        raise DataError(
+            f"{key} = {ref!r} names a column, but data.header is false so {path} has no column names. "
+            "Use a 0-based column index, or set data.header to true."
+        )
+    if ref not in names:
+        import difflib
+
+        close = difflib.get_close_matches(ref, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(f"data file {path} has no column {ref!r} ({key}).{hint} Its columns are: {', '.join(names)}.")
+    return names.index(ref)
+
+
+def _csv_problem(path: Path, spec: CsvData, names: list[str], columns: list[int]) -> str:
+    """Find the first malformed row for an exact message (the fast parser's is vague)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=spec.delimiter)
+        width = len(names)
+        for line_number, row in enumerate(reader, start=1):
+            if line_number == 1 and spec.header:
+                continue
+            if not row:
+                continue
+            if len(row) != width:
+                return (
+                    f"data file {path}, line {line_number}: has {len(row)} fields but the first line has {width}. "
+                    f"Every row needs {width} fields separated by {spec.delimiter!r}; check that line "
+                    "(or data.delimiter)."
+                )
+            for col in columns:
+                try:
+                    float(row[col])
+                except ValueError:
+                    return (
+                        f"data file {path}, line {line_number}, column {names[col]!r}: {row[col]!r} is not a number. "
+                        "Fix the cell, or leave the column out by listing the others in data.features."
+                    )
+    return f"data file {path} could not be parsed as CSV with delimiter {spec.delimiter!r}. Check data.delimiter."
+
+
+def _npy(spec: NpyData) -> Dataset:
+    path = Path(spec.path)
+    _open_checked(path, ".npy")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                for key in (spec.x_key, spec.y_key):
+                    if key not in archive.files:
+                        raise DataError(
+                            f"data file {path} has no array {key!r}; it holds {', '.join(archive.files) or 'nothing'}. "
+                            "Set data.x_key and data.y_key to the arrays' names."
+                        )
+                x, y = np.asarray(archive[spec.x_key]), np.asarray(archive[spec.y_key])
+            if x.ndim == 1:
+                x = x[:, None]
+            features = _default_names(x.shape[1]) if x.ndim == 2 else []
+            target = spec.y_key
+        else:
+            table = np.load(path, allow_pickle=False)
+            if table.ndim != 2 or table.shape[1] < 2:
+                raise DataError(
+                    f"data file {path} holds an array of shape {table.shape}; a .npy data file is 2-D with "
+                    "at least two columns (features and the target). Use .npz with arrays x and y otherwise."
+                )
+            t = spec.target % table.shape[1] if -table.shape[1] <= spec.target < table.shape[1] else None
+            if t is None:
+                raise DataError(
+                    f"data.target = {spec.target} is out of range for {path}, which has {table.shape[1]} columns."
+                )
+            x, y = np.delete(table, t, axis=1), table[:, t]
+            features, target = _default_names(x.shape[1]), f"column {t}"
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        raise DataError(
+            f"data file {path} is not a readable NumPy file (damaged, not .npy/.npz, or holding Python objects). "
+            "Write it with numpy.save or numpy.savez, or with `lrtrain data make`."
+        ) from None
+    if x.ndim != 2 or y.ndim != 1:
+        raise DataError(f"data file {path}: x must be 1-D or 2-D and y 1-D; got shapes {x.shape} and {y.shape}.")
+    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+        raise DataError(f"data file {path} holds {x.dtype}/{y.dtype} arrays; lrtrain needs numbers.")
+    if len(x) != len(y):
+        raise DataError(f"data file {path}: x has {len(x)} rows but y has {len(y)}. Give one target per row.")
+    return _checked(Dataset(x.astype(np.float64), y.astype(np.float64), features, target, f"data file {path}"))
+
+
+def _checked(data: Dataset, line_offset: int | None = None) -> Dataset:
+    if len(data.y) == 0:
+        raise DataError(f"{data.origin} has zero rows. Training needs at least one row.")
+    for array, names in ((data.x, data.features), (data.y[:, None], [data.target])):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            place = f"line {row + line_offset}" if line_offset is not None else f"row {row}"
+            raise DataError(
+                f"{data.origin}, {place}, column {names[col]!r}: the value is {array[row, col]}, "
+                f"not a finite number ({int(bad.sum())} such cells in all). Fix or drop those rows."
+            )
+    return data
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def prepare(data: Dataset, config: Config) -> Prepared:
+    """Split off validation rows, standardize if asked, cast to the config's dtype."""
+    n = len(data.y)
+    x, y = data.x, data.y
+    x_val = y_val = None
+    fraction = config.data.validation
+    if fraction > 0:
+        n_val = round(n * fraction)
+        if n_val < 1 or n - n_val < 1:
+            raise DataError(
+                f"data.validation = {fraction} of {n} rows leaves {n_val} validation and {n - n_val} training rows; "
+                "both need at least one. Use more data or another fraction (0 turns validation off)."
+            )
+        order = np.random.default_rng([config.seed, 1]).permutation(n)
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        x, y, x_val, y_val = data.x[train], data.y[train], data.x[val], data.y[val]
+    d = x.shape[1]
+    needed = d + int(config.model.bias)
+    if len(y) < needed and config.train.weight_decay == 0:
+        raise DataError(
+            f"{data.origin}: {len(y)} training rows for {d} features{' and a bias' if config.model.bias else ''}; "
+            f"the fit is underdetermined (needs at least {needed} rows). Add rows, drop features, "
+            "lower data.validation, or set train.weight_decay > 0."
+        )
+    if config.data.standardize:
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        constant = np.flatnonzero(scale == 0)
+        if constant.size:
+            name = data.features[int(constant[0])]
+            raise DataError(
+                f"{data.origin}: feature {name!r} is constant ({x[0, constant[0]]:g} in every training row), so it "
+                "cannot be standardized (its spread is 0). Drop it with data.features, "
+                "or set data.standardize to false."
+            )
+    else:
+        mean, scale = np.zeros(d), np.ones(d)
+    scaling = Scaling(mean, scale)
+    dtype = np.dtype(config.model.dtype)
+
+    def cast(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    if config.data.standardize:
+        x = (x - mean) / scale
+        x_val = None if x_val is None else (x_val - mean) / scale
+    return Prepared(
+        cast(x),
+        cast(y),
+        None if x_val is None else cast(x_val),
+        None if y_val is None else cast(y_val),
+        scaling,
+        data,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write(
+    path: Path, chunks: Iterator[tuple[np.ndarray, np.ndarray]], rows: int, features: int, names: list[str]
+) -> None:
+    """Write chunks of (x, y) to .csv, .npy (target last column) or .npz, atomically."""
+    from lrtrain.model import atomic_writer
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with atomic_writer(path, "w") as handle:
+            handle.write(",".join([*names, "y"]) + "\n")
+            for x, y in chunks:
+                np.savetxt(handle, np.column_stack([x, y]), delimiter=",", fmt="%.17g")
+    elif suffix == ".npy":
+        with atomic_writer(path, "wb") as handle:
+            header = {"descr": "<f8", "fortran_order": False, "shape": (rows, features + 1)}
+            np.lib.format.write_array_header_1_0(handle, header)
+            for x, y in chunks:
+                handle.write(np.column_stack([x, y]).astype("<f8").tobytes())
+    elif suffix == ".npz":
+        parts = list(chunks)
+        with atomic_writer(path, "wb") as handle:
+            np.savez(handle, x=np.concatenate([p[0] for p in parts]), y=np.concatenate([p[1] for p in parts]))
+    else:
+        raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz.")

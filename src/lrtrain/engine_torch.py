@@ -1,0 +1,74 @@
+"""nn.Linear + nn.MSELoss + torch.optim.SGD on a device: the cheat sheet's training pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch._dynamo
+from torch import nn
+
+from lrtrain.data import Prepared
+from lrtrain.errors import DeviceError
+from lrtrain.training import EpochLog, Schedule
+
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device asked for, or a DeviceError saying what exists here; never a silent fallback."""
+    if name == "auto":
+        return torch.device(available_devices()[1] if len(available_devices()) > 1 else "cpu")
+    here = available_devices()
+    canonical = "cuda:0" if name == "cuda" else name
+    if canonical not in here:
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
+        raise DeviceError(
+            f"device {name!r} is not available here ({build}); available: {', '.join(here)}. "
+            "Use --device cpu (or auto to take the best one present)."
+        )
+    return torch.device(canonical)
+
+
+def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iterator[EpochLog]:
+    device = resolve_device(schedule.device)
+    dtype = getattr(torch, schedule.dtype)
+    if device.type == "mps" and dtype == torch.float64:
+        raise DeviceError("device 'mps' does not support float64. Use --set model.dtype=float32 or --device cpu.")
+    x = torch.tensor(data.x, dtype=dtype, device=device)
+    y = torch.tensor(data.y, dtype=dtype, device=device).unsqueeze(1)
+    n, d = data.x.shape
+    model = nn.Linear(d, 1, bias=schedule.bias, device=device, dtype=dtype)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor(w0[None, :], dtype=dtype))
+        if model.bias is not None:
+            model.bias.fill_(b0)
+    loss_fn = nn.MSELoss()
+    groups: list[dict[str, object]] = [{"params": [model.weight], "weight_decay": schedule.weight_decay}]
+    if model.bias is not None:
+        groups.append({"params": [model.bias], "weight_decay": 0.0})  # no decay on the bias
+    optimizer = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
+    for epoch in range(1, schedule.epochs + 1):
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for rows in schedule.batches(epoch, n):
+            if isinstance(rows, slice):
+                xb, yb = x[rows], y[rows]
+            else:
+                index = torch.from_numpy(rows).to(device)
+                xb, yb = x[index], y[index]
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            total += loss.detach().double() * len(yb)
+        weights = model.weight.detach()[0].to("cpu", torch.float64).numpy()
+        bias = float(model.bias.detach().item()) if model.bias is not None else 0.0
+        yield EpochLog(epoch, float(total.item()) / n, weights, bias, schedule.lr)

@@ -1,0 +1,53 @@
+"""Domain errors and the exit codes they map to: the one place both are defined."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What `lrtrain` returns to the shell."""
+
+    OK = 0
+    TRAINING_FAILED = 1  # diverged, or the loss became non-finite
+    USAGE = 2  # invalid command line, config, data, model or input
+    DISAGREE = 3  # `compare`: engines disagree beyond the tolerance
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM
+
+
+class LrtrainError(Exception):
+    """An error the user can fix; its message is one paragraph that says what and how."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(LrtrainError):
+    """The config file or a --set override is invalid."""
+
+
+class DataError(LrtrainError):
+    """The training data cannot be read or is unusable."""
+
+
+class ModelError(LrtrainError):
+    """A model file is missing, corrupt or of an unknown format."""
+
+
+class InputError(LrtrainError):
+    """Values given to `predict` are malformed."""
+
+
+class DeviceError(LrtrainError):
+    """The requested device does not exist here."""
+
+
+class TrainingFailed(LrtrainError):
+    """Training diverged or produced non-finite numbers."""
+
+    exit_code = ExitCode.TRAINING_FAILED
+
+
+class EnginesDisagree(LrtrainError):
+    """`compare` found engines whose weights differ beyond the tolerance."""
+
+    exit_code = ExitCode.DISAGREE

@@ -1,0 +1,164 @@
+"""The model artifact: versioned JSON, atomic writes, loading and prediction in pure Python.
+
+Nothing here imports NumPy or torch at module level: `lrtrain predict` loads a model and
+predicts a handful of values with the standard library alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from lrtrain.errors import InputError, ModelError
+
+FORMAT = "lrtrain.model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never torn."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    text = "b" not in mode
+    try:
+        with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_writer(path) as handle:
+        json.dump(payload, handle, indent=2, allow_nan=False)
+        handle.write("\n")
+
+
+@dataclass(frozen=True)
+class Model:
+    weights: list[float]  # in the units of the raw features
+    bias: float
+    features: list[str]
+    target: str
+    dtype: str
+    path: Path
+
+    def predict(self, sample: list[float]) -> float:
+        if len(sample) != len(self.weights):
+            raise InputError(
+                f"the model in {self.path} takes {len(self.weights)} feature(s) "
+                f"({', '.join(self.features)}) but got {len(sample)}: {sample}. Give each sample as one argument "
+                f"(or stdin line) with its {len(self.weights)} values separated by commas, e.g. "
+                f"lrtrain predict {','.join(['1'] * len(self.weights))}."
+            )
+        return math.fsum(w * x for w, x in zip(self.weights, sample, strict=True)) + self.bias
+
+    def format(self, value: float) -> str:
+        return format_number(value, self.dtype)
+
+
+def format_number(value: float, dtype: str = "float64") -> str:
+    """Shortest text that reads back as the same number in `dtype`."""
+    if dtype != "float32" or not math.isfinite(value):
+        return repr(value)
+    try:
+        single = _to_float32(value)
+    except OverflowError:
+        return repr(math.copysign(math.inf, value))
+    for digits in range(1, 10):
+        text = f"{single:.{digits}g}"
+        if _to_float32(float(text)) == single:
+            return repr(float(text))
+    return repr(single)
+
+
+def _to_float32(value: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
+def load(path: Path) -> Model:
+    """Read a model file (or a run folder holding one) and check its format."""
+    if path.is_dir():
+        path = path / MODEL_FILE
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(
+            f"model file {path} does not exist. Pass a model.json or a run folder to --model, "
+            "or train one with `lrtrain fit`."
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(
+            f"model file {path} is not a readable lrtrain model ({exc.__class__.__name__}: {exc}). "
+            "It may be truncated or not a model at all; train a new one with `lrtrain fit`."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(
+            f'{path} is not an lrtrain model (no "format": "{FORMAT}" in it). '
+            "Pass a model.json written by `lrtrain fit`."
+        )
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelError(
+            f"model file {path} has format version {version!r}, but this lrtrain reads version {FORMAT_VERSION}. "
+            f"It was written by lrtrain {payload.get('lrtrain_version', '?')}; upgrade lrtrain "
+            "(pip install -U lrtrain) or retrain the model with this one."
+        )
+    try:
+        weights = [float(w) for w in payload["weights"]]
+        bias = float(payload["bias"])
+        features = [str(f) for f in payload["features"]]
+        target = str(payload["target"])
+        dtype = str(payload["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"model file {path} is damaged: field {exc} is missing or malformed. Retrain it with `lrtrain fit`."
+        ) from None
+    if len(features) != len(weights) or not all(math.isfinite(v) for v in (*weights, bias)):
+        raise ModelError(f"model file {path} is damaged: weights and features disagree or are not finite. Retrain it.")
+    return Model(weights, bias, features, target, dtype, path)
+
+
+def find_latest(runs: Path) -> Path:
+    """The model.json of the most recently finished run under `runs`."""
+    candidates = list(runs.glob(f"*/{MODEL_FILE}")) if runs.is_dir() else []
+    if not candidates:
+        raise ModelError(
+            f"no model found: {runs}/ holds no run with a {MODEL_FILE} yet. Train one with `lrtrain fit` "
+            "(it writes runs/NAME-TIME/model.json), or pass --model PATH."
+        )
+    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+
+
+def parse_sample(text: str, where: str) -> list[float]:
+    """'1.5, 2' or '1.5 2' -> [1.5, 2.0]."""
+    fields = text.replace(",", " ").split()
+    if not fields:
+        raise InputError(f"{where} is empty. Give one sample per line: feature values separated by commas or spaces.")
+    values = []
+    for field in fields:
+        try:
+            value = float(field)
+        except ValueError:
+            raise InputError(
+                f"{where}: {field!r} is not a number (in {text.strip()!r}). "
+                "Give feature values as numbers separated by commas or spaces."
+            ) from None
+        if not math.isfinite(value):
+            raise InputError(f"{where}: {field!r} is not a finite number. Give finite feature values.")
+        values.append(value)
+    return values

@@ -1,0 +1,805 @@
+"""A catalogue of bad input, met the way a user meets it: through the CLI, in an empty folder.
+
+Every case checks the same promise: the documented exit code (2 for a bad config, data file,
+model, input or usage; DESIGN keeps 1 for training that fails), one paragraph on stderr that
+names the culprit (key, file, line, column or row) and says how to fix it, no traceback, no
+Python warning leaking out, nothing on stdout, and no file created or changed in the folder.
+
+Each check raises its own AssertionError subclass, so a strict xfail names the one check a known
+bug breaks (``raises=``): any other failure in that case still fails the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .conftest import cli, files_under
+
+
+class WrongExitCode(AssertionError):
+    pass
+
+
+class TracebackShown(AssertionError):
+    pass
+
+
+class MissingInStderr(AssertionError):
+    pass
+
+
+class UnwantedInStderr(AssertionError):
+    pass
+
+
+class WarningLeaked(AssertionError):
+    pass
+
+
+class StdoutNotEmpty(AssertionError):
+    pass
+
+
+class FilesChanged(AssertionError):
+    pass
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+CUDA = _cuda_available()
+NO_CUDA = pytest.mark.skipif(CUDA, reason="checks the error for a missing CUDA device; this machine has one")
+
+# Python shows these to a user by default (DeprecationWarning and friends are hidden outside __main__).
+_HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+# Fixes lrtrain's config errors end with; each config case also names its own key.
+CONFIG_FIX = "Fix the value in the file or override it with --set KEY=VALUE"
+CSV_CONFIG = "data: {source: csv, path: d.csv}\n"
+GOOD_CSV = "x,y\n1,2\n2,4\n3,6\n"
+
+Files = dict[str, str | bytes | None]  # name -> text, bytes, or None for a folder
+Setup = Callable[[Path], None]
+
+
+# --------------------------------------------------------------------------- setups run before the snapshot
+
+
+def fitted(folder: Path) -> None:
+    """A real run folder under runs/, from a quick fit on the built-in default (one feature)."""
+    result = cli("fit", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.stderr
+
+
+def fitted_v99(folder: Path) -> None:
+    """A valid model.json written by `fit`, then marked as format_version 99 (from a future lrtrain)."""
+    fitted(folder)
+    (model,) = folder.glob("runs/*/model.json")
+    payload = json.loads(model.read_text(encoding="utf-8"))
+    payload["format_version"] = 99
+    model.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+def npy_1d(folder: Path) -> None:
+    np.save(folder / "d.npy", np.arange(5.0))
+
+
+def npz_without_y(folder: Path) -> None:
+    np.savez(folder / "d.npz", x=np.arange(5.0))
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+def case(
+    id: str,
+    *args: str,
+    files: Files | None = None,
+    setup: Setup | None = None,
+    input: str | None = None,
+    code: int = 2,
+    stderr: tuple[str, ...] = (),
+    absent: tuple[str, ...] = (),
+    bug: tuple[type[AssertionError], str] | None = None,
+    marks: tuple[Any, ...] = (),
+) -> Any:
+    """One row of the table; `bug` = (the check it breaks, the bug) makes it a strict xfail."""
+    all_marks = list(marks)
+    if bug is not None:
+        all_marks.append(pytest.mark.xfail(strict=True, raises=bug[0], reason=bug[1]))
+    return pytest.param(args, files or {}, setup, input, code, stderr, absent, id=id, marks=all_marks)
+
+
+CONFIG_CASES = [
+    case(
+        "config-not-yaml",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train: [1,"},
+        stderr=("c.yaml", "line 1, column 11", "not valid YAML", "Fix the syntax"),
+    ),
+    case(
+        "config-empty",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": ""},
+        stderr=("c.yaml", "is empty", "Put at least one key"),
+    ),
+    case(
+        "config-only-a-comment",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "# nothing here yet\n"},
+        stderr=("c.yaml", "is empty", "Put at least one key"),
+    ),
+    case(
+        "config-a-list",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "- train\n- lr\n"},
+        stderr=("c.yaml", "holds a list", "mapping of keys to values", "lrtrain config show"),
+    ),
+    case(
+        "config-a-string",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "hello\n"},
+        stderr=("c.yaml", "holds a string", "mapping of keys to values"),
+    ),
+    case(
+        "config-unknown-key-did-you-mean",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  epochs: 3\n  lrr: 0.1\n"},
+        stderr=("c.yaml, line 3", "unknown key 'train.lrr'", "Did you mean 'train.lr'?"),
+    ),
+    case(
+        "config-unknown-section-did-you-mean",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "seed: 1\ntrian:\n  lr: 0.1\n"},
+        stderr=("c.yaml, line 2", "unknown key 'trian'", "Did you mean 'train'?"),
+    ),
+    case(
+        "config-unknown-nested-key",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  early_stopping:\n    patiense: 3\n"},
+        stderr=("line 3", "'train.early_stopping.patiense'", "Did you mean 'train.early_stopping.patience'?"),
+    ),
+    case(
+        "config-epochs-not-an-integer",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  epochs: ten\n"},
+        stderr=("c.yaml, line 2", "'train.epochs' must be an integer", "'ten'", CONFIG_FIX),
+    ),
+    case(
+        "config-lr-not-a-number",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  lr: fast\n"},
+        stderr=("c.yaml, line 2", "'train.lr' must be a number", "'fast'", CONFIG_FIX),
+    ),
+    case(
+        "config-bias-not-a-boolean",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "model:\n  bias: 3\n"},
+        stderr=("c.yaml, line 2", "'model.bias' must be true or false", "got 3", CONFIG_FIX),
+    ),
+    case(
+        "config-lr-zero",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  lr: 0\n"},
+        stderr=("line 2", "'train.lr' must be greater than 0", "got 0", CONFIG_FIX),
+    ),
+    case(
+        "config-lr-negative",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  lr: -1\n"},
+        stderr=("line 2", "'train.lr' must be greater than 0", "got -1", CONFIG_FIX),
+    ),
+    case(
+        "config-epochs-zero",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  epochs: 0\n"},
+        stderr=("line 2", "'train.epochs' must be at least 1", "got 0", CONFIG_FIX),
+    ),
+    case(
+        "config-validation-one",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "seed: 1\ndata:\n  validation: 1.0\n"},
+        stderr=("c.yaml, line 3", "'data.validation' must be less than 1", "got 1.0", CONFIG_FIX),
+    ),
+    case(
+        "config-validation-negative",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data:\n  source: inline\n  validation: -0.1\n"},
+        stderr=("line 3", "'data.validation' must be at least 0", "got -0.1", CONFIG_FIX),
+    ),
+    case(
+        "config-batch-size-zero",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  batch_size: 0\n"},
+        stderr=("line 2", "'train.batch_size' must be at least 1", "got 0", CONFIG_FIX),
+    ),
+    case(
+        "config-momentum-one",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  momentum: 1.0\n"},
+        stderr=("line 2", "'train.momentum' must be less than 1", "got 1.0", CONFIG_FIX),
+    ),
+    case(
+        "config-dtype-float16",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "model:\n  dtype: float16\n"},
+        stderr=("line 2", "'model.dtype' must be 'float32' or 'float64'", "'float16'", CONFIG_FIX),
+    ),
+    case(
+        "config-engine-sklearn",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  engine: sklearn\n"},
+        stderr=("line 2", "'train.engine' must be 'manual', 'torch' or 'exact'", "'sklearn'", CONFIG_FIX),
+    ),
+    case(
+        "config-device-misspelled",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "seed: 1\ntrain:\n  epochs: 3\n  device: gpu\n"},
+        stderr=("c.yaml, line 4", "train.device", "'gpu'", "cpu, cuda, cuda:N, mps or auto"),
+    ),
+    case(
+        "config-duplicate-key",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  lr: 0.1\n  lr: 0.2\n"},
+        stderr=("c.yaml, line 3", "'train.lr' appears twice", "lines 2 and 3", "Keep one"),
+    ),
+    case(
+        "config-missing-file",
+        "fit",
+        "-c",
+        "nope.yaml",
+        stderr=("nope.yaml", "does not exist", "Check the path"),
+    ),
+    case(
+        "config-is-a-directory",
+        "fit",
+        "-c",
+        "confdir",
+        files={"confdir": None},
+        stderr=("confdir", "is a directory", "Pass the file itself"),
+    ),
+    case(
+        "config-csv-without-path",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data:\n  source: csv\n"},
+        stderr=("line 1", "'data.path' is required", "add it"),
+    ),
+    case(
+        "config-unknown-data-source",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data:\n  source: parquet\n"},
+        stderr=("line 2", "data.source", "'parquet'", "inline, synthetic, csv, npy"),
+    ),
+    case(
+        "config-validate-checks-too",
+        "config",
+        "validate",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  lrr: 0.1\n"},
+        stderr=("c.yaml, line 2", "Did you mean 'train.lr'?"),
+    ),
+]
+
+SET_CASES = [
+    case(
+        "set-unknown-key-did-you-mean",
+        "fit",
+        "--set",
+        "train.epoch=3",
+        stderr=("--set 'train.epoch=3'", "unknown key 'train.epoch'", "Did you mean 'train.epochs'?"),
+    ),
+    case(
+        "set-wrong-type",
+        "fit",
+        "--set",
+        "train.epochs=abc",
+        stderr=("from the command line", "'train.epochs' must be an integer", "'abc'", "--set KEY=VALUE"),
+    ),
+    case(
+        "set-no-equals",
+        "fit",
+        "--set",
+        "train.epochs",
+        stderr=("--set 'train.epochs'", "is not KEY=VALUE", "--set train.lr=0.1"),
+    ),
+    case(
+        "set-no-key",
+        "fit",
+        "--set",
+        "=3",
+        stderr=("--set '=3'", "is not KEY=VALUE", "--set train.lr=0.1"),
+    ),
+    case(
+        "set-into-a-value",
+        "fit",
+        "--set",
+        "train.lr.x=3",
+        stderr=("--set 'train.lr.x=3'", "'train.lr' is a value, not a section", "lrtrain config show"),
+    ),
+    case(
+        "set-section-to-a-scalar",
+        "fit",
+        "--set",
+        "train=3",
+        stderr=("from the command line", "'train' must be a mapping of keys to values", CONFIG_FIX),
+    ),
+    case(
+        "set-data-key-on-default",
+        "fit",
+        "--set",
+        "data.validation=1.0",
+        stderr=("from the command line", "'data.validation' must be less than 1", "got 1.0", CONFIG_FIX),
+    ),
+    case(
+        "engine-option-unknown",
+        "fit",
+        "--engine",
+        "sklearn",
+        stderr=("'train.engine' must be 'manual', 'torch' or 'exact'", "'sklearn'"),
+    ),
+    case(
+        "device-option-misspelled",
+        "fit",
+        "--device",
+        "gpu",
+        stderr=("train.device", "'gpu'", "cpu, cuda, cuda:N, mps or auto"),
+        absent=("built-in default config",),
+    ),
+    case(
+        "unknown-option",
+        "fit",
+        "--epochs",
+        "3",
+        stderr=("No such option: --epochs", "lrtrain fit -h"),
+    ),
+]
+
+DATA_CASES = [
+    case(
+        "csv-missing",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG},
+        stderr=("d.csv", "does not exist", "data.path", "relative to the config file"),
+    ),
+    case(
+        "csv-is-a-directory",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": None},
+        stderr=("d.csv", "is a directory", "Point data.path at a CSV file"),
+    ),
+    case(
+        "csv-empty",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": ""},
+        stderr=("d.csv", "is empty", "needs a header line"),
+    ),
+    case(
+        "csv-header-only",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n"},
+        stderr=("d.csv", "has a header but no data rows", "Add rows"),
+    ),
+    case(
+        "csv-row-too-short",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n2\n3,6\n"},
+        stderr=("d.csv, line 3", "has 1 fields but the first line has 2", "check that line"),
+    ),
+    case(
+        "csv-row-too-long",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n2,4,5\n3,6\n4,8\n"},
+        stderr=("d.csv, line 3", "has 3 fields but the first line has 2", "check that line"),
+    ),
+    case(
+        "csv-not-a-number",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n2,abc\n3,6\n"},
+        stderr=("d.csv, line 3, column 'y'", "'abc' is not a number", "Fix the cell"),
+    ),
+    case(
+        "csv-nan",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n2,4\nnan,6\n"},
+        stderr=("d.csv, line 4, column 'x'", "nan", "not a finite number", "Fix or drop those rows"),
+    ),
+    case(
+        "csv-inf",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n2,4\n3,inf\n"},
+        stderr=("d.csv, line 4, column 'y'", "inf", "not a finite number", "Fix or drop those rows"),
+    ),
+    case(
+        "csv-not-utf8",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": b"\xff\xfe\x00x,y\n1,2\n"},
+        stderr=("d.csv", "is not UTF-8 text", "Save it as UTF-8 CSV"),
+    ),
+    case(
+        "csv-duplicate-column",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,x,y\n1,2,2\n2,4,3\n3,6,4\n4,1,1\n"},
+        stderr=("d.csv", "column name 'x' appears twice", "Rename one"),
+    ),
+    case(
+        "csv-wrong-delimiter",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x;y\n1;2\n2;4\n3;6\n"},
+        stderr=("d.csv", "only one column", "'x;y'", "data.delimiter"),
+    ),
+    case(
+        "csv-unknown-target",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: csv, path: d.csv, target: z}\n", "d.csv": GOOD_CSV},
+        stderr=("d.csv", "no column 'z' (data.target)", "Its columns are: x, y"),
+    ),
+    case(
+        "csv-target-index-out-of-range",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: csv, path: d.csv, target: 5}\n", "d.csv": GOOD_CSV},
+        stderr=("d.csv", "data.target = 5 is out of range", "Use an index from 0 to 1"),
+    ),
+    case(
+        "csv-unknown-feature",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: csv, path: d.csv, features: [xx]}\n", "d.csv": GOOD_CSV},
+        stderr=("d.csv", "no column 'xx' (data.features)", "Did you mean 'x'?"),
+    ),
+    case(
+        "csv-underdetermined",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "a,b,c,y\n1,2,3,4\n2,3,1,5\n"},
+        stderr=("d.csv", "2 training rows for 3 features and a bias", "needs at least 4 rows", "Add rows"),
+    ),
+    case(
+        "csv-constant-feature-standardized",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={
+            "c.yaml": "data: {source: csv, path: d.csv, standardize: true}\n",
+            "d.csv": "a,b,y\n1,5,2\n2,5,4\n3,5,6\n4,5,9\n",
+        },
+        stderr=("d.csv", "feature 'b' is constant", "data.standardize to false"),
+    ),
+    case(
+        "validation-leaves-no-training-rows",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: inline, validation: 0.9}\n"},
+        stderr=("data.validation = 0.9", "0 training rows", "another fraction"),
+    ),
+    case(
+        "inline-x-y-lengths-differ",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: inline, x: [1, 2, 3], y: [1, 2]}\n"},
+        stderr=("data.x has 3 rows but data.y has 2 values", "one target per row"),
+    ),
+    case(
+        "npy-one-dimensional",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: npy, path: d.npy}\n"},
+        setup=npy_1d,
+        stderr=("d.npy", "shape (5,)", "2-D with at least two columns", "Use .npz"),
+    ),
+    case(
+        "npz-without-y",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: npy, path: d.npz}\n"},
+        setup=npz_without_y,
+        stderr=("d.npz", "no array 'y'", "it holds x", "data.y_key"),
+    ),
+    case(
+        "npy-not-numpy",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: {source: npy, path: d.npy}\n", "d.npy": "hello"},
+        stderr=("d.npy", "not a readable NumPy file", "numpy.save"),
+    ),
+]
+
+MODEL_CASES = [
+    case(
+        "predict-without-runs",
+        "predict",
+        "5",
+        stderr=("no model found", "runs/", "lrtrain fit", "--model"),
+    ),
+    case(
+        "predict-missing-model",
+        "predict",
+        "5",
+        "--model",
+        "gone.json",
+        stderr=("gone.json", "does not exist", "lrtrain fit"),
+    ),
+    case(
+        "predict-corrupt-model",
+        "predict",
+        "5",
+        "--model",
+        "broken.json",
+        files={"broken.json": "{not json"},
+        stderr=("broken.json", "not a readable lrtrain model", "lrtrain fit"),
+    ),
+    case(
+        "predict-json-not-a-model",
+        "predict",
+        "5",
+        "--model",
+        "other.json",
+        files={"other.json": '{"a": 1}'},
+        stderr=("other.json", "is not an lrtrain model", "written by `lrtrain fit`"),
+    ),
+    case(
+        "predict-future-format-version",
+        "predict",
+        "5",
+        setup=fitted_v99,
+        stderr=("model.json", "format version 99", "reads version 1", "upgrade lrtrain"),
+    ),
+    case(
+        "predict-wrong-feature-count",
+        "predict",
+        "1,2",
+        setup=fitted,
+        stderr=("takes 1 feature(s) (x) but got 2", "lrtrain predict 1"),
+    ),
+    case(
+        "predict-not-a-number",
+        "predict",
+        "abc",
+        setup=fitted,
+        stderr=("argument 1 ('abc')", "is not a number", "numbers separated by commas"),
+    ),
+    case(
+        "predict-nan",
+        "predict",
+        "nan",
+        setup=fitted,
+        stderr=("argument 1 ('nan')", "not a finite number", "Give finite feature values"),
+    ),
+    case(
+        "predict-second-argument-bad",
+        "predict",
+        "5",
+        "abc",
+        setup=fitted,
+        stderr=("argument 2 ('abc')", "is not a number"),
+    ),
+]
+
+ENGINE_CASES = [
+    case(
+        "compare-unknown-engine",
+        "compare",
+        "manual",
+        "foo",
+        stderr=("unknown engine 'foo'", "Engines: manual, torch"),
+    ),
+    case(
+        "compare-device-on-exact",
+        "compare",
+        "manual",
+        "exact:cuda",
+        stderr=("engine 'exact:cuda'", "only the torch engine takes a device"),
+    ),
+    case(
+        "compare-no-engines",
+        "compare",
+        stderr=("Missing argument", "lrtrain compare -h"),
+    ),
+    case(
+        "fit-device-cuda-default-engine",
+        "fit",
+        "--device",
+        "cuda",
+        stderr=("'cuda'", "only the torch engine runs on a device", "--engine torch --device cuda"),
+    ),
+    case(
+        "fit-torch-device-cuda",
+        "fit",
+        "--engine",
+        "torch",
+        "--device",
+        "cuda",
+        stderr=("device 'cuda' is not available", "available: cpu", "--device cpu"),
+        marks=(NO_CUDA,),
+    ),
+    case(
+        "compare-torch-cuda",
+        "compare",
+        "manual",
+        "torch:cuda",
+        stderr=("device 'cuda' is not available", "available: cpu", "--device cpu"),
+        marks=(NO_CUDA,),
+    ),
+]
+
+CASES = CONFIG_CASES + SET_CASES + DATA_CASES + MODEL_CASES + ENGINE_CASES
+
+
+# --------------------------------------------------------------------------- the one test
+
+
+def snapshot(folder: Path) -> dict[str, str | None]:
+    """Every path under the folder with its content's hash (None for a folder)."""
+    result: dict[str, str | None] = {}
+    for name in sorted(files_under(folder)):
+        path = folder / name
+        result[name] = None if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return result
+
+
+def write_files(folder: Path, files: Files) -> None:
+    for name, content in files.items():
+        path = folder / name
+        if content is None:
+            path.mkdir(parents=True)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+@pytest.mark.parametrize(("args", "files", "setup", "input", "code", "stderr", "absent"), CASES)
+def test_bad_input(
+    workdir: Path,
+    args: tuple[str, ...],
+    files: Files,
+    setup: Setup | None,
+    input: str | None,
+    code: int,
+    stderr: tuple[str, ...],
+    absent: tuple[str, ...],
+) -> None:
+    write_files(workdir, files)
+    if setup is not None:
+        setup(workdir)
+    before = snapshot(workdir)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = cli(*args, input=input)
+    shown = [w for w in caught if not issubclass(w.category, _HIDDEN)]
+
+    err = result.stderr
+    context = f"\nexit code: {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {err!r}"
+    if "Traceback" in err or (result.exception is not None and not isinstance(result.exception, SystemExit)):
+        raise TracebackShown(f"a traceback or an uncaught {result.exception!r}{context}")
+    if result.exit_code != code:
+        raise WrongExitCode(f"expected exit code {code}{context}")
+    missing = [s for s in stderr if s not in err]
+    if missing:
+        raise MissingInStderr(f"stderr lacks {missing}{context}")
+    unwanted = [s for s in absent if s in err]
+    if unwanted:
+        raise UnwantedInStderr(f"stderr has {unwanted}{context}")
+    if shown:
+        raise WarningLeaked(f"Python warnings reach the user: {[str(w.message) for w in shown]}{context}")
+    if result.stdout:
+        raise StdoutNotEmpty(f"stdout must be empty on an error{context}")
+    after = snapshot(workdir)
+    if after != before:
+        changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+        raise FilesChanged(
+            f"created {sorted(after.keys() - before.keys())}, removed {sorted(before.keys() - after.keys())}, "
+            f"changed {changed}{context}"
+        )
+
+
+def test_catalogue_is_large_enough() -> None:
+    assert len(CASES) >= 40
+    ids = [p.id for p in CASES]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+
+
+def test_predict_streams_stdin_and_stops_at_the_first_bad_line(workdir: Path) -> None:
+    """stdin is a stream: lines before a bad one are answered, then exit 2 names the line."""
+    assert cli("fit", "--engine", "exact").exit_code == 0
+    result = cli("predict", "-", input="5\nabc\n6\n")
+    assert result.exit_code == 2
+    assert result.stdout == "10.0\n"
+    assert "stdin line 2" in result.stderr
+    assert "'abc' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,189 @@
+"""Engines against independent references: np.linalg.lstsq, scikit-learn and each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, Ridge
+
+from lrtrain import data
+from lrtrain.config import Config, load_config
+from lrtrain.engine_exact import solve
+from lrtrain.training import compare, fit, largest_curvature
+
+
+def synthetic_config(*overrides: str, rows: int = 200, features: int = 3) -> Config:
+    return load_config(
+        None,
+        [
+            "data.source=synthetic",
+            f"data.rows={rows}",
+            f"data.features={features}",
+            "data.noise=0.5",
+            "data.bias=1.5",
+            "output.save=false",
+            *overrides,
+        ],
+    )
+
+
+def reference_lstsq(config: Config) -> tuple[np.ndarray, float]:
+    raw = data.load(config)
+    design = np.column_stack([raw.x, np.ones(len(raw.y))])
+    coef = np.linalg.lstsq(design, raw.y, rcond=None)[0]
+    return coef[:-1], float(coef[-1])
+
+
+def test_manual_converges_to_lstsq() -> None:
+    config = synthetic_config("model.dtype=float64", "train.epochs=2000", "train.lr=0.2")
+    result = fit(config)
+    w_ref, b_ref = reference_lstsq(config)
+    np.testing.assert_allclose(result.weights, w_ref, rtol=0, atol=1e-10)
+    assert result.bias == pytest.approx(b_ref, abs=1e-10)
+    assert result.max_dw_to_optimum < 1e-10
+
+
+def test_standardized_training_reports_weights_in_original_units() -> None:
+    config = synthetic_config("model.dtype=float64", "train.epochs=500", "train.lr=0.3", "data.standardize=true")
+    raw = data.load(config)
+    raw_scaled = raw.x * np.array([100.0, 0.01, 1.0])  # very different scales
+    config.data.weights = None  # type: ignore[union-attr]
+    prepared = data.prepare(data.Dataset(raw_scaled, raw.y, raw.features, raw.target, "test"), config)
+    from lrtrain.training import train
+
+    result = train(config, prepared, "manual", "cpu", None)
+    design = np.column_stack([raw_scaled, np.ones(len(raw.y))])
+    coef = np.linalg.lstsq(design, raw.y, rcond=None)[0]
+    np.testing.assert_allclose(result.weights, coef[:-1], rtol=1e-9)
+    assert result.bias == pytest.approx(coef[-1], rel=1e-9)
+
+
+def test_exact_matches_sklearn_linear_regression() -> None:
+    config = synthetic_config(rows=500, features=8)
+    raw = data.load(config)
+    w, b = solve(raw.x, raw.y, bias=True)
+    reference = LinearRegression().fit(raw.x, raw.y)
+    np.testing.assert_allclose(w, reference.coef_, rtol=1e-10)
+    assert b == pytest.approx(reference.intercept_, rel=1e-10)
+
+
+def test_exact_without_bias_matches_lstsq() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(50, 4)), rng.normal(size=50)
+    w, b = solve(x, y, bias=False)
+    np.testing.assert_allclose(w, np.linalg.lstsq(x, y, rcond=None)[0], rtol=1e-12)
+    assert b == 0.0
+
+
+def test_weight_decay_optimum_matches_sklearn_ridge_and_gradient_descent() -> None:
+    # GD minimises mean(r²) + (λ/2)|w|²; sklearn's Ridge minimises |r|² + α|w|², so α = nλ/2.
+    config = synthetic_config("model.dtype=float64", "train.weight_decay=0.3", "train.epochs=3000", "train.lr=0.2")
+    raw = data.load(config)
+    w, b = solve(raw.x, raw.y, bias=True, weight_decay=0.3)
+    reference = Ridge(alpha=len(raw.y) * 0.3 / 2).fit(raw.x, raw.y)
+    np.testing.assert_allclose(w, reference.coef_, rtol=1e-10)
+    assert b == pytest.approx(reference.intercept_, rel=1e-10)
+    result = fit(config)
+    np.testing.assert_allclose(result.weights, w, atol=1e-10)
+
+
+def test_rank_deficient_data_gives_the_minimum_norm_solution() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 2))
+    x = np.column_stack([x, x[:, 0]])  # a duplicated column
+    y = x @ np.array([1.0, 2.0, 3.0])
+    w, _ = solve(x, y, bias=False)
+    np.testing.assert_allclose(w, np.linalg.pinv(x) @ y, atol=1e-10)
+
+
+CASES: list[tuple[str, list[str]]] = [
+    ("full batch", []),
+    ("minibatch, shuffled", ["train.batch_size=16"]),
+    ("minibatch, in order", ["train.batch_size=32", "train.shuffle=false"]),
+    ("momentum and weight decay", ["train.momentum=0.9", "train.weight_decay=0.01", "train.lr=0.01"]),
+    ("no bias, normal init", ["model.bias=false", "model.init=normal", "model.init_std=0.5"]),
+    ("validation split, standardized", ["data.validation=0.25", "data.standardize=true"]),
+]
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 1e-5)])
+@pytest.mark.parametrize(("case", "overrides"), CASES, ids=[c[0] for c in CASES])
+def test_torch_walks_the_same_trajectory_as_manual(dtype: str, rtol: float, case: str, overrides: list[str]) -> None:
+    config = synthetic_config(f"model.dtype={dtype}", "train.epochs=60", "train.lr=0.05", *overrides)
+    cmp = compare(config, ["manual", "torch"])
+    manual, torch_result = cmp.results
+    assert manual.epochs == torch_result.epochs == 60
+    scale = max(1.0, float(np.max(np.abs(manual.weights))))
+    np.testing.assert_allclose(torch_result.weights, manual.weights, rtol=0, atol=rtol * scale)
+    assert torch_result.bias == pytest.approx(manual.bias, abs=rtol * scale)
+    losses_manual = np.array([log.loss for log in manual.history])
+    losses_torch = np.array([log.loss for log in torch_result.history])
+    np.testing.assert_allclose(losses_torch, losses_manual, rtol=rtol * 10)
+    assert cmp.agree
+
+
+def test_minibatches_actually_change_the_trajectory() -> None:
+    full = fit(synthetic_config("train.epochs=5"))
+    mini = fit(synthetic_config("train.epochs=5", "train.batch_size=8"))
+    assert not np.allclose(full.weights, mini.weights)
+    assert mini.loss < full.loss  # 25 steps per epoch instead of one
+
+
+def test_momentum_matches_torch_sgd_formula_by_hand() -> None:
+    # two full-batch steps of heavy-ball momentum on y = 2x from w = 0, no bias, computed by hand
+    config = load_config(
+        None,
+        [
+            *("model.bias=false", "model.init=zeros", "model.dtype=float64"),
+            *("train.epochs=2", "train.lr=0.01", "train.momentum=0.5", "output.save=false"),
+        ],
+    )
+    result = fit(config)
+    x, y = np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 6, 8])
+    w, v = 0.0, 0.0
+    for _ in range(2):
+        g = np.mean(2 * x * (w * x - y))
+        v = 0.5 * v + g
+        w -= 0.01 * v
+    assert result.weights[0] == pytest.approx(w, rel=1e-14)
+
+
+def test_early_stopping_on_validation_loss_stops_before_the_epoch_limit() -> None:
+    config = synthetic_config(
+        "train.epochs=5000",
+        "train.lr=0.2",
+        "data.validation=0.2",
+        "train.early_stopping.patience=5",
+        "train.early_stopping.tolerance=1e-9",
+    )
+    result = fit(config)
+    assert result.epochs < 5000
+    assert result.stopped.startswith("early stopping")
+    assert result.val_loss is not None
+
+
+def test_largest_curvature_is_the_top_eigenvalue_of_the_hessian() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(100, 5)) * np.arange(1, 6)
+    design = np.column_stack([x, np.ones(100)])
+    expected = np.linalg.eigvalsh(2 / 100 * design.T @ design)[-1]
+    assert largest_curvature(x, bias=True) == pytest.approx(expected, rel=1e-12)
+
+
+def test_divergence_bound_is_sharp_for_gradient_descent() -> None:
+    base = ["data.source=synthetic", "data.rows=100", "model.dtype=float64", "output.save=false", "train.epochs=300"]
+    config = load_config(None, base)
+    prepared = data.prepare(data.load(config), config)
+    limit = 2 / largest_curvature(prepared.x, bias=True)
+    stable = fit(load_config(None, [*base, f"train.lr={limit * 0.95}"]))
+    assert stable.max_dw_to_optimum < 1e-3
+    from lrtrain.errors import TrainingFailed
+
+    with pytest.raises(TrainingFailed, match="diverged"):
+        fit(load_config(None, [*base, f"train.lr={limit * 1.05}"]))
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(obj).items() if k != "history"}
