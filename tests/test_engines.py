@@ -187,3 +187,21 @@ def test_divergence_bound_is_sharp_for_gradient_descent() -> None:
 
 def _fields(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(obj).items() if k != "history"}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 1e-5)])
+def test_torch_on_cuda_walks_the_same_trajectory_as_manual(dtype: str, rtol: float) -> None:
+    config = synthetic_config(f"model.dtype={dtype}", "train.epochs=40", "train.lr=0.05", "train.batch_size=32")
+    cmp = compare(config, ["manual", "torch:cuda"])
+    manual, cuda = cmp.results
+    assert cuda.device == "cuda"
+    np.testing.assert_allclose(cuda.weights, manual.weights, rtol=0, atol=rtol * max(1.0, np.abs(manual.weights).max()))
+    assert cmp.agree

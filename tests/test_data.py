@@ -1,0 +1,95 @@
+"""Data sources: CSV, .npy/.npz, synthetic; split and standardization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrtrain import data
+from lrtrain.config import load_config
+
+
+def load(tmp_path: Path, yaml_text: str) -> data.Dataset:
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    return data.load(load_config(tmp_path / "c.yaml"))
+
+
+def test_csv_named_target_and_features_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "houses.csv").write_text(
+        'id,area,rooms,"price",note\n1,50,2,100,a\n2,80,3,"160",b\n3,65,2,130,c\n'
+    )
+    dataset = load(
+        tmp_path,
+        "data:\n  source: csv\n  path: sub/houses.csv\n  target: price\n  features: [area, rooms]\n",
+    )
+    assert dataset.features == ["area", "rooms"]
+    assert dataset.target == "price"
+    np.testing.assert_array_equal(dataset.x, [[50, 2], [80, 3], [65, 2]])
+    np.testing.assert_array_equal(dataset.y, [100, 160, 130])
+
+
+def test_csv_without_header_by_index_and_delimiter(tmp_path: Path) -> None:
+    (tmp_path / "d.tsv").write_text("5\t1\t2\n6\t3\t4\n7\t5\t6\n")
+    dataset = load(tmp_path, 'data: {source: csv, path: d.tsv, header: false, target: 0, delimiter: "\\t"}\n')
+    np.testing.assert_array_equal(dataset.y, [5, 6, 7])
+    np.testing.assert_array_equal(dataset.x, [[1, 2], [3, 4], [5, 6]])
+    assert dataset.features == ["x1", "x2"]
+
+
+def test_npy_target_column_and_npz_arrays(tmp_path: Path) -> None:
+    table = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "d.npy", table)
+    dataset = load(tmp_path, "data: {source: npy, path: d.npy, target: 0}\n")
+    np.testing.assert_array_equal(dataset.y, table[:, 0])
+    np.testing.assert_array_equal(dataset.x, table[:, 1:])
+    np.savez(tmp_path / "d.npz", inputs=np.arange(4.0), outputs=np.arange(4.0) * 2)
+    dataset = load(tmp_path, "data: {source: npy, path: d.npz, x_key: inputs, y_key: outputs}\n")
+    assert dataset.x.shape == (4, 1)
+
+
+def test_validation_split_is_seeded_and_disjoint() -> None:
+    config = load_config(None, ["data.source=synthetic", "data.rows=100", "data.validation=0.2"])
+    first = data.prepare(data.load(config), config)
+    again = data.prepare(data.load(config), config)
+    assert first.rows == 80
+    assert first.x_val is not None
+    assert len(first.x_val) == 20
+    np.testing.assert_array_equal(first.x, again.x)
+    rows = {tuple(r) for r in first.x} | {tuple(r) for r in first.x_val}
+    assert len(rows) == 100
+
+
+def test_standardization_uses_training_rows_only() -> None:
+    config = load_config(
+        None, ["data.source=synthetic", "data.rows=100", "data.validation=0.3", "data.standardize=true"]
+    )
+    prepared = data.prepare(data.load(config), config)
+    np.testing.assert_allclose(prepared.x.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(prepared.x.std(axis=0), 1, atol=1e-6)
+    w_raw, b_raw = prepared.scaling.to_original(np.array([2.0]), 1.0)
+    w, b = prepared.scaling.to_trained(w_raw, b_raw)
+    assert w == pytest.approx([2.0])
+    assert b == pytest.approx(1.0)
+
+
+def test_synthetic_rows_do_not_depend_on_the_chunk_size() -> None:
+    config = load_config(None, ["data.source=synthetic", "data.rows=1000", "data.features=4"])
+    spec = config.data
+    whole = list(data.synthetic_chunks(spec, 3, chunk_rows=1000))  # type: ignore[arg-type]
+    parts = list(data.synthetic_chunks(spec, 3, chunk_rows=64))  # type: ignore[arg-type]
+    np.testing.assert_array_equal(whole[0][0], np.concatenate([p[0] for p in parts]))
+    np.testing.assert_array_equal(whole[0][1], np.concatenate([p[1] for p in parts]))
+
+
+def test_synthetic_data_follows_the_true_weights() -> None:
+    config = load_config(
+        None,
+        ["data.source=synthetic", "data.rows=20000", "data.features=2", "data.weights=[2, -3]", "data.bias=1"],
+    )
+    dataset = data.load(config)
+    design = np.column_stack([dataset.x, np.ones(len(dataset.y))])
+    coef = np.linalg.lstsq(design, dataset.y, rcond=None)[0]
+    np.testing.assert_allclose(coef, [2, -3, 1], atol=0.01)
