@@ -134,53 +134,102 @@ def test_piped_output_has_no_escape_codes(tmp_path: Path) -> None:
         assert not ANSI.search(result.stdout), args
 
 
-def test_sigint_stops_training_with_130_and_saves_nothing(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [lrtrain_path(), "fit", "--set", "train.epochs=100000000", "--set", "log.every=1000000"],
-        cwd=tmp_path,
+def start_fit(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [lrtrain_path(), "fit", "--set", "log.every=1", *args],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+
+
+def interrupt_after(process: subprocess.Popen[str], line_start: str, signum: int) -> str:
+    """Send `signum` once a stdout line starts with `line_start`; return stderr."""
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
         assert process.stdout is not None
-        while "Epoch 1:" not in process.stdout.readline():  # training has started
-            assert time.monotonic() < deadline
-        os.killpg(process.pid, signal.SIGINT)
+        while not process.stdout.readline().startswith(line_start):
+            assert time.monotonic() < deadline, "training never started"
+            assert process.poll() is None, "training ended before the signal"
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
+        return stderr
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-    assert process.returncode == 130
-    assert "interrupted" in stderr
+
+
+RESUMABLE = [
+    "--set", "data.source=synthetic", "--set", "data.rows=2000", "--set", "data.features=5",
+    "--set", "data.validation=0.1", "--set", "train.batch_size=64", "--set", "train.momentum=0.9",
+    "--set", "train.lr=0.001", "--set", "train.early_stopping.patience=100000",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("engine", "epochs", "signum"),
+    [("manual", 2000, signal.SIGINT), ("torch", 400, signal.SIGTERM)],
+    ids=["manual-SIGINT", "torch-SIGTERM"],
+)
+def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_weights(
+    tmp_path: Path, engine: str, epochs: int, signum: int
+) -> None:
+    args = ["--engine", engine, *RESUMABLE, "--set", f"train.epochs={epochs}"]
+    process = start_fit(tmp_path, *args)
+    stderr = interrupt_after(process, "Epoch 3:", signum)
+    assert process.returncode == 130, stderr
+    assert "stopping at the end of this epoch" in stderr
     assert "Traceback" not in stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    (run,) = (tmp_path / "runs").iterdir()
+    assert f"lrtrain fit --resume {run.relative_to(tmp_path)}" in stderr
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.json", "config.yaml", "metrics.csv"]
+    stopped_at = json.loads((run / "checkpoint.json").read_text())["epoch"]
+    assert 3 <= stopped_at < epochs
+    assert run_installed("predict", "1,2,3,4,5", cwd=tmp_path).returncode == 2  # no model yet
+
+    resumed = run_installed("fit", "--resume", str(run), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Epoch {stopped_at + 1}:" in resumed.stdout
+    assert f"Epoch {stopped_at}:" not in resumed.stdout
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.csv", "model.json"]
+    metrics = (run / "metrics.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in metrics[1:]] == list(range(1, epochs + 1))
+
+    from lrtrain.config import load_config
+    from lrtrain.training import fit
+
+    straight = fit(
+        load_config(None, [*(a for a in args[2:] if a != "--set"), f"train.engine={engine}", "output.save=false"])
+    )
+    model = json.loads((run / "model.json").read_text())
+    assert model["weights"] == [float(w) for w in straight.weights]
+    assert model["bias"] == straight.bias
+    assert model["metrics"]["epochs"] == epochs
 
 
-def test_sigterm_is_an_interrupt_too(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [lrtrain_path(), "fit", "--set", "train.epochs=100000000", "--set", "log.every=1000000"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+def test_a_second_signal_stops_at_once_and_saves_nothing(tmp_path: Path) -> None:
+    # one-row minibatches over 200,000 rows: an epoch takes seconds, so the first signal waits
+    process = start_fit(
+        tmp_path, "--set", "data.source=synthetic", "--set", "data.rows=200000", "--set", "train.batch_size=1"
     )
     try:
         assert process.stdout is not None
-        while "Epoch 1:" not in process.stdout.readline():
-            pass
-        process.terminate()
+        assert process.stderr is not None
+        assert process.stdout.readline().startswith("Number of samples")
+        process.send_signal(signal.SIGINT)
+        assert process.stderr.readline().startswith("stopping at the end of this epoch")
+        process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
     assert process.returncode == 130
-    assert "interrupted" in stderr
+    assert "nothing was saved" in stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_python_dash_m_works(tmp_path: Path) -> None:

@@ -147,17 +147,68 @@ def fit(
     device: Annotated[
         str | None, typer.Option(help="torch engine: cpu, cuda, cuda:N, mps or auto. Default: train.device (cpu).")
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue a run stopped by Ctrl-C or SIGTERM, from its folder (its config.yaml and checkpoint); "
+            "ends with the same weights as an uninterrupted run."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Train a model and write a run folder (config.yaml, model.json, metrics.csv) under runs/."""
+    """Train a model and write a run folder (config.yaml, model.json, metrics.csv) under runs/.
+
+    Ctrl-C or SIGTERM stops at the end of the current epoch and saves a checkpoint that
+    --resume continues (a second Ctrl-C stops at once and saves nothing).
+    """
     from lrtrain import render, training
+    from lrtrain.errors import ConfigError
 
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
+    if resume is not None:
+        if config is not None:
+            raise ConfigError(
+                f"--resume {resume} continues with the run's own config ({resume / 'config.yaml'}); "
+                "drop --config (--set still applies on top of it)."
+            )
+        config = resume / "config.yaml"
+        if not config.is_file():
+            raise ConfigError(
+                f"--resume {resume}: no {config.name} there. "
+                "Pass a run folder made by `lrtrain fit`, e.g. runs/NAME-TIME."
+            )
     cfg = _load(config, set_, extra)
     out, mode = _out(json_output)
-    result = training.fit(cfg, render.FitView(cfg, out, mode))
+    with _StopAtEpochEnd() as stop:
+        result = training.fit(cfg, render.FitView(cfg, out, mode), should_stop=stop.requested, resume=resume)
     render.fit_summary(cfg, result, out, mode)
+
+
+class _StopAtEpochEnd:
+    """While training, the first SIGINT/SIGTERM asks for a stop at the end of the epoch; a second stops at once."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopAtEpochEnd:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            raise KeyboardInterrupt
+        print("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)", file=sys.stderr)
+
+    def requested(self) -> bool:
+        return self.signals > 0
 
 
 @app.command(epilog=EXIT_CODES)

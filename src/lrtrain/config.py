@@ -165,9 +165,10 @@ class TrainSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty on the weights (not the bias), >= 0")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="stop when the loss stalls")
     diverge_patience: int = Field(5, ge=1, description="epochs of loss growth in a row that count as divergence, >= 1")
-    predict: list[float | list[float]] = Field(
-        default_factory=lambda: [5.0],  # type: ignore[arg-type]
-        description="inputs to predict before and after training (the sheet's f(5))",
+    predict: list[float | list[float]] | None = Field(
+        None,
+        description="inputs to predict before and after training, each a number or a list of one per feature; "
+        "null = [5] (the sheet's f(5)) for one-feature data, none otherwise",
     )
 
     @field_validator("device")
@@ -243,8 +244,9 @@ Positions = dict[tuple[str, ...], int]
 
 def _parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
     """Parse YAML and record the 1-based line of every key path."""
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None, {}
@@ -259,8 +261,13 @@ def _parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
             f"{where}{at} is not valid YAML: {problem}. Fix the syntax there "
             "(a mapping of keys to values, e.g. 'train:\\n  lr: 0.01')."
         ) from None
+    except yaml.YAMLError as exc:  # e.g. control characters, which YAML forbids
+        raise ConfigError(f"{where} is not valid YAML: {exc}. Fix the file (plain UTF-8 text).") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a config. Fix the file.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: str) -> None:

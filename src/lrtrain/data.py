@@ -187,6 +187,8 @@ def _csv(spec: CsvData) -> Dataset:
             )
     except (ValueError, IndexError):
         raise DataError(_csv_problem(path, spec, names, columns)) from None
+    if table.shape[0] > 0 and table.shape[1] != (width if every_column else len(columns)):
+        raise DataError(_csv_problem(path, spec, names, columns))  # e.g. one data row, shorter than the header
     if table.shape[0] == 0:
         raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
     if every_column:

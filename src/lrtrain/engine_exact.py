@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from lrtrain.data import Prepared
-from lrtrain.training import EpochLog, Schedule
+from lrtrain.training import EpochLog, Schedule, State
 
 
 def solve(x: np.ndarray, y: np.ndarray, bias: bool, weight_decay: float = 0.0) -> tuple[np.ndarray, float]:
@@ -35,7 +35,7 @@ def solve(x: np.ndarray, y: np.ndarray, bias: bool, weight_decay: float = 0.0) -
     return w, y_mean - float(x_mean @ w)
 
 
-def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iterator[EpochLog]:
+def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay)
     r = data.x.astype(np.float64) @ w + b - data.y
     yield EpochLog(1, float(np.mean(r * r)), w, b, 0.0)

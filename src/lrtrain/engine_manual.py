@@ -7,18 +7,19 @@ from collections.abc import Iterator
 import numpy as np
 
 from lrtrain.data import Prepared
-from lrtrain.training import EpochLog, Schedule
+from lrtrain.training import EpochLog, Schedule, State
 
 
-def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iterator[EpochLog]:
+def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     dtype = np.dtype(schedule.dtype)
     x, y = data.x, data.y
     n = len(y)
-    w = w0.astype(dtype)
-    b = dtype.type(b0)
+    w = start.weights.astype(dtype)
+    b = dtype.type(start.bias)
     lr, mu, decay = (dtype.type(v) for v in (schedule.lr, schedule.momentum, schedule.weight_decay))
-    velocity_w, velocity_b = np.zeros_like(w), dtype.type(0)
-    for epoch in range(1, schedule.epochs + 1):
+    velocity_w = np.zeros_like(w) if start.velocity_w is None else start.velocity_w.astype(dtype)
+    velocity_b = dtype.type(start.velocity_b)
+    for epoch in range(start.epoch + 1, schedule.epochs + 1):
         total = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a non-finite loss: divergence
             for rows in schedule.batches(epoch, n):
@@ -37,4 +38,5 @@ def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iter
                 if schedule.bias:
                     b = b - lr * grad_b  # b ← b − lr·∂L/∂b
                 total += float(loss) * m
-        yield EpochLog(epoch, total / n, w.astype(np.float64), float(b), schedule.lr)
+        velocity = (velocity_w.astype(np.float64), float(velocity_b)) if mu else (None, 0.0)
+        yield EpochLog(epoch, total / n, w.astype(np.float64), float(b), schedule.lr, None, *velocity)

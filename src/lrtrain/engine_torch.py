@@ -11,7 +11,7 @@ from torch import nn
 
 from lrtrain.data import Prepared
 from lrtrain.errors import DeviceError
-from lrtrain.training import EpochLog, Schedule
+from lrtrain.training import EpochLog, Schedule, State
 
 
 def available_devices() -> list[str]:
@@ -38,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(canonical)
 
 
-def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iterator[EpochLog]:
+def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     device = resolve_device(schedule.device)
     dtype = getattr(torch, schedule.dtype)
     if device.type == "mps" and dtype == torch.float64:
@@ -48,15 +48,23 @@ def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iter
     n, d = data.x.shape
     model = nn.Linear(d, 1, bias=schedule.bias, device=device, dtype=dtype)
     with torch.no_grad():
-        model.weight.copy_(torch.tensor(w0[None, :], dtype=dtype))
+        model.weight.copy_(torch.tensor(start.weights[None, :], dtype=dtype))
         if model.bias is not None:
-            model.bias.fill_(b0)
+            model.bias.fill_(start.bias)
     loss_fn = nn.MSELoss()
     groups: list[dict[str, object]] = [{"params": [model.weight], "weight_decay": schedule.weight_decay}]
     if model.bias is not None:
         groups.append({"params": [model.bias], "weight_decay": 0.0})  # no decay on the bias
     optimizer = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
-    for epoch in range(1, schedule.epochs + 1):
+    if start.velocity_w is not None:  # resuming: SGD's momentum buffers as they were
+        optimizer.state[model.weight]["momentum_buffer"] = torch.tensor(
+            start.velocity_w[None, :], dtype=dtype, device=device
+        )
+        if model.bias is not None:
+            optimizer.state[model.bias]["momentum_buffer"] = torch.tensor(
+                [start.velocity_b], dtype=dtype, device=device
+            )
+    for epoch in range(start.epoch + 1, schedule.epochs + 1):
         total = torch.zeros((), dtype=torch.float64, device=device)
         for rows in schedule.batches(epoch, n):
             if isinstance(rows, slice):
@@ -71,4 +79,14 @@ def train(data: Prepared, schedule: Schedule, w0: np.ndarray, b0: float) -> Iter
             total += loss.detach().double() * len(yb)
         weights = model.weight.detach()[0].to("cpu", torch.float64).numpy()
         bias = float(model.bias.detach().item()) if model.bias is not None else 0.0
-        yield EpochLog(epoch, float(total.item()) / n, weights, bias, schedule.lr)
+        yield EpochLog(epoch, float(total.item()) / n, weights, bias, schedule.lr, None, *_velocity(optimizer, model))
+
+
+def _velocity(optimizer: torch.optim.SGD, model: nn.Linear) -> tuple[np.ndarray | None, float]:
+    """SGD's momentum buffers (None before the first step or without momentum)."""
+    buffer_w = optimizer.state[model.weight].get("momentum_buffer")
+    if buffer_w is None:
+        return None, 0.0
+    buffer_b = optimizer.state[model.bias].get("momentum_buffer") if model.bias is not None else None
+    bias = float(buffer_b.item()) if buffer_b is not None else 0.0
+    return buffer_w.detach()[0].to("cpu", torch.float64).numpy(), bias

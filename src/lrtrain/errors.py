@@ -51,3 +51,13 @@ class EnginesDisagree(LrtrainError):
     """`compare` found engines whose weights differ beyond the tolerance."""
 
     exit_code = ExitCode.DISAGREE
+
+
+class Interrupted(LrtrainError):
+    """Ctrl-C or SIGTERM stopped training after a completed epoch; `checkpoint` holds it."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, checkpoint: object = None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint

@@ -42,9 +42,9 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json(path: Path, payload: dict[str, Any], allow_nan: bool = False) -> None:
     with atomic_writer(path) as handle:
-        json.dump(payload, handle, indent=2, allow_nan=False)
+        json.dump(payload, handle, indent=2, allow_nan=allow_nan)
         handle.write("\n")
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib
+import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,15 +23,26 @@ from lrtrain import config as config_module
 from lrtrain import data as data_module
 from lrtrain import model as model_module
 from lrtrain.config import Config
-from lrtrain.errors import ConfigError, TrainingFailed
+from lrtrain.errors import ConfigError, Interrupted, TrainingFailed
 
 ENGINES = {"manual": "lrtrain.engine_manual", "torch": "lrtrain.engine_torch", "exact": "lrtrain.engine_exact"}
 SCHEMA = "lrtrain/1"
 
 
 @dataclass(frozen=True)
+class State:
+    """Where an engine starts: the weights, bias and SGD momentum buffers after `epoch` epochs."""
+
+    epoch: int
+    weights: np.ndarray
+    bias: float
+    velocity_w: np.ndarray | None = None  # None: no step taken yet, or no momentum
+    velocity_b: float = 0.0
+
+
+@dataclass(frozen=True)
 class EpochLog:
-    """One epoch: the loss of its forward pass (before the step), the weights after it."""
+    """One epoch: the loss of its forward pass (before the step), the state after it."""
 
     epoch: int
     loss: float
@@ -37,6 +50,11 @@ class EpochLog:
     bias: float
     lr: float
     val_loss: float | None = None
+    velocity_w: np.ndarray | None = None
+    velocity_b: float = 0.0
+
+    def state(self) -> State:
+        return State(self.epoch, self.weights, self.bias, self.velocity_w, self.velocity_b)
 
 
 @dataclass(frozen=True)
@@ -172,26 +190,55 @@ def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
     return float(np.mean(r * r))
 
 
+CHECKPOINT_FILE = "checkpoint.json"
+METRICS_FILE = "metrics.csv"
+CONFIG_FILE = "config.yaml"
+
+
 def fit(
-    config: Config, listener: Listener | None = None, engine: str | None = None, device: str | None = None
+    config: Config,
+    listener: Listener | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Path | None = None,
 ) -> FitResult:
-    """Load the data, train one engine with the stop rules, write the run folder."""
-    name = engine or config.train.engine
-    device = device or config.train.device
-    if name != "torch" and device not in ("cpu", "auto"):
+    """Load the data, train one engine with the stop rules, write the run folder.
+
+    `should_stop` is asked after every epoch; when it says yes, the last completed epoch is
+    written as a checkpoint and `Interrupted` is raised. `resume` continues such a run.
+    """
+    engine, device = config.train.engine, config.train.device
+    if engine != "torch" and device not in ("cpu", "auto"):
         raise ConfigError(
-            f"train.device is {device!r}, but only the torch engine runs on a device and train.engine is {name!r} "
-            f"(it runs on the CPU). Use --engine torch --device {device}, or leave the device at cpu."
+            f"train.device is {device!r}, but only the torch engine runs on a device and train.engine is "
+            f"{engine!r} (it runs on the CPU). Use --engine torch --device {device}, or leave the device at cpu."
         )
     prepared = data_module.prepare(data_module.load(config), config)
-    result = train(config, prepared, name, device, listener)
+    checkpoint = load_checkpoint(resume, prepared) if resume is not None else None
+    try:
+        result = train(config, prepared, engine, device, listener, should_stop, checkpoint)
+    except Interrupted as stop:
+        if not config.output.save or not isinstance(stop.checkpoint, Checkpoint):
+            raise
+        run_dir = resume or reserve_run_dir(config)
+        save_checkpoint(run_dir, config, stop.checkpoint, prepared, checkpoint)
+        raise Interrupted(
+            f"interrupted after epoch {stop.checkpoint.state.epoch} of {config.train.epochs}; the run so far "
+            f"(config, metrics, checkpoint) is in {run_dir}. Resume it with: lrtrain fit --resume {run_dir}",
+            stop.checkpoint,
+        ) from None
     if config.output.save:
-        result.run_dir = save_run(config, result, prepared)
+        result.run_dir = save_run(config, result, prepared, resume, checkpoint)
     return result
 
 
 def train(
-    config: Config, prepared: data_module.Prepared, engine: str, device: str, listener: Listener | None
+    config: Config,
+    prepared: data_module.Prepared,
+    engine: str,
+    device: str,
+    listener: Listener | None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
 ) -> FitResult:
     module = importlib.import_module(ENGINES[engine])
     if hasattr(module, "resolve_device"):
@@ -202,15 +249,8 @@ def train(
     w0_raw, b0_raw = scaling.to_original(w0, b0)
     if listener:
         device_label = device if engine == "torch" else "cpu"
-        listener.started(
-            Start(
-                engine,
-                device_label,
-                prepared.rows,
-                prepared.features,
-                [(s, _predict(w0_raw, b0_raw, s)) for s in samples],
-            )
-        )
+        before = [(s, _predict(w0_raw, b0_raw, s)) for s in samples]
+        listener.started(Start(engine, device_label, prepared.rows, prepared.features, before))
     schedule = Schedule(
         epochs=config.train.epochs,
         lr=config.train.lr,
@@ -223,11 +263,15 @@ def train(
         dtype=config.model.dtype,
         device=device,
     )
+    stop = _StopRules(config, prepared)
+    start, seconds_before = State(0, w0, b0), 0.0
+    if resume is not None:
+        start, seconds_before = resume.state, resume.seconds
+        stop.restore(resume.stop_rules)
     history: list[EpochLog] = []
     stopped = "completed"
-    stop = _StopRules(config, prepared)
     started = time.perf_counter()
-    logs: Iterator[EpochLog] = module.train(prepared, schedule, w0, b0)
+    logs: Iterator[EpochLog] = module.train(prepared, schedule, start)
     try:
         for log in logs:
             if prepared.x_val is not None:
@@ -242,11 +286,23 @@ def train(
                 patience = config.train.early_stopping.patience
                 stopped = f"early stopping at epoch {log.epoch}: no improvement for {patience} epochs"
                 break
+            if should_stop is not None and should_stop() and log.epoch < schedule.epochs:
+                elapsed = seconds_before + time.perf_counter() - started
+                raise Interrupted(
+                    f"interrupted after epoch {log.epoch} of {schedule.epochs}; "
+                    "nothing was saved (output.save is false).",
+                    Checkpoint(log.state(), stop.state(), elapsed, history),
+                )
     finally:
         close = getattr(logs, "close", None)
         if close:
             close()
-    seconds = time.perf_counter() - started
+    seconds = seconds_before + time.perf_counter() - started
+    if not history:
+        raise ConfigError(
+            f"nothing to train: the run had already reached train.epochs = {config.train.epochs}. "
+            "Raise it with --set train.epochs=N to train further."
+        )
     last = history[-1]
     w_opt, b_opt = _optimum(prepared, config)
     w_raw, b_raw = last.weights, last.bias
@@ -287,9 +343,9 @@ def _predict(w: np.ndarray, b: float, sample: list[float]) -> float:
 
 
 def _prediction_inputs(config: Config, d: int) -> list[list[float]]:
+    if config.train.predict is None:
+        return [[5.0]] if d == 1 else []  # the sheet's f(5), where it makes sense
     samples = [v if isinstance(v, list) else [v] for v in config.train.predict]
-    if d != 1 and "predict" not in config.train.model_fields_set:
-        return []  # the default f(5) only makes sense for one feature
     for sample in samples:
         if len(sample) != d:
             raise ConfigError(
@@ -316,6 +372,15 @@ class _StopRules:
         self.first = math.inf
         self.best = math.inf
         self.since_best = 0
+
+    _COUNTERS = ("growing", "previous", "first_growth", "first", "best", "since_best")
+
+    def state(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self._COUNTERS}
+
+    def restore(self, state: dict[str, float]) -> None:
+        for name in self._COUNTERS:
+            setattr(self, name, state[name])
 
     def check_divergence(self, log: EpochLog) -> None:
         finite = math.isfinite(log.loss) and bool(np.all(np.isfinite(log.weights))) and math.isfinite(log.bias)
@@ -383,40 +448,22 @@ class _StopRules:
 # --------------------------------------------------------------------------- the run folder
 
 
-def save_run(config: Config, result: FitResult, prepared: data_module.Prepared) -> Path:
-    """Write config.yaml, metrics.csv and model.json (last) into a new folder under output.dir."""
+@dataclass
+class Checkpoint:
+    """A run stopped after a completed epoch: enough to continue it exactly."""
+
+    state: State  # in the trained (standardized) space, values exact in the run's dtype
+    stop_rules: dict[str, float]
+    seconds: float
+    history: list[EpochLog] = field(repr=False)  # the epochs trained since the last start, raw units
+    rows: list[list[str]] = field(default_factory=list, repr=False)  # metrics.csv rows of earlier starts
+
+
+def reserve_run_dir(config: Config) -> Path:
+    """Create a fresh run folder under output.dir; concurrent fits never share one."""
     root = Path(config.output.dir)
     root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = _reserve(root, f"{config.run_name()}-{stamp}")
-    try:
-        with model_module.atomic_writer(run_dir / "config.yaml") as handle:
-            handle.write(config_module.to_yaml(config))
-        with model_module.atomic_writer(run_dir / "metrics.csv") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["epoch", "loss", "val_loss", "lr", "bias", *[f"w_{n}" for n in prepared.raw.features]])
-            for log in result.history:
-                writer.writerow(
-                    [
-                        log.epoch,
-                        repr(log.loss),
-                        "" if log.val_loss is None else repr(log.val_loss),
-                        log.lr,
-                        repr(log.bias),
-                    ]
-                    + [repr(float(w)) for w in log.weights]
-                )
-        model_module.write_json(run_dir / model_module.MODEL_FILE, model_payload(config, result, prepared))
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    return run_dir
-
-
-def _reserve(root: Path, base: str) -> Path:
-    """Create a fresh run folder; concurrent fits never share one."""
+    base = f"{config.run_name()}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1000):
         candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
         try:
@@ -425,6 +472,107 @@ def _reserve(root: Path, base: str) -> Path:
             continue
         return candidate
     raise ConfigError(f"cannot create a run folder under {root}: 1000 folders named {base}* exist. Clean up {root}.")
+
+
+def save_run(
+    config: Config,
+    result: FitResult,
+    prepared: data_module.Prepared,
+    resumed: Path | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Path:
+    """Write config.yaml, metrics.csv and model.json (last) into the run folder."""
+    run_dir = resumed or reserve_run_dir(config)
+    try:
+        _write_config_and_metrics(run_dir, config, prepared, checkpoint.rows if checkpoint else [], result.history)
+        model_module.write_json(run_dir / model_module.MODEL_FILE, model_payload(config, result, prepared))
+    except BaseException:
+        if resumed is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return run_dir
+
+
+def save_checkpoint(
+    run_dir: Path, config: Config, checkpoint: Checkpoint, prepared: data_module.Prepared, earlier: Checkpoint | None
+) -> None:
+    """config.yaml, metrics.csv of the epochs so far, then checkpoint.json; no model.json."""
+    rows = earlier.rows if earlier else []
+    _write_config_and_metrics(run_dir, config, prepared, rows, checkpoint.history)
+    state = checkpoint.state
+    payload = {
+        "format": "lrtrain.checkpoint",
+        "format_version": 1,
+        "lrtrain_version": __version__,
+        "epoch": state.epoch,
+        "weights": _floats(state.weights),
+        "bias": state.bias,
+        "velocity_w": None if state.velocity_w is None else _floats(state.velocity_w),
+        "velocity_b": state.velocity_b,
+        "stop_rules": checkpoint.stop_rules,
+        "seconds": checkpoint.seconds,
+        "data_sha256": prepared.raw.sha256(),
+    }
+    model_module.write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
+
+
+def load_checkpoint(run_dir: Path, prepared: data_module.Prepared) -> Checkpoint:
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run folder. Pass a folder under runs/ that holds a checkpoint.")
+    if (run_dir / model_module.MODEL_FILE).exists():
+        raise ConfigError(
+            f"--resume {run_dir}: that run finished (it has a model.json); there is nothing to resume. "
+            "To train longer, start a new run from its config: lrtrain fit --config "
+            f"{run_dir / CONFIG_FILE} --set train.epochs=N."
+        )
+    path = run_dir / CHECKPOINT_FILE
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))[1:]
+        velocity = payload["velocity_w"]
+        state = State(
+            int(payload["epoch"]),
+            np.asarray(payload["weights"], dtype=np.float64),
+            float(payload["bias"]),
+            None if velocity is None else np.asarray(velocity, dtype=np.float64),
+            float(payload["velocity_b"]),
+        )
+        stop_rules = {k: float(v) for k, v in payload["stop_rules"].items()}
+        seconds, digest = float(payload["seconds"]), str(payload["data_sha256"])
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"--resume {run_dir}: {Path(exc.filename).name} is missing, so the run cannot be continued. "
+            "Only a fit stopped by Ctrl-C or SIGTERM leaves a checkpoint; start a new run instead."
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"--resume {run_dir}: the checkpoint is damaged ({exc.__class__.__name__}: {exc}). Start a new run."
+        ) from None
+    if digest != prepared.raw.sha256():
+        raise ConfigError(
+            f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
+            "the run cannot continue the same trajectory. Restore the data or start a new run."
+        )
+    if len(state.weights) != prepared.features or len(rows) != state.epoch:
+        raise ConfigError(f"--resume {run_dir}: checkpoint and metrics.csv disagree. Start a new run.")
+    return Checkpoint(state, stop_rules, seconds, [], rows)
+
+
+def _write_config_and_metrics(
+    run_dir: Path, config: Config, prepared: data_module.Prepared, rows: list[list[str]], history: list[EpochLog]
+) -> None:
+    with model_module.atomic_writer(run_dir / CONFIG_FILE) as handle:
+        handle.write(config_module.to_yaml(config))
+    with model_module.atomic_writer(run_dir / METRICS_FILE) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["epoch", "loss", "val_loss", "lr", "bias", *[f"w_{n}" for n in prepared.raw.features]])
+        writer.writerows(rows)
+        for log in history:
+            val_loss = "" if log.val_loss is None else repr(log.val_loss)
+            weights = [repr(float(w)) for w in log.weights]
+            writer.writerow([log.epoch, repr(log.loss), val_loss, repr(log.lr), repr(log.bias), *weights])
 
 
 def model_payload(config: Config, result: FitResult, prepared: data_module.Prepared) -> dict[str, Any]:

@@ -1,0 +1,118 @@
+"""Stopping after an epoch and resuming gives the uninterrupted result, bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrtrain.config import Config, load_config
+from lrtrain.errors import ConfigError, Interrupted
+from lrtrain.training import FitResult, fit
+
+from .conftest import cli
+
+
+def config(*overrides: str) -> Config:
+    return load_config(
+        None,
+        [
+            "data.source=synthetic",
+            "data.rows=300",
+            "data.features=3",
+            "data.validation=0.2",
+            "train.epochs=60",
+            "train.lr=0.02",
+            *overrides,
+        ],
+    )
+
+
+def stop_after(epochs: int) -> object:
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= epochs
+
+    return should_stop
+
+
+def interrupted_run(cfg: Config, at: int, resume: Path | None = None) -> Path:
+    with pytest.raises(Interrupted) as stopped:
+        fit(cfg, should_stop=stop_after(at), resume=resume)  # type: ignore[arg-type]
+    (run,) = {p.parent for p in Path(cfg.output.dir).glob("*/checkpoint.json")}
+    assert f"lrtrain fit --resume {run}" in str(stopped.value)
+    return run
+
+
+def same(a: FitResult, b: FitResult) -> None:
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert a.bias == b.bias
+    assert a.epochs == b.epochs
+    assert a.stopped == b.stopped
+
+
+CASES = {
+    "manual full batch": ["train.engine=manual"],
+    "manual minibatch momentum decay": ["train.batch_size=32", "train.momentum=0.9", "train.weight_decay=0.01"],
+    "torch minibatch momentum": ["train.engine=torch", "train.batch_size=32", "train.momentum=0.5"],
+    "torch float64 standardized": ["train.engine=torch", "model.dtype=float64", "data.standardize=true"],
+}
+
+
+@pytest.mark.usefixtures("workdir")
+@pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())
+def test_resumed_run_equals_the_uninterrupted_one(overrides: list[str]) -> None:
+    cfg = config(*overrides)
+    straight = fit(config(*overrides, "output.save=false"))
+    run = interrupted_run(cfg, at=17)
+    resumed = fit(load_config(run / "config.yaml"), resume=run)
+    same(resumed, straight)
+    assert resumed.run_dir == run
+    assert not (run / "checkpoint.json").exists()
+
+
+@pytest.mark.usefixtures("workdir")
+def test_a_run_interrupted_twice_still_ends_where_it_would_have() -> None:
+    cfg = config("train.momentum=0.9", "train.batch_size=50")
+    straight = fit(config("train.momentum=0.9", "train.batch_size=50", "output.save=false"))
+    run = interrupted_run(cfg, at=10)
+    interrupted_run(load_config(run / "config.yaml"), at=25, resume=run)
+    resumed = fit(load_config(run / "config.yaml"), resume=run)
+    same(resumed, straight)
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 61))
+
+
+@pytest.mark.usefixtures("workdir")
+def test_early_stopping_state_survives_the_interruption() -> None:
+    overrides = ["train.epochs=3000", "train.lr=0.2", "train.early_stopping.patience=4"]
+    straight = fit(config(*overrides, "output.save=false"))
+    assert straight.stopped.startswith("early stopping")
+    run = interrupted_run(config(*overrides), at=straight.epochs - 2)
+    resumed = fit(load_config(run / "config.yaml"), resume=run)
+    same(resumed, straight)
+
+
+def test_resume_refuses_a_finished_run_changed_data_and_a_second_config(workdir: Path) -> None:
+    finished = fit(config("train.epochs=3")).run_dir
+    assert finished is not None
+    with pytest.raises(ConfigError, match="finished"):
+        fit(config("train.epochs=3"), resume=finished)
+    run = interrupted_run(config(), at=5)
+    with pytest.raises(ConfigError, match="data changed"):
+        fit(config("data.noise=0.3"), resume=run)
+    result = cli("fit", "--resume", str(run), "--config", str(run / "config.yaml"))
+    assert result.exit_code == 2
+    assert "drop --config" in result.stderr
+    missing = cli("fit", "--resume", str(workdir / "nowhere"))
+    assert missing.exit_code == 2
+    assert "config.yaml" in missing.stderr
+
+
+def test_interrupt_without_saving_says_nothing_was_saved(workdir: Path) -> None:
+    with pytest.raises(Interrupted, match="nothing was saved"):
+        fit(config("output.save=false"), should_stop=stop_after(3))  # type: ignore[arg-type]
+    assert list(workdir.iterdir()) == []
