@@ -80,6 +80,15 @@ def test_exit_2_usage_error_from_the_parser(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_json_usage_error_is_a_json_record_too(tmp_path: Path) -> None:
+    result = run_installed("fit", "--json", "--no-such-option", cwd=tmp_path)
+    assert result.returncode == 2
+    record = json.loads(result.stdout)
+    assert record["event"] == "error"
+    assert "--no-such-option" in record["message"]
+    assert "No such option" in result.stderr
+
+
 def test_exit_2_invalid_config(tmp_path: Path) -> None:
     result = run_installed("fit", "--set", "train.epochs=0", cwd=tmp_path)
     assert result.returncode == 2

@@ -216,7 +216,10 @@ class _StopAtEpochEnd:
 def compare(
     engines: Annotated[
         list[str],
-        typer.Argument(help="Engines to run: manual, torch, torch:cpu, torch:cuda, torch:cuda:N, torch:mps, exact."),
+        typer.Argument(
+            help="Engines to run: manual, torch, torch:cpu, torch:cuda, torch:cuda:N, torch:mps, exact.",
+            metavar="ENGINE",
+        ),
     ],
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -252,6 +255,7 @@ def predict(
             help="Samples, one per argument; features separated by commas (e.g. 1.5,2). "
             "'-' reads samples from stdin, one per line.",
             show_default=False,
+            metavar="VALUE",
         ),
     ],
     model: Annotated[
@@ -370,7 +374,18 @@ def data_make(
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
-    app(prog_name="lrtrain")
+    try:
+        code = app(prog_name="lrtrain", standalone_mode=False)
+    except typer.TyperException as exc:  # the parser's usage errors: bad option, missing argument
+        if "--json" in sys.argv[1:]:
+            record = {"schema": "lrtrain/1", "event": "error", "exit_code": int(ExitCode.USAGE), "message": str(exc)}
+            print(json.dumps(record), flush=True)
+        show = getattr(exc, "show", None)
+        show() if show else print(f"error: {exc}", file=sys.stderr)
+        code = ExitCode.USAGE
+    except typer.Abort:  # Ctrl-C before a command started
+        code = ExitCode.INTERRUPTED
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _terminate(signum: int, frame: object) -> None:
