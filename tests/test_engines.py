@@ -205,3 +205,102 @@ def test_torch_on_cuda_walks_the_same_trajectory_as_manual(dtype: str, rtol: flo
     assert cuda.device == "cuda"
     np.testing.assert_allclose(cuda.weights, manual.weights, rtol=0, atol=rtol * max(1.0, np.abs(manual.weights).max()))
     assert cmp.agree
+
+
+def householder_reference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Plain Householder QR on [X, 1]: the accuracy the exact engine must match."""
+    design = np.column_stack([x, np.ones(len(y))])
+    q, r = np.linalg.qr(design)
+    return np.linalg.solve(r, q.T @ y)
+
+
+def relative_error(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.linalg.norm(found - truth) / np.linalg.norm(truth))
+
+
+@pytest.mark.parametrize(("low", "high", "degree"), [(0, 4, 8), (1, 2, 8), (1, 3, 10), (1, 2, 12)])
+def test_exact_keeps_the_digits_of_a_qr_solve_on_ill_conditioned_polynomials(low: int, high: int, degree: int) -> None:
+    rng = np.random.default_rng(degree)
+    t = np.sort(rng.uniform(low, high, 2000))
+    x = np.column_stack([t**k for k in range(1, degree + 1)])
+    truth = np.append(rng.normal(size=degree), 0.5)
+    y = x @ truth[:-1] + truth[-1]  # no noise: the true coefficients are the answer
+    condition = np.linalg.cond(np.column_stack([x, np.ones(len(t))]))
+    assert 1e7 < condition < 1e16  # the range asked for: 1e7 to 1e15
+    w, b = solve(x, y, bias=True)
+    ours = relative_error(np.append(w, b), truth)
+    reference = relative_error(householder_reference(x, y), truth)
+    assert ours <= 10 * reference + 1e-13, (condition, ours, reference)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e6])
+def test_exact_on_the_normal_equations_path_is_as_accurate_as_qr(scale: float) -> None:
+    # correlated features far from the origin: cond(A) ~ 1e2-1e3, so Cholesky + refinement is chosen
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(5000, 20))
+    x = base @ (np.eye(20) + 0.9 * rng.normal(size=(20, 20)) / np.sqrt(20)) * scale + 100 * scale
+    truth = np.append(rng.normal(size=20), 3.0)
+    y = x @ truth[:-1] + truth[-1]
+    w, b = solve(x, y, bias=True)
+    ours = relative_error(np.append(w, b), truth)
+    reference = relative_error(householder_reference(x, y), truth)
+    assert ours <= max(10 * reference, 1e-13), (ours, reference)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["train.momentum=0.9", "train.weight_decay=0.05"], ["model.bias=false"], ["data.standardize=true"]],
+    ids=["plain", "momentum and decay", "no bias", "standardized"],
+)
+def test_sufficient_statistics_walk_the_data_path_trajectory(overrides: list[str]) -> None:
+    base = ["model.dtype=float64", "train.epochs=80", "train.lr=0.05", "data.validation=0.1", *overrides]
+    on_data = fit(synthetic_config(*base, "train.statistics=never"))
+    on_stats = fit(synthetic_config(*base, "train.statistics=always"))
+    np.testing.assert_allclose(on_stats.weights, on_data.weights, rtol=1e-12, atol=1e-13)
+    assert on_stats.bias == pytest.approx(on_data.bias, rel=1e-12, abs=1e-13)
+    np.testing.assert_allclose(
+        [log.loss for log in on_stats.history], [log.loss for log in on_data.history], rtol=1e-10
+    )
+
+
+def test_statistics_are_used_automatically_only_where_they_keep_every_digit() -> None:
+    from lrtrain.training import _use_statistics
+
+    def chosen(*overrides: str) -> bool:
+        config = synthetic_config(*overrides)
+        return _use_statistics(config, data.prepare(data.load(config), config))
+
+    assert chosen("model.dtype=float64")
+    assert not chosen("model.dtype=float32")  # float32 rounding stays on the data, step for step
+    assert not chosen("model.dtype=float64", "train.batch_size=10")
+    assert not chosen("model.dtype=float64", "train.statistics=never")
+    assert chosen("model.dtype=float32", "train.statistics=always")
+
+
+def test_lr_auto_is_one_over_the_largest_curvature_and_converges() -> None:
+    config = synthetic_config("train.lr=auto", "model.dtype=float64", "train.epochs=400", "data.standardize=true")
+    prepared = data.prepare(data.load(config), config)
+    result = fit(config)
+    assert result.history[0].lr == pytest.approx(1 / largest_curvature(prepared.x, bias=True), rel=1e-12)
+    assert result.max_dw_to_optimum < 1e-8
+
+
+def test_threads_setting_limits_blas_and_gives_the_same_result() -> None:
+    from threadpoolctl import threadpool_info
+
+    seen: list[int] = []
+    import lrtrain.engine_manual as manual
+
+    honest = manual._on_data
+
+    def spy(*args: Any) -> Any:
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        yield from honest(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manual, "_on_data", spy)
+        one = fit(synthetic_config("train.threads=1", "train.epochs=20"))
+    default = fit(synthetic_config("train.epochs=20"))
+    assert seen
+    assert set(seen) == {1}
+    np.testing.assert_allclose(one.weights, default.weights, rtol=1e-6)

@@ -21,7 +21,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -152,19 +154,42 @@ class EarlyStopping(_Strict):
     tolerance: float = Field(0.0, ge=0.0, description="an improvement must exceed this to count, >= 0")
 
 
+def _check_lr(value: object) -> float | str:
+    if value == "auto":
+        return "auto"
+    if not _is_number(value):
+        raise ValueError(f"must be a number > 0 or 'auto'; got {value!r}")
+    if not float(value) > 0:  # type: ignore[arg-type]
+        raise ValueError(f"must be greater than 0 (or 'auto'); got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+_LR_SCHEMA = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}]}
+
+
 class TrainSpec(_Strict):
     engine: Engine = Field(
         "manual", description="manual (NumPy), torch (nn.Linear + optim.SGD) or exact (least squares)"
     )
     device: str = Field("cpu", description="torch engine only: cpu, cuda, cuda:N, mps or auto")
     epochs: int = Field(100, ge=1, description="passes over the training data, >= 1")
-    lr: float = Field(0.01, gt=0.0, description="learning rate, > 0")
+    lr: Annotated[float | Literal["auto"], PlainValidator(_check_lr), WithJsonSchema(_LR_SCHEMA)] = Field(
+        0.01, description="learning rate, > 0, or auto: 1/L, L the largest eigenvalue of the loss's Hessian"
+    )
     batch_size: int | None = Field(None, ge=1, description="rows per step, >= 1; null = full batch")
     shuffle: bool = Field(True, description="minibatches: reshuffle the rows every epoch (from the seed)")
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD momentum, in [0, 1)")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty on the weights (not the bias), >= 0")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="stop when the loss stalls")
     diverge_patience: int = Field(5, ge=1, description="epochs of loss growth in a row that count as divergence, >= 1")
+    statistics: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="manual engine, full batch: epochs from the sufficient statistics (XᵀX, Xᵀy, ...) gathered in one "
+        "pass, O(D²) per epoch instead of O(N·D); auto = in float64 when cheaper (float32 stays on the data)",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="threads for BLAS and torch, >= 1; null = the libraries' default (every core)"
+    )
     predict: list[float | list[float]] | None = Field(
         None,
         description="inputs to predict before and after training, each a number or a list of one per feature; "
@@ -482,7 +507,8 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
         }.get(kind, error["msg"].removeprefix("Input should be ").lower())
         return f"'{dotted}' must be {wanted}; got {value!r} ({_yaml_kind(value)})."
     if kind == "value_error":
-        return f"'{dotted}': {error['msg'].removeprefix('Value error, ')}."
+        message = error["msg"].removeprefix("Value error, ")
+        return f"'{dotted}' {message}." if message.startswith("must") else f"'{dotted}': {message}."
     return f"'{dotted}': {error['msg']}; got {value!r}."
 
 

@@ -1,8 +1,13 @@
-"""NumPy gradient descent on the mean squared error, step for step what torch.optim.SGD does."""
+"""NumPy gradient descent on the mean squared error, step for step what torch.optim.SGD does.
+
+Two ways to get the gradient, the same mathematics: from the data, batch by batch (the sheet's
+way, and the only way for minibatches), or, for full-batch epochs, from the sufficient
+statistics gathered in one pass, so each later epoch costs O(D²) instead of O(N·D).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import numpy as np
 
@@ -10,33 +15,73 @@ from lrtrain.data import Prepared
 from lrtrain.training import EpochLog, Schedule, State
 
 
-def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
-    dtype = np.dtype(schedule.dtype)
+class _SGD:
+    """w, b and the momentum buffers in the run's dtype; `step` is torch.optim.SGD's update."""
+
+    def __init__(self, schedule: Schedule, start: State) -> None:
+        dtype = self.dtype = np.dtype(schedule.dtype)
+        self.w = start.weights.astype(dtype)
+        self.b = dtype.type(start.bias)
+        self.lr, self.mu, self.decay = (dtype.type(v) for v in (schedule.lr, schedule.momentum, schedule.weight_decay))
+        self.velocity_w = np.zeros_like(self.w) if start.velocity_w is None else start.velocity_w.astype(dtype)
+        self.velocity_b = dtype.type(start.velocity_b)
+        self.bias = schedule.bias
+
+    def step(self, grad_w: np.ndarray, grad_b: np.floating) -> None:
+        grad_w = grad_w + self.decay * self.w  # weight decay: + λw (not on the bias)
+        if self.mu:
+            self.velocity_w = self.mu * self.velocity_w + grad_w  # v = μv + g
+            self.velocity_b = self.mu * self.velocity_b + grad_b
+            grad_w, grad_b = self.velocity_w, self.velocity_b
+        self.w = self.w - self.lr * grad_w  # w ← w − lr·∂L/∂w
+        if self.bias:
+            self.b = self.b - self.lr * grad_b  # b ← b − lr·∂L/∂b
+
+    def log(self, epoch: int, loss: float, lr: float) -> EpochLog:
+        velocity = (self.velocity_w.astype(np.float64), float(self.velocity_b)) if self.mu else (None, 0.0)
+        return EpochLog(epoch, loss, self.w.astype(np.float64), float(self.b), lr, None, *velocity)
+
+
+def train(data: Prepared, schedule: Schedule, start: State) -> Generator[EpochLog, None, None]:
+    sgd = _SGD(schedule, start)
+    epochs = range(start.epoch + 1, schedule.epochs + 1)
+    if schedule.statistics:
+        yield from _on_statistics(data, schedule, sgd, epochs)
+    else:
+        yield from _on_data(data, schedule, sgd, epochs)
+
+
+def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Generator[EpochLog, None, None]:
     x, y = data.x, data.y
     n = len(y)
-    w = start.weights.astype(dtype)
-    b = dtype.type(start.bias)
-    lr, mu, decay = (dtype.type(v) for v in (schedule.lr, schedule.momentum, schedule.weight_decay))
-    velocity_w = np.zeros_like(w) if start.velocity_w is None else start.velocity_w.astype(dtype)
-    velocity_b = dtype.type(start.velocity_b)
-    for epoch in range(start.epoch + 1, schedule.epochs + 1):
+    for epoch in epochs:
         total = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a non-finite loss: divergence
             for rows in schedule.batches(epoch, n):
                 xb, yb = x[rows], y[rows]
                 m = len(yb)
-                r = xb @ w + b - yb  # residual r = Xw + b - y
+                r = xb @ sgd.w + sgd.b - yb  # residual r = Xw + b - y
                 loss = np.mean(r * r)  # L = mean(r²), before the step
                 g = (2.0 / m) * r  # dL/dprediction = 2r/m
-                grad_w = xb.T @ g + decay * w  # dL/dw = Xᵀ(2r/m) + λw
-                grad_b = g.sum()  # dL/db = Σ 2r/m (no decay on the bias)
-                if mu:
-                    velocity_w = mu * velocity_w + grad_w  # v = μv + g, as torch.optim.SGD
-                    velocity_b = mu * velocity_b + grad_b
-                    grad_w, grad_b = velocity_w, velocity_b
-                w = w - lr * grad_w  # w ← w − lr·∂L/∂w
-                if schedule.bias:
-                    b = b - lr * grad_b  # b ← b − lr·∂L/∂b
+                sgd.step(xb.T @ g, g.sum())  # dL/dw = Xᵀ(2r/m), dL/db = Σ 2r/m
                 total += float(loss) * m
-        velocity = (velocity_w.astype(np.float64), float(velocity_b)) if mu else (None, 0.0)
-        yield EpochLog(epoch, total / n, w.astype(np.float64), float(b), schedule.lr, None, *velocity)
+        yield sgd.log(epoch, total / n, schedule.lr)
+
+
+def _on_statistics(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Generator[EpochLog, None, None]:
+    """With A = X − μ, t = y − ȳ and s = μ·w + b − ȳ, the residual is r = (Aw − t) + s, and
+    mean(r²) = (wᵀGw − 2wᵀc + tᵀt)/n + s², Xᵀr = Gw − c + n·s·μ, Σr = n·s   (G = AᵀA, c = Aᵀt).
+    """
+    from lrtrain.engine_exact import moments
+
+    stats = moments(data.x, data.y, bias=True)  # centered, float64, one blocked pass
+    n, mu, gram, cross = stats.n, stats.x_mean, stats.gram, stats.cross
+    for epoch in epochs:
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = sgd.w.astype(np.float64)
+            s = float(mu @ w) + float(sgd.b) - stats.y_mean
+            gw = gram @ w
+            loss = max((float(w @ gw) - 2 * float(w @ cross) + stats.tt) / n + s * s, 0.0)
+            grad_w = (2.0 / n) * (gw - cross + n * s * mu)  # dL/dw = (2/n)·Xᵀr
+            sgd.step(grad_w.astype(sgd.dtype), sgd.dtype.type(2.0 * s))  # dL/db = (2/n)·Σr = 2s
+        yield sgd.log(epoch, loss, schedule.lr)

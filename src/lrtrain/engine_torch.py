@@ -40,6 +40,8 @@ def resolve_device(name: str) -> torch.device:
 
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     device = resolve_device(schedule.device)
+    if schedule.threads:
+        torch.set_num_threads(schedule.threads)
     dtype = getattr(torch, schedule.dtype)
     if device.type == "mps" and dtype == torch.float64:
         raise DeviceError("device 'mps' does not support float64. Use --set model.dtype=float32 or --device cpu.")

@@ -75,16 +75,24 @@ def _inputs(sample: list[float]) -> str:
 class FitView:
     """Listener for training: prints the header, predictions before training and epoch lines."""
 
-    def __init__(self, config: Config, out: Console, mode: Mode) -> None:
+    def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None) -> None:
         self.config = config
         self.out = out
         self.mode = mode
+        self.err = err or console(sys.stderr)
 
     def _line(self, text: str, style: str | None = None) -> None:
         if self.mode != "json":
             self.out.print(Text(text, style=style or ""))
 
     def started(self, start: Start) -> None:
+        if start.curvature is not None:  # lr: auto, said once so the user learns the number
+            self.err.print(
+                Text(
+                    f"lr = auto: 1/L = {start.lr:.6g}, L = {start.curvature:.6g} the largest eigenvalue of the "
+                    "loss's Hessian (2/L would be the edge of divergence)"
+                )
+            )
         if self.config.log.header:
             self._line(f"Number of samples: {start.rows}, number of features: {start.features}")
         for sample, value in start.predictions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import importlib
@@ -10,13 +11,14 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from lrtrain import __version__
 from lrtrain import config as config_module
@@ -71,6 +73,8 @@ class Schedule:
     bias: bool
     dtype: str
     device: str
+    statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
+    threads: int | None = None
 
     def batches(self, epoch: int, n: int) -> list[slice | np.ndarray]:
         """Row selections for one epoch; a fresh permutation per epoch when shuffling."""
@@ -94,6 +98,8 @@ class Start:
     rows: int
     features: int
     predictions: list[tuple[list[float], float]]  # (input, prediction) with the initial weights
+    lr: float
+    curvature: float | None  # L, when lr is auto
 
 
 @dataclass
@@ -247,13 +253,14 @@ def train(
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
     w0_raw, b0_raw = scaling.to_original(w0, b0)
+    lr, curvature = _learning_rate(config, prepared)
     if listener:
         device_label = device if engine == "torch" else "cpu"
         before = [(s, _predict(w0_raw, b0_raw, s)) for s in samples]
-        listener.started(Start(engine, device_label, prepared.rows, prepared.features, before))
+        listener.started(Start(engine, device_label, prepared.rows, prepared.features, before, lr, curvature))
     schedule = Schedule(
         epochs=config.train.epochs,
-        lr=config.train.lr,
+        lr=lr,
         momentum=config.train.momentum,
         weight_decay=config.train.weight_decay,
         batch_size=config.train.batch_size,
@@ -262,6 +269,8 @@ def train(
         bias=config.model.bias,
         dtype=config.model.dtype,
         device=device,
+        statistics=_use_statistics(config, prepared),
+        threads=config.train.threads,
     )
     stop = _StopRules(config, prepared)
     start, seconds_before = State(0, w0, b0), 0.0
@@ -271,8 +280,9 @@ def train(
     history: list[EpochLog] = []
     stopped = "completed"
     started = time.perf_counter()
-    logs: Iterator[EpochLog] = module.train(prepared, schedule, start)
-    try:
+    logs: Generator[EpochLog, None, None] = module.train(prepared, schedule, start)
+    limits = threadpool_limits(config.train.threads) if config.train.threads else contextlib.nullcontext()
+    with limits, contextlib.closing(logs):
         for log in logs:
             if prepared.x_val is not None:
                 log = dataclasses.replace(log, val_loss=mse(prepared.x_val, prepared.y_val, log.weights, log.bias))  # type: ignore[arg-type]
@@ -293,10 +303,6 @@ def train(
                     "nothing was saved (output.save is false).",
                     Checkpoint(log.state(), stop.state(), elapsed, history),
                 )
-    finally:
-        close = getattr(logs, "close", None)
-        if close:
-            close()
     seconds = seconds_before + time.perf_counter() - started
     if not history:
         raise ConfigError(
@@ -329,6 +335,26 @@ def train(
         predictions=[(s, _predict(w0_raw, b0_raw, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
     )
+
+
+def _learning_rate(config: Config, prepared: data_module.Prepared) -> tuple[float, float | None]:
+    """The configured lr, or for `auto` 1/L: half the largest stable step of full-batch gradient descent."""
+    if config.train.lr != "auto":
+        return float(config.train.lr), None
+    curvature = largest_curvature(prepared.x, config.model.bias)
+    return (1.0 / curvature if curvature > 0 else 1.0), curvature
+
+
+def _use_statistics(config: Config, prepared: data_module.Prepared) -> bool:
+    """Full-batch epochs from XᵀX and friends: O(N·D²) once, then O(D²) per epoch instead of O(N·D)."""
+    choice = config.train.statistics
+    full_batch = config.train.batch_size is None or config.train.batch_size >= prepared.rows
+    if choice == "never" or not full_batch:
+        return False
+    if choice == "always":
+        return True
+    cheaper = prepared.features < 4 * config.train.epochs  # N·D² once < 4·N·D per epoch
+    return config.model.dtype == "float64" and cheaper  # float32 keeps its rounding, step for step
 
 
 def _optimum(prepared: data_module.Prepared, config: Config) -> tuple[np.ndarray, float]:
