@@ -716,7 +716,49 @@ ENGINE_CASES = [
     ),
 ]
 
-CASES = CONFIG_CASES + SET_CASES + DATA_CASES + MODEL_CASES + ENGINE_CASES
+NUMBER_AND_NAME_CASES = [
+    case(
+        "config-lr-infinite",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  lr: 1e400\n"},
+        stderr=("line 2", "'train.lr' must be a number > 0 or 'auto'", "inf", CONFIG_FIX),
+    ),
+    case(
+        "set-init-std-infinite",
+        "fit",
+        "--set",
+        "model.init_std=.inf",
+        stderr=("'model.init_std' must be a finite number", "inf", CONFIG_FIX),
+    ),
+    case("set-inline-y-nan", "fit", "--set", "data.y=[1, 2, .nan, 4]", stderr=("'data.y[2]' must be a finite number",)),
+    case("set-seed-negative", "fit", "--set", "seed=-5", stderr=("'seed' must be at least 0", "got -5", CONFIG_FIX)),
+    case("set-name-with-slash", "fit", "--set", "name=a/b", stderr=("'name' names a folder", "'a/b'")),
+    case("set-name-climbing-out", "fit", "--set", "name=../../evil", stderr=("'name' names a folder", "'../../evil'")),
+    case(
+        "output-dir-unwritable",
+        "fit",
+        "--set",
+        "output.dir=/proc/lrtrain-cannot-write-here",
+        stderr=("cannot create a run folder", "output.dir", "--set output.save=false"),
+    ),
+    case("make-bias-nan", "data", "make", "d.csv", "--bias", "nan", stderr=("--bias nan is not a finite number",)),
+    case("make-noise-infinite", "data", "make", "d.csv", "--noise", "inf", stderr=("--noise inf is not a finite",)),
+    case("make-weights-nan", "data", "make", "d.csv", "--weights", "nan", stderr=("not a finite number",)),
+    case("make-seed-negative", "data", "make", "d.csv", "--seed", "-1", stderr=("--seed",)),
+    case(
+        "config-is-a-csv-file",
+        "fit",
+        "-c",
+        "d.csv",
+        files={"d.csv": GOOD_CSV},
+        stderr=("holds a string", "looks like data", "--set data.source=csv"),
+    ),
+    case("compare-device-misspelled", "compare", "manual", "torch:tpu", stderr=("'torch:tpu'", "cpu, cuda, cuda:N")),
+]
+
+CASES = CONFIG_CASES + SET_CASES + DATA_CASES + MODEL_CASES + ENGINE_CASES + NUMBER_AND_NAME_CASES
 
 
 # --------------------------------------------------------------------------- the one test

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -305,3 +307,47 @@ def test_data_make_matches_the_synthetic_source(workdir: Path) -> None:
     dataset = data.load(config)
     np.testing.assert_array_equal(table[:, :-1], dataset.x)
     np.testing.assert_array_equal(table[:, -1], dataset.y)
+
+
+def test_written_files_follow_the_umask(workdir: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+        assert cli("data", "make", "d.csv", "--rows", "10").exit_code == 0
+    finally:
+        os.umask(old)
+    run = only_run(workdir)
+    for path in [run / "model.json", run / "config.yaml", run / "metrics.csv", workdir / "d.csv"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_run_from_a_relative_set_path_reruns_from_its_saved_config(workdir: Path) -> None:
+    assert cli("data", "make", "d.csv", "--rows", "50").exit_code == 0
+    assert cli("fit", "--set", "data.source=csv", "--set", "data.path=d.csv", "--engine", "exact").exit_code == 0
+    saved = only_run(workdir) / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["data"]["path"] == str(workdir / "d.csv")
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
+    again = cli("fit", "--config", str(saved), "--set", "output.save=false")
+    assert again.exit_code == 0, again.output
+
+
+def test_device_auto_reports_the_device_it_used(workdir: Path) -> None:
+    import torch
+
+    result = cli("fit", "--engine", "torch", "--device", "auto", "--json", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert json.loads(result.stdout.splitlines()[-1])["device"] == expected
+
+
+def test_predict_skips_blank_stdin_lines(workdir: Path) -> None:
+    assert cli("fit", "--engine", "exact").exit_code == 0
+    assert cli("predict", "-", input="1\n\n2\n\n").stdout == "2.0\n4.0\n"
+
+
+def test_json_error_message_has_no_prefix() -> None:
+    result = cli("fit", "--json", "--set", "train.epochs=0")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["message"].startswith("invalid config:")

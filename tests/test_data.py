@@ -93,3 +93,10 @@ def test_synthetic_data_follows_the_true_weights() -> None:
     design = np.column_stack([dataset.x, np.ones(len(dataset.y))])
     coef = np.linalg.lstsq(design, dataset.y, rcond=None)[0]
     np.testing.assert_allclose(coef, [2, -3, 1], atol=0.01)
+
+
+def test_csv_with_a_byte_order_mark_keeps_clean_column_names(tmp_path: Path) -> None:
+    (tmp_path / "excel.csv").write_bytes("\ufeffsqft,rooms,price\n50,2,100\n80,3,160\n65,2,130\n".encode())
+    dataset = load(tmp_path, "data: {source: csv, path: excel.csv, target: price, features: [sqft]}\n")
+    assert dataset.features == ["sqft"]
+    np.testing.assert_array_equal(dataset.x[:, 0], [50, 80, 65])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -54,6 +55,7 @@ SetOption = Annotated[
     typer.Option(
         "--set",
         "-s",
+        metavar="KEY=VALUE",
         help="Override a config key, e.g. --set train.lr=0.1 (value read as YAML). Repeatable; wins over the file.",
     ),
 ]
@@ -94,7 +96,8 @@ def _fail(code: ExitCode, message: str, json_output: bool) -> None:
     if _debug["on"]:
         traceback.print_exc(file=sys.stderr)
     if json_output:
-        record = {"schema": "lrtrain/1", "event": "error", "exit_code": int(code), "message": message}
+        text = message.removeprefix("error: ")
+        record = {"schema": "lrtrain/1", "event": "error", "exit_code": int(code), "message": text}
         print(json.dumps(record), flush=True)
     print(message, file=sys.stderr, flush=True)
     raise typer.Exit(int(code))
@@ -290,7 +293,8 @@ def _samples(values: list[str]) -> Iterator[list[float]]:
             yield sample
             continue
         for number, line in enumerate(sys.stdin, start=1):
-            yield parse_sample(line, f"stdin line {number}")
+            if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
+                yield parse_sample(line, f"stdin line {number}")
 
 
 @config_app.command("show")
@@ -336,7 +340,7 @@ def data_make(
     ] = None,
     bias: Annotated[float, typer.Option(help="True bias.")] = 0.0,
     noise: Annotated[float, typer.Option(min=0.0, help="Standard deviation of Gaussian noise on y, >= 0.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed, >= 0.")] = 0,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a synthetic data set y = x.w + bias + noise (streamed: any size fits in memory)."""
@@ -350,6 +354,9 @@ def data_make(
         raise DataError(
             f"{path} already exists; nothing was written. Pass --force to overwrite it, or pick another name."
         )
+    for option, value in (("--bias", bias), ("--noise", noise)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{option} {value} is not a finite number; give a finite one.")
     true_weights = None
     if weights is not None:
         try:
@@ -358,6 +365,8 @@ def data_make(
             raise ConfigError(
                 f"--weights {weights!r} is not a comma-separated list of numbers, e.g. --weights 2,-1,0.5."
             ) from None
+        if not all(math.isfinite(w) for w in true_weights):
+            raise ConfigError(f"--weights {weights!r} holds a value that is not a finite number.")
         if len(true_weights) != features:
             raise ConfigError(
                 f"--weights has {len(true_weights)} value(s) but --features is {features}; give one weight per feature."

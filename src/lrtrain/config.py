@@ -35,7 +35,7 @@ DType = Literal["float32", "float64"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
 
 def _check_x(value: list[Any]) -> list[Any]:
@@ -58,7 +58,7 @@ def _check_x(value: list[Any]) -> list[Any]:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 SOURCE_HELP = "where the data comes from: inline, synthetic, csv or npy"
@@ -94,7 +94,7 @@ class SyntheticData(_DataCommon):
     )
     bias: float = Field(0.0, description="true bias (intercept)")
     noise: float = Field(0.1, ge=0.0, description="standard deviation of the Gaussian noise added to y, >= 0")
-    seed: int | None = Field(None, description="seed of the generated data; null uses the top-level seed")
+    seed: int | None = Field(None, ge=0, description="seed of the generated data, >= 0; null uses the top-level seed")
 
     @model_validator(mode="after")
     def _weights_match_features(self) -> SyntheticData:
@@ -159,6 +159,8 @@ def _check_lr(value: object) -> float | str:
         return "auto"
     if not _is_number(value):
         raise ValueError(f"must be a number > 0 or 'auto'; got {value!r}")
+    if not math.isfinite(float(value)):  # type: ignore[arg-type]
+        raise ValueError(f"must be a finite number > 0 or 'auto'; got {value!r}")
     if not float(value) > 0:  # type: ignore[arg-type]
         raise ValueError(f"must be greater than 0 (or 'auto'); got {value!r}")
     return float(value)  # type: ignore[arg-type]
@@ -226,8 +228,13 @@ class CompareSpec(_Strict):
 
 
 class Config(_Strict):
-    name: str | None = Field(None, description="run name; null = the config file's name, or 'default'")
-    seed: int = Field(0, description="seed of initial weights, shuffling, validation split and synthetic data")
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",
+        max_length=100,
+        description="run name (letters, digits, _ . + -; it names the run folder); null = the config file's name",
+    )
+    seed: int = Field(0, ge=0, description="seed of initial weights, shuffling, validation split and synthetic data")
     data: DataSpec = Field(default_factory=InlineData, description="where the training data comes from")
     model: ModelSpec = Field(default_factory=ModelSpec, description="the linear model")
     train: TrainSpec = Field(default_factory=TrainSpec, description="the optimizer and its stop rules")
@@ -322,9 +329,14 @@ def read_yaml_file(path: Path) -> tuple[dict[str, Any], Positions]:
         ) from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a directory, not a YAML file. Pass the file itself.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"cannot read config file {path}: {reason}. Check the file and its permissions.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (is it a YAML file?). Save it as UTF-8, or pass the YAML config."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}. Check the file and its permissions."
+        ) from None
     data, positions = _parse_yaml(text, f"config file {path}")
     if data is None:
         raise ConfigError(
@@ -332,9 +344,13 @@ def read_yaml_file(path: Path) -> tuple[dict[str, Any], Positions]:
             "or run without --config for the built-in default."
         )
     if not isinstance(data, dict):
+        hint = ""
+        if path.suffix.lower() in (".csv", ".npy", ".npz", ".txt", ".tsv"):
+            source = "npy" if path.suffix.lower() in (".npy", ".npz") else "csv"
+            hint = f" {path} looks like data: train on it with --set data.source={source} --set data.path={path}."
         raise ConfigError(
             f"config file {path} holds a {_yaml_kind(data)}, but a config is a mapping of keys to values "
-            "(e.g. 'train:\\n  lr: 0.01'). See `lrtrain config show` for every key."
+            f"(e.g. 'train:\\n  lr: 0.01'). See `lrtrain config show` for every key.{hint}"
         )
     return data, positions
 
@@ -360,15 +376,16 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
     if isinstance(raw.get("data"), dict):
         raw["data"].setdefault("source", "inline")
     if path is not None and "name" not in raw:
-        raw["name"] = path.stem
+        raw["name"] = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).lstrip(".") or "run"
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         source = f"config file {path}" if path is not None else "the built-in default config"
         raise ConfigError(_describe(exc, raw, positions, set_keys, source)) from None
     data_path = getattr(config.data, "path", None)
-    if data_path is not None and path is not None and not Path(data_path).is_absolute():
-        config.data.path = str((path.parent / data_path).resolve())  # type: ignore[union-attr]
+    if data_path is not None and not Path(data_path).is_absolute():  # saved configs rerun from anywhere
+        base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
+        config.data.path = str((base / data_path).resolve())  # type: ignore[union-attr]
     return config
 
 
@@ -439,7 +456,7 @@ def _describe(
         loc = _clean_loc(error["loc"])
         if error["type"] == "union_tag_invalid":
             loc = (*loc, "source")
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        dotted = _dotted(loc) or "(top level)"
         str_loc = tuple(str(p) for p in loc if isinstance(p, str))
         if str_loc in set_keys or any(str_loc[: len(k)] == k for k in set_keys):
             where = "from the command line"
@@ -458,8 +475,21 @@ def _describe(
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """Drop pydantic's union-branch labels (data source tags) from an error location."""
-    return tuple(p for i, p in enumerate(loc) if not (i == 1 and loc[0] == "data" and p in DATA_SOURCES))
+    """Drop pydantic's union-branch labels (data source tags, 'float', 'list[float]') from an error location."""
+    return tuple(
+        p
+        for i, p in enumerate(loc)
+        if not (i == 1 and loc[0] == "data" and p in DATA_SOURCES)
+        and not (isinstance(p, str) and (p in ("float", "int", "str", "bool") or "[" in p))
+    )
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """('train', 'predict', 0) -> 'train.predict[0]'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def _line_of(loc: tuple[str, ...], positions: Positions) -> int | None:
@@ -489,6 +519,13 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
         }[kind]
         bound = f"{words} {ctx.get(name, 0):g}"
         return f"'{dotted}' must be {bound}{_range_of(loc)}; got {value!r}."
+    if kind == "finite_number":
+        return f"'{dotted}' must be a finite number; got {value!r}."
+    if kind in ("string_pattern_mismatch", "string_too_long"):
+        return (
+            f"'{dotted}' names a folder, so it may hold only letters, digits and _ . + - "
+            f"(at most 100, not starting with . or -); got {value!r}."
+        )
     if kind == "union_tag_invalid":
         return f"'{dotted}' must be one of {', '.join(DATA_SOURCES)}; got {ctx.get('tag')!r}."
     if kind == "union_tag_not_found":

@@ -142,7 +142,7 @@ def _csv(spec: CsvData) -> Dataset:
     path = Path(spec.path)
     _open_checked(path, "CSV")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM (Excel) is not a name
             first = next(csv.reader(handle, delimiter=spec.delimiter), [])
     except UnicodeDecodeError:
         raise DataError(f"data file {path} is not UTF-8 text. Is it a CSV file? Save it as UTF-8 CSV.") from None
@@ -183,7 +183,7 @@ def _csv(spec: CsvData) -> Dataset:
                 dtype=np.float64,
                 comments=None,
                 quotechar='"',
-                encoding="utf-8",
+                encoding="utf-8-sig",
             )
     except (ValueError, IndexError):
         raise DataError(_csv_problem(path, spec, names, columns)) from None
@@ -223,7 +223,7 @@ def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool
 
 def _csv_problem(path: Path, spec: CsvData, names: list[str], columns: list[int]) -> str:
     """Find the first malformed row for an exact message (the fast parser's is vague)."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=spec.delimiter)
         width = len(names)
         for line_number, row in enumerate(reader, start=1):
@@ -241,9 +241,14 @@ def _csv_problem(path: Path, spec: CsvData, names: list[str], columns: list[int]
                 try:
                     float(row[col])
                 except ValueError:
+                    fix = (
+                        "Fix the cell or drop the row (this is the target column)."
+                        if col == columns[-1]
+                        else "Fix the cell, or leave the column out by listing the others in data.features."
+                    )
                     return (
                         f"data file {path}, line {line_number}, column {names[col]!r}: {row[col]!r} is not a number. "
-                        "Fix the cell, or leave the column out by listing the others in data.features."
+                        + fix
                     )
     return f"data file {path} could not be parsed as CSV with delimiter {spec.delimiter!r}. Check data.delimiter."
 

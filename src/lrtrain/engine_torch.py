@@ -33,7 +33,7 @@ def resolve_device(name: str) -> torch.device:
         build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
         raise DeviceError(
             f"device {name!r} is not available here ({build}); available: {', '.join(here)}. "
-            "Use --device cpu (or auto to take the best one present)."
+            "Choose one of those (fit --device cpu, compare torch:cpu), or auto for the best one present."
         )
     return torch.device(canonical)
 

@@ -29,6 +29,7 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never torn."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's private 0600
     text = "b" not in mode
     try:
         with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as handle:
@@ -40,6 +41,12 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, payload: dict[str, Any], allow_nan: bool = False) -> None:

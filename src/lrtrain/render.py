@@ -13,6 +13,7 @@ import sys
 from typing import IO, Any, Literal
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -142,7 +143,7 @@ def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> 
         ("Bias", bias),
         (
             "Gap to optimum",
-            f"loss {result.loss - result.optimum_loss:+.3g}, max |w - w*| {result.max_dw_to_optimum:.3g} "
+            f"loss {max(result.loss - result.optimum_loss, 0.0):+.3g}, max |w - w*| {result.max_dw_to_optimum:.3g} "
             "(least squares, float64)",
         ),
     ]
@@ -191,6 +192,11 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
         f"Engines {verdict}: largest relative |Δw| between trained engines {cmp.worst:.3g}, "
         f"tolerance {cmp.tolerance:.0e} ({config.model.dtype})."
     )
+    if cmp.trained < 2:
+        conclusion = (
+            "Nothing to hold to the tolerance: fewer than two trained engines (exact is the reference). "
+            "Name two, e.g. lrtrain compare manual torch."
+        )
     if mode == "json":
         for label, result, delta in zip(cmp.labels, cmp.results, cmp.deltas, strict=True):
             out.print(
@@ -202,17 +208,17 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
             markup=False,
         )
         return
-    header = [
-        "engine",
-        "device",
-        "dtype",
-        "final loss",
-        "weights",
-        "bias",
-        "epochs",
-        "time/epoch",
-        "max |Δw| vs first",
-        "gap to optimum",
+    columns = [  # (table heading, key of the plain line)
+        ("engine", "engine"),
+        ("device", "device"),
+        ("dtype", "dtype"),
+        ("final loss", "final_loss"),
+        ("weights", "weights"),
+        ("bias", "bias"),
+        ("epochs", "epochs"),
+        ("per epoch", "time_per_epoch"),
+        ("|Δw| vs 1st", "max_abs_dw_vs_first"),
+        ("gap to w*", "gap_to_optimum"),
     ]
     rows = [
         [
@@ -220,7 +226,7 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
             r.device,
             r.dtype,
             f"{r.loss:.6g}",
-            weights_text(r.weights[:4], precision) + (" ..." if len(r.weights) > 4 else ""),
+            weights_text(r.weights[:3], precision) + (" ..." if len(r.weights) > 3 else ""),
             f"{r.bias:.{precision}f}" if config.model.bias else "off",
             str(r.epochs),
             _duration(r.seconds_per_epoch),
@@ -230,26 +236,26 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
         for label, r, delta in zip(cmp.labels, cmp.results, cmp.deltas, strict=True)
     ]
     if mode == "rich":
-        table = Table(*header, title="Engines on the same data, initial weights and batch order", title_justify="left")
+        table = Table(  # one column per engine: narrow enough for a terminal whatever the metrics
+            title="Engines on the same data, initial weights and batch order",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+        )
+        table.add_column("")
         for row in rows:
-            table.add_row(*row)
+            table.add_column(row[0], justify="right")
+        for index, (heading, _) in enumerate(columns[1:], start=1):
+            table.add_row(heading, *(row[index] for row in rows), style="bold" if index == 3 else None)
         out.print(table)
         out.print(Text(conclusion, style="green" if cmp.agree else "bold red"))
     else:
         for row in rows:
-            out.print(
-                Text(
-                    "  ".join(
-                        f"{h}={v.replace(' ', '')}" if i else v
-                        for i, (h, v) in enumerate(zip(_keys(header), row, strict=True))
-                    )
-                )
-            )
+            fields = [row[0]] + [
+                f"{key}={value.replace(' ', '')}" for (_, key), value in zip(columns[1:], row[1:], strict=True)
+            ]
+            out.print(Text("  ".join(fields)))
         out.print(Text(conclusion))
-
-
-def _keys(header: list[str]) -> list[str]:
-    return [h.replace(" ", "_").replace("|Δw|", "abs_dw").replace("/", "_per_") for h in header]
 
 
 def _duration(seconds: float) -> str:

@@ -9,7 +9,9 @@ import importlib
 import json
 import math
 import os
+import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -152,6 +154,8 @@ def parse_engine(text: str, default_device: str) -> tuple[str, str]:
         raise ConfigError(
             f"engine {text!r}: only the torch engine takes a device (torch:{device}); {name} runs on the CPU."
         )
+    if device and not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", device):
+        raise ConfigError(f"engine {text!r}: the device must be cpu, cuda, cuda:N, mps or auto (e.g. torch:cuda).")
     return name, device or (default_device if name == "torch" else "cpu")
 
 
@@ -218,8 +222,11 @@ def fit(
             f"train.device is {device!r}, but only the torch engine runs on a device and train.engine is "
             f"{engine!r} (it runs on the CPU). Use --engine torch --device {device}, or leave the device at cpu."
         )
+    _engine(engine, device)  # a missing device fails before the data is even read
     prepared = data_module.prepare(data_module.load(config), config)
     checkpoint = load_checkpoint(resume, prepared) if resume is not None else None
+    if config.output.save and resume is None:
+        _check_writable(Path(config.output.dir))  # before training, not after hours of it
     try:
         result = train(config, prepared, engine, device, listener, should_stop, checkpoint)
     except Interrupted as stop:
@@ -246,9 +253,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
 ) -> FitResult:
-    module = importlib.import_module(ENGINES[engine])
-    if hasattr(module, "resolve_device"):
-        module.resolve_device(device)  # a missing device fails before anything is printed
+    module, device = _engine(engine, device)
     scaling = prepared.scaling
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
@@ -335,6 +340,14 @@ def train(
         predictions=[(s, _predict(w0_raw, b0_raw, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
     )
+
+
+def _engine(name: str, device: str) -> tuple[Any, str]:
+    """The engine's module, and the device it will run on ('auto' resolved; a missing one is an error)."""
+    module = importlib.import_module(ENGINES[name])
+    if hasattr(module, "resolve_device"):
+        device = str(module.resolve_device(device))
+    return module, device
 
 
 def _learning_rate(config: Config, prepared: data_module.Prepared) -> tuple[float, float | None]:
@@ -485,18 +498,36 @@ class Checkpoint:
     rows: list[list[str]] = field(default_factory=list, repr=False)  # metrics.csv rows of earlier starts
 
 
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create a run folder under output.dir = {root}: {exc.strerror}. Set output.dir to a folder "
+            "you can write (e.g. --set output.dir=runs), or --set output.save=false to keep nothing."
+        ) from None
+
+
 def reserve_run_dir(config: Config) -> Path:
     """Create a fresh run folder under output.dir; concurrent fits never share one."""
     root = Path(config.output.dir)
-    root.mkdir(parents=True, exist_ok=True)
     base = f"{config.run_name()}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    for attempt in range(1000):
-        candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
-        try:
-            os.mkdir(candidate)
-        except FileExistsError:
-            continue
-        return candidate
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create a run folder under output.dir = {root}: {exc.strerror}. Set output.dir to a folder "
+            "you can write (e.g. --set output.dir=runs), or --set output.save=false to keep nothing."
+        ) from None
     raise ConfigError(f"cannot create a run folder under {root}: 1000 folders named {base}* exist. Clean up {root}.")
 
 
@@ -661,6 +692,11 @@ class Comparison:
     @property
     def agree(self) -> bool:
         return self.worst <= self.tolerance
+
+    @property
+    def trained(self) -> int:
+        """How many engines walked a trajectory; fewer than two leaves nothing to hold to the tolerance."""
+        return sum(r.engine != "exact" for r in self.results)
 
 
 def compare(

@@ -1,0 +1,360 @@
+"""lrtrain against its peers and against physical limits, measured side by side in one run.
+
+    python benchmarks/bench.py                 # every CPU case at full size (minutes)
+    python benchmarks/bench.py --quick         # sizes / 10, for a smoke run
+    python benchmarks/bench.py --only solve,startup --repeats 7
+
+Every number is a ratio to something timed in the same run (a read of the data, a peer
+library, a bare interpreter), so a busy machine moves both sides. Each case writes
+benchmarks/results/<case>.json; all of them together make benchmarks/results/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(function: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Median, min and max seconds of `repeats` calls (after one warm-up call)."""
+    function()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "repeats": repeats}
+
+
+def machine() -> dict[str, Any]:
+    from threadpoolctl import threadpool_info
+
+    blas = [
+        {k: pool.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+        for pool in threadpool_info()
+        if pool.get("user_api") == "blas"
+    ]
+    model = ""
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        model = platform.processor()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def prepared(x: np.ndarray, y: np.ndarray) -> Any:
+    from lrtrain.data import Dataset, Prepared, Scaling
+
+    d = x.shape[1]
+    return Prepared(x, y, None, None, Scaling(np.zeros(d), np.ones(d)), Dataset(x, y, [], "y", "benchmark"))
+
+
+def schedule(dtype: str, epochs: int, lr: float = 1e-3, statistics_path: bool = False) -> Any:
+    from lrtrain.training import Schedule
+
+    return Schedule(epochs, lr, 0.0, 0.0, None, True, 0, True, dtype, "cpu", statistics_path)
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def case_epoch(quick: bool, repeats: int) -> dict[str, Any]:
+    """One full-batch epoch per engine against one streaming read of X."""
+    import lrtrain.engine_manual as manual
+    from lrtrain.training import State
+
+    shapes = [(1_000_000, 10), (1_000_000, 100), (100_000, 1000), (10_000_000, 1)]
+    rows = []
+    for n, d in shapes:
+        n = n // 10 if quick else n
+        for dtype in ("float32", "float64"):
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((n, d)).astype(dtype)
+            y = (x @ rng.standard_normal(d).astype(dtype)).astype(dtype)
+            ones = np.ones(n, dtype=dtype)
+            probe = timed(lambda x=x, ones=ones: ones @ x, repeats)  # BLAS streams X once
+            data = prepared(x, y)
+
+            def epochs_of(module: Any, data: Any = data, dtype: str = dtype, d: int = d) -> Callable[[], None]:
+                logs = module.train(data, schedule(dtype, 10**9), State(0, np.zeros(d), 0.0))
+                next(logs)  # set-up (copies to the device) is not an epoch
+                return lambda: next(logs) and None
+
+            manual_epoch = timed(epochs_of(manual), repeats)
+            row = {"n": n, "d": d, "dtype": dtype, "read": probe, "manual": manual_epoch}
+            try:
+                import lrtrain.engine_torch as torch_engine
+
+                row["torch"] = timed(epochs_of(torch_engine), repeats)
+            except ImportError:
+                row["torch"] = None
+            row["manual/read"] = manual_epoch["median"] / probe["median"]
+            if row["torch"]:
+                row["torch/manual"] = row["torch"]["median"] / manual_epoch["median"]
+            rows.append(row)
+            print(f"epoch {n}x{d} {dtype}: read {probe['median']:.4f}s manual {row['manual/read']:.2f}x read", flush=True)
+    return {"rows": rows, "targets": {"manual/read (D >= 100)": 2.0, "torch/manual (D >= 100)": 2.5}}
+
+
+def _solve_problem(n: int, d: int, correlated: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((n, d))
+    if correlated:  # singular values spread over [1, 10]: cond(X) ≈ 10
+        q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        z = z @ (np.diag(np.linspace(1, 10, d)) @ q)
+    y = z @ rng.standard_normal(d) + 2.0 + 0.5 * rng.standard_normal(n)
+    return z, y
+
+
+def case_solve(quick: bool, repeats: int) -> dict[str, Any]:
+    """Time to the least-squares optimum, and how close each method gets."""
+    from sklearn.linear_model import LinearRegression, SGDRegressor
+
+    from lrtrain.config import load_config
+    from lrtrain.data import prepare
+    from lrtrain.engine_exact import solve
+    from lrtrain.training import train
+
+    n, d = (100_000 if quick else 1_000_000), 100
+    problems = []
+    for correlated in (False, True):
+        x, y = _solve_problem(n, d, correlated)
+        design = np.column_stack([x, np.ones(n)])
+        coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        optimum = float(np.mean((design @ coef - y) ** 2))
+
+        def excess(w: np.ndarray, b: float, x: np.ndarray = x, y: np.ndarray = y, optimum: float = optimum) -> float:
+            return float(np.mean((x @ w + b - y) ** 2)) / optimum - 1.0
+
+        def lrtrain_fit(engine: str, epochs: int, x: np.ndarray = x, y: np.ndarray = y) -> Any:
+            config = load_config(
+                None,
+                [
+                    f"train.engine={engine}", "model.dtype=float64", "data.standardize=true", "train.lr=auto",
+                    f"train.epochs={epochs}", "model.init=zeros", "output.save=false",
+                ],
+            )  # fmt: skip
+            from lrtrain.data import Dataset
+
+            data = prepare(Dataset(x, y, [f"x{i}" for i in range(d)], "y", "benchmark"), config)
+            return train(config, data, engine, "cpu", None)
+
+        methods: dict[str, Callable[[], tuple[np.ndarray, float]]] = {
+            "lrtrain exact": lambda x=x, y=y: solve(x, y, bias=True),
+            "lrtrain manual (lr auto, statistics)": lambda: _wb(lrtrain_fit("manual", 3000 if correlated else 60)),
+            "lrtrain torch (lr auto, 20 epochs)": lambda: _wb(lrtrain_fit("torch", 20)),
+            "numpy lstsq": lambda design=design, y=y: _split(np.linalg.lstsq(design, y, rcond=None)[0]),
+            "sklearn LinearRegression": lambda x=x, y=y: _sk(LinearRegression().fit(x, y)),
+            "sklearn SGDRegressor": lambda x=x, y=y: _sk(SGDRegressor(random_state=0).fit(x, y)),
+        }
+        results = {}
+        for name, method in methods.items():
+            runs = 1 if "torch" in name or "SGD" in name else repeats
+            w, b = method()
+            results[name] = {"seconds": timed(method, runs), "excess_mse": excess(w, b)}
+            print(f"solve {'correlated' if correlated else 'independent'} {name}: "
+                  f"{results[name]['seconds']['median']:.3f}s excess {results[name]['excess_mse']:.2e}", flush=True)  # fmt: skip
+        reference = results["sklearn LinearRegression"]["seconds"]["median"]
+        for result in results.values():
+            result["vs LinearRegression"] = result["seconds"]["median"] / reference
+        problems.append({"correlated": correlated, "n": n, "d": d, "condition": float(np.linalg.cond(x)), "methods": results})
+    return {
+        "problems": problems,
+        "targets": {"exact": 0.1, "manual independent": 0.3, "manual correlated": 0.5, "manual excess < SGDRegressor": True},
+    }
+
+
+def _wb(result: Any) -> tuple[np.ndarray, float]:
+    return result.weights, result.bias
+
+
+def _split(coef: np.ndarray) -> tuple[np.ndarray, float]:
+    return coef[:-1], float(coef[-1])
+
+
+def _sk(model: Any) -> tuple[np.ndarray, float]:
+    return np.asarray(model.coef_), float(np.ravel(model.intercept_)[0])
+
+
+def case_startup(quick: bool, repeats: int) -> dict[str, Any]:
+    """Whole-process time of common commands against a bare interpreter."""
+    lrtrain = [sys.executable, "-m", "lrtrain"]
+    script = Path(sys.executable).parent / "lrtrain"
+    if script.exists():
+        lrtrain = [str(script)]
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([*lrtrain, "fit", "--engine", "exact"], cwd=folder, capture_output=True, check=True, timeout=300)
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "lrtrain --help": [*lrtrain, "--help"],
+            "lrtrain predict 5": [*lrtrain, "predict", "5"],
+            "lrtrain fit (default config)": [*lrtrain, "fit", "--set", "output.save=false"],
+        }
+        results = {}
+        for name, command in commands.items():
+            results[name] = timed(
+                lambda command=command: subprocess.run(command, cwd=folder, capture_output=True, check=True, timeout=300),
+                repeats,
+            )
+            print(f"startup {name}: {results[name]['median'] * 1000:.0f} ms", flush=True)
+    base = results["python -c pass"]["median"]
+    return {
+        "commands": {name: {**r, "vs python": r["median"] / base} for name, r in results.items()},
+        "targets": {"lrtrain predict 5": 10.0},
+    }
+
+
+def case_stream(quick: bool, repeats: int) -> dict[str, Any]:
+    """Peak anonymous memory (RssAnon, not page cache) while training on a large .npy file."""
+    rows, d = (1_000_000 if quick else 5_000_000), 100  # 5e6 x 101 float64 ≈ 4 GB
+    with tempfile.TemporaryDirectory(dir=os.environ.get("LRTRAIN_BENCH_TMP")) as folder:
+        path = Path(folder) / "big.npy"
+        subprocess.run(
+            [sys.executable, "-m", "lrtrain", "data", "make", str(path), "--rows", str(rows), "--features", str(d)],
+            check=True,
+            capture_output=True,
+            timeout=3600,
+        )
+        size = path.stat().st_size
+        probe = (
+            "import resource, runpy, sys, threading, time\n"
+            "peak = [0]\n"
+            "def watch():\n"
+            "    while True:\n"
+            "        for line in open('/proc/self/status'):\n"
+            "            if line.startswith('RssAnon:'): peak[0] = max(peak[0], int(line.split()[1]))\n"
+            "        time.sleep(0.01)\n"
+            "threading.Thread(target=watch, daemon=True).start()\n"
+            "sys.argv = ['lrtrain'] + sys.argv[1:]\n"
+            "try:\n"
+            "    runpy.run_module('lrtrain', run_name='__main__')\n"
+            "except SystemExit as exit:\n"
+            "    print('PEAK_KB', peak[0], 'EXIT', exit.code, file=sys.stderr)\n"
+        )
+        args = ["fit", "--set", "data.source=npy", "--set", f"data.path={path}", "--set", "model.dtype=float64",
+                "--set", "train.epochs=3", "--set", "train.statistics=never", "--set", "output.save=false"]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=3600)
+        seconds = time.perf_counter() - start
+        line = [ln for ln in done.stderr.splitlines() if ln.startswith("PEAK_KB")]
+        peak_kb, exit_code = (int(line[0].split()[1]), line[0].split()[3]) if line else (-1, "?")
+    print(f"stream {size / 1e9:.1f} GB: peak RssAnon {peak_kb / 1024:.0f} MB, exit {exit_code}", flush=True)
+    return {
+        "file_bytes": size,
+        "peak_rss_anon_mb": peak_kb / 1024,
+        "exit": exit_code,
+        "seconds": seconds,
+        "stderr_tail": done.stderr[-2000:],
+        "targets": {"peak_rss_anon_mb": 300},
+    }
+
+
+CASES = {"epoch": case_epoch, "solve": case_solve, "startup": case_startup, "stream": case_stream}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def markdown(all_results: dict[str, Any]) -> str:
+    facts = all_results["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b.get('version')} ({b.get('architecture')}, {b['num_threads']} threads)" for b in facts["blas"])
+    lines = [
+        "# lrtrain benchmarks",
+        "",
+        f"Machine: {facts['cpu']}, {facts['cores']} cores; Python {facts['python']}, NumPy {facts['numpy']}, BLAS {blas}. "
+        f"Run {facts['when']}. Median of the repeats; min–max in brackets.",
+        "",
+    ]
+    if "epoch" in all_results:
+        lines += ["## One full-batch epoch against one read of X", "",
+                  "| N × D | dtype | read X | manual | manual / read | torch | torch / manual |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for row in all_results["epoch"]["rows"]:
+            torch_cell = _cell(row["torch"]) if row["torch"] else "n/a"
+            ratio = f"{row['torch/manual']:.2f}" if row.get("torch/manual") else "n/a"
+            lines.append(
+                f"| {row['n']:.0e} × {row['d']} | {row['dtype']} | {_cell(row['read'])} | {_cell(row['manual'])} | "
+                f"{row['manual/read']:.2f} | {torch_cell} | {ratio} |"
+            )
+        lines.append("")
+    if "solve" in all_results:
+        for problem in all_results["solve"]["problems"]:
+            kind = "correlated" if problem["correlated"] else "independent"
+            lines += [f"## Solve: N = {problem['n']:.0e}, D = {problem['d']}, {kind} features (cond(X) = {problem['condition']:.3g})",
+                      "", "| method | time | vs LinearRegression | relative excess MSE |", "| --- | --- | --- | --- |"]  # fmt: skip
+            for name, result in problem["methods"].items():
+                lines.append(
+                    f"| {name} | {_cell(result['seconds'])} | {result['vs LinearRegression']:.3f} | {result['excess_mse']:.1e} |"
+                )
+            lines.append("")
+    if "startup" in all_results:
+        lines += ["## Start-up, whole process", "", "| command | time | vs python -c pass |", "| --- | --- | --- |"]
+        for name, result in all_results["startup"]["commands"].items():
+            lines.append(f"| `{name}` | {_cell(result)} | {result['vs python']:.1f} |")
+        lines.append("")
+    if "stream" in all_results:
+        s = all_results["stream"]
+        lines += ["## Training on a large .npy", "",
+                  f"{s['file_bytes'] / 1e9:.1f} GB file, 3 full-batch epochs: peak RssAnon {s['peak_rss_anon_mb']:.0f} MB "
+                  f"(target ≤ 300 MB), exit code {s['exit']}, {s['seconds']:.0f} s.", ""]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _cell(t: dict[str, float]) -> str:
+    return f"{_seconds(t['median'])} [{_seconds(t['min'])}–{_seconds(t['max'])}]"
+
+
+def _seconds(value: float) -> str:
+    if value < 1e-3:
+        return f"{value * 1e6:.0f} µs"
+    if value < 1:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(CASES), help=f"comma-separated cases: {', '.join(CASES)}")
+    parser.add_argument("--quick", action="store_true", help="sizes / 10: a smoke run, not a measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (default 5)")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    combined: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    for name in args.only.split(","):
+        combined[name] = CASES[name](args.quick, args.repeats)
+        (RESULTS / f"{name}.json").write_text(json.dumps({"machine": combined["machine"], name: combined[name]}, indent=2))
+    (RESULTS / "README.md").write_text(markdown(combined))
+    print(f"wrote {RESULTS / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
