@@ -50,6 +50,27 @@ def test_predict_imports_neither_torch_nor_numpy(trained: Path) -> None:
     assert "torch" not in modules
     assert "numpy" not in modules
     assert "rich" not in modules
+    assert "typer" not in modules  # the plain forms of predict skip the CLI framework (and its pydantic)
+    assert "pydantic" not in modules
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["predict", "--help"], ["predict", "5", "--bogus"], ["predict"]],
+    ids=["help", "unknown option", "no values"],
+)
+def test_predict_forms_off_the_fast_path_still_get_the_full_cli(trained: Path, args: list[str]) -> None:
+    result = run_installed(*args, cwd=trained)
+    assert ("Usage: lrtrain predict" in result.stdout) if "--help" in args else (result.returncode == 2)
+    assert "Traceback" not in result.stderr
+
+
+def test_fast_predict_errors_match_the_full_cli(trained: Path) -> None:
+    fast = run_installed("predict", "--json", "1,2", cwd=trained)
+    assert fast.returncode == 2
+    assert json.loads(fast.stdout)["event"] == "error"
+    assert fast.stderr.startswith("error: the model in ")
+    assert "takes 1 feature(s)" in fast.stderr
 
 
 @pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["--version"], ["config", "schema"]])

@@ -1,3 +1,3 @@
-from lrtrain.cli import main
+from lrtrain.entry import main
 
 main()

@@ -13,14 +13,14 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from lrtrain import __version__
-from lrtrain.errors import ExitCode, LrtrainError
+from lrtrain.errors import ExitCode, LrtrainError, report
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 1 training failed (diverged or non-finite), 2 usage or invalid "
@@ -95,11 +95,7 @@ def handled(command: F) -> F:
 def _fail(code: ExitCode, message: str, json_output: bool) -> None:
     if _debug["on"]:
         traceback.print_exc(file=sys.stderr)
-    if json_output:
-        text = message.removeprefix("error: ")
-        record = {"schema": "lrtrain/1", "event": "error", "exit_code": int(code), "message": text}
-        print(json.dumps(record), flush=True)
-    print(message, file=sys.stderr, flush=True)
+    report(code, message, json_output)
     raise typer.Exit(int(code))
 
 
@@ -270,31 +266,7 @@ def predict(
     """Print the model's prediction for each sample, one number per line and nothing else."""
     from lrtrain import model as model_module
 
-    loaded = model_module.load(model if model is not None else model_module.find_latest(Path("runs")))
-    write = sys.stdout.write
-    for sample in _samples(values):
-        value = loaded.predict(sample)
-        if json_output:
-            write(
-                json.dumps({"schema": "lrtrain/1", "event": "prediction", "input": sample, "prediction": value}) + "\n"
-            )
-        else:
-            write(loaded.format(value) + "\n")
-    sys.stdout.flush()
-
-
-def _samples(values: list[str]) -> Iterator[list[float]]:
-    """Arguments are all checked before the first prediction; stdin streams, a line at a time."""
-    from lrtrain.model import parse_sample
-
-    parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
-    for sample in parsed:
-        if sample is not None:
-            yield sample
-            continue
-        for number, line in enumerate(sys.stdin, start=1):
-            if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
-                yield parse_sample(line, f"stdin line {number}")
+    model_module.predict(values, model, json_output, sys.stdin, sys.stdout)
 
 
 @config_app.command("show")
@@ -387,8 +359,7 @@ def main() -> None:
         code = app(prog_name="lrtrain", standalone_mode=False)
     except typer.TyperException as exc:  # the parser's usage errors: bad option, missing argument
         if "--json" in sys.argv[1:]:
-            record = {"schema": "lrtrain/1", "event": "error", "exit_code": int(ExitCode.USAGE), "message": str(exc)}
-            print(json.dumps(record), flush=True)
+            report(ExitCode.USAGE, str(exc), json_output=True, stderr=False)
         show = getattr(exc, "show", None)
         show() if show else print(f"error: {exc}", file=sys.stderr)
         code = ExitCode.USAGE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from enum import IntEnum
 
 
@@ -61,3 +63,14 @@ class Interrupted(LrtrainError):
     def __init__(self, message: str, checkpoint: object = None) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+
+
+def report(code: ExitCode, message: str, json_output: bool, stderr: bool = True) -> None:
+    """How every error reaches the user: one paragraph on stderr; with --json, a last record on stdout too."""
+    if json_output:
+        text = message.removeprefix("error: ")
+        print(
+            json.dumps({"schema": "lrtrain/1", "event": "error", "exit_code": int(code), "message": text}), flush=True
+        )
+    if stderr:
+        print(message, file=sys.stderr, flush=True)

@@ -11,11 +11,9 @@ import json
 import math
 import os
 import struct
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple, TextIO
 
 from lrtrain.errors import InputError, ModelError
 
@@ -27,6 +25,8 @@ MODEL_FILE = "model.json"
 @contextlib.contextmanager
 def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never torn."""
+    import tempfile  # not at the top: `predict` never writes, and every millisecond of start-up counts
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's private 0600
@@ -55,8 +55,7 @@ def write_json(path: Path, payload: dict[str, Any], allow_nan: bool = False) -> 
         handle.write("\n")
 
 
-@dataclass(frozen=True)
-class Model:
+class Model(NamedTuple):
     weights: list[float]  # in the units of the raw features
     bias: float
     features: list[str]
@@ -169,3 +168,28 @@ def parse_sample(text: str, where: str) -> list[float]:
             raise InputError(f"{where}: {field!r} is not a finite number. Give finite feature values.")
         values.append(value)
     return values
+
+
+def predict_lines(values: list[str], stdin: Iterable[str]) -> Iterator[list[float]]:
+    """Samples from arguments (all checked before the first is used) and, for '-', stdin as a stream."""
+    parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
+    for sample in parsed:
+        if sample is not None:
+            yield sample
+            continue
+        for number, line in enumerate(stdin, start=1):
+            if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
+                yield parse_sample(line, f"stdin line {number}")
+
+
+def predict(values: list[str], path: Path | None, json_output: bool, stdin: Iterable[str], out: TextIO) -> None:
+    """`lrtrain predict`: one line per sample, a number or a JSON record, nothing else."""
+    model = load(path if path is not None else find_latest(Path("runs")))
+    for sample in predict_lines(values, stdin):
+        value = model.predict(sample)
+        if json_output:
+            record = {"schema": "lrtrain/1", "event": "prediction", "input": sample, "prediction": value}
+            out.write(json.dumps(record) + "\n")
+        else:
+            out.write(model.format(value) + "\n")
+    out.flush()

@@ -1,0 +1,70 @@
+"""The `lrtrain` console script.
+
+`lrtrain predict ...` in a shell loop is start-up and little else, so its plain forms take a
+path that imports neither typer (which brings pydantic) nor NumPy: the model is JSON and the
+arithmetic is Python's. Anything else, `predict --help` included, goes to the full CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["predict"]:
+        plain = _plain_predict(args[1:])
+        if plain is not None:
+            sys.exit(_predict(*plain))
+    from lrtrain.cli import main as full
+
+    full()
+
+
+def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool] | None:
+    """(values, model, json) for `predict VALUE... [--model PATH] [--json]`; None for anything else."""
+    values: list[str] = []
+    model: str | None = None
+    json_output = False
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("--model", "-m"):
+            model = next(rest, None)
+            if model is None:
+                return None
+        elif arg.startswith("--model="):
+            model = arg.removeprefix("--model=")
+        elif arg == "--json":
+            json_output = True
+        elif arg == "-" or not arg.startswith("-") or _is_number(arg):
+            values.append(arg)
+        else:
+            return None  # --help, a typo: the full CLI explains it
+    return (values, model, json_output) if values else None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.split(",")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _predict(values: list[str], model: str | None, json_output: bool) -> int:
+    from pathlib import Path
+
+    from lrtrain.errors import ExitCode, LrtrainError, report
+    from lrtrain.model import predict
+
+    try:
+        predict(values, Path(model) if model is not None else None, json_output, sys.stdin, sys.stdout)
+    except LrtrainError as exc:
+        report(exc.exit_code, f"error: {exc}", json_output)
+        return int(exc.exit_code)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.OK)
