@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0   # the CPU wheel; a plain `torch` pulls a multi-GB CUDA build
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint fmt typecheck clean
+.PHONY: help venv run test lint fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,19 +23,22 @@ run: venv ## train the default config (the cheat sheet's data)
 	$(BIN)/lrtrain fit
 
 test: venv ## run lint, type checks and the tests
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: venv ## ruff and mypy only
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 fmt: venv ## format and auto-fix the code
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: venv ## benchmarks against peers and limits (minutes; writes benchmarks/results/)
+	$(BIN)/python benchmarks/bench.py
 
 clean: ## remove the virtual environment, caches and runs
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -33,15 +33,21 @@ RESULTS = HERE / "results"
 # --------------------------------------------------------------------------- timing
 
 
-def timed(function: Callable[[], object], repeats: int) -> dict[str, float]:
-    """Median, min and max seconds of `repeats` calls (after one warm-up call)."""
-    function()
+def timed(function: Callable[[], Any], repeats: int, warm_up: bool = True) -> dict[str, Any]:
+    """Median, min and max seconds of `repeats` calls (after a warm-up call), and the last call's value."""
+    value = function() if warm_up else None
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
-        function()
+        value = function()
         samples.append(time.perf_counter() - start)
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "repeats": repeats}
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "repeats": repeats,
+        "value": value,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -102,6 +108,7 @@ def case_epoch(quick: bool, repeats: int) -> dict[str, Any]:
             y = (x @ rng.standard_normal(d).astype(dtype)).astype(dtype)
             ones = np.ones(n, dtype=dtype)
             probe = timed(lambda x=x, ones=ones: ones @ x, repeats)  # BLAS streams X once
+            probe.pop("value")
             data = prepared(x, y)
 
             def epochs_of(module: Any, data: Any = data, dtype: str = dtype, d: int = d) -> Callable[[], None]:
@@ -110,18 +117,22 @@ def case_epoch(quick: bool, repeats: int) -> dict[str, Any]:
                 return lambda: next(logs) and None
 
             manual_epoch = timed(epochs_of(manual), repeats)
+            manual_epoch.pop("value")
             row = {"n": n, "d": d, "dtype": dtype, "read": probe, "manual": manual_epoch}
             try:
                 import lrtrain.engine_torch as torch_engine
 
                 row["torch"] = timed(epochs_of(torch_engine), repeats)
+                row["torch"].pop("value")
             except ImportError:
                 row["torch"] = None
             row["manual/read"] = manual_epoch["median"] / probe["median"]
             if row["torch"]:
                 row["torch/manual"] = row["torch"]["median"] / manual_epoch["median"]
             rows.append(row)
-            print(f"epoch {n}x{d} {dtype}: read {probe['median']:.4f}s manual {row['manual/read']:.2f}x read", flush=True)
+            print(
+                f"epoch {n}x{d} {dtype}: read {probe['median']:.4f}s manual {row['manual/read']:.2f}x read", flush=True
+            )
     return {"rows": rows, "targets": {"manual/read (D >= 100)": 2.0, "torch/manual (D >= 100)": 2.5}}
 
 
@@ -168,28 +179,37 @@ def case_solve(quick: bool, repeats: int) -> dict[str, Any]:
             data = prepare(Dataset(x, y, [f"x{i}" for i in range(d)], "y", "benchmark"), config)
             return train(config, data, engine, "cpu", None)
 
+        epochs = 3000 if correlated else 60  # enough for lr = 1/L to reach an excess below 1e-6
         methods: dict[str, Callable[[], tuple[np.ndarray, float]]] = {
             "lrtrain exact": lambda x=x, y=y: solve(x, y, bias=True),
-            "lrtrain manual (lr auto, statistics)": lambda: _wb(lrtrain_fit("manual", 3000 if correlated else 60)),
+            "lrtrain manual (lr auto, statistics)": lambda epochs=epochs: _wb(lrtrain_fit("manual", epochs)),
             "lrtrain torch (lr auto, 20 epochs)": lambda: _wb(lrtrain_fit("torch", 20)),
             "numpy lstsq": lambda design=design, y=y: _split(np.linalg.lstsq(design, y, rcond=None)[0]),
             "sklearn LinearRegression": lambda x=x, y=y: _sk(LinearRegression().fit(x, y)),
             "sklearn SGDRegressor": lambda x=x, y=y: _sk(SGDRegressor(random_state=0).fit(x, y)),
         }
         results = {}
+        kind = "correlated" if correlated else "independent"
         for name, method in methods.items():
-            runs = 1 if "torch" in name or "SGD" in name else repeats
-            w, b = method()
-            results[name] = {"seconds": timed(method, runs), "excess_mse": excess(w, b)}
-            print(f"solve {'correlated' if correlated else 'independent'} {name}: "
-                  f"{results[name]['seconds']['median']:.3f}s excess {results[name]['excess_mse']:.2e}", flush=True)  # fmt: skip
+            slow = "torch" in name or "SGD" in name
+            seconds = timed(method, 1 if slow else repeats, warm_up=name == "lrtrain exact")
+            w, b = seconds.pop("value")
+            results[name] = {"seconds": seconds, "excess_mse": excess(w, b)}
+            print(f"solve {kind} {name}: {seconds['median']:.3f}s excess {results[name]['excess_mse']:.2e}", flush=True)
         reference = results["sklearn LinearRegression"]["seconds"]["median"]
         for result in results.values():
             result["vs LinearRegression"] = result["seconds"]["median"] / reference
-        problems.append({"correlated": correlated, "n": n, "d": d, "condition": float(np.linalg.cond(x)), "methods": results})
+        problems.append(
+            {"correlated": correlated, "n": n, "d": d, "condition": float(np.linalg.cond(x)), "methods": results}
+        )
     return {
         "problems": problems,
-        "targets": {"exact": 0.1, "manual independent": 0.3, "manual correlated": 0.5, "manual excess < SGDRegressor": True},
+        "targets": {
+            "exact": 0.1,
+            "manual independent": 0.3,
+            "manual correlated": 0.5,
+            "manual excess < SGDRegressor": True,
+        },
     }
 
 
@@ -222,9 +242,12 @@ def case_startup(quick: bool, repeats: int) -> dict[str, Any]:
         results = {}
         for name, command in commands.items():
             results[name] = timed(
-                lambda command=command: subprocess.run(command, cwd=folder, capture_output=True, check=True, timeout=300),
+                lambda command=command: (
+                    subprocess.run(command, cwd=folder, capture_output=True, check=True, timeout=300).returncode
+                ),
                 repeats,
             )
+            results[name].pop("value")
             print(f"startup {name}: {results[name]['median'] * 1000:.0f} ms", flush=True)
     base = results["python -c pass"]["median"]
     return {
@@ -286,12 +309,15 @@ CASES = {"epoch": case_epoch, "solve": case_solve, "startup": case_startup, "str
 
 def markdown(all_results: dict[str, Any]) -> str:
     facts = all_results["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b.get('version')} ({b.get('architecture')}, {b['num_threads']} threads)" for b in facts["blas"])
+    blas = ", ".join(
+        f"{b['internal_api']} {b.get('version')} ({b.get('architecture')}, {b['num_threads']} threads)"
+        for b in facts["blas"]
+    )
     lines = [
         "# lrtrain benchmarks",
         "",
-        f"Machine: {facts['cpu']}, {facts['cores']} cores; Python {facts['python']}, NumPy {facts['numpy']}, BLAS {blas}. "
-        f"Run {facts['when']}. Median of the repeats; min–max in brackets.",
+        f"Machine: {facts['cpu']}, {facts['cores']} cores; Python {facts['python']}, NumPy {facts['numpy']}, "
+        f"BLAS {blas}. Run {facts['when']}. Median of the repeats; min–max in brackets.",
         "",
     ]
     if "epoch" in all_results:
@@ -309,12 +335,12 @@ def markdown(all_results: dict[str, Any]) -> str:
     if "solve" in all_results:
         for problem in all_results["solve"]["problems"]:
             kind = "correlated" if problem["correlated"] else "independent"
-            lines += [f"## Solve: N = {problem['n']:.0e}, D = {problem['d']}, {kind} features (cond(X) = {problem['condition']:.3g})",
-                      "", "| method | time | vs LinearRegression | relative excess MSE |", "| --- | --- | --- | --- |"]  # fmt: skip
+            title = f"## Solve: N = {problem['n']:.0e}, D = {problem['d']}, {kind} features"
+            header = "| method | time | vs LinearRegression | relative excess MSE |\n| --- | --- | --- | --- |"
+            lines += [f"{title} (cond(X) = {problem['condition']:.3g})", "", header]
             for name, result in problem["methods"].items():
-                lines.append(
-                    f"| {name} | {_cell(result['seconds'])} | {result['vs LinearRegression']:.3f} | {result['excess_mse']:.1e} |"
-                )
+                ratio, excess = result["vs LinearRegression"], result["excess_mse"]
+                lines.append(f"| {name} | {_cell(result['seconds'])} | {ratio:.3f} | {excess:.1e} |")
             lines.append("")
     if "startup" in all_results:
         lines += ["## Start-up, whole process", "", "| command | time | vs python -c pass |", "| --- | --- | --- |"]
@@ -323,9 +349,11 @@ def markdown(all_results: dict[str, Any]) -> str:
         lines.append("")
     if "stream" in all_results:
         s = all_results["stream"]
-        lines += ["## Training on a large .npy", "",
-                  f"{s['file_bytes'] / 1e9:.1f} GB file, 3 full-batch epochs: peak RssAnon {s['peak_rss_anon_mb']:.0f} MB "
-                  f"(target ≤ 300 MB), exit code {s['exit']}, {s['seconds']:.0f} s.", ""]  # fmt: skip
+        summary = (
+            f"{s['file_bytes'] / 1e9:.1f} GB file, 3 full-batch epochs (manual, float64): peak RssAnon "
+            f"{s['peak_rss_anon_mb']:.0f} MB (target ≤ 300 MB), exit code {s['exit']}, {s['seconds']:.0f} s."
+        )
+        lines += ["## Training on a large .npy", "", summary, ""]
     return "\n".join(lines) + "\n"
 
 
@@ -351,7 +379,9 @@ def main() -> None:
     combined: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     for name in args.only.split(","):
         combined[name] = CASES[name](args.quick, args.repeats)
-        (RESULTS / f"{name}.json").write_text(json.dumps({"machine": combined["machine"], name: combined[name]}, indent=2))
+        (RESULTS / f"{name}.json").write_text(
+            json.dumps({"machine": combined["machine"], name: combined[name]}, indent=2)
+        )
     (RESULTS / "README.md").write_text(markdown(combined))
     print(f"wrote {RESULTS / 'README.md'}")
 

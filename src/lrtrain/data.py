@@ -15,10 +15,12 @@ import numpy as np
 from lrtrain.config import Config, CsvData, InlineData, NpyData, SyntheticData
 from lrtrain.errors import DataError
 
+BLOCK_ROWS = 8192  # rows per block when a pass over the data must not hold it all in memory
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """Raw data in float64, as read."""
+    """Raw data as read (float64, or a file's own float32); a .npy file stays memory-mapped."""
 
     x: np.ndarray  # (N, D)
     y: np.ndarray  # (N,)
@@ -27,9 +29,11 @@ class Dataset:
     origin: str  # where it came from, for messages and provenance
 
     def sha256(self) -> str:
+        """Of the values as float64, row-major; computed in blocks, so a memory-mapped file stays on disk."""
         digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(self.x, dtype=np.float64).tobytes())
-        digest.update(np.ascontiguousarray(self.y, dtype=np.float64).tobytes())
+        for array in (self.x, self.y):
+            for start in range(0, len(array), BLOCK_ROWS):
+                digest.update(np.ascontiguousarray(array[start : start + BLOCK_ROWS], dtype=np.float64).tobytes())
         return digest.hexdigest()
 
 
@@ -271,7 +275,7 @@ def _npy(spec: NpyData) -> Dataset:
             features = _default_names(x.shape[1]) if x.ndim == 2 else []
             target = spec.y_key
         else:
-            table = np.load(path, allow_pickle=False)
+            table = np.load(path, allow_pickle=False, mmap_mode="r")  # read as the epochs need it
             if table.ndim != 2 or table.shape[1] < 2:
                 raise DataError(
                     f"data file {path} holds an array of shape {table.shape}; a .npy data file is 2-D with "
@@ -282,7 +286,13 @@ def _npy(spec: NpyData) -> Dataset:
                 raise DataError(
                     f"data.target = {spec.target} is out of range for {path}, which has {table.shape[1]} columns."
                 )
-            x, y = np.delete(table, t, axis=1), table[:, t]
+            if t == table.shape[1] - 1:
+                x = table[:, :-1]  # a view: the file is not copied
+            elif t == 0:
+                x = table[:, 1:]
+            else:
+                x = np.delete(table, t, axis=1)
+            y = table[:, t]
             features, target = _default_names(x.shape[1]), f"column {t}"
     except (ValueError, OSError, EOFError, zipfile.BadZipFile):
         raise DataError(
@@ -295,21 +305,28 @@ def _npy(spec: NpyData) -> Dataset:
         raise DataError(f"data file {path} holds {x.dtype}/{y.dtype} arrays; lrtrain needs numbers.")
     if len(x) != len(y):
         raise DataError(f"data file {path}: x has {len(x)} rows but y has {len(y)}. Give one target per row.")
-    return _checked(Dataset(x.astype(np.float64), y.astype(np.float64), features, target, f"data file {path}"))
+    return _checked(Dataset(_floating(x), _floating(y), features, target, f"data file {path}"))
+
+
+def _floating(a: np.ndarray) -> np.ndarray:
+    """Integers become float64; float32 and float64 stay as they are (no copy of a mapped file)."""
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 def _checked(data: Dataset, line_offset: int | None = None) -> Dataset:
     if len(data.y) == 0:
         raise DataError(f"{data.origin} has zero rows. Training needs at least one row.")
     for array, names in ((data.x, data.features), (data.y[:, None], [data.target])):
-        bad = ~np.isfinite(array)
-        if bad.any():
-            row, col = (int(i) for i in np.argwhere(bad)[0])
-            place = f"line {row + line_offset}" if line_offset is not None else f"row {row}"
-            raise DataError(
-                f"{data.origin}, {place}, column {names[col]!r}: the value is {array[row, col]}, "
-                f"not a finite number ({int(bad.sum())} such cells in all). Fix or drop those rows."
-            )
+        for start in range(0, len(array), BLOCK_ROWS):  # in blocks: a mapped file is not pulled into memory
+            bad = ~np.isfinite(array[start : start + BLOCK_ROWS])
+            if bad.any():
+                row, col = (int(i) for i in np.argwhere(bad)[0])
+                row += start
+                place = f"line {row + line_offset}" if line_offset is not None else f"row {row}"
+                raise DataError(
+                    f"{data.origin}, {place}, column {names[col]!r}: the value is {array[row, col]}, "
+                    "not a finite number. Fix or drop those rows."
+                )
     return data
 
 
@@ -356,7 +373,7 @@ def prepare(data: Dataset, config: Config) -> Prepared:
     dtype = np.dtype(config.model.dtype)
 
     def cast(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a, dtype=dtype)
+        return a if a.dtype == dtype else a.astype(dtype)  # no copy when it already is what training needs
 
     if config.data.standardize:
         x = (x - mean) / scale

@@ -176,11 +176,14 @@ def initial_weights(config: Config, d: int) -> tuple[np.ndarray, float]:
 
 def largest_curvature(x: np.ndarray, bias: bool) -> float:
     """L, the largest eigenvalue of the MSE's Hessian (2/n)·X̃ᵀX̃, X̃ = [X, 1] with a bias."""
-    x64 = np.asarray(x, dtype=np.float64)
-    n = x64.shape[0]
-    if bias:
-        x64 = np.column_stack([x64, np.ones(n)])
-    gram = (2.0 / n) * (x64.T @ x64)
+    n, d = x.shape
+    gram = np.zeros((d + int(bias), d + int(bias)))
+    for start in range(0, n, data_module.BLOCK_ROWS):  # blocked: a mapped file stays on disk
+        block = np.asarray(x[start : start + data_module.BLOCK_ROWS], dtype=np.float64)
+        if bias:
+            block = np.column_stack([block, np.ones(len(block))])
+        gram += block.T @ block
+    gram *= 2.0 / n
     if gram.shape[0] <= 2048:
         return float(np.linalg.eigvalsh(gram)[-1])
     v = np.ones(gram.shape[0]) / math.sqrt(gram.shape[0])  # power iteration
@@ -196,8 +199,13 @@ def largest_curvature(x: np.ndarray, bias: bool) -> float:
 
 
 def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
-    r = np.asarray(x, dtype=np.float64) @ np.asarray(w, dtype=np.float64) + b - np.asarray(y, dtype=np.float64)
-    return float(np.mean(r * r))
+    """mean((Xw + b - y)²) in float64, in blocks."""
+    w64, total = np.asarray(w, dtype=np.float64), 0.0
+    for start in range(0, len(y), data_module.BLOCK_ROWS):
+        stop = start + data_module.BLOCK_ROWS
+        r = np.asarray(x[start:stop], dtype=np.float64) @ w64 + b - np.asarray(y[start:stop], dtype=np.float64)
+        total += float(r @ r)
+    return total / len(y)
 
 
 CHECKPOINT_FILE = "checkpoint.json"
