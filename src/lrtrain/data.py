@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import warnings
 import zipfile
@@ -69,6 +70,11 @@ class Prepared:
     @property
     def rows(self) -> int:
         return int(self.x.shape[0])
+
+    @functools.cached_property
+    def moments(self) -> Moments:
+        """Centered sufficient statistics of the training rows, gathered once and shared."""
+        return moments(self.x, self.y)
 
     @property
     def features(self) -> int:
@@ -328,6 +334,72 @@ def _checked(data: Dataset, line_offset: int | None = None) -> Dataset:
                     "not a finite number. Fix or drop those rows."
                 )
     return data
+
+
+# --------------------------------------------------------------------------- sufficient statistics
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sufficient statistics of (X, y) for the MSE, centered for accuracy (float64)."""
+
+    n: int
+    x_mean: np.ndarray  # μ (zeros without a bias)
+    y_mean: float  # ȳ (0 without a bias)
+    gram: np.ndarray  # G = AᵀA, A = X - μ
+    cross: np.ndarray  # c = Aᵀt, t = y - ȳ
+    tt: float  # tᵀt
+
+    def uncentered(self) -> Moments:
+        """The same sums about the origin (μ = 0, ȳ = 0), for a model without a bias."""
+        n, mu, ybar = self.n, self.x_mean, self.y_mean
+        return Moments(
+            n,
+            np.zeros_like(mu),
+            0.0,
+            self.gram + n * np.outer(mu, mu),
+            self.cross + n * mu * ybar,
+            self.tt + n * ybar**2,
+        )
+
+
+CANCELLATION_LIMIT = 1e3  # mean² / variance above which XᵀX - nμμᵀ would lose more than 3 digits
+
+
+def moments(x: np.ndarray, y: np.ndarray) -> Moments:
+    """Centered sums of products, float64, memory O(block · D).
+
+    Fast path: one BLAS syrk over float64 X, then centered algebraically (G = XᵀX - nμμᵀ), which
+    is exact enough unless a mean dwarfs its spread; then, and for float32 or strided data, the
+    products are taken block by block on the centered rows.
+    """
+    n, d = x.shape
+    x_mean = _blocked_mean(x)
+    y_mean = float(np.mean(y, dtype=np.float64))
+    if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous:
+        gram = x.T @ x - n * np.outer(x_mean, x_mean)
+        cross = x.T @ y - n * x_mean * y_mean
+        tt = float(y @ y) - n * y_mean**2
+        spread = np.append(np.diag(gram), tt) / n
+        means = np.append(x_mean, y_mean) ** 2
+        if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
+            return Moments(n, x_mean, y_mean, gram, cross, tt)
+    gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
+    for start in range(0, n, BLOCK_ROWS):
+        a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - x_mean
+        t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - y_mean
+        gram += a.T @ a  # BLAS syrk
+        cross += a.T @ t
+        tt += float(t @ t)
+    return Moments(n, x_mean, y_mean, gram, cross, tt)
+
+
+def _blocked_mean(x: np.ndarray) -> np.ndarray:
+    total = np.zeros(x.shape[1])
+    for start in range(0, x.shape[0], BLOCK_ROWS):
+        total += np.sum(x[start : start + BLOCK_ROWS], axis=0, dtype=np.float64)
+    mean: np.ndarray = total / x.shape[0]
+    return mean
 
 
 # --------------------------------------------------------------------------- preparing

@@ -11,55 +11,24 @@ problems get the minimum-norm solution (SVD).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from lrtrain.data import Prepared
+from lrtrain.data import BLOCK_ROWS, Moments, Prepared, moments
 from lrtrain.training import EpochLog, Schedule, State
 
-BLOCK_ROWS = 8192  # rows per block: a block of A stays in cache while it is used twice
 CHOLESKY_MAX_CONDITION = 1e10  # cond(AᵀA) = cond(A)²; beyond this the normal equations lose too much
 
 
-@dataclass(frozen=True)
-class Moments:
-    """Sufficient statistics of (X, y) for the MSE, centered for accuracy (float64)."""
+def solve(
+    x: np.ndarray, y: np.ndarray, bias: bool, weight_decay: float = 0.0, centered: Moments | None = None
+) -> tuple[np.ndarray, float]:
+    """argmin over (w, b) of mean((Xw + b - y)²) + (λ/2)|w|²; the bias carries no penalty.
 
-    n: int
-    x_mean: np.ndarray  # μ (zeros without a bias)
-    y_mean: float  # ȳ (0 without a bias)
-    gram: np.ndarray  # G = AᵀA, A = X - μ
-    cross: np.ndarray  # c = Aᵀt, t = y - ȳ
-    tt: float  # tᵀt
-
-
-def moments(x: np.ndarray, y: np.ndarray, bias: bool) -> Moments:
-    """One pass over the means, one blocked pass over the products; memory O(block · D)."""
-    n, d = x.shape
-    x_mean = _blocked_mean(x) if bias else np.zeros(d)
-    y_mean = float(np.mean(y, dtype=np.float64)) if bias else 0.0
-    gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
-    for start in range(0, n, BLOCK_ROWS):
-        a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - x_mean
-        t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - y_mean
-        gram += a.T @ a  # BLAS syrk
-        cross += a.T @ t
-        tt += float(t @ t)
-    return Moments(n, x_mean, y_mean, gram, cross, tt)
-
-
-def _blocked_mean(x: np.ndarray) -> np.ndarray:
-    total = np.zeros(x.shape[1])
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        total += np.sum(x[start : start + BLOCK_ROWS], axis=0, dtype=np.float64)
-    mean: np.ndarray = total / x.shape[0]
-    return mean
-
-
-def solve(x: np.ndarray, y: np.ndarray, bias: bool, weight_decay: float = 0.0) -> tuple[np.ndarray, float]:
-    """argmin over (w, b) of mean((Xw + b - y)²) + (λ/2)|w|²; the bias carries no penalty."""
-    stats = moments(x, y, bias)
+    `centered` are the data's moments if already gathered (the pass over the data is the cost).
+    """
+    centered = centered or moments(x, y)
+    stats = centered if bias else centered.uncentered()
     ridge = stats.n * weight_decay / 2  # mean(r²) + (λ/2)|w|²  ⇔  |r|² + (nλ/2)|w|²
     system = stats.gram + ridge * np.eye(len(stats.cross))
     eigenvalues = np.linalg.eigvalsh(system) if len(system) else np.ones(1)
@@ -103,6 +72,6 @@ def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float) -> 
 
 
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
-    w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay)
+    w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments)
     r = data.x.astype(np.float64) @ w + b - data.y
     yield EpochLog(1, float(np.mean(r * r)), w, b, 0.0)

@@ -72,9 +72,7 @@ def _on_statistics(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range)
     """With A = X − μ, t = y − ȳ and s = μ·w + b − ȳ, the residual is r = (Aw − t) + s, and
     mean(r²) = (wᵀGw − 2wᵀc + tᵀt)/n + s², Xᵀr = Gw − c + n·s·μ, Σr = n·s   (G = AᵀA, c = Aᵀt).
     """
-    from lrtrain.engine_exact import moments
-
-    stats = moments(data.x, data.y, bias=True)  # centered, float64, one blocked pass
+    stats = data.moments  # centered, float64, one blocked pass (shared with lr: auto and the optimum)
     n, mu, gram, cross = stats.n, stats.x_mean, stats.gram, stats.cross
     for epoch in epochs:
         with np.errstate(over="ignore", invalid="ignore"):

@@ -174,16 +174,13 @@ def initial_weights(config: Config, d: int) -> tuple[np.ndarray, float]:
     return w.astype(dtype), float(dtype.type(b)) if config.model.bias else 0.0
 
 
-def largest_curvature(x: np.ndarray, bias: bool) -> float:
+def largest_curvature(x: np.ndarray, bias: bool, centered: data_module.Moments | None = None) -> float:
     """L, the largest eigenvalue of the MSE's Hessian (2/n)·X̃ᵀX̃, X̃ = [X, 1] with a bias."""
-    n, d = x.shape
-    gram = np.zeros((d + int(bias), d + int(bias)))
-    for start in range(0, n, data_module.BLOCK_ROWS):  # blocked: a mapped file stays on disk
-        block = np.asarray(x[start : start + data_module.BLOCK_ROWS], dtype=np.float64)
-        if bias:
-            block = np.column_stack([block, np.ones(len(block))])
-        gram += block.T @ block
-    gram *= 2.0 / n
+    centered = centered or data_module.moments(x, np.zeros(len(x)))
+    n, mu = centered.n, centered.x_mean
+    xtx = centered.gram + n * np.outer(mu, mu)  # XᵀX = AᵀA + nμμᵀ
+    gram = np.block([[xtx, n * mu[:, None]], [n * mu[None, :], np.array([[float(n)]])]]) if bias else xtx
+    gram = gram * (2.0 / n)
     if gram.shape[0] <= 2048:
         return float(np.linalg.eigvalsh(gram)[-1])
     v = np.ones(gram.shape[0]) / math.sqrt(gram.shape[0])  # power iteration
@@ -362,7 +359,7 @@ def _learning_rate(config: Config, prepared: data_module.Prepared) -> tuple[floa
     """The configured lr, or for `auto` 1/L: half the largest stable step of full-batch gradient descent."""
     if config.train.lr != "auto":
         return float(config.train.lr), None
-    curvature = largest_curvature(prepared.x, config.model.bias)
+    curvature = largest_curvature(prepared.x, config.model.bias, prepared.moments)
     return (1.0 / curvature if curvature > 0 else 1.0), curvature
 
 
@@ -381,7 +378,7 @@ def _use_statistics(config: Config, prepared: data_module.Prepared) -> bool:
 def _optimum(prepared: data_module.Prepared, config: Config) -> tuple[np.ndarray, float]:
     from lrtrain.engine_exact import solve
 
-    w, b = solve(prepared.x, prepared.y, config.model.bias, config.train.weight_decay)
+    w, b = solve(prepared.x, prepared.y, config.model.bias, config.train.weight_decay, prepared.moments)
     return prepared.scaling.to_original(w, b)
 
 
@@ -463,7 +460,7 @@ class _StopRules:
             )
         mu = config.train.momentum
         factor = 2.0 * (1.0 + mu)  # heavy-ball momentum is stable for lr < 2(1+μ)/L
-        curvature = largest_curvature(prepared.x, config.model.bias)
+        curvature = largest_curvature(prepared.x, config.model.bias, prepared.moments)
         limit = factor / curvature if curvature > 0 else math.inf
         text = (
             f"The largest stable learning rate for this data is {'2(1+momentum)' if mu else '2'}/L = {limit:.4g} "
