@@ -160,7 +160,7 @@ def fit(
     Ctrl-C or SIGTERM stops at the end of the current epoch and saves a checkpoint that
     --resume continues (a second Ctrl-C stops at once and saves nothing).
     """
-    from lrtrain import render, training
+    from lrtrain import parallel, render, training
     from lrtrain.errors import ConfigError
 
     extra = [f"train.engine={engine}"] if engine else []
@@ -179,9 +179,13 @@ def fit(
             )
     cfg = _load(config, set_, extra)
     out, mode = _out(json_output)
-    with _StopAtEpochEnd() as stop:
-        result = training.fit(cfg, render.FitView(cfg, out, mode), should_stop=stop.requested, resume=resume)
-    render.fit_summary(cfg, result, out, mode)
+    if parallel.world_size() > 1:  # under torchrun every rank must take the same steps: Ctrl-C stops at once
+        result = training.fit(cfg, render.FitView(cfg, out, mode), resume=resume)
+    else:
+        with _StopAtEpochEnd() as stop:
+            result = training.fit(cfg, render.FitView(cfg, out, mode), should_stop=stop.requested, resume=resume)
+    if parallel.is_main():
+        render.fit_summary(cfg, result, out, mode)
 
 
 class _StopAtEpochEnd:

@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -394,6 +395,25 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     return Moments(n, x_mean, y_mean, gram, cross, tt)
 
 
+def _blocked_mean_and_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and (population) standard deviations in two blocked passes: no N×D temporaries."""
+    mean = _blocked_mean(x)
+    total = np.zeros(x.shape[1])
+    for start in range(0, x.shape[0], BLOCK_ROWS):
+        centered = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - mean
+        total += np.einsum("ij,ij->j", centered, centered)
+    return mean, np.sqrt(total / x.shape[0])
+
+
+def _standardized(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """(x - mean) / scale as one new array of the training dtype, filled block by block."""
+    out = np.empty(x.shape, dtype=dtype)
+    for start in range(0, x.shape[0], BLOCK_ROWS):
+        block = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64)
+        out[start : start + BLOCK_ROWS] = (block - mean) / scale
+    return out
+
+
 def _blocked_mean(x: np.ndarray) -> np.ndarray:
     total = np.zeros(x.shape[1])
     for start in range(0, x.shape[0], BLOCK_ROWS):
@@ -430,8 +450,8 @@ def prepare(data: Dataset, config: Config) -> Prepared:
             "lower data.validation, or set train.weight_decay > 0."
         )
     if config.data.standardize:
-        mean, scale = x.mean(axis=0), x.std(axis=0)
-        constant = np.flatnonzero(scale == 0)
+        mean, scale = _blocked_mean_and_std(x)
+        constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))  # rounding of a constant's mean
         if constant.size:
             name = data.features[int(constant[0])]
             raise DataError(
@@ -448,8 +468,10 @@ def prepare(data: Dataset, config: Config) -> Prepared:
         return a if a.dtype == dtype else a.astype(dtype)  # no copy when it already is what training needs
 
     if config.data.standardize:
-        x = (x - mean) / scale
-        x_val = None if x_val is None else (x_val - mean) / scale
+        x, x_val = (
+            _standardized(x, mean, scale, dtype),
+            None if x_val is None else _standardized(x_val, mean, scale, dtype),
+        )
     return Prepared(
         cast(x),
         cast(y),

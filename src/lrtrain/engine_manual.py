@@ -8,10 +8,12 @@ statistics gathered in one pass, so each later epoch costs O(D²) instead of O(N
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 
 from lrtrain.data import Prepared
+from lrtrain.parallel import Shard
 from lrtrain.training import EpochLog, Schedule, State
 
 
@@ -52,20 +54,30 @@ def train(data: Prepared, schedule: Schedule, start: State) -> Generator[EpochLo
 
 
 def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Generator[EpochLog, None, None]:
-    x, y = data.x, data.y
-    n = len(y)
+    shard = schedule.shard  # one process: every row; under torchrun: this rank's block
+    x, y = data.x[shard.start : shard.stop], data.y[shard.start : shard.stop]
+    n = len(data.y)
     for epoch in epochs:
         total = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a non-finite loss: divergence
             for rows in schedule.batches(epoch, n):
-                xb, yb = x[rows], y[rows]
-                m = len(yb)
+                m = shard.count(rows, n)  # the global batch size
+                mine = shard.owned(rows)
+                xb, yb = x[mine], y[mine]
                 r = xb @ sgd.w + sgd.b - yb  # residual r = Xw + b - y
-                loss = np.mean(r * r)  # L = mean(r²), before the step
+                loss = np.sum(r * r) / m  # L = mean(r²), before the step
                 g = (2.0 / m) * r  # dL/dprediction = 2r/m
-                sgd.step(xb.T @ g, g.sum())  # dL/dw = Xᵀ(2r/m), dL/db = Σ 2r/m
+                grad_w, grad_b = xb.T @ g, g.sum()  # dL/dw = Xᵀ(2r/m), dL/db = Σ 2r/m
+                if shard.world > 1:  # each rank holds part of each sum: add them up
+                    grad_w, grad_b, loss = _summed(shard, grad_w, grad_b, loss)
+                sgd.step(grad_w, grad_b)
                 total += float(loss) * m
         yield sgd.log(epoch, total / n, schedule.lr)
+
+
+def _summed(shard: Shard, grad_w: np.ndarray, grad_b: np.floating, loss: np.floating) -> tuple[Any, Any, Any]:
+    packed = shard.reduce(np.concatenate([grad_w, [grad_b, loss]]).astype(grad_w.dtype))
+    return packed[:-2], packed[-2], packed[-1]
 
 
 def _on_statistics(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Generator[EpochLog, None, None]:

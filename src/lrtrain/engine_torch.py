@@ -45,8 +45,9 @@ def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog
     dtype = getattr(torch, schedule.dtype)
     if device.type == "mps" and dtype == torch.float64:
         raise DeviceError("device 'mps' does not support float64. Use --set model.dtype=float32 or --device cpu.")
-    x = torch.tensor(data.x, dtype=dtype, device=device)
-    y = torch.tensor(data.y, dtype=dtype, device=device).unsqueeze(1)
+    shard = schedule.shard  # one process: every row; under torchrun: this rank's block
+    x = torch.tensor(data.x[shard.start : shard.stop], dtype=dtype, device=device)
+    y = torch.tensor(data.y[shard.start : shard.stop], dtype=dtype, device=device).unsqueeze(1)
     n, d = data.x.shape
     model = nn.Linear(d, 1, bias=schedule.bias, device=device, dtype=dtype)
     with torch.no_grad():
@@ -69,19 +70,38 @@ def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog
     for epoch in range(start.epoch + 1, schedule.epochs + 1):
         total = torch.zeros((), dtype=torch.float64, device=device)
         for rows in schedule.batches(epoch, n):
-            if isinstance(rows, slice):
-                xb, yb = x[rows], y[rows]
+            mine = shard.owned(rows)
+            if isinstance(mine, slice):
+                xb, yb = x[mine], y[mine]
             else:
-                index = torch.from_numpy(rows).to(device)
+                index = torch.from_numpy(mine).to(device)
                 xb, yb = x[index], y[index]
-            loss = loss_fn(model(xb), yb)
+            m = shard.count(rows, n)  # the global batch size
+            # one process: the sheet's nn.MSELoss; under torchrun: this rank's part of the global mean
+            loss = loss_fn(model(xb), yb) if shard.world == 1 else ((model(xb) - yb) ** 2).sum() / m
             loss.backward()
+            if shard.world > 1:
+                loss = _all_reduce(model, loss)
             optimizer.step()
             optimizer.zero_grad()
-            total += loss.detach().double() * len(yb)
+            total += loss.detach().double() * m
         weights = model.weight.detach()[0].to("cpu", torch.float64).numpy()
         bias = float(model.bias.detach().item()) if model.bias is not None else 0.0
         yield EpochLog(epoch, float(total.item()) / n, weights, bias, schedule.lr, None, *_velocity(optimizer, model))
+
+
+def _all_reduce(model: nn.Linear, loss: torch.Tensor) -> torch.Tensor:
+    """Sum the gradients and the loss over every rank (what DDP does, without its teardown hazards)."""
+    import torch.distributed as dist
+
+    parts = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([t.reshape(-1) for t in parts] + [loss.detach().reshape(1)])
+    dist.all_reduce(flat)
+    offset = 0
+    for grad in parts:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+    return flat[-1]
 
 
 def _velocity(optimizer: torch.optim.SGD, model: nn.Linear) -> tuple[np.ndarray | None, float]:

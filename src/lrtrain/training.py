@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrtrain import __version__
+from lrtrain import __version__, parallel
 from lrtrain import config as config_module
 from lrtrain import data as data_module
 from lrtrain import model as model_module
@@ -77,6 +77,7 @@ class Schedule:
     device: str
     statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
     threads: int | None = None
+    shard: parallel.Shard = parallel.SINGLE  # under torchrun: this rank's rows, and the all-reduce
 
     def batches(self, epoch: int, n: int) -> list[slice | np.ndarray]:
         """Row selections for one epoch; a fresh permutation per epoch when shuffling."""
@@ -227,15 +228,21 @@ def fit(
             f"train.device is {device!r}, but only the torch engine runs on a device and train.engine is "
             f"{engine!r} (it runs on the CPU). Use --engine torch --device {device}, or leave the device at cpu."
         )
+    if parallel.world_size() > 1 and engine == "exact":
+        raise ConfigError("the exact engine runs in one process; run it without torchrun.")
+    device = parallel.local_device(device)
     _engine(engine, device)  # a missing device fails before the data is even read
     prepared = data_module.prepare(data_module.load(config), config)
     checkpoint = load_checkpoint(resume, prepared) if resume is not None else None
-    if config.output.save and resume is None:
+    main = parallel.is_main()  # under torchrun, rank 0 speaks and writes; the others only train
+    save = config.output.save and main
+    if save and resume is None:
         _check_writable(Path(config.output.dir))  # before training, not after hours of it
+    shard = parallel.start(prepared.rows, device)
     try:
-        result = train(config, prepared, engine, device, listener, should_stop, checkpoint)
+        result = train(config, prepared, engine, device, listener if main else None, should_stop, checkpoint, shard)
     except Interrupted as stop:
-        if not config.output.save or not isinstance(stop.checkpoint, Checkpoint):
+        if not save or not isinstance(stop.checkpoint, Checkpoint):
             raise
         run_dir = resume or reserve_run_dir(config)
         save_checkpoint(run_dir, config, stop.checkpoint, prepared, checkpoint)
@@ -244,7 +251,9 @@ def fit(
             f"(config, metrics, checkpoint) is in {run_dir}. Resume it with: lrtrain fit --resume {run_dir}",
             stop.checkpoint,
         ) from None
-    if config.output.save:
+    finally:
+        parallel.stop()
+    if save:
         result.run_dir = save_run(config, result, prepared, resume, checkpoint)
     return result
 
@@ -257,6 +266,7 @@ def train(
     listener: Listener | None,
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
+    shard: parallel.Shard = parallel.SINGLE,
 ) -> FitResult:
     module, device = _engine(engine, device)
     scaling = prepared.scaling
@@ -279,8 +289,9 @@ def train(
         bias=config.model.bias,
         dtype=config.model.dtype,
         device=device,
-        statistics=_use_statistics(config, prepared),
+        statistics=_use_statistics(config, prepared) and shard.world == 1,
         threads=config.train.threads,
+        shard=shard,
     )
     stop = _StopRules(config, prepared)
     start, seconds_before = State(0, w0, b0), 0.0
