@@ -301,7 +301,49 @@ def case_stream(quick: bool, repeats: int) -> dict[str, Any]:
     }
 
 
-CASES = {"epoch": case_epoch, "solve": case_solve, "startup": case_startup, "stream": case_stream}
+def case_gpu(quick: bool, repeats: int) -> dict[str, Any]:
+    """On CUDA: the torch engine's full-batch epoch against one read of X from device memory,
+    and the epoch on the 4-row cheat-sheet data (launch-bound)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device here; run `python benchmarks/bench.py --only gpu` on a GPU machine"}
+    import lrtrain.engine_torch as torch_engine
+    from lrtrain.training import Schedule, State
+
+    def cuda_timed(function: Callable[[], object]) -> dict[str, Any]:
+        def synchronized() -> None:
+            function()
+            torch.cuda.synchronize()
+
+        result = timed(synchronized, repeats)
+        result.pop("value")
+        return result
+
+    rows = []
+    shapes = [(1_000_000, 10), (1_000_000, 100), (100_000, 1000), (10_000_000, 1), (4, 1)]
+    for n, d in shapes:
+        n = max(n // 10, 4) if quick and n > 4 else n
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, d)).astype("float32")
+        y = (x @ rng.standard_normal(d).astype("float32")).astype("float32")
+        device_x = torch.from_numpy(x).cuda()
+        ones = torch.ones(1, n, device="cuda")
+        probe = cuda_timed(lambda device_x=device_x, ones=ones: ones @ device_x)  # reads X once from HBM
+        schedule = Schedule(10**9, 1e-3, 0.0, 0.0, None, True, 0, True, "float32", "cuda")
+        logs = torch_engine.train(prepared(x, y), schedule, State(0, np.zeros(d), 0.0))
+        next(logs)
+        epoch = cuda_timed(lambda logs=logs: next(logs))
+        rows.append({"n": n, "d": d, "read": probe, "torch": epoch, "torch/read": epoch["median"] / probe["median"]})
+        print(f"gpu {n}x{d}: epoch {epoch['median'] * 1e6:.0f} µs, {rows[-1]['torch/read']:.1f}x read", flush=True)
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "rows": rows,
+        "targets": {"torch/read (D >= 100)": 1.5, "4-row epoch": "<= 50 µs"},
+    }
+
+
+CASES = {"epoch": case_epoch, "solve": case_solve, "startup": case_startup, "stream": case_stream, "gpu": case_gpu}
 
 
 # --------------------------------------------------------------------------- report
@@ -354,6 +396,18 @@ def markdown(all_results: dict[str, Any]) -> str:
             f"{s['peak_rss_anon_mb']:.0f} MB (target ≤ 300 MB), exit code {s['exit']}, {s['seconds']:.0f} s."
         )
         lines += ["## Training on a large .npy", "", summary, ""]
+    if "gpu" in all_results:
+        g = all_results["gpu"]
+        lines += ["## GPU: the torch engine's epoch against one read of X from device memory", ""]
+        if "skipped" in g:
+            lines += [f"Not measured: {g['skipped']}.", ""]
+        else:
+            lines += [f"Device: {g['device']}, float32.", "", "| N × D | read X | epoch | epoch / read |",
+                      "| --- | --- | --- | --- |"]  # fmt: skip
+            for row in g["rows"]:
+                epoch, read = _cell(row["torch"]), _cell(row["read"])
+                lines.append(f"| {row['n']:.0e} × {row['d']} | {read} | {epoch} | {row['torch/read']:.2f} |")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
