@@ -63,16 +63,36 @@ def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Ge
             for rows in schedule.batches(epoch, n):
                 m = shard.count(rows, n)  # the global batch size
                 mine = shard.owned(rows)
-                xb, yb = x[mine], y[mine]
-                r = xb @ sgd.w + sgd.b - yb  # residual r = Xw + b - y
-                loss = np.sum(r * r) / m  # L = mean(r²), before the step
-                g = (2.0 / m) * r  # dL/dprediction = 2r/m
-                grad_w, grad_b = xb.T @ g, g.sum()  # dL/dw = Xᵀ(2r/m), dL/db = Σ 2r/m
+                loss, grad_w, grad_b = _gradient(x, y, mine, sgd, m)
                 if shard.world > 1:  # each rank holds part of each sum: add them up
                     grad_w, grad_b, loss = _summed(shard, grad_w, grad_b, loss)
                 sgd.step(grad_w, grad_b)
                 total += float(loss) * m
         yield sgd.log(epoch, total / n, schedule.lr)
+
+
+CACHE_BYTES = 1 << 18  # a block of rows this size stays in cache between its two uses
+NARROW = 32  # below this many features, per-row work dominates and blocks pay; above, BLAS streams X well
+
+
+def _gradient(x: np.ndarray, y: np.ndarray, rows: slice | np.ndarray, sgd: _SGD, m: int) -> tuple[Any, Any, Any]:
+    """Loss and gradient sums over `rows`, divided by the batch size m.
+
+    With few features, a long run of rows is taken in cache-sized blocks, so each block of X and
+    its residuals are used while still in cache (measured: 19× one read of X at D = 1 became
+    7–10×); wide rows go to BLAS whole, which streams them better than many small calls.
+    """
+    xs, ys = x[rows], y[rows]
+    block = max(256, CACHE_BYTES // max(1, xs.shape[1] * xs.itemsize)) if xs.shape[1] < NARROW else max(len(ys), 1)
+    loss, grad_w, grad_b = 0.0, np.zeros_like(sgd.w), sgd.dtype.type(0)
+    for start in range(0, max(len(ys), 1), block):
+        xb, yb = xs[start : start + block], ys[start : start + block]
+        r = xb @ sgd.w + sgd.b - yb  # residual r = Xw + b - y
+        g = (2.0 / m) * r  # dL/dprediction = 2r/m
+        loss += float(np.sum(r * r))  # m·L, L = mean(r²) before the step
+        grad_w += xb.T @ g  # dL/dw = Xᵀ(2r/m)
+        grad_b += g.sum()  # dL/db = Σ 2r/m
+    return sgd.dtype.type(loss / m), grad_w, grad_b  # the loss in the run's dtype, as torch reports it
 
 
 def _summed(shard: Shard, grad_w: np.ndarray, grad_b: np.floating, loss: np.floating) -> tuple[Any, Any, Any]:
