@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -112,3 +113,39 @@ def _velocity(optimizer: torch.optim.SGD, model: nn.Linear) -> tuple[np.ndarray 
     buffer_b = optimizer.state[model.bias].get("momentum_buffer") if model.bias is not None else None
     bias = float(buffer_b.item()) if buffer_b is not None else 0.0
     return buffer_w.detach()[0].to("cpu", torch.float64).numpy(), bias
+
+
+# --------------------------------------------------------------------------- data-parallel transport
+
+
+def join_process_group(rank: int, world: int, device: str, timeout: float, init: str | None) -> None:
+    """gloo on CPU, NCCL for one GPU per rank; `init` e.g. file:///tmp/store (default: torchrun's env://)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group(backend, init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+
+
+def all_reduce_numpy(values: np.ndarray) -> None:
+    """Sum a NumPy array over every rank, in place."""
+    import torch.distributed as dist
+
+    tensor = torch.from_numpy(values)  # shares memory with `values`
+    if dist.get_backend() == "nccl":  # NCCL reduces device memory only
+        on_device = tensor.to(f"cuda:{torch.cuda.current_device()}")
+        dist.all_reduce(on_device)
+        tensor.copy_(on_device.cpu())
+    else:
+        dist.all_reduce(tensor)
+
+
+def leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -7,15 +7,16 @@ Minibatches are global too: the permutation of an epoch is drawn from the seed, 
 takes the rows of each global batch that fall in its block, so every rank takes the same
 number of steps even when its share of a batch is empty.
 
-torch.distributed is the transport (gloo on CPU, NCCL for one GPU per rank); nothing else here
-needs torch, and it is imported only when a job really has more than one process.
+torch.distributed is the transport (gloo on CPU, NCCL for one GPU per rank). It lives with the
+rest of torch in engine_torch, which is imported only when a job really has more than one process.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import Any
 
 import numpy as np
 
@@ -52,16 +53,7 @@ class Shard:
     def reduce(self, values: np.ndarray) -> np.ndarray:
         """Sum over every process, in place (one all_reduce); a single process keeps its own."""
         if self.world > 1:
-            import torch
-            import torch.distributed as dist
-
-            tensor = torch.from_numpy(values)  # shares memory with `values`
-            if dist.get_backend() == "nccl":
-                device_tensor = tensor.to(f"cuda:{torch.cuda.current_device()}")
-                dist.all_reduce(device_tensor)
-                tensor.copy_(device_tensor.cpu())
-            else:
-                dist.all_reduce(tensor)
+            _transport().all_reduce_numpy(values)
         return values
 
 
@@ -77,18 +69,8 @@ def start(rows: int, device: str) -> Shard:
     world = world_size()
     if world == 1:
         return SINGLE
-    import torch
-    import torch.distributed as dist
-
     rank = int(os.environ["RANK"])
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        init = os.environ.get("LRTRAIN_DIST_INIT")  # e.g. file:///tmp/store; default: torchrun's env://
-        dist.init_process_group(
-            backend, init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=TIMEOUT_SECONDS)
-        )
+    _transport().join_process_group(rank, world, device, TIMEOUT_SECONDS, os.environ.get("LRTRAIN_DIST_INIT"))
     if rows < world:
         raise ConfigError(f"{world} processes need at least {world} training rows; there are {rows}.")
     bounds = np.linspace(0, rows, world + 1).astype(int)
@@ -97,11 +79,12 @@ def start(rows: int, device: str) -> Shard:
 
 def stop() -> None:
     if world_size() > 1:
-        import torch.distributed as dist
+        _transport().leave_process_group()
 
-        if dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+
+def _transport() -> Any:
+    """torch.distributed, through the one module that imports torch."""
+    return importlib.import_module("lrtrain.engine_torch")
 
 
 def is_main() -> bool:
