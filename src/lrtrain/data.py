@@ -370,21 +370,24 @@ CANCELLATION_LIMIT = 1e3  # mean² / variance above which XᵀX - nμμᵀ would
 def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     """Centered sums of products, float64, memory O(block · D).
 
-    Fast path: one BLAS syrk over float64 X, then centered algebraically (G = XᵀX - nμμᵀ), which
-    is exact enough unless a mean dwarfs its spread; then, and for float32 or strided data, the
-    products are taken block by block on the centered rows.
+    Fast path: two passes over float64 X, one BLAS gemm Xᵀ[1 y] (sums and Xᵀy) and one syrk,
+    centered algebraically (G = XᵀX - nμμᵀ), which is exact enough unless a mean dwarfs its
+    spread; then, and for float32 or strided data, the products are taken block by block on
+    the centered rows.
     """
     n, d = x.shape
-    x_mean = _blocked_mean(x)
     y_mean = float(np.mean(y, dtype=np.float64))
     if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous:
+        sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
+        x_mean = sums_and_xty[:, 0] / n
         gram = x.T @ x - n * np.outer(x_mean, x_mean)
-        cross = x.T @ y - n * x_mean * y_mean
+        cross = sums_and_xty[:, 1] - n * x_mean * y_mean
         tt = float(y @ y) - n * y_mean**2
         spread = np.append(np.diag(gram), tt) / n
         means = np.append(x_mean, y_mean) ** 2
         if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
             return Moments(n, x_mean, y_mean, gram, cross, tt)
+    x_mean = _blocked_mean(x)
     gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
     for start in range(0, n, BLOCK_ROWS):
         a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - x_mean
