@@ -95,6 +95,11 @@ def npy_1d(folder: Path) -> None:
     np.save(folder / "d.npy", np.arange(5.0))
 
 
+def npz_upper_case_without_y(folder: Path) -> None:
+    with (folder / "D.NPZ").open("wb") as handle:  # np.savez would append .npz to the name
+        np.savez(handle, x=np.arange(5.0))
+
+
 def npz_without_y(folder: Path) -> None:
     np.savez(folder / "d.npz", x=np.arange(5.0))
 
@@ -754,6 +759,34 @@ NUMBER_AND_NAME_CASES = [
         "d.csv",
         files={"d.csv": GOOD_CSV},
         stderr=("holds a string", "looks like data", "--set data.source=csv"),
+    ),
+    case(
+        "csv-bad-byte-after-8kb",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": ("x,y\n" + "1,2\n" * 5000).encode() + b"\xff,3\n"},
+        stderr=("d.csv", "not UTF-8", "Save the file as UTF-8"),
+    ),
+    case(
+        "npz-with-upper-case-suffix",
+        "fit",
+        "--set",
+        "data.source=npy",
+        "--set",
+        "data.path=D.NPZ",
+        setup=npz_upper_case_without_y,
+        stderr=("D.NPZ", "no array 'y'"),
+    ),
+    case(
+        "npy-complex-numbers",
+        "fit",
+        "--set",
+        "data.source=npy",
+        "--set",
+        "data.path=c.npy",
+        setup=lambda folder: np.save(folder / "c.npy", np.ones((4, 2)) * (1 + 2j)),
+        stderr=("c.npy", "lrtrain needs numbers"),
     ),
     case("compare-device-misspelled", "compare", "manual", "torch:tpu", stderr=("'torch:tpu'", "cpu, cuda, cuda:N")),
 ]

@@ -9,6 +9,7 @@ import pytest
 
 from lrtrain import data
 from lrtrain.config import load_config
+from lrtrain.errors import LrtrainError
 
 
 def load(tmp_path: Path, yaml_text: str) -> data.Dataset:
@@ -100,3 +101,30 @@ def test_csv_with_a_byte_order_mark_keeps_clean_column_names(tmp_path: Path) -> 
     dataset = load(tmp_path, "data: {source: csv, path: excel.csv, target: price, features: [sqft]}\n")
     assert dataset.features == ["sqft"]
     np.testing.assert_array_equal(dataset.x[:, 0], [50, 80, 65])
+
+
+def test_a_large_csv_streams_into_a_mapped_table_with_the_same_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(1000, 4))
+    lines = "a,b,c,y\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in table) + "\n"
+    (tmp_path / "d.csv").write_text(lines)
+    in_memory = load(tmp_path, "data: {source: csv, path: d.csv, features: [c, a]}\n")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 128)  # 8 chunks
+    streamed = load(tmp_path, "data: {source: csv, path: d.csv, features: [c, a]}\n")
+    assert isinstance(streamed.x.base, np.memmap) or isinstance(streamed.x, np.memmap)
+    np.testing.assert_array_equal(streamed.x, in_memory.x)
+    np.testing.assert_array_equal(streamed.y, in_memory.y)
+    np.testing.assert_array_equal(streamed.x[:, 0], table[:, 2])
+
+
+def test_a_streamed_csv_still_names_the_bad_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [f"{i},{2 * i}" for i in range(500)]
+    rows[321] = "5,oops"
+    (tmp_path / "d.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 100)
+    with pytest.raises(LrtrainError, match=r"line 323, column 'y': 'oops' is not a number"):
+        load(tmp_path, "data: {source: csv, path: d.csv}\n")

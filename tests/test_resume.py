@@ -116,3 +116,12 @@ def test_interrupt_without_saving_says_nothing_was_saved(workdir: Path) -> None:
     with pytest.raises(Interrupted, match="nothing was saved"):
         fit(config("output.save=false"), should_stop=stop_after(3))  # type: ignore[arg-type]
     assert list(workdir.iterdir()) == []
+
+
+def test_resume_refuses_settings_that_change_the_trajectory(workdir: Path) -> None:
+    run = interrupted_run(config("data.standardize=true"), at=5)
+    changed = cli("fit", "--resume", str(run), "--set", "data.standardize=false", "--set", "train.lr=0.03")
+    assert changed.exit_code == 2
+    assert "data.standardize, train.lr differ" in changed.stderr
+    longer = cli("fit", "--resume", str(run), "--set", "train.epochs=80", "--set", "log.every=20")
+    assert longer.exit_code == 0, longer.output

@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import itertools
+import os
+import shutil
+import tempfile
 import warnings
+import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,32 +186,81 @@ def _csv(spec: CsvData) -> Dataset:
             "set data.delimiter (e.g. ';' or '\\t')."
         )
     columns = [*features, target]
-    every_column = len(columns) == width  # then rows of the wrong length are caught too
+    try:
+        if path.stat().st_size > _stream_bytes():
+            table = _csv_streamed(path, spec, names, columns)
+        else:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                if spec.header:
+                    handle.readline()
+                table = _csv_parsed(handle, spec, names, columns, path)
+    except UnicodeDecodeError as exc:  # a bad byte past the first line
+        raise DataError(
+            f"data file {path} is not UTF-8 text: byte {exc.start} of a read block cannot be decoded. "
+            "Save the file as UTF-8 CSV."
+        ) from None
+    if table.shape[0] == 0:
+        raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
+    header_lines = 1 if spec.header else 0
+    dataset = Dataset(table[:, :-1], table[:, -1], [names[i] for i in features], names[target], f"data file {path}")
+    return _checked(dataset, line_offset=header_lines + 1)
+
+
+CSV_CHUNK_ROWS = 65536  # rows parsed at a time when a CSV file is streamed
+
+
+def _stream_bytes() -> int:
+    """CSV files above this size are parsed in chunks into a memory-mapped table on disk."""
+    return int(os.environ.get("LRTRAIN_CSV_STREAM_BYTES", str(256 << 20)))
+
+
+def _csv_parsed(lines: Iterable[str], spec: CsvData, names: list[str], columns: list[int], path: Path) -> np.ndarray:
+    """Rows of numbers, columns in the order asked for; any problem becomes an exact DataError."""
+    every_column = len(columns) == len(names)  # then rows of the wrong length are caught too
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data": reported below, in words
+            warnings.simplefilter("ignore")  # "input contained no data": reported by the caller, in words
             table = np.loadtxt(
-                path,
+                lines,
                 delimiter=spec.delimiter,
-                skiprows=1 if spec.header else 0,
                 usecols=None if every_column else columns,
                 ndmin=2,
                 dtype=np.float64,
                 comments=None,
                 quotechar='"',
-                encoding="utf-8-sig",
             )
+    except UnicodeDecodeError:
+        raise
     except (ValueError, IndexError):
         raise DataError(_csv_problem(path, spec, names, columns)) from None
-    if table.shape[0] > 0 and table.shape[1] != (width if every_column else len(columns)):
+    if table.shape[0] > 0 and table.shape[1] != (len(names) if every_column else len(columns)):
         raise DataError(_csv_problem(path, spec, names, columns))  # e.g. one data row, shorter than the header
-    if table.shape[0] == 0:
-        raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
-    if every_column:
-        table = table[:, columns]
-    header_lines = 1 if spec.header else 0
-    dataset = Dataset(table[:, :-1], table[:, -1], [names[i] for i in features], names[target], f"data file {path}")
-    return _checked(dataset, line_offset=header_lines + 1)
+    return table[:, columns] if every_column and columns != list(range(len(names))) else table
+
+
+def _csv_streamed(path: Path, spec: CsvData, names: list[str], columns: list[int]) -> np.ndarray:
+    """Parse a large CSV chunk by chunk into a float64 table in a temporary file, memory-mapped:
+    memory stays bounded by the chunk, whatever the file's size. The file goes when the table does."""
+    folder = tempfile.mkdtemp(prefix="lrtrain-csv-")
+    raw = Path(folder) / "table.f64"
+    rows = 0
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle, raw.open("wb") as out:
+            if spec.header:
+                handle.readline()
+            while chunk := list(itertools.islice(handle, CSV_CHUNK_ROWS)):
+                table = _csv_parsed(chunk, spec, names, columns, path)
+                table.tofile(out)
+                rows += len(table)
+        if rows == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            return np.zeros((0, len(columns)))
+        mapped = np.memmap(raw, dtype=np.float64, mode="r", shape=(rows, len(columns)))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    weakref.finalize(mapped, shutil.rmtree, folder, True)
+    return mapped
 
 
 def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
@@ -268,7 +322,7 @@ def _npy(spec: NpyData) -> Dataset:
     path = Path(spec.path)
     _open_checked(path, ".npy")
     try:
-        if path.suffix == ".npz":
+        if path.suffix.lower() == ".npz" or zipfile.is_zipfile(path):
             with np.load(path, allow_pickle=False) as archive:
                 for key in (spec.x_key, spec.y_key):
                     if key not in archive.files:
@@ -308,7 +362,8 @@ def _npy(spec: NpyData) -> Dataset:
         ) from None
     if x.ndim != 2 or y.ndim != 1:
         raise DataError(f"data file {path}: x must be 1-D or 2-D and y 1-D; got shapes {x.shape} and {y.shape}.")
-    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+    real = (np.integer, np.floating)
+    if not (any(np.issubdtype(x.dtype, t) for t in real) and any(np.issubdtype(y.dtype, t) for t in real)):
         raise DataError(f"data file {path} holds {x.dtype}/{y.dtype} arrays; lrtrain needs numbers.")
     if len(x) != len(y):
         raise DataError(f"data file {path}: x has {len(x)} rows but y has {len(y)}. Give one target per row.")

@@ -42,7 +42,16 @@ def resolve_device(name: str) -> torch.device:
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     device = resolve_device(schedule.device)
     if schedule.threads:
+        previous_threads = torch.get_num_threads()
         torch.set_num_threads(schedule.threads)
+    try:
+        yield from _epochs(data, schedule, start, device)
+    finally:
+        if schedule.threads:
+            torch.set_num_threads(previous_threads)
+
+
+def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.device) -> Iterator[EpochLog]:
     dtype = getattr(torch, schedule.dtype)
     if device.type == "mps" and dtype == torch.float64:
         raise DeviceError("device 'mps' does not support float64. Use --set model.dtype=float32 or --device cpu.")
@@ -143,9 +152,10 @@ def all_reduce_numpy(values: np.ndarray) -> None:
         dist.all_reduce(tensor)
 
 
-def leave_process_group() -> None:
+def leave_process_group(finished: bool) -> None:
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.barrier()
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -67,4 +67,8 @@ def _predict(values: list[str], model: str | None, json_output: bool) -> int:
         return 0
     except KeyboardInterrupt:
         return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: said as plainly as the full CLI says it
+        message = f"internal error: {exc.__class__.__name__}: {exc}. Report it with the output of `lrtrain --version`."
+        report(ExitCode.TRAINING_FAILED, message, json_output)
+        return int(ExitCode.TRAINING_FAILED)
     return int(ExitCode.OK)

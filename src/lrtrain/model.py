@@ -71,7 +71,11 @@ class Model(NamedTuple):
                 f"(or stdin line) with its {len(self.weights)} values separated by commas, e.g. "
                 f"lrtrain predict {','.join(['1'] * len(self.weights))}."
             )
-        return math.fsum(w * x for w, x in zip(self.weights, sample, strict=True)) + self.bias
+        terms = [w * x for w, x in zip(self.weights, sample, strict=True)]
+        try:
+            return math.fsum(terms) + self.bias
+        except OverflowError:  # beyond float64: plain addition says ±inf
+            return sum(terms) + self.bias
 
     def format(self, value: float) -> str:
         return format_number(value, self.dtype)
@@ -188,7 +192,8 @@ def predict(values: list[str], path: Path | None, json_output: bool, stdin: Iter
     for sample in predict_lines(values, stdin):
         value = model.predict(sample)
         if json_output:
-            record = {"schema": "lrtrain/1", "event": "prediction", "input": sample, "prediction": value}
+            finite = value if math.isfinite(value) else None  # JSON has no infinity
+            record = {"schema": "lrtrain/1", "event": "prediction", "input": sample, "prediction": finite}
             out.write(json.dumps(record) + "\n")
         else:
             out.write(model.format(value) + "\n")

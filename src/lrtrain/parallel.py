@@ -77,9 +77,11 @@ def start(rows: int, device: str) -> Shard:
     return Shard(rank, world, int(bounds[rank]), int(bounds[rank + 1]))
 
 
-def stop() -> None:
+def stop(finished: bool = True) -> None:
+    """Leave the process group; wait for the others only after a normal finish (after an error
+    the other ranks may be inside a different collective, and a barrier would hang)."""
     if world_size() > 1:
-        _transport().leave_process_group()
+        _transport().leave_process_group(finished)
 
 
 def _transport() -> Any:

@@ -233,12 +233,13 @@ def fit(
     device = parallel.local_device(device)
     _engine(engine, device)  # a missing device fails before the data is even read
     prepared = data_module.prepare(data_module.load(config), config)
-    checkpoint = load_checkpoint(resume, prepared) if resume is not None else None
+    checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
     main = parallel.is_main()  # under torchrun, rank 0 speaks and writes; the others only train
     save = config.output.save and main
-    if save and resume is None:
+    if config.output.save and resume is None:  # on every rank, so that all of them fail alike
         _check_writable(Path(config.output.dir))  # before training, not after hours of it
     shard = parallel.start(prepared.rows, device)
+    finished = False
     try:
         result = train(config, prepared, engine, device, listener if main else None, should_stop, checkpoint, shard)
     except Interrupted as stop:
@@ -251,8 +252,10 @@ def fit(
             f"(config, metrics, checkpoint) is in {run_dir}. Resume it with: lrtrain fit --resume {run_dir}",
             stop.checkpoint,
         ) from None
+    else:
+        finished = True
     finally:
-        parallel.stop()
+        parallel.stop(finished)  # a barrier only when every rank got here the same way
     if save:
         result.run_dir = save_run(config, result, prepared, resume, checkpoint)
     return result
@@ -586,11 +589,22 @@ def save_checkpoint(
         "stop_rules": checkpoint.stop_rules,
         "seconds": checkpoint.seconds,
         "data_sha256": prepared.raw.sha256(),
+        "trajectory": trajectory_settings(config),
     }
     model_module.write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
 
 
-def load_checkpoint(run_dir: Path, prepared: data_module.Prepared) -> Checkpoint:
+def trajectory_settings(config: Config) -> dict[str, Any]:
+    """The settings a resumed run must share with the interrupted one to walk the same path."""
+    settings = config_module.to_dict(config)
+    for key in ("name", "log", "output", "compare"):
+        settings.pop(key)
+    for key in ("epochs", "threads", "early_stopping", "diverge_patience", "predict"):
+        settings["train"].pop(key)
+    return settings
+
+
+def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Config) -> Checkpoint:
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run folder. Pass a folder under runs/ that holds a checkpoint.")
     if (run_dir / model_module.MODEL_FILE).exists():
@@ -614,6 +628,7 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared) -> Checkpoint
         )
         stop_rules = {k: float(v) for k, v in payload["stop_rules"].items()}
         seconds, digest = float(payload["seconds"]), str(payload["data_sha256"])
+        settings = payload["trajectory"]
     except FileNotFoundError as exc:
         raise ConfigError(
             f"--resume {run_dir}: {Path(exc.filename).name} is missing, so the run cannot be continued. "
@@ -628,9 +643,25 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared) -> Checkpoint
             f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
             "the run cannot continue the same trajectory. Restore the data or start a new run."
         )
+    changed = _differences(settings, trajectory_settings(config))
+    if changed:
+        raise ConfigError(
+            f"--resume {run_dir}: {', '.join(changed)} differ from the interrupted run's, so it would not continue "
+            "the same trajectory. Drop those --set overrides (train.epochs, logging and output may change)."
+        )
     if len(state.weights) != prepared.features or len(rows) != state.epoch:
         raise ConfigError(f"--resume {run_dir}: checkpoint and metrics.csv disagree. Start a new run.")
     return Checkpoint(state, stop_rules, seconds, [], rows)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d
+            for key in sorted(set(old) | set(new))
+            for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [prefix.rstrip(".")] if old != new else []
 
 
 def _write_config_and_metrics(
