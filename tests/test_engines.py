@@ -324,3 +324,18 @@ def test_gradient_blocks_agree_with_one_pass_and_allow_an_empty_share(features: 
     empty = manual._gradient(x, y, np.array([], dtype=int), sgd, 64)  # a rank's share of a batch can be empty
     assert empty[0] == 0.0
     assert not np.any(empty[1])
+
+
+def test_divergence_advice_gives_the_standardized_limit_without_copying_the_data() -> None:
+    import re
+
+    from lrtrain.errors import TrainingFailed
+
+    base = ["data.source=synthetic", "data.rows=500", "data.features=3", "output.save=false", "train.lr=5"]
+    config = load_config(None, base)
+    raw = data.load(config)
+    scaled = (raw.x - raw.x.mean(axis=0)) / raw.x.std(axis=0)
+    with pytest.raises(TrainingFailed) as failed:
+        fit(config)
+    allowed = float(re.search(r"would allow lr up to ([0-9.e+-]+)\.", str(failed.value)).group(1))  # type: ignore[union-attr]
+    assert allowed == pytest.approx(2 / largest_curvature(scaled, bias=True), rel=1e-3)

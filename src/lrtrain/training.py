@@ -369,6 +369,12 @@ def _engine(name: str, device: str) -> tuple[Any, str]:
     return module, device
 
 
+def _largest_magnitude(a: np.ndarray) -> float:
+    """max |a| in blocks (a mapped file stays on disk)."""
+    blocks = (np.max(np.abs(a[s : s + data_module.BLOCK_ROWS])) for s in range(0, len(a), data_module.BLOCK_ROWS))
+    return float(max(blocks, default=0.0))
+
+
 def _learning_rate(config: Config, prepared: data_module.Prepared) -> tuple[float, float | None]:
     """The configured lr, or for `auto` 1/L: half the largest stable step of full-batch gradient descent."""
     if config.train.lr != "auto":
@@ -466,7 +472,7 @@ class _StopRules:
 
     def _advice(self, finite: bool) -> str:
         config, prepared = self.config, self.prepared
-        largest = max(float(np.max(np.abs(prepared.raw.x))), float(np.max(np.abs(prepared.raw.y))))
+        largest = max(_largest_magnitude(prepared.raw.x), _largest_magnitude(prepared.raw.y))
         if not finite and config.model.dtype == "float32" and largest > 1e18:
             return (
                 f"The data holds values up to {largest:.3g}, whose squares overflow float32 (max 3.4e38): "
@@ -480,15 +486,17 @@ class _StopRules:
             f"The largest stable learning rate for this data is {'2(1+momentum)' if mu else '2'}/L = {limit:.4g} "
             f"(L = {curvature:.4g}, the largest eigenvalue of the loss's Hessian); try --set train.lr={limit / 2:.3g}."
         )
-        if not config.data.standardize and prepared.features >= 1:
-            x = prepared.raw.x
-            spread = x.std(axis=0)
-            if np.all(spread > 0):
-                scaled = (x - x.mean(axis=0)) / spread
-                text += (
-                    f" Standardizing the features (--set data.standardize=true) would allow lr up to "
-                    f"{factor / largest_curvature(scaled, config.model.bias):.4g}."
-                )
+        variance = np.diag(prepared.moments.gram) / prepared.rows
+        if not config.data.standardize and np.all(variance > 0):
+            # standardized features have mean 0 and the Hessian (2/n)·S⁻¹GS⁻¹ (plus 2 for the bias):
+            # no scaled copy of the data is needed to know it
+            inverse = 1.0 / np.sqrt(variance)
+            scaled = (2.0 / prepared.rows) * prepared.moments.gram * np.outer(inverse, inverse)
+            curvature = max(float(np.linalg.eigvalsh(scaled)[-1]), 2.0 if config.model.bias else 0.0)
+            text += (
+                " Standardizing the features (--set data.standardize=true) would allow lr up to "
+                f"{factor / curvature:.4g}."
+            )
         return text + " No model was written."
 
     def stalled(self, log: EpochLog) -> bool:
