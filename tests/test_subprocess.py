@@ -157,11 +157,26 @@ def test_json_error_record_on_stdout(tmp_path: Path) -> None:
     assert "train.epochs" in record["message"]
 
 
-def test_piped_output_has_no_escape_codes(tmp_path: Path) -> None:
-    for args in (["fit"], ["compare", "manual", "exact"], ["config", "show"]):
-        result = run_installed(*args, cwd=tmp_path, env={"FORCE_COLOR": "", "TERM": "xterm-256color"})
+def test_piped_output_is_plain_greppable_lines(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    plain_lines = {
+        "fit": "Final loss: ",
+        "compare": "manual  device=cpu  dtype=float32  final_loss=",
+        "config": "train:",
+    }
+    for args in (["fit"], ["compare", "manual", "torch"], ["config", "show"]):
+        result = subprocess.run(
+            [lrtrain_path(), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
+            env={**env, "TERM": "xterm-256color"},
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         assert not ANSI.search(result.stdout), args
+        assert any(line.startswith(plain_lines[args[0]]) for line in result.stdout.splitlines()), result.stdout
 
 
 def start_fit(cwd: Path, *args: str) -> subprocess.Popen[str]:
