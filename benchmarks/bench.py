@@ -412,15 +412,9 @@ def markdown(all_results: dict[str, Any]) -> str:
 
 
 def _cell(t: dict[str, float]) -> str:
-    return f"{_seconds(t['median'])} [{_seconds(t['min'])}–{_seconds(t['max'])}]"
+    from lrtrain.render import duration
 
-
-def _seconds(value: float) -> str:
-    if value < 1e-3:
-        return f"{value * 1e6:.0f} µs"
-    if value < 1:
-        return f"{value * 1e3:.1f} ms"
-    return f"{value:.2f} s"
+    return f"{duration(t['median'])} [{duration(t['min'])}–{duration(t['max'])}]"
 
 
 def main() -> None:

@@ -185,10 +185,6 @@ def test_divergence_bound_is_sharp_for_gradient_descent() -> None:
         fit(load_config(None, [*base, f"train.lr={limit * 1.05}"]))
 
 
-def _fields(obj: Any) -> dict[str, Any]:
-    return {k: v for k, v in vars(obj).items() if k != "history"}
-
-
 def _cuda() -> bool:
     import torch
 

@@ -157,10 +157,8 @@ class EarlyStopping(_Strict):
 def _check_lr(value: object) -> float | str:
     if value == "auto":
         return "auto"
-    if not _is_number(value):
+    if not _is_number(value):  # finite numbers only
         raise ValueError(f"must be a number > 0 or 'auto'; got {value!r}")
-    if not math.isfinite(float(value)):  # type: ignore[arg-type]
-        raise ValueError(f"must be a finite number > 0 or 'auto'; got {value!r}")
     if not float(value) > 0:  # type: ignore[arg-type]
         raise ValueError(f"must be greater than 0 (or 'auto'); got {value!r}")
     return float(value)  # type: ignore[arg-type]

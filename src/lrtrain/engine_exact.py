@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from lrtrain.data import BLOCK_ROWS, Moments, Prepared, moments
-from lrtrain.training import EpochLog, Schedule, State
+from lrtrain.training import EpochLog, Schedule, State, mse
 
 CHOLESKY_MAX_CONDITION = 1e10  # cond(AᵀA) = cond(A)²; beyond this the normal equations lose too much
 
@@ -77,5 +77,4 @@ def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float) -> 
 
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments)
-    r = data.x.astype(np.float64) @ w + b - data.y
-    yield EpochLog(1, float(np.mean(r * r)), w, b, 0.0)
+    yield EpochLog(1, mse(data.x, data.y, w, b), w, b, 0.0)  # blocked: no float64 copy of X

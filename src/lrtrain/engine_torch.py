@@ -26,9 +26,9 @@ def available_devices() -> list[str]:
 
 def resolve_device(name: str) -> torch.device:
     """The device asked for, or a DeviceError saying what exists here; never a silent fallback."""
-    if name == "auto":
-        return torch.device(available_devices()[1] if len(available_devices()) > 1 else "cpu")
     here = available_devices()
+    if name == "auto":
+        return torch.device(here[1] if len(here) > 1 else "cpu")
     canonical = "cuda:0" if name == "cuda" else name
     if canonical not in here:
         build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")

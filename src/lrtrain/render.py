@@ -229,7 +229,7 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
             weights_text(r.weights[:3], precision) + (" ..." if len(r.weights) > 3 else ""),
             f"{r.bias:.{precision}f}" if config.model.bias else "off",
             str(r.epochs),
-            _duration(r.seconds_per_epoch),
+            duration(r.seconds_per_epoch),
             f"{delta:.2g}",
             f"{r.max_dw_to_optimum:.2g}",
         ]
@@ -258,7 +258,8 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
         out.print(Text(conclusion))
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """1.23 µs, 45.6 ms, 7.89 s."""
     if seconds < 1e-3:
         return f"{seconds * 1e6:.3g} µs"
     if seconds < 1:
