@@ -179,11 +179,12 @@ def fit(
             )
     cfg = _load(config, set_, extra)
     out, mode = _out(json_output)
-    if parallel.world_size() > 1:  # under torchrun every rank must take the same steps: Ctrl-C stops at once
-        result = training.fit(cfg, render.FitView(cfg, out, mode), resume=resume)
-    else:
-        with _StopAtEpochEnd() as stop:
-            result = training.fit(cfg, render.FitView(cfg, out, mode), should_stop=stop.requested, resume=resume)
+    with render.FitView(cfg, out, mode) as view:
+        if parallel.world_size() > 1:  # under torchrun every rank must take the same steps: Ctrl-C stops at once
+            result = training.fit(cfg, view, resume=resume)
+        else:
+            with _StopAtEpochEnd(view.note) as stop:
+                result = training.fit(cfg, view, should_stop=stop.requested, resume=resume)
     if parallel.is_main():
         render.fit_summary(cfg, result, out, mode)
 
@@ -191,7 +192,8 @@ def fit(
 class _StopAtEpochEnd:
     """While training, the first SIGINT/SIGTERM asks for a stop at the end of the epoch; a second stops at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
         self.signals = 0
         self.previous: dict[int, Any] = {}
 
@@ -208,7 +210,7 @@ class _StopAtEpochEnd:
         self.signals += 1
         if self.signals > 1:
             raise KeyboardInterrupt
-        print("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)", file=sys.stderr)
+        self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
 
     def requested(self) -> bool:
         return self.signals > 0
@@ -226,6 +228,12 @@ def compare(
     ],
     config: ConfigOption = None,
     set_: SetOption = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", metavar="FILE.png", help="Also write the engines' loss curves over each other to this PNG."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train several engines on the same data, initial weights and batch order; exit 3 if they disagree.
@@ -238,9 +246,20 @@ def compare(
     from lrtrain.errors import EnginesDisagree
 
     cfg = _load(config, set_)
+    if plot is not None:
+        from lrtrain import plot as plot_module
+
+        plot_module.check_output(plot)  # before hours of training, not after
     out, mode = _out(json_output)
     result = training.compare(cfg, engines)
     render.comparison(cfg, result, out, mode)
+    if plot is not None:
+        curves = {
+            label: [(log.epoch, log.loss) for log in r.history]
+            for label, r in zip(result.labels, result.results, strict=True)
+        }
+        written = plot_module.plot_curves(plot, curves, f"{cfg.run_name()}: loss per epoch, {cfg.model.dtype}")
+        print(f"wrote {written}", file=sys.stderr if json_output else sys.stdout)
     if not result.agree:
         raise EnginesDisagree(
             f"engines disagree: the largest relative weight difference is {result.worst:.3g}, above the tolerance "
@@ -271,6 +290,60 @@ def predict(
     from lrtrain import model as model_module
 
     model_module.predict(values, model, json_output, sys.stdin, sys.stdout)
+
+
+@app.command(epilog=EXIT_CODES)
+@handled
+def plot(
+    run: Annotated[
+        Path | None,
+        typer.Argument(help="A run folder (runs/NAME-TIME). Default: the newest finished run under ./runs."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The PNG to write. Default: loss.png in the run folder.")
+    ] = None,
+) -> None:
+    """Write a PNG of the loss per epoch (train and validation) and, for one feature, the data and fitted line.
+
+    Needs matplotlib: pip install 'lrtrain[plot]'.
+    """
+    from lrtrain import model as model_module
+    from lrtrain import plot as plot_module
+
+    plot_module.require()
+    run = run if run is not None else model_module.find_latest(Path("runs")).parent
+    drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
+    for warning in drawn.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
+
+
+@app.command(epilog=EXIT_CODES)
+@handled
+def runs(
+    runs_dir: Annotated[
+        Path, typer.Option("--dir", help="The folder that holds the runs (output.dir of the fits).")
+    ] = Path("runs"),
+    json_output: JsonOption = False,
+) -> None:
+    """List the run folders, oldest first: name, status, engine, epochs, final loss, R², when."""
+    from lrtrain import render, training
+
+    out, mode = _out(json_output)
+    render.runs(training.list_runs(runs_dir), str(runs_dir), out, mode)
+
+
+@app.command(epilog=EXIT_CODES)
+@handled
+def info(json_output: JsonOption = False) -> None:
+    """Versions of lrtrain, Python, NumPy and torch, the BLAS and its threads, every device torch can use.
+
+    Paste its output into a bug report.
+    """
+    from lrtrain import render, system
+
+    out, mode = _out(json_output)
+    render.info(system.describe(), out, mode)
 
 
 @config_app.command("show")

@@ -24,6 +24,31 @@ def available_devices() -> list[str]:
     return devices
 
 
+def describe() -> dict[str, object]:
+    """torch's build and every device it can use here, for `lrtrain info`."""
+    cuda = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            cuda.append(
+                {
+                    "device": f"cuda:{index}",
+                    "name": props.name,
+                    "memory_gib": round(props.total_memory / 2**30, 1),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
+    return {
+        "version": torch.__version__,
+        "cuda_build": torch.version.cuda,  # None: a CPU-only build
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,  # type: ignore[no-untyped-call]
+        "threads": torch.get_num_threads(),
+        "cuda": cuda,
+        "mps": bool(torch.backends.mps.is_available()),
+        "devices": available_devices(),
+    }
+
+
 def resolve_device(name: str) -> torch.device:
     """The device asked for, or a DeviceError saying what exists here; never a silent fallback."""
     here = available_devices()

@@ -10,16 +10,21 @@ import json
 import math
 import os
 import sys
+import time
+from datetime import datetime
 from typing import IO, Any, Literal
 
 import numpy as np
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.control import Control
+from rich.progress_bar import ProgressBar
+from rich.segment import ControlType, Segments
 from rich.table import Table
 from rich.text import Text
 
 from lrtrain.config import Config
-from lrtrain.training import SCHEMA, Comparison, EpochLog, FitResult, Start
+from lrtrain.training import SCHEMA, Comparison, EpochLog, FitResult, RunInfo, Start
 
 Mode = Literal["rich", "plain", "json"]
 
@@ -74,32 +79,59 @@ def _inputs(sample: list[float]) -> str:
 
 
 class FitView:
-    """Listener for training: prints the header, predictions before training and epoch lines."""
+    """Listener for training: the header, predictions before training, epoch lines on stdout and,
+    on a terminal, a one-line live status on stderr (use it as a context manager, so the status
+    is erased however training ends)."""
 
     def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None) -> None:
         self.config = config
         self.out = out
         self.mode = mode
         self.err = err or console(sys.stderr)
+        live = mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
+        self.status = LiveStatus(self.err) if live else None  # piped or --json: no live view at all
+
+    def __enter__(self) -> FitView:
+        if self.status:
+            self.status.message("loading the data and starting the engine ...")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status:
+            self.status.close()
+
+    def note(self, text: str) -> None:
+        """A message on stderr, clear of the live status."""
+        if self.status:
+            self.status.clear()
+        self.err.print(Text(text))
 
     def _line(self, text: str, style: str | None = None) -> None:
         if self.mode != "json":
+            if self.status:
+                self.status.clear()
             self.out.print(Text(text, style=style or ""))
 
     def started(self, start: Start) -> None:
         if start.curvature is not None:  # lr: auto, said once so the user learns the number
-            self.err.print(
-                Text(
-                    f"lr = auto: 1/L = {start.lr:.6g}, L = {start.curvature:.6g} the largest eigenvalue of the "
-                    "loss's Hessian (2/L would be the edge of divergence)"
-                )
+            self.note(
+                f"lr = auto: 1/L = {start.lr:.6g}, L = {start.curvature:.6g} the largest eigenvalue of the "
+                "loss's Hessian (2/L would be the edge of divergence)"
             )
         if self.config.log.header:
             self._line(f"Number of samples: {start.rows}, number of features: {start.features}")
         for sample, value in start.predictions:
             self._line(f"Prediction before training: f({_inputs(sample)}) = {value:.{self.config.log.precision}f}")
+        if self.status:
+            self.status.start(start.epochs, start.done, f"{start.engine} on {start.device}")
 
     def epoch(self, log: EpochLog) -> None:
+        if (log.epoch - 1) % self.config.log.every == 0:
+            self._epoch_line(log)
+        if self.status:
+            self.status.update(log)
+
+    def _epoch_line(self, log: EpochLog) -> None:
         if self.mode == "json":
             self.out.print(
                 json_record(
@@ -120,6 +152,92 @@ class FitView:
         if log.val_loss is not None:
             text += f", val_loss = {log.val_loss:.8f}"
         self._line(text)
+
+
+class LiveStatus:
+    """One line on stderr: progress bar, epoch, loss, best validation loss, epochs per second, ETA.
+
+    Redrawn at most ten times a second however fast the epochs run (an update between draws only
+    stores numbers), and erased before a line goes to stdout, so the two streams never mix on the
+    terminal. The cursor is hidden while it shows and restored by `close`.
+    """
+
+    INTERVAL = 0.1  # seconds between redraws
+
+    def __init__(self, err: Console) -> None:
+        self.err = err
+        self.total = 0
+        self.first = 0
+        self.label = ""
+        self.started = time.monotonic()
+        self.drawn = -math.inf  # when the line was last drawn
+        self.visible = False
+        self.hidden = False  # the cursor
+        self.best_val = math.inf
+        self.last: EpochLog | None = None
+
+    def message(self, text: str) -> None:
+        self._draw(Text(text, style="dim"))
+
+    def start(self, total: int, done: int, label: str) -> None:
+        self.total, self.first, self.label = total, done, label
+        self.started = time.monotonic()
+        self.drawn = -math.inf
+
+    def update(self, log: EpochLog) -> None:
+        if log.val_loss is not None and log.val_loss < self.best_val:
+            self.best_val = log.val_loss
+        self.last = log
+        now = time.monotonic()
+        if now - self.drawn >= self.INTERVAL:
+            self._draw(self._line(log, now))
+
+    def _line(self, log: EpochLog, now: float) -> RenderableType:
+        elapsed = now - self.started
+        rate = (log.epoch - self.first) / elapsed if elapsed > 0 else 0.0
+        parts = [f"epoch {log.epoch}/{self.total}", f"loss {log.loss:.6g}"]
+        if math.isfinite(self.best_val):
+            parts.append(f"best val {self.best_val:.6g}")
+        if rate > 0:
+            parts.append(f"{rate:,.0f} epochs/s" if rate >= 10 else f"{rate:.2g} epochs/s")
+            parts.append(f"ETA {_clock(max(self.total - log.epoch, 0) / rate)}")
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
+        grid.add_row(
+            ProgressBar(total=max(self.total, 1), completed=log.epoch, width=24),
+            Text("  ".join([*parts, self.label])),
+        )
+        return grid
+
+    def _draw(self, renderable: RenderableType) -> None:
+        options = self.err.options.update(width=max(self.err.width - 1, 20), no_wrap=True, height=1)
+        line = self.err.render_lines(renderable, options, pad=False)[0]
+        hide = [] if self.hidden else [Control.show_cursor(False)]
+        self.err.print(
+            *hide, Control.move_to_column(0), Segments(line), Control((ControlType.ERASE_IN_LINE, 0)), sep="", end=""
+        )
+        self.visible = self.hidden = True
+        self.drawn = time.monotonic()
+
+    def clear(self) -> None:
+        """Erase the line (before something else is printed); a later update draws it again."""
+        if self.visible:
+            self.err.print(Control.move_to_column(0), Control((ControlType.ERASE_IN_LINE, 2)), sep="", end="")
+            self.visible = False
+
+    def close(self) -> None:
+        self.clear()
+        if self.hidden:
+            self.err.print(Control.show_cursor(True), end="")
+            self.hidden = False
+
+
+def _clock(seconds: float) -> str:
+    """0:07, 12:34, 3:02:01."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> None:
@@ -150,6 +268,12 @@ def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> 
     if result.run_dir is not None:
         rows.append(("Run saved", str(result.run_dir)))
     if mode == "rich":
+        curves = {"train": [log.loss for log in result.history]}
+        if result.val_loss is not None:
+            curves["validation"] = [math.nan if log.val_loss is None else log.val_loss for log in result.history]
+        chart = loss_chart(curves)
+        if chart is not None:
+            out.print(chart)
         table = Table(title="Fit summary", show_header=False, title_justify="left", box=None, padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
@@ -159,6 +283,67 @@ def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> 
     else:
         for key, value in rows:
             out.print(Text(f"{key}: {value}"))
+
+
+_DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))  # braille dot bits by (column, row) in a cell
+
+
+def loss_chart(curves: dict[str, list[float]], width: int = 56, height: int = 6) -> Table | None:
+    """Loss per epoch on a log scale in braille dots (2×4 per character); None when there is nothing to draw.
+
+    Every curve spans the full width (epoch 1 on the left, the last on the right). Where an epoch
+    range shares one dot column, the dots cover its smallest to largest loss, so oscillation shows.
+    """
+    logs = {}
+    for name, values in curves.items():
+        v = np.asarray(values, dtype=np.float64)
+        if len(v) >= 2 and np.any(np.isfinite(v) & (v > 0)):
+            floor = float(np.min(v[np.isfinite(v) & (v > 0)]))
+            logs[name] = np.log10(np.clip(np.nan_to_num(v, nan=floor, posinf=floor), floor, None))
+    if not logs:
+        return None
+    low = min(float(v.min()) for v in logs.values())
+    high = max(float(v.max()) for v in logs.values())
+    span = high - low or 1.0
+    levels = 4 * height
+    cells = np.zeros((height, width), dtype=np.int64)
+    owner = np.full((height, width), -1)
+    for index, v in enumerate(logs.values()):
+        edges = np.linspace(0, len(v), 2 * width + 1)
+        previous = None
+        for column in range(2 * width):
+            part = v[int(edges[column]) : max(int(edges[column + 1]), int(edges[column]) + 1)]
+            lo, hi = (np.rint((np.array([part.min(), part.max()]) - low) / span * (levels - 1))).astype(int)
+            if previous is not None:  # join to the previous column, so the curve is a line, not dust
+                lo, hi = min(lo, previous), max(hi, previous)
+            previous = int(np.rint((part[-1] - low) / span * (levels - 1)))
+            for level in range(lo, hi + 1):
+                row = levels - 1 - level
+                cells[row // 4, column // 2] |= _DOTS[column % 2][row % 4]
+                if owner[row // 4, column // 2] < 0:
+                    owner[row // 4, column // 2] = index
+    styles = ["cyan", "magenta"]
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", style="dim")
+    grid.add_column(no_wrap=True)
+    for row in range(height):
+        line = Text()
+        for column in range(width):
+            bits = int(cells[row, column])
+            style = styles[owner[row, column] % len(styles)] if bits else ""
+            line.append(chr(0x2800 + bits) if bits else " ", style=style)
+        label = f"{10**high:.3g}" if row == 0 else f"{10**low:.3g}" if row == height - 1 else ""
+        grid.add_row(label, line)
+    epochs = max(len(values) for values in curves.values())
+    legend = Text("epoch 1 ")
+    legend.append("─" * max(width - 9 - len(str(epochs)), 1), style="dim")
+    legend.append(f" {epochs}")
+    grid.add_row("", legend)
+    names = Text("loss (log scale): ", style="dim")
+    for index, name in enumerate(logs):
+        names.append(f"⣿ {name}  ", style=styles[index % len(styles)])
+    grid.add_row("", names)
+    return grid
 
 
 def fit_fields(config: Config, result: FitResult) -> dict[str, Any]:
@@ -265,3 +450,97 @@ def duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds:.3g} s"
+
+
+def runs(found: list[RunInfo], root: str, out: Console, mode: Mode) -> None:
+    """`lrtrain runs`: one row per run folder, oldest first."""
+    rows: list[dict[str, Any]] = [
+        {
+            "run": str(run.path),
+            "status": run.status,
+            "engine": run.engine,
+            "epochs": run.epochs,
+            "loss": run.loss,
+            "r2": run.r2,
+            "when": run.when.isoformat(sep=" ", timespec="seconds"),
+            "problem": run.problem,
+        }
+        for run in found
+    ]
+    if mode == "json":
+        for row in rows:
+            out.print(json_record("run", **row), markup=False)
+        return
+    if not rows:
+        out.print(Text(f"no runs under {root}/ yet; `lrtrain fit` writes one there."))
+        return
+
+    def cell(value: object, spec: str = "") -> str:
+        return "-" if value is None else format(value, spec)
+
+    if mode == "plain":  # one greppable line per run; absent fields left out
+        for row in rows:
+            path = row.pop("run")
+            row["when"] = row["when"].replace(" ", "T")
+            out.print(Text("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)])))
+        return
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
+    table.add_column("run", no_wrap=True)
+    for heading in ("status", "engine", "epochs", "final loss", "R²", "when"):
+        table.add_column(heading, justify="right" if heading in ("epochs", "final loss", "R²") else "left")
+    for run in found:
+        style = {"finished": None, "interrupted": "yellow"}.get(run.status, "red")
+        status = run.status if run.problem is None else f"{run.status}: {run.problem}"
+        when = run.when.strftime("%H:%M" if run.when.date() == datetime.now().date() else "%Y-%m-%d")
+        table.add_row(
+            run.path.name,
+            status,
+            cell(run.engine),
+            cell(run.epochs),
+            cell(run.loss, ".4g"),
+            cell(run.r2, ".4f"),
+            when,
+            style=style,
+        )
+    out.print(table)
+
+
+def info(facts: dict[str, Any], out: Console, mode: Mode) -> None:
+    """`lrtrain info`: versions, BLAS and devices, as a bug report would quote them."""
+    if mode == "json":
+        out.print(json_record("info", **facts), markup=False)
+        return
+    torch = facts["torch"]
+    packages = facts["packages"]
+    rows = [
+        ("lrtrain", facts["lrtrain"]),
+        ("Python", facts["python"]),
+        ("Platform", facts["platform"]),
+        ("CPU", f"{facts['cpu']['model']}, {facts['cpu']['usable']} of {facts['cpu']['cores']} cores usable"),
+        ("Packages", ", ".join(f"{k} {v or 'not installed'}" for k, v in packages.items() if k != "torch")),
+    ]
+    rows += [
+        ("BLAS", f"{b['library']} {b['version']} ({b['architecture']}), {b['threads']} threads: {b['path']}")
+        for b in facts["blas"]
+    ]
+    build = f"CUDA {torch['cuda_build']}" if torch["cuda_build"] else "CPU-only build"
+    cudnn = f", cuDNN {torch['cudnn']}" if torch["cudnn"] else ""
+    rows.append(("torch", f"{torch['version']} ({build}{cudnn}), {torch['threads']} threads"))
+    rows += [
+        (g["device"], f"{g['name']}, {g['memory_gib']} GiB, compute capability {g['capability']}")
+        for g in torch["cuda"]
+    ]
+    if not torch["cuda"]:
+        rows.append(("CUDA", "no CUDA device" + ("" if torch["cuda_build"] else " (this torch has no CUDA support)")))
+    rows.append(("MPS", "available" if torch["mps"] else "not available"))
+    rows.append(("Devices", ", ".join(torch["devices"]) + "  (for --device / compare torch:DEVICE)"))
+    if mode == "rich":
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        for key, value in rows:
+            table.add_row(key, value)
+        out.print(table)
+    else:
+        for key, value in rows:
+            out.print(Text(f"{key}: {value}"))

@@ -90,6 +90,8 @@ class Schedule:
 
 
 class Listener(Protocol):
+    """Told when training starts and after every epoch (it decides which epochs to show)."""
+
     def started(self, start: Start) -> None: ...
     def epoch(self, log: EpochLog) -> None: ...
 
@@ -103,6 +105,8 @@ class Start:
     predictions: list[tuple[list[float], float]]  # (input, prediction) with the initial weights
     lr: float
     curvature: float | None  # L, when lr is auto
+    epochs: int = 0  # the epochs this fit will have trained when it completes
+    done: int = 0  # epochs already trained (a resumed run)
 
 
 @dataclass
@@ -277,10 +281,14 @@ def train(
     samples = _prediction_inputs(config, prepared.features)
     w0_raw, b0_raw = scaling.to_original(w0, b0)
     lr, curvature = _learning_rate(config, prepared)
+    done = resume.state.epoch if resume is not None else 0
     if listener:
         device_label = device if engine == "torch" else "cpu"
         before = [(s, _predict(w0_raw, b0_raw, s)) for s in samples]
-        listener.started(Start(engine, device_label, prepared.rows, prepared.features, before, lr, curvature))
+        epochs = 1 if engine == "exact" else config.train.epochs
+        listener.started(
+            Start(engine, device_label, prepared.rows, prepared.features, before, lr, curvature, epochs, done)
+        )
     schedule = Schedule(
         epochs=config.train.epochs,
         lr=lr,
@@ -314,7 +322,7 @@ def train(
             shown = dataclasses.replace(log, weights=w_raw, bias=b_raw)
             history.append(shown)
             stop.check_divergence(log)
-            if listener and ((log.epoch - 1) % config.log.every == 0):
+            if listener:
                 listener.epoch(shown)
             if stop.stalled(log):
                 patience = config.train.early_stopping.patience
@@ -660,6 +668,55 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
     if len(state.weights) != prepared.features or len(rows) != state.epoch:
         raise ConfigError(f"--resume {run_dir}: checkpoint and metrics.csv disagree. Start a new run.")
     return Checkpoint(state, stop_rules, seconds, [], rows)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run folder, as `lrtrain runs` lists it."""
+
+    path: Path
+    status: str  # finished | interrupted (a checkpoint) | incomplete
+    when: datetime  # local time the model or checkpoint was written
+    engine: str | None = None
+    epochs: int | None = None
+    loss: float | None = None
+    r2: float | None = None
+    problem: str | None = None  # why the folder could not be read
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """The run folders under `root`, oldest first; unreadable ones are listed with the reason."""
+    runs = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        model_file, checkpoint_file = folder / model_module.MODEL_FILE, folder / CHECKPOINT_FILE
+        if not (folder / CONFIG_FILE).is_file():
+            continue  # not a run folder
+        written = next(f for f in (model_file, checkpoint_file, folder / CONFIG_FILE) if f.is_file())
+        when = datetime.fromtimestamp(written.stat().st_mtime)
+        try:
+            if model_file.is_file():
+                payload = json.loads(model_file.read_text(encoding="utf-8"))
+                metrics = payload["metrics"]
+                runs.append(
+                    RunInfo(
+                        folder,
+                        "finished",
+                        when,
+                        str(payload["engine"]),
+                        int(metrics["epochs"]),
+                        float(metrics["loss"]),
+                        float(metrics["r2"]),
+                    )
+                )
+            elif checkpoint_file.is_file():
+                payload = json.loads(checkpoint_file.read_text(encoding="utf-8"))
+                engine = config_module.load_config(folder / CONFIG_FILE).train.engine
+                runs.append(RunInfo(folder, "interrupted", when, engine, int(payload["epoch"])))
+            else:
+                runs.append(RunInfo(folder, "incomplete", when))
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+            runs.append(RunInfo(folder, "unreadable", when, problem=f"{exc.__class__.__name__}: {exc}"))
+    return sorted(runs, key=lambda run: (run.when, str(run.path)))
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -1,0 +1,62 @@
+"""What this machine offers lrtrain: versions, the BLAS, torch's devices (`lrtrain info`, bug reports)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import sys
+from typing import Any
+
+from lrtrain import __version__
+
+
+def describe() -> dict[str, Any]:
+    """Everything `lrtrain info` shows, as plain data (torch is imported: it takes a second or two)."""
+    from threadpoolctl import threadpool_info
+
+    torch = importlib.import_module("lrtrain.engine_torch").describe()  # first: torch may load a BLAS of its own
+    blas = [
+        {
+            "library": pool.get("internal_api"),
+            "version": pool.get("version"),
+            "threads": pool.get("num_threads"),
+            "architecture": pool.get("architecture"),
+            "path": pool.get("filepath"),
+        }
+        for pool in threadpool_info()
+        if pool.get("user_api") == "blas"
+    ]
+    return {
+        "lrtrain": __version__,
+        "python": f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
+        "platform": platform.platform(),
+        "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "usable": _usable_cores()},
+        "packages": {name: _version(name) for name in ("numpy", "torch", "typer", "rich", "pydantic", "matplotlib")},
+        "blas": blas,
+        "torch": torch,
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None  # an optional extra that is not installed
+
+
+def _usable_cores() -> int | None:
+    """Cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

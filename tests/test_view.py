@@ -1,0 +1,293 @@
+"""Watching a fit: the live status on stderr, the terminal loss curve, `runs`, `info` and the plot commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from lrtrain import render
+from lrtrain.config import load_config
+from lrtrain.training import EpochLog, Start
+
+from .conftest import SUBPROCESS_TIMEOUT, cli, files_under, lrtrain_path
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def terminal(width: int = 100) -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=True, width=width, color_system="standard"), buffer
+
+
+def logs(count: int, validation: bool = False) -> list[EpochLog]:
+    return [
+        EpochLog(e, 10.0 / e, np.array([2.0 - 1 / e]), 0.0, 0.01, val_loss=(11.0 / e if validation else None))
+        for e in range(1, count + 1)
+    ]
+
+
+def start(epochs: int) -> Start:
+    return Start("manual", "cpu", 4, 1, [], 0.01, None, epochs, 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_live_status_redraws_at_most_ten_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(render.time, "monotonic", clock)
+    out, stdout = terminal()
+    err, stderr = terminal()
+    config = load_config(None, ["train.epochs=1000", "log.every=250"])
+    with render.FitView(config, out, "rich", err) as view:
+        view.started(start(1000))
+        for log in logs(1000, validation=True):
+            clock.now += 0.001  # 1000 epochs a second for one second
+            view.epoch(log)
+    draws = re.findall(r"epoch (\d+)/1000", stderr.getvalue())
+    assert 5 <= len(draws) <= 11, draws
+    assert "best val" in stderr.getvalue()
+    assert "epochs/s" in stderr.getvalue()
+    assert "ETA" in stderr.getvalue()
+    assert stderr.getvalue().endswith("\x1b[2K\x1b[?25h")  # erased, and the cursor shown again
+    assert "epoch " not in stdout.getvalue()  # the status never goes to stdout
+    assert stdout.getvalue().count("Epoch ") == 4  # the epoch lines still do (every 250th)
+
+
+def test_status_is_erased_before_each_epoch_line_and_on_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(render.time, "monotonic", clock)
+    out = Console(file=io.StringIO(), force_terminal=True)
+    events: list[str] = []
+    err, stderr = terminal()
+    config = load_config(None, ["train.epochs=10"])
+    view = render.FitView(config, out, "rich", err)
+    out.print = lambda *a, **k: events.append("stdout:" + stderr.getvalue()[-4:])  # type: ignore[method-assign]
+
+    def train_then_fail() -> None:
+        with view:
+            view.started(start(10))
+            for log in logs(3):
+                clock.now += 1.0
+                view.epoch(log)
+            raise RuntimeError("diverged")
+
+    with pytest.raises(RuntimeError):
+        train_then_fail()
+    assert all(event.endswith("\x1b[2K") for event in events[1:]), events  # stdout only after an erase
+    assert stderr.getvalue().endswith("\x1b[?25h")
+
+
+@pytest.mark.parametrize("mode", ["plain", "json"])
+def test_no_live_view_when_piped_or_json(mode: render.Mode) -> None:
+    out, _ = terminal()
+    err, stderr = terminal()
+    config = load_config(None, ["train.epochs=50"])
+    with render.FitView(config, out, mode, err) as view:
+        view.started(start(50))
+        for log in logs(50):
+            view.epoch(log)
+    assert stderr.getvalue() == ""
+
+
+def test_loss_chart_spans_the_losses_on_a_log_scale() -> None:
+    console, buffer = terminal(120)
+    losses = list(30 * 0.5 ** np.arange(40))
+    chart = render.loss_chart({"train": losses, "validation": [v * 1.1 for v in losses]}, width=40, height=5)
+    assert chart is not None
+    console.print(chart)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", buffer.getvalue())
+    lines = text.splitlines()
+    assert lines[0].lstrip().startswith("33")  # the largest loss, validation's first epoch
+    assert lines[4].lstrip().startswith(f"{losses[-1]:.3g}")  # the smallest, train's last
+    dots = [line for line in lines[:5] if re.search("[\u2801-\u28ff]", line)]
+    assert len(dots) == 5  # a straight line on a log scale crosses every row
+    assert "epoch 1" in text
+    assert "40" in text
+    assert "train" in text
+    assert "validation" in text
+
+
+def test_loss_chart_needs_two_epochs_and_survives_zero_or_infinite_losses() -> None:
+    assert render.loss_chart({"train": [1.0]}) is None
+    assert render.loss_chart({"train": [0.0, 0.0]}) is None
+    assert render.loss_chart({"train": [4.0, 0.0, float("inf"), 1.0]}) is not None
+
+
+def run_on_terminal(args: list[str], cwd: Path, stdout_piped: bool = False) -> tuple[bytes, bytes]:
+    """stderr (and stdout unless piped) on a pseudo-terminal; returns (terminal bytes, piped stdout)."""
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")} | {"TERM": "xterm-256color"}
+    stdout = subprocess.PIPE if stdout_piped else follower
+    process = subprocess.Popen([lrtrain_path(), *args], cwd=cwd, stdout=stdout, stderr=follower, env=env,
+                               start_new_session=True)  # fmt: skip
+    os.close(follower)
+    piped: list[bytes] = []
+    reader = threading.Thread(target=lambda: piped.append(process.stdout.read() if process.stdout else b""))
+    reader.start()  # drain the pipe while the terminal is read, or a full pipe would block the process
+    seen, deadline = b"", time.monotonic() + SUBPROCESS_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1.0)[0]:
+                continue  # nothing yet: look at the clock again
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        process.wait(timeout=10)
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        reader.join(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+    assert process.returncode == 0, seen
+    return seen, b"".join(piped)
+
+
+def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) -> None:
+    seen, _ = run_on_terminal(["fit", "--set", "train.epochs=20000", "--set", "log.every=5000"], tmp_path)
+    assert b"epochs/s" in seen
+    assert b"ETA" in seen
+    assert seen.count(b"Epoch ") == 4
+    assert b"loss (log scale)" in seen
+    braille = re.findall(rb"\xe2[\xa0-\xa3][\x80-\xbf]", seen)  # U+2801..U+28FF in UTF-8
+    assert len(braille) > 20  # the curve's dots
+    assert seen.count(b"\x1b[?25l") == seen.count(b"\x1b[?25h") == 1  # the cursor hidden once, shown again
+
+
+def test_fit_with_stdout_piped_has_no_live_view_even_on_a_terminal(tmp_path: Path) -> None:
+    on_terminal, piped = run_on_terminal(["fit", "--set", "train.epochs=20000"], tmp_path, stdout_piped=True)
+    assert b"epochs/s" not in on_terminal
+    assert b"\x1b[" not in on_terminal
+    assert b"loss (log scale)" not in piped
+    assert b"Final loss" in piped
+
+
+# --------------------------------------------------------------------------- runs, info
+
+
+def test_runs_lists_finished_interrupted_and_broken_folders(workdir: Path) -> None:
+    assert cli("fit").exit_code == 0
+    assert cli("fit", "--engine", "exact").exit_code == 0
+    (workdir / "runs" / "broken").mkdir()
+    (workdir / "runs" / "broken" / "config.yaml").write_text("train: {}\n")
+    (workdir / "runs" / "broken" / "model.json").write_text("{not json")
+    (workdir / "runs" / "notes").mkdir()  # not a run folder: no config.yaml
+    result = cli("runs")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert "status=unreadable" in next(line for line in lines if line.startswith("runs/broken"))
+    finished = [line for line in lines if "status=finished" in line]
+    assert [re.search(r"engine=(\w+)", line).group(1) for line in finished] == ["manual", "exact"]  # type: ignore[union-attr]
+    records = [json.loads(line) for line in cli("runs", "--json").stdout.splitlines()]
+    assert {r["event"] for r in records} == {"run"}
+    exact = next(r for r in records if r["engine"] == "exact")
+    assert exact["r2"] == pytest.approx(1.0)
+    assert exact["loss"] < 1e-20
+    assert exact["epochs"] == 1
+
+
+def test_runs_says_when_there_are_none(workdir: Path) -> None:
+    result = cli("runs", "--dir", "elsewhere")
+    assert result.exit_code == 0
+    assert "no runs under elsewhere/" in result.stdout
+    assert not (workdir / "elsewhere").exists()
+
+
+def test_info_names_versions_blas_and_devices() -> None:
+    result = cli("info", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["event"] == "info"
+    assert record["python"].startswith(sys.version.split()[0])
+    assert "cpu" in record["torch"]["devices"]
+    assert record["packages"]["numpy"] == np.__version__
+    assert all(b["threads"] >= 1 for b in record["blas"])
+    plain = cli("info")
+    assert plain.exit_code == 0
+    assert "Devices: cpu" in plain.stdout
+    assert "BLAS:" in plain.stdout
+
+
+# --------------------------------------------------------------------------- plot commands
+
+
+def test_plot_writes_a_png_beside_the_newest_run(workdir: Path) -> None:
+    assert cli("fit").exit_code == 0
+    result = cli("plot")
+    assert result.exit_code == 0, result.output
+    (run,) = (workdir / "runs").iterdir()
+    assert result.stdout == f"wrote runs/{run.name}/loss.png (loss and fit)\n"
+    assert (run / "loss.png").read_bytes().startswith(PNG)
+
+
+def test_plot_refuses_other_formats_and_missing_runs_writing_nothing(workdir: Path) -> None:
+    result = cli("plot")
+    assert result.exit_code == 2
+    assert "no model found" in result.stderr
+    assert cli("fit").exit_code == 0
+    before = files_under(workdir)
+    result = cli("plot", "-o", "loss.jpg")
+    assert result.exit_code == 2
+    assert "PNG only" in result.stderr
+    result = cli("plot", "runs/nowhere")
+    assert result.exit_code == 2
+    assert "runs/nowhere" in result.stderr
+    assert files_under(workdir) == before
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli("fit").exit_code == 0
+    before = files_under(workdir)
+    result = cli("plot")
+    assert result.exit_code == 2
+    assert "pip install 'lrtrain[plot]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = cli("compare", "manual", "torch", "--plot", "curves.png")
+    assert result.exit_code == 2
+    assert "lrtrain[plot]" in result.stderr
+    assert result.stdout == ""
+    assert files_under(workdir) == before
+
+
+def test_compare_plot_writes_the_curves_and_keeps_json_stdout_clean(workdir: Path) -> None:
+    result = cli("compare", "manual", "torch", "exact", "--plot", "curves.png", "--json")
+    assert result.exit_code == 0, result.output
+    assert all(json.loads(line) for line in result.stdout.splitlines())
+    assert "wrote curves.png" in result.stderr
+    assert (workdir / "curves.png").read_bytes().startswith(PNG)
+
+
+def test_compare_refuses_a_bad_plot_name_before_training(workdir: Path) -> None:
+    result = cli("compare", "manual", "torch", "--plot", "curves.svg")
+    assert result.exit_code == 2
+    assert "PNG only" in result.stderr
+    assert result.stdout == ""
+    assert files_under(workdir) == set()
