@@ -35,8 +35,10 @@ class Dataset:
     target: str
     origin: str  # where it came from, for messages and provenance
 
+    @functools.cached_property
     def sha256(self) -> str:
-        """Of the values as float64, row-major; computed in blocks, so a memory-mapped file stays on disk."""
+        """Of the values as float64, row-major; computed in blocks, so a memory-mapped file stays on disk.
+        Once per data set: saves, checkpoints and a resume all ask for it."""
         digest = hashlib.sha256()
         for array in (self.x, self.y):
             for start in range(0, len(array), BLOCK_ROWS):

@@ -596,7 +596,7 @@ def save_checkpoint(
         "velocity_b": state.velocity_b,
         "stop_rules": checkpoint.stop_rules,
         "seconds": checkpoint.seconds,
-        "data_sha256": prepared.raw.sha256(),
+        "data_sha256": prepared.raw.sha256,
         "trajectory": trajectory_settings(config),
     }
     model_module.write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
@@ -646,7 +646,7 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
         raise ConfigError(
             f"--resume {run_dir}: the checkpoint is damaged ({exc.__class__.__name__}: {exc}). Start a new run."
         ) from None
-    if digest != prepared.raw.sha256():
+    if digest != prepared.raw.sha256:
         raise ConfigError(
             f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
             "the run cannot continue the same trajectory. Restore the data or start a new run."
@@ -714,7 +714,7 @@ def model_payload(config: Config, result: FitResult, prepared: data_module.Prepa
             "max_abs_dw_to_optimum": result.max_dw_to_optimum,
             "stopped": result.stopped,
         },
-        "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256()},
+        "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256},
         "config": config_module.to_dict(config),
     }
 
