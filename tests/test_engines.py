@@ -335,3 +335,14 @@ def test_divergence_advice_gives_the_standardized_limit_without_copying_the_data
         fit(config)
     allowed = float(re.search(r"would allow lr up to ([0-9.e+-]+)\.", str(failed.value)).group(1))  # type: ignore[union-attr]
     assert allowed == pytest.approx(2 / largest_curvature(scaled, bias=True), rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_r2_matches_sklearn_on_the_training_rows(dtype: str) -> None:
+    from sklearn.metrics import r2_score
+
+    config = synthetic_config(f"model.dtype={dtype}", "train.epochs=30", "train.lr=0.05", "data.noise=2")
+    raw = data.load(config)
+    x, y = (a.astype(dtype).astype(np.float64) for a in (raw.x, raw.y))  # the rows as trained on
+    result = fit(config)
+    assert result.r2 == pytest.approx(r2_score(y, x @ result.weights + result.bias), rel=1e-12)

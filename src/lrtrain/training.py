@@ -337,9 +337,8 @@ def train(
     w_opt, b_opt = _optimum(prepared, config)
     w_raw, b_raw = last.weights, last.bias
     loss = mse(prepared.x, prepared.y, *scaling.to_trained(w_raw, b_raw))
-    y = prepared.y.astype(np.float64)
-    total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - loss * len(y) / total if total > 0 else (1.0 if loss == 0 else 0.0)
+    total = prepared.moments.tt  # |y − ȳ|², gathered with the moments: no float64 copy of y
+    r2 = 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)  # R² = 1 − SSE/|y − ȳ|²
     return FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
