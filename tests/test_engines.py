@@ -346,3 +346,25 @@ def test_r2_matches_sklearn_on_the_training_rows(dtype: str) -> None:
     x, y = (a.astype(dtype).astype(np.float64) for a in (raw.x, raw.y))  # the rows as trained on
     result = fit(config)
     assert result.r2 == pytest.approx(r2_score(y, x @ result.weights + result.bias), rel=1e-12)
+
+
+def test_final_and_optimum_losses_come_from_one_pass_over_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lrtrain.training as training
+
+    passes: list[int] = []
+    honest = training.squared_errors
+
+    def counted(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, float]]) -> np.ndarray:
+        passes.append(len(models))
+        return honest(x, y, models)
+
+    monkeypatch.setattr(training, "squared_errors", counted)
+    config = synthetic_config("model.dtype=float64", "train.epochs=50", "train.lr=0.1")
+    result = fit(config)
+    assert passes == [2]  # the final model and the optimum, side by side
+    raw = data.load(config)
+    for w, b, loss in (
+        (result.weights, result.bias, result.loss),
+        (result.optimum_weights, result.optimum_bias, result.optimum_loss),
+    ):
+        assert loss == pytest.approx(np.mean((raw.x @ w + b - raw.y) ** 2), rel=1e-13)

@@ -196,14 +196,21 @@ def largest_curvature(x: np.ndarray, bias: bool, centered: data_module.Moments |
     return new
 
 
-def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
-    """mean((Xw + b - y)²) in float64, in blocks."""
-    w64, total = np.asarray(w, dtype=np.float64), 0.0
+def squared_errors(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """|Xw + b - y|² for each model (w, b), float64, in one blocked pass over X: X @ [w₁ w₂ …] per block."""
+    w = np.column_stack([np.asarray(m[0], dtype=np.float64) for m in models])
+    b = np.array([m[1] for m in models], dtype=np.float64)
+    total = np.zeros(len(models))
     for start in range(0, len(y), data_module.BLOCK_ROWS):
         stop = start + data_module.BLOCK_ROWS
-        r = np.asarray(x[start:stop], dtype=np.float64) @ w64 + b - np.asarray(y[start:stop], dtype=np.float64)
-        total += float(r @ r)
-    return total / len(y)
+        r = np.asarray(x[start:stop], dtype=np.float64) @ w + b - np.asarray(y[start:stop], dtype=np.float64)[:, None]
+        total += np.einsum("ij,ij->j", r, r)  # column j: rᵀr of model j
+    return total
+
+
+def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
+    """mean((Xw + b - y)²) in float64, in blocks."""
+    return float(squared_errors(x, y, [(w, b)])[0]) / len(y)
 
 
 CHECKPOINT_FILE = "checkpoint.json"
@@ -336,7 +343,8 @@ def train(
     last = history[-1]
     w_opt, b_opt = _optimum(prepared, config)
     w_raw, b_raw = last.weights, last.bias
-    loss = mse(prepared.x, prepared.y, *scaling.to_trained(w_raw, b_raw))
+    final, best = scaling.to_trained(w_raw, b_raw), scaling.to_trained(w_opt, b_opt)
+    loss, optimum_loss = (float(v) for v in squared_errors(prepared.x, prepared.y, [final, best]) / prepared.rows)
     total = prepared.moments.tt  # |y − ȳ|², gathered with the moments: no float64 copy of y
     r2 = 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)  # R² = 1 − SSE/|y − ȳ|²
     return FitResult(
@@ -351,7 +359,7 @@ def train(
         r2=r2,
         seconds=seconds,
         stopped=stopped,
-        optimum_loss=mse(prepared.x, prepared.y, *scaling.to_trained(w_opt, b_opt)),
+        optimum_loss=optimum_loss,
         optimum_weights=w_opt,
         optimum_bias=b_opt,
         history=history,
