@@ -368,3 +368,21 @@ def test_final_and_optimum_losses_come_from_one_pass_over_the_data(monkeypatch: 
         (result.optimum_weights, result.optimum_bias, result.optimum_loss),
     ):
         assert loss == pytest.approx(np.mean((raw.x @ w + b - raw.y) ** 2), rel=1e-13)
+
+
+def test_compare_solves_for_the_optimum_once_for_all_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lrtrain.engine_exact as exact
+
+    solves: list[int] = []
+    honest = exact.solve
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[np.ndarray, float]:
+        solves.append(1)
+        return honest(*args, **kwargs)
+
+    monkeypatch.setattr(exact, "solve", counted)
+    comparison = compare(synthetic_config("train.epochs=20", "train.lr=0.1"), ["manual", "torch"])
+    assert len(solves) == 1
+    first, second = comparison.results
+    assert first.optimum_loss == second.optimum_loss
+    np.testing.assert_array_equal(first.optimum_weights, second.optimum_weights)

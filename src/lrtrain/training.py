@@ -277,7 +277,9 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
     shard: parallel.Shard = parallel.SINGLE,
+    optimum: tuple[np.ndarray, float] | None = None,
 ) -> FitResult:
+    """Train one engine on prepared data; `optimum` is the exact solution in raw units, if already solved."""
     module, device = _engine(engine, device)
     scaling = prepared.scaling
     w0, b0 = initial_weights(config, prepared.features)
@@ -341,7 +343,7 @@ def train(
             "Raise it with --set train.epochs=N to train further."
         )
     last = history[-1]
-    w_opt, b_opt = _optimum(prepared, config)
+    w_opt, b_opt = optimum or _optimum(prepared, config)
     w_raw, b_raw = last.weights, last.bias
     final, best = scaling.to_trained(w_raw, b_raw), scaling.to_trained(w_opt, b_opt)
     loss, optimum_loss = (float(v) for v in squared_errors(prepared.x, prepared.y, [final, best]) / prepared.rows)
@@ -767,9 +769,10 @@ def compare(
     """Train each engine on the same data, initial weights and batch order."""
     specs = [parse_engine(text, config.train.device) for text in engines]
     prepared = data_module.prepare(data_module.load(config), config)
+    optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     results, labels = [], []
     for text, (name, device) in zip(engines, specs, strict=True):
-        result = train(config, prepared, name, device, None)
+        result = train(config, prepared, name, device, None, optimum=optimum)
         results.append(result)
         labels.append(text)
         if on_result:
