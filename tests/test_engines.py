@@ -386,3 +386,19 @@ def test_compare_solves_for_the_optimum_once_for_all_engines(monkeypatch: pytest
     first, second = comparison.results
     assert first.optimum_loss == second.optimum_loss
     np.testing.assert_array_equal(first.optimum_weights, second.optimum_weights)
+
+
+def test_torch_engine_shares_a_ready_cpu_array_and_copies_otherwise() -> None:
+    import torch
+
+    from lrtrain.engine_torch import _tensor
+
+    cpu = torch.device("cpu")
+    a = np.arange(12.0).reshape(4, 3)
+    assert _tensor(a, "float64", cpu).data_ptr() == a.ctypes.data  # C-contiguous, the run's dtype: shared
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    for copied, dtype in ((a, "float32"), (a[:, :2], "float64"), (read_only, "float64")):
+        tensor = _tensor(copied, dtype, cpu)
+        assert tensor.data_ptr() != copied.ctypes.data
+        np.testing.assert_array_equal(tensor.numpy(), copied.astype(dtype))
