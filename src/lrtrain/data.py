@@ -21,6 +21,7 @@ import numpy as np
 
 from lrtrain.config import Config, CsvData, InlineData, NpyData, SyntheticData
 from lrtrain.errors import DataError
+from lrtrain.parallel import SINGLE, Shard, block
 
 BLOCK_ROWS = 8192  # rows per block when a pass over the data must not hold it all in memory
 
@@ -66,7 +67,12 @@ class Scaling:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the engines train on: split, scaled, cast to the config's dtype."""
+    """What the engines train on: split, scaled, cast to the config's dtype.
+
+    x and y are the training rows `shard.start` to `shard.stop`: all of them in one process, this
+    rank's block under torchrun; x_val and y_val are the same rank's block of the validation rows.
+    `rows`, `val_rows`, the scaling and the moments are those of every rank's rows together.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -74,15 +80,15 @@ class Prepared:
     y_val: np.ndarray | None
     scaling: Scaling
     raw: Dataset
-
-    @property
-    def rows(self) -> int:
-        return int(self.x.shape[0])
+    shard: Shard  # which training rows x holds, and the all-reduce over the ranks
+    rows: int  # training rows, all ranks together
+    val_rows: int  # validation rows, all ranks together
 
     @functools.cached_property
     def moments(self) -> Moments:
-        """Centered sufficient statistics of the training rows, gathered once and shared."""
-        return moments(self.x, self.y)
+        """Centered sufficient statistics of the training rows, gathered once and shared.
+        Under torchrun the first use is a collective: every rank must ask at the same point."""
+        return combined(moments(self.x, self.y), self.shard)
 
     @property
     def features(self) -> int:
@@ -455,14 +461,40 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     return Moments(n, x_mean, y_mean, gram, cross, tt)
 
 
-def _blocked_mean_and_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and (population) standard deviations in two blocked passes: no N×D temporaries."""
-    mean = _blocked_mean(x)
+def combined(local: Moments, shard: Shard) -> Moments:
+    """The moments of every rank's rows from each rank's own centered ones, exactly (Chan et al.):
+
+        n = Σ n_r,  μ = Σ n_r μ_r / n,  ȳ = Σ n_r ȳ_r / n,  δ_r = μ_r − μ,  ε_r = ȳ_r − ȳ
+        G = Σ G_r + Σ n_r δ_r δ_rᵀ,   c = Σ c_r + Σ n_r δ_r ε_r,   tᵀt = Σ t_rᵀt_r + Σ n_r ε_r²
+
+    One all_reduce: the sums of G_r, c_r and t_rᵀt_r, then each rank's (n_r, μ_r, ȳ_r) in its own slot.
+    """
+    if shard.world == 1:
+        return local
+    d = len(local.cross)
+    own = np.concatenate([[local.n], local.x_mean, [local.y_mean]])
+    packed = shard.reduce(np.concatenate([local.gram.ravel(), local.cross, [local.tt], shard.slot(own).ravel()]))
+    gram, cross, tt = packed[: d * d].reshape(d, d), packed[d * d : d * d + d], float(packed[d * d + d])
+    ranks = packed[d * d + d + 1 :].reshape(shard.world, d + 2)
+    counts, x_means, y_means = ranks[:, 0], ranks[:, 1:-1], ranks[:, -1]
+    n = int(counts.sum())
+    x_mean, y_mean = counts @ x_means / n, float(counts @ y_means) / n
+    delta, epsilon = x_means - x_mean, y_means - y_mean
+    gram += (delta.T * counts) @ delta
+    cross += delta.T @ (counts * epsilon)
+    tt += float(counts @ epsilon**2)
+    return Moments(n, x_mean, y_mean, gram, cross, tt)
+
+
+def _blocked_mean_and_std(x: np.ndarray, rows: int, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and (population) standard deviations of every rank's `rows` rows, in two blocked passes
+    (no N×D temporaries), each pass's sums all-reduced: μ = Σx / n, then σ² = Σ(x − μ)² / n."""
+    mean = shard.reduce(_blocked_sum(x)) / rows
     total = np.zeros(x.shape[1])
     for start in range(0, x.shape[0], BLOCK_ROWS):
         centered = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - mean
         total += np.einsum("ij,ij->j", centered, centered)
-    return mean, np.sqrt(total / x.shape[0])
+    return mean, np.sqrt(shard.reduce(total) / rows)
 
 
 def _standardized(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
@@ -481,43 +513,62 @@ def _standardized(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.
     return out
 
 
-def _blocked_mean(x: np.ndarray) -> np.ndarray:
+def _blocked_sum(x: np.ndarray) -> np.ndarray:
     total = np.zeros(x.shape[1])
     for start in range(0, x.shape[0], BLOCK_ROWS):
         total += np.sum(x[start : start + BLOCK_ROWS], axis=0, dtype=np.float64)
-    mean: np.ndarray = total / x.shape[0]
+    return total
+
+
+def _blocked_mean(x: np.ndarray) -> np.ndarray:
+    mean: np.ndarray = _blocked_sum(x) / x.shape[0]
     return mean
 
 
 # --------------------------------------------------------------------------- preparing
 
 
-def prepare(data: Dataset, config: Config) -> Prepared:
-    """Split off validation rows, standardize if asked, cast to the config's dtype."""
+def validation_rows(n: int, fraction: float) -> int:
+    """round(N·fraction) of the N rows are held out for validation; both parts need a row."""
+    n_val = round(n * fraction)
+    if fraction > 0 and (n_val < 1 or n - n_val < 1):
+        raise DataError(
+            f"data.validation = {fraction} of {n} rows leaves {n_val} validation and {n - n_val} training rows; "
+            "both need at least one. Use more data or another fraction (0 turns validation off)."
+        )
+    return n_val
+
+
+def prepare(data: Dataset, config: Config, shard: Shard = SINGLE) -> Prepared:
+    """Split off validation rows, standardize if asked, cast to the config's dtype.
+
+    Only the rows of `shard` (under torchrun, this rank's block of the N − round(N·validation)
+    training rows, see parallel.start) and the same rank's block of the validation rows are
+    taken: each copy made here holds ~N/world rows, and a memory-mapped file is read only
+    there. The standardization statistics are those of all the training rows (sums all-reduced).
+    """
     n = len(data.y)
-    x, y = data.x, data.y
+    n_val = validation_rows(n, config.data.validation)
+    rows = n - n_val
     x_val = y_val = None
-    fraction = config.data.validation
-    if fraction > 0:
-        n_val = round(n * fraction)
-        if n_val < 1 or n - n_val < 1:
-            raise DataError(
-                f"data.validation = {fraction} of {n} rows leaves {n_val} validation and {n - n_val} training rows; "
-                "both need at least one. Use more data or another fraction (0 turns validation off)."
-            )
+    if n_val:
         order = np.random.default_rng([config.seed, 1]).permutation(n)
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        mine = block(n_val, shard.rank, shard.world)
+        val, train = val[mine.start : mine.stop], train[shard.start : shard.stop]
         x, y, x_val, y_val = data.x[train], data.y[train], data.x[val], data.y[val]
+    else:
+        x, y = data.x[shard.start : shard.stop], data.y[shard.start : shard.stop]  # views: nothing copied
     d = x.shape[1]
     needed = d + int(config.model.bias)
-    if len(y) < needed and config.train.weight_decay == 0:
+    if rows < needed and config.train.weight_decay == 0:
         raise DataError(
-            f"{data.origin}: {len(y)} training rows for {d} features{' and a bias' if config.model.bias else ''}; "
+            f"{data.origin}: {rows} training rows for {d} features{' and a bias' if config.model.bias else ''}; "
             f"the fit is underdetermined (needs at least {needed} rows). Add rows, drop features, "
             "lower data.validation, or set train.weight_decay > 0."
         )
     if config.data.standardize:
-        mean, scale = _blocked_mean_and_std(x)
+        mean, scale = _blocked_mean_and_std(x, rows, shard)
         constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))  # rounding of a constant's mean
         if constant.size:
             name = data.features[int(constant[0])]
@@ -546,6 +597,9 @@ def prepare(data: Dataset, config: Config) -> Prepared:
         None if y_val is None else cast(y_val),
         scaling,
         data,
+        shard,
+        rows,
+        n_val,
     )
 
 

@@ -55,10 +55,10 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
     dtype = getattr(torch, schedule.dtype)
     if device.type == "mps" and dtype == torch.float64:
         raise DeviceError("device 'mps' does not support float64. Use --set model.dtype=float32 or --device cpu.")
-    shard = schedule.shard  # one process: every row; under torchrun: this rank's block
-    x = _tensor(data.x[shard.start : shard.stop], schedule.dtype, device)
-    y = _tensor(data.y[shard.start : shard.stop], schedule.dtype, device).unsqueeze(1)
-    n, d = data.x.shape
+    shard = data.shard  # the rows data.x holds: all of them, or under torchrun this rank's block
+    x = _tensor(data.x, schedule.dtype, device)
+    y = _tensor(data.y, schedule.dtype, device).unsqueeze(1)
+    n, d = data.rows, data.features  # n: every rank's rows together
     model = nn.Linear(d, 1, bias=schedule.bias, device=device, dtype=dtype)
     with torch.no_grad():
         model.weight.copy_(torch.tensor(start.weights[None, :], dtype=dtype))
