@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import lrtrain
 from lrtrain import data
 from lrtrain.config import load_config
 from lrtrain.errors import TrainingFailed
@@ -150,7 +151,9 @@ def test_an_ill_conditioned_optimum_is_the_least_squares_one_across_ranks(tmp_pa
 
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Path) -> None:
-    args = [f"--set={o}" for o in [*BASE, "model.dtype=float64", "train.statistics=never"]]
+    settings = [*BASE, "model.dtype=float64", "train.statistics=never", "data.validation=0.2", "data.standardize=true"]
+    args = [f"--set={o}" for o in settings]
+    code = str(Path(lrtrain.__file__).resolve().parents[1])  # the processes run the code under test
     torchrun = str(Path(sys.executable).parent / "torchrun")
     command = [
         torchrun,
@@ -168,7 +171,7 @@ def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Pat
         capture_output=True,
         text=True,
         timeout=SUBPROCESS_TIMEOUT,
-        env={**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": code},
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -176,5 +179,8 @@ def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Pat
     assert [r["event"] for r in records].count("fit") == 1  # rank 0 alone reports
     (run,) = (tmp_path / "runs").iterdir()
     model = json.loads((run / "model.json").read_text())
-    single = fit(load_config(None, [*BASE, "model.dtype=float64", "output.save=false"]))
+    single = fit(load_config(None, [*settings, "output.save=false"]))
     np.testing.assert_allclose(model["weights"], single.weights, rtol=1e-12)
+    metrics = [model["metrics"][k] for k in ("loss", "val_loss", "r2", "optimum_loss")]
+    np.testing.assert_allclose(metrics, [single.loss, single.val_loss, single.r2, single.optimum_loss], rtol=1e-12)
+    assert model["data"]["rows"] == 1001

@@ -474,15 +474,15 @@ def combined(local: Moments, shard: Shard) -> Moments:
     d = len(local.cross)
     own = np.concatenate([[local.n], local.x_mean, [local.y_mean]])
     packed = shard.reduce(np.concatenate([local.gram.ravel(), local.cross, [local.tt], shard.slot(own).ravel()]))
-    gram, cross, tt = packed[: d * d].reshape(d, d), packed[d * d : d * d + d], float(packed[d * d + d])
-    ranks = packed[d * d + d + 1 :].reshape(shard.world, d + 2)
+    grams, cross, tts, ranks = np.split(packed, np.cumsum([d * d, d, 1]))
+    ranks = ranks.reshape(shard.world, d + 2)
     counts, x_means, y_means = ranks[:, 0], ranks[:, 1:-1], ranks[:, -1]
     n = int(counts.sum())
     x_mean, y_mean = counts @ x_means / n, float(counts @ y_means) / n
     delta, epsilon = x_means - x_mean, y_means - y_mean
-    gram += (delta.T * counts) @ delta
+    gram = grams.reshape(d, d) + (delta.T * counts) @ delta
     cross += delta.T @ (counts * epsilon)
-    tt += float(counts @ epsilon**2)
+    tt = float(tts[0]) + float(counts @ epsilon**2)
     return Moments(n, x_mean, y_mean, gram, cross, tt)
 
 
