@@ -79,9 +79,11 @@ def machine() -> dict[str, Any]:
 
 def prepared(x: np.ndarray, y: np.ndarray) -> Any:
     from lrtrain.data import Dataset, Prepared, Scaling
+    from lrtrain.parallel import SINGLE
 
     d = x.shape[1]
-    return Prepared(x, y, None, None, Scaling(np.zeros(d), np.ones(d)), Dataset(x, y, [], "y", "benchmark"))
+    scaling, raw = Scaling(np.zeros(d), np.ones(d)), Dataset(x, y, [], "y", "benchmark")
+    return Prepared(x, y, None, None, scaling, raw, SINGLE, len(y), 0)
 
 
 def schedule(dtype: str, epochs: int, lr: float = 1e-3, statistics_path: bool = False) -> Any:

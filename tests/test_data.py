@@ -76,6 +76,28 @@ def test_standardization_uses_training_rows_only() -> None:
     assert b == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_standardization_and_cast_make_one_copy_of_the_rows(tmp_path: Path, dtype: str) -> None:
+    import tracemalloc
+
+    n = 100_000
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).normal(size=(n, 9)))  # mapped: not in traced memory
+    settings = ["data.source=npy", f"data.path={tmp_path / 'd.npy'}", "data.validation=0.2", "data.standardize=true"]
+    config = load_config(None, [*settings, f"model.dtype={dtype}"])
+    dataset = data.load(config)
+    tracemalloc.start()
+    try:
+        prepared = data.prepare(dataset, config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    held = sum(a.nbytes for a in (prepared.x, prepared.y, prepared.x_val, prepared.y_val) if a is not None)
+    assert held == n * 9 * np.dtype(dtype).itemsize
+    indices = 16 * n  # the split's permutation of the row numbers, and the two sorted parts
+    block = data.BLOCK_ROWS * 8 * 8  # a block of rows in float64
+    assert peak < held + indices + 8 * block, (peak, held)  # one float64 copy of the rows would exceed it
+
+
 def test_synthetic_rows_do_not_depend_on_the_chunk_size() -> None:
     config = load_config(None, ["data.source=synthetic", "data.rows=1000", "data.features=4"])
     spec = config.data

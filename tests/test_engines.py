@@ -335,3 +335,70 @@ def test_divergence_advice_gives_the_standardized_limit_without_copying_the_data
         fit(config)
     allowed = float(re.search(r"would allow lr up to ([0-9.e+-]+)\.", str(failed.value)).group(1))  # type: ignore[union-attr]
     assert allowed == pytest.approx(2 / largest_curvature(scaled, bias=True), rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_r2_matches_sklearn_on_the_training_rows(dtype: str) -> None:
+    from sklearn.metrics import r2_score
+
+    config = synthetic_config(f"model.dtype={dtype}", "train.epochs=30", "train.lr=0.05", "data.noise=2")
+    raw = data.load(config)
+    x, y = (a.astype(dtype).astype(np.float64) for a in (raw.x, raw.y))  # the rows as trained on
+    result = fit(config)
+    assert result.r2 == pytest.approx(r2_score(y, x @ result.weights + result.bias), rel=1e-12)
+
+
+def test_final_and_optimum_losses_come_from_one_pass_over_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lrtrain.training as training
+
+    passes: list[int] = []
+    honest = training.squared_errors
+
+    def counted(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, float]]) -> np.ndarray:
+        passes.append(len(models))
+        return honest(x, y, models)
+
+    monkeypatch.setattr(training, "squared_errors", counted)
+    config = synthetic_config("model.dtype=float64", "train.epochs=50", "train.lr=0.1")
+    result = fit(config)
+    assert passes == [2]  # the final model and the optimum, side by side
+    raw = data.load(config)
+    for w, b, loss in (
+        (result.weights, result.bias, result.loss),
+        (result.optimum_weights, result.optimum_bias, result.optimum_loss),
+    ):
+        assert loss == pytest.approx(np.mean((raw.x @ w + b - raw.y) ** 2), rel=1e-13)
+
+
+def test_compare_solves_for_the_optimum_once_for_all_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lrtrain.engine_exact as exact
+
+    solves: list[int] = []
+    honest = exact.solve
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[np.ndarray, float]:
+        solves.append(1)
+        return honest(*args, **kwargs)
+
+    monkeypatch.setattr(exact, "solve", counted)
+    comparison = compare(synthetic_config("train.epochs=20", "train.lr=0.1"), ["manual", "torch"])
+    assert len(solves) == 1
+    first, second = comparison.results
+    assert first.optimum_loss == second.optimum_loss
+    np.testing.assert_array_equal(first.optimum_weights, second.optimum_weights)
+
+
+def test_torch_engine_shares_a_ready_cpu_array_and_copies_otherwise() -> None:
+    import torch
+
+    from lrtrain.engine_torch import _tensor
+
+    cpu = torch.device("cpu")
+    a = np.arange(12.0).reshape(4, 3)
+    assert _tensor(a, "float64", cpu).data_ptr() == a.ctypes.data  # C-contiguous, the run's dtype: shared
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    for copied, dtype in ((a, "float32"), (a[:, :2], "float64"), (read_only, "float64")):
+        tensor = _tensor(copied, dtype, cpu)
+        assert tensor.data_ptr() != copied.ctypes.data
+        np.testing.assert_array_equal(tensor.numpy(), copied.astype(dtype))

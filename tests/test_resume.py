@@ -125,3 +125,22 @@ def test_resume_refuses_settings_that_change_the_trajectory(workdir: Path) -> No
     assert "data.standardize, train.lr differ" in changed.stderr
     longer = cli("fit", "--resume", str(run), "--set", "train.epochs=80", "--set", "log.every=20")
     assert longer.exit_code == 0, longer.output
+
+
+@pytest.mark.usefixtures("workdir")
+def test_the_data_is_hashed_once_per_load_across_checkpoint_resume_and_save(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    from types import SimpleNamespace
+
+    from lrtrain import data
+
+    hashes: list[object] = []
+
+    def counted() -> object:
+        hashes.append(hashlib.sha256())
+        return hashes[-1]
+
+    monkeypatch.setattr(data, "hashlib", SimpleNamespace(sha256=counted))
+    run = interrupted_run(config(), at=5)  # one load: hashed for the checkpoint
+    fit(load_config(run / "config.yaml"), resume=run)  # one load: hashed to check the checkpoint and for model.json
+    assert len(hashes) == 2

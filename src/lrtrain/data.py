@@ -21,6 +21,7 @@ import numpy as np
 
 from lrtrain.config import Config, CsvData, InlineData, NpyData, SyntheticData
 from lrtrain.errors import DataError
+from lrtrain.parallel import SINGLE, Shard, block
 
 BLOCK_ROWS = 8192  # rows per block when a pass over the data must not hold it all in memory
 
@@ -35,8 +36,10 @@ class Dataset:
     target: str
     origin: str  # where it came from, for messages and provenance
 
+    @functools.cached_property
     def sha256(self) -> str:
-        """Of the values as float64, row-major; computed in blocks, so a memory-mapped file stays on disk."""
+        """Of the values as float64, row-major; computed in blocks, so a memory-mapped file stays on disk.
+        Once per data set: saves, checkpoints and a resume all ask for it."""
         digest = hashlib.sha256()
         for array in (self.x, self.y):
             for start in range(0, len(array), BLOCK_ROWS):
@@ -64,7 +67,12 @@ class Scaling:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the engines train on: split, scaled, cast to the config's dtype."""
+    """What the engines train on: split, scaled, cast to the config's dtype.
+
+    x and y are the training rows `shard.start` to `shard.stop`: all of them in one process, this
+    rank's block under torchrun; x_val and y_val are the same rank's block of the validation rows.
+    `rows`, `val_rows`, the scaling and the moments are those of every rank's rows together.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -72,15 +80,15 @@ class Prepared:
     y_val: np.ndarray | None
     scaling: Scaling
     raw: Dataset
-
-    @property
-    def rows(self) -> int:
-        return int(self.x.shape[0])
+    shard: Shard  # which training rows x holds, and the all-reduce over the ranks
+    rows: int  # training rows, all ranks together
+    val_rows: int  # validation rows, all ranks together
 
     @functools.cached_property
     def moments(self) -> Moments:
-        """Centered sufficient statistics of the training rows, gathered once and shared."""
-        return moments(self.x, self.y)
+        """Centered sufficient statistics of the training rows, gathered once and shared.
+        Under torchrun the first use is a collective: every rank must ask at the same point."""
+        return combined(moments(self.x, self.y), self.shard)
 
     @property
     def features(self) -> int:
@@ -442,7 +450,7 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
         means = np.append(x_mean, y_mean) ** 2
         if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
             return Moments(n, x_mean, y_mean, gram, cross, tt)
-    x_mean = _blocked_mean(x)
+    x_mean = _blocked_sum(x) / n
     gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
     for start in range(0, n, BLOCK_ROWS):
         a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - x_mean
@@ -453,97 +461,144 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     return Moments(n, x_mean, y_mean, gram, cross, tt)
 
 
-def _blocked_mean_and_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and (population) standard deviations in two blocked passes: no N×D temporaries."""
-    mean = _blocked_mean(x)
+def combined(local: Moments, shard: Shard) -> Moments:
+    """The moments of every rank's rows from each rank's own centered ones, exactly (Chan et al.):
+
+        n = Σ n_r,  μ = Σ n_r μ_r / n,  ȳ = Σ n_r ȳ_r / n,  δ_r = μ_r − μ,  ε_r = ȳ_r − ȳ
+        G = Σ G_r + Σ n_r δ_r δ_rᵀ,   c = Σ c_r + Σ n_r δ_r ε_r,   tᵀt = Σ t_rᵀt_r + Σ n_r ε_r²
+
+    One all_reduce: the sums of G_r, c_r and t_rᵀt_r, then each rank's (n_r, μ_r, ȳ_r) in its own slot.
+    """
+    if shard.world == 1:
+        return local
+    d = len(local.cross)
+    own = np.concatenate([[local.n], local.x_mean, [local.y_mean]])
+    packed = shard.reduce(np.concatenate([local.gram.ravel(), local.cross, [local.tt], shard.slot(own).ravel()]))
+    grams, cross, tts, ranks = np.split(packed, np.cumsum([d * d, d, 1]))
+    ranks = ranks.reshape(shard.world, d + 2)
+    counts, x_means, y_means = ranks[:, 0], ranks[:, 1:-1], ranks[:, -1]
+    n = int(counts.sum())
+    x_mean, y_mean = counts @ x_means / n, float(counts @ y_means) / n
+    delta, epsilon = x_means - x_mean, y_means - y_mean
+    gram = grams.reshape(d, d) + (delta.T * counts) @ delta
+    cross += delta.T @ (counts * epsilon)
+    tt = float(tts[0]) + float(counts @ epsilon**2)
+    return Moments(n, x_mean, y_mean, gram, cross, tt)
+
+
+def _row_blocks(a: np.ndarray, rows: slice | np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """a[rows] block by block, each with its place in a[rows]: the selection is never copied whole, and a
+    memory-mapped file is read only at the selected rows."""
+    source, index = (a[rows], None) if isinstance(rows, slice) else (a, rows)
+    for start in range(0, len(source) if index is None else len(index), BLOCK_ROWS):
+        place = slice(start, start + BLOCK_ROWS)
+        yield place, source[place] if index is None else a[index[place]]
+
+
+def _blocked_sum(a: np.ndarray, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+    total = np.zeros(a.shape[1])
+    for _, part in _row_blocks(a, rows):
+        total += np.sum(part, axis=0, dtype=np.float64)
+    return total
+
+
+def _blocked_mean_and_std(
+    x: np.ndarray, rows: slice | np.ndarray, count: int, shard: Shard
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and (population) standard deviations of the selected rows of every rank (`count` in all),
+    in two blocked passes (no N×D temporaries), each pass's sums all-reduced: μ = Σx / n, then σ² = Σ(x − μ)² / n."""
+    mean = shard.reduce(_blocked_sum(x, rows)) / count
     total = np.zeros(x.shape[1])
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        centered = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - mean
+    for _, part in _row_blocks(x, rows):
+        centered = np.asarray(part, dtype=np.float64) - mean
         total += np.einsum("ij,ij->j", centered, centered)
-    return mean, np.sqrt(total / x.shape[0])
+    return mean, np.sqrt(shard.reduce(total) / count)
 
 
-def _standardized(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    """(x - mean) / scale as one new array of the training dtype (float32: filled block by block,
-    so no float64 copy of the whole table is ever made)."""
-    if dtype == np.float64:
-        whole: np.ndarray = np.subtract(
-            x, mean, dtype=np.float64
-        )  # the one copy, then scaled in place: 3x faster than blocks
-        whole /= scale
+def _taken(a: np.ndarray, rows: slice | np.ndarray, dtype: np.dtype[Any], scaling: Scaling | None) -> np.ndarray:
+    """a[rows] in the training dtype, standardized when `scaling` is given, as at most one new array.
+
+    A range of rows that needs neither stays a view (a mapped file stays on disk). Float64
+    standardization works in place on its one copy (3x faster than blocks); the rest is filled
+    block by block, so no float64 copy of the rows is ever made on the way to float32.
+    """
+    if scaling is None and a.dtype == dtype:
+        return a[rows]  # a view of a range, one copy of indexed rows
+    if scaling is not None and dtype == np.float64:
+        selected = a[rows]
+        copied = isinstance(rows, np.ndarray) and a.dtype == np.float64  # indexing made a float64 copy: reuse it
+        whole: np.ndarray = np.subtract(selected, scaling.mean, out=selected if copied else None, dtype=np.float64)
+        whole /= scaling.scale
         return whole
-    out = np.empty(x.shape, dtype=dtype)
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        block = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64)
-        out[start : start + BLOCK_ROWS] = (block - mean) / scale
+    out = np.empty((len(a[rows]) if isinstance(rows, slice) else len(rows), *a.shape[1:]), dtype=dtype)
+    for place, part in _row_blocks(a, rows):
+        out[place] = part if scaling is None else (np.asarray(part, dtype=np.float64) - scaling.mean) / scaling.scale
     return out
-
-
-def _blocked_mean(x: np.ndarray) -> np.ndarray:
-    total = np.zeros(x.shape[1])
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        total += np.sum(x[start : start + BLOCK_ROWS], axis=0, dtype=np.float64)
-    mean: np.ndarray = total / x.shape[0]
-    return mean
 
 
 # --------------------------------------------------------------------------- preparing
 
 
-def prepare(data: Dataset, config: Config) -> Prepared:
-    """Split off validation rows, standardize if asked, cast to the config's dtype."""
-    n = len(data.y)
-    x, y = data.x, data.y
-    x_val = y_val = None
-    fraction = config.data.validation
-    if fraction > 0:
-        n_val = round(n * fraction)
-        if n_val < 1 or n - n_val < 1:
-            raise DataError(
-                f"data.validation = {fraction} of {n} rows leaves {n_val} validation and {n - n_val} training rows; "
-                "both need at least one. Use more data or another fraction (0 turns validation off)."
-            )
-        order = np.random.default_rng([config.seed, 1]).permutation(n)
-        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-        x, y, x_val, y_val = data.x[train], data.y[train], data.x[val], data.y[val]
-    d = x.shape[1]
-    needed = d + int(config.model.bias)
-    if len(y) < needed and config.train.weight_decay == 0:
+def validation_rows(n: int, fraction: float) -> int:
+    """round(N·fraction) of the N rows are held out for validation; both parts need a row."""
+    n_val = round(n * fraction)
+    if fraction > 0 and (n_val < 1 or n - n_val < 1):
         raise DataError(
-            f"{data.origin}: {len(y)} training rows for {d} features{' and a bias' if config.model.bias else ''}; "
+            f"data.validation = {fraction} of {n} rows leaves {n_val} validation and {n - n_val} training rows; "
+            "both need at least one. Use more data or another fraction (0 turns validation off)."
+        )
+    return n_val
+
+
+def prepare(data: Dataset, config: Config, shard: Shard = SINGLE) -> Prepared:
+    """Split off validation rows, standardize if asked, cast to the config's dtype: each array at most
+    one new copy of its rows (none for a range of rows already in the training dtype).
+
+    Only the rows of `shard` (under torchrun, this rank's block of the N − round(N·validation)
+    training rows, see parallel.start) and the same rank's block of the validation rows are
+    taken: each copy made here holds ~N/world rows, and a memory-mapped file is read only
+    there. The standardization statistics are those of all the training rows (sums all-reduced).
+    """
+    n = len(data.y)
+    n_val = validation_rows(n, config.data.validation)
+    rows = n - n_val
+    train: slice | np.ndarray = slice(shard.start, shard.stop)
+    val: slice | np.ndarray | None = None
+    if n_val:
+        order = np.random.default_rng([config.seed, 1]).permutation(n)
+        mine = block(n_val, shard.rank, shard.world)
+        val, train = np.sort(order[:n_val])[mine.start : mine.stop], np.sort(order[n_val:])[train]
+    d = data.x.shape[1]
+    needed = d + int(config.model.bias)
+    if rows < needed and config.train.weight_decay == 0:
+        raise DataError(
+            f"{data.origin}: {rows} training rows for {d} features{' and a bias' if config.model.bias else ''}; "
             f"the fit is underdetermined (needs at least {needed} rows). Add rows, drop features, "
             "lower data.validation, or set train.weight_decay > 0."
         )
+    scaling = Scaling(np.zeros(d), np.ones(d))
     if config.data.standardize:
-        mean, scale = _blocked_mean_and_std(x)
+        scaling = Scaling(*_blocked_mean_and_std(data.x, train, rows, shard))
+        mean, scale = scaling.mean, scaling.scale
         constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))  # rounding of a constant's mean
         if constant.size:
             name = data.features[int(constant[0])]
             raise DataError(
-                f"{data.origin}: feature {name!r} is constant ({x[0, constant[0]]:g} in every training row), so it "
+                f"{data.origin}: feature {name!r} is constant ({mean[constant[0]]:g} in every training row), so it "
                 "cannot be standardized (its spread is 0). Drop it with data.features, "
                 "or set data.standardize to false."
             )
-    else:
-        mean, scale = np.zeros(d), np.ones(d)
-    scaling = Scaling(mean, scale)
-    dtype = np.dtype(config.model.dtype)
-
-    def cast(a: np.ndarray) -> np.ndarray:
-        return a if a.dtype == dtype else a.astype(dtype)  # no copy when it already is what training needs
-
-    if config.data.standardize:
-        x, x_val = (
-            _standardized(x, mean, scale, dtype),
-            None if x_val is None else _standardized(x_val, mean, scale, dtype),
-        )
+    dtype, standardized = np.dtype(config.model.dtype), scaling if config.data.standardize else None
     return Prepared(
-        cast(x),
-        cast(y),
-        None if x_val is None else cast(x_val),
-        None if y_val is None else cast(y_val),
+        _taken(data.x, train, dtype, standardized),
+        _taken(data.y, train, dtype, None),
+        None if val is None else _taken(data.x, val, dtype, standardized),
+        None if val is None else _taken(data.y, val, dtype, None),
         scaling,
         data,
+        shard,
+        rows,
+        n_val,
     )
 
 

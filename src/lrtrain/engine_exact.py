@@ -6,6 +6,11 @@ normal equations to keep their digits, Cholesky solves them and one step of iter
 refinement against the data (the corrected semi-normal equations) brings the accuracy to that
 of a QR solve. Otherwise Householder QR of A solves the problem directly, and rank-deficient
 problems get the minimum-norm solution (SVD).
+
+Under torchrun each rank holds a block of the rows and the answer is still the one-process
+optimum: the moments are those of all rows, the refinement's Aᵀ(t − Aw) is all-reduced, and
+QR becomes TSQR: each rank factors its block, A_r = Q_r R_r, and one all_reduce gathers the
+small [R_r | Q_rᵀt_r], whose least-squares problem has the same solutions as the whole one.
 """
 
 from __future__ import annotations
@@ -14,32 +19,42 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lrtrain.data import BLOCK_ROWS, Moments, Prepared, moments
+from lrtrain.data import BLOCK_ROWS, Moments, Prepared, combined, moments
+from lrtrain.parallel import SINGLE, Shard
 from lrtrain.training import EpochLog, Schedule, State, mse
 
 CHOLESKY_MAX_CONDITION = 1e10  # cond(AᵀA) = cond(A)²; beyond this the normal equations lose too much
 
 
 def solve(
-    x: np.ndarray, y: np.ndarray, bias: bool, weight_decay: float = 0.0, centered: Moments | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    bias: bool,
+    weight_decay: float = 0.0,
+    centered: Moments | None = None,
+    shard: Shard = SINGLE,
 ) -> tuple[np.ndarray, float]:
     """argmin over (w, b) of mean((Xw + b - y)²) + (λ/2)|w|²; the bias carries no penalty.
 
     `centered` are the data's moments if already gathered (the pass over the data is the cost).
+    Under torchrun, (x, y) are this rank's rows of the data, `shard` sums over the ranks, and
+    `centered` (if given) are the moments of all rows; every rank gets the same optimum.
     """
-    centered = centered or moments(x, y)
+    centered = centered or combined(moments(x, y), shard)
     stats = centered if bias else centered.uncentered()
     ridge = stats.n * weight_decay / 2  # mean(r²) + (λ/2)|w|²  ⇔  |r|² + (nλ/2)|w|²
     system = stats.gram + ridge * np.eye(len(stats.cross))
     eigenvalues = np.linalg.eigvalsh(system) if len(system) else np.ones(1)
     if eigenvalues[0] > eigenvalues[-1] / CHOLESKY_MAX_CONDITION:
-        w = _cholesky_refined(x, y, stats, system, ridge)
+        w = _cholesky_refined(x, y, stats, system, ridge, shard)
     else:
-        w = _householder(x, y, stats, ridge)
+        w = _householder(x, y, stats, ridge, shard)
     return w, stats.y_mean - float(stats.x_mean @ w)
 
 
-def _cholesky_refined(x: np.ndarray, y: np.ndarray, stats: Moments, system: np.ndarray, ridge: float) -> np.ndarray:
+def _cholesky_refined(
+    x: np.ndarray, y: np.ndarray, stats: Moments, system: np.ndarray, ridge: float, shard: Shard
+) -> np.ndarray:
     factor = np.linalg.cholesky(system)  # (G + ρI) = LLᵀ
 
     def solve_with(rhs: np.ndarray) -> np.ndarray:
@@ -47,24 +62,28 @@ def _cholesky_refined(x: np.ndarray, y: np.ndarray, stats: Moments, system: np.n
         return solution
 
     w = solve_with(stats.cross)
-    # one refinement step against the data, not the rounded Gram matrix: g = Aᵀ(t - Aw) - ρw
-    g = -ridge * w
+    # one refinement step against the data, not the rounded Gram matrix: g = Aᵀ(t - Aw) - ρw,
+    # Aᵀ(t - Aw) summed over this rank's rows, then over the ranks
     near_origin = np.all(stats.x_mean**2 <= np.diag(stats.gram) / stats.n)  # |μ| within one spread
     if near_origin and x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous:
         r = (y - stats.y_mean) - (x @ w - float(stats.x_mean @ w))  # two BLAS passes, no copies of X
-        return np.asarray(w + solve_with(g + x.T @ r - stats.x_mean * r.sum()))  # Aᵀr = Xᵀr - μΣr
-    for start in range(0, stats.n, BLOCK_ROWS):
-        a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - stats.x_mean
-        t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - stats.y_mean
-        g += a.T @ (t - a @ w)
-    refined: np.ndarray = w + solve_with(g)
+        residual = x.T @ r - stats.x_mean * r.sum()  # Aᵀr = Xᵀr - μΣr
+    else:
+        residual = np.zeros(len(w))
+        for start in range(0, len(y), BLOCK_ROWS):
+            a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - stats.x_mean
+            t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - stats.y_mean
+            residual += a.T @ (t - a @ w)
+    refined: np.ndarray = w + solve_with(shard.reduce(residual) - ridge * w)
     return refined
 
 
-def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float) -> np.ndarray:
+def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float, shard: Shard) -> np.ndarray:
     d = x.shape[1]
     a = np.asarray(x, dtype=np.float64) - stats.x_mean
     t = np.asarray(y, dtype=np.float64) - stats.y_mean
+    if shard.world > 1:
+        a, t = _stacked_factors(a, t, shard)
     if ridge > 0:
         a = np.vstack([a, np.sqrt(ridge) * np.eye(d)])
         t = np.concatenate([t, np.zeros(d)])
@@ -75,6 +94,18 @@ def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float) -> 
     return np.asarray(np.linalg.lstsq(a, t, rcond=None)[0])
 
 
+def _stacked_factors(a: np.ndarray, t: np.ndarray, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
+    """TSQR: A = diag(Q_1 … Q_w)·[R_1; …; R_w], so |Aw - t|² = |[R_r]w - [Q_rᵀt_r]|² + a constant, and the
+    small stacked problem has the same solutions (the same minimum-norm one too). All ranks get every
+    [R_r | Q_rᵀt_r] (d×(d+1), zero-padded when a rank has fewer than d rows) by one all_reduce."""
+    d = a.shape[1]
+    q, r = np.linalg.qr(a)  # A_r = Q_r R_r, R_r of min(n_r, d) rows
+    own = np.zeros((d, d + 1))
+    own[: len(r)] = np.column_stack([r, q.T @ t])
+    stacked = shard.gather(own.ravel()).reshape(shard.world * d, d + 1)
+    return stacked[:, :d], stacked[:, d]
+
+
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
-    w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments)
+    w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments, data.shard)
     yield EpochLog(1, mse(data.x, data.y, w, b), w, b, 0.0)  # blocked: no float64 copy of X

@@ -54,9 +54,8 @@ def train(data: Prepared, schedule: Schedule, start: State) -> Generator[EpochLo
 
 
 def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Generator[EpochLog, None, None]:
-    shard = schedule.shard  # one process: every row; under torchrun: this rank's block
-    x, y = data.x[shard.start : shard.stop], data.y[shard.start : shard.stop]
-    n = len(data.y)
+    shard = data.shard  # the rows data.x holds: all of them, or under torchrun this rank's block
+    x, y, n = data.x, data.y, data.rows  # n: every rank's rows together
     for epoch in epochs:
         total = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a non-finite loss: divergence

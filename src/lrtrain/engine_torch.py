@@ -80,10 +80,10 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
     dtype = getattr(torch, schedule.dtype)
     if device.type == "mps" and dtype == torch.float64:
         raise DeviceError("device 'mps' does not support float64. Use --set model.dtype=float32 or --device cpu.")
-    shard = schedule.shard  # one process: every row; under torchrun: this rank's block
-    x = torch.tensor(data.x[shard.start : shard.stop], dtype=dtype, device=device)
-    y = torch.tensor(data.y[shard.start : shard.stop], dtype=dtype, device=device).unsqueeze(1)
-    n, d = data.x.shape
+    shard = data.shard  # the rows data.x holds: all of them, or under torchrun this rank's block
+    x = _tensor(data.x, schedule.dtype, device)
+    y = _tensor(data.y, schedule.dtype, device).unsqueeze(1)
+    n, d = data.rows, data.features  # n: every rank's rows together
     model = nn.Linear(d, 1, bias=schedule.bias, device=device, dtype=dtype)
     with torch.no_grad():
         model.weight.copy_(torch.tensor(start.weights[None, :], dtype=dtype))
@@ -123,6 +123,15 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
         weights = model.weight.detach()[0].to("cpu", torch.float64).numpy()
         bias = float(model.bias.detach().item()) if model.bias is not None else 0.0
         yield EpochLog(epoch, float(total.item()) / n, weights, bias, schedule.lr, None, *_velocity(optimizer, model))
+
+
+def _tensor(a: np.ndarray, dtype: str, device: torch.device) -> torch.Tensor:
+    """`a` as a tensor on the device; on the CPU, when it already is C-contiguous in the run's dtype,
+    the array's own memory (no copy of the data; nothing here ever writes into it). A read-only
+    array, such as a mapped file, is copied: torch tensors are writable."""
+    if device.type == "cpu" and a.dtype == np.dtype(dtype) and a.flags.c_contiguous and a.flags.writeable:
+        return torch.from_numpy(a)
+    return torch.tensor(a, dtype=getattr(torch, dtype), device=device)
 
 
 def _all_reduce(model: nn.Linear, loss: torch.Tensor) -> torch.Tensor:

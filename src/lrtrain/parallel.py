@@ -1,11 +1,24 @@
 """Data-parallel training under `torchrun`: which rows this process owns, and summing across processes.
 
-Each rank trains on its own contiguous block of the training rows. Every step, each rank
-computes its part of the gradient *sum*, scaled by the *global* batch size, and the parts are
-all-reduced; every rank then takes the same step, so the weights equal a single process's.
-Minibatches are global too: the permutation of an epoch is drawn from the seed, and each rank
-takes the rows of each global batch that fall in its block, so every rank takes the same
-number of steps even when its share of a batch is empty.
+Each rank holds only its own contiguous block of the training rows (and of the validation
+rows): `data.prepare` splits, standardizes and casts just that block, so the prepared arrays
+take ~N/world rows of memory per rank, and a memory-mapped .npy file is read only there.
+Loading still happens on every rank: a CSV small enough to be parsed in memory is parsed whole
+by each (a large one is streamed to a mapped table), and the validation split draws one
+permutation of all N row indices per rank.
+
+Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
+rank holds the numbers one process would: the standardization statistics, the moments (lr:
+auto, the exact optimum), the gradient of every step, the validation loss of every epoch, the
+final loss and R². Every step, each rank computes its part of the gradient *sum*, scaled by the
+*global* batch size; every rank then takes the same step, so the weights equal a single
+process's. Minibatches are global too: the permutation of an epoch is drawn from the seed, and
+each rank takes the rows of each global batch that fall in its block, so every rank takes the
+same number of steps even when its share of a batch is empty. Collectives must come in the same
+order on every rank, or the job hangs until LRTRAIN_DIST_TIMEOUT (seconds) runs out.
+
+Not under torchrun: checkpoints and --resume. Ctrl-C (SIGINT/SIGTERM) stops every rank at once,
+and nothing of the run is saved.
 
 torch.distributed is the transport (gloo on CPU, NCCL for one GPU per rank). It lives with the
 rest of torch in engine_torch, which is imported only when a job really has more than one process.
@@ -27,7 +40,8 @@ TIMEOUT_SECONDS = float(os.environ.get("LRTRAIN_DIST_TIMEOUT", "300"))  # torch'
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's rows of the training data, and how to sum an array over all processes."""
+    """This process's rows of the training data (global rows start to stop), and how to sum an array over all
+    processes."""
 
     rank: int
     world: int
@@ -56,16 +70,33 @@ class Shard:
             _transport().all_reduce_numpy(values)
         return values
 
+    def slot(self, values: np.ndarray) -> np.ndarray:
+        """A (world, k) buffer with `values` in this rank's row and zeros in the others': summed over the
+        processes, it holds every rank's values."""
+        slots = np.zeros((self.world, len(values)))
+        slots[self.rank] = values
+        return slots
 
-SINGLE = Shard(0, 1, 0, 1 << 62)
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Every rank's `values`, one row per rank, on every rank (one all_reduce)."""
+        return self.reduce(self.slot(values))
+
+
+SINGLE = Shard(0, 1, 0, 1 << 62)  # one process: every row
 
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def block(rows: int, rank: int, world: int) -> Shard:
+    """Rank's contiguous block of `rows` rows; the blocks tile them in order, their sizes differ by at most one."""
+    bounds = np.linspace(0, rows, world + 1).astype(int)
+    return Shard(rank, world, int(bounds[rank]), int(bounds[rank + 1]))
+
+
 def start(rows: int, device: str) -> Shard:
-    """Join the process group torchrun set up (if any) and take this rank's block of rows."""
+    """Join the process group torchrun set up (if any) and take this rank's block of the `rows` training rows."""
     world = world_size()
     if world == 1:
         return SINGLE
@@ -73,8 +104,7 @@ def start(rows: int, device: str) -> Shard:
     _transport().join_process_group(rank, world, device, TIMEOUT_SECONDS, os.environ.get("LRTRAIN_DIST_INIT"))
     if rows < world:
         raise ConfigError(f"{world} processes need at least {world} training rows; there are {rows}.")
-    bounds = np.linspace(0, rows, world + 1).astype(int)
-    return Shard(rank, world, int(bounds[rank]), int(bounds[rank + 1]))
+    return block(rows, rank, world)
 
 
 def stop(finished: bool = True) -> None:

@@ -77,7 +77,6 @@ class Schedule:
     device: str
     statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
     threads: int | None = None
-    shard: parallel.Shard = parallel.SINGLE  # under torchrun: this rank's rows, and the all-reduce
 
     def batches(self, epoch: int, n: int) -> list[slice | np.ndarray]:
         """Row selections for one epoch; a fresh permutation per epoch when shuffling."""
@@ -200,14 +199,28 @@ def largest_curvature(x: np.ndarray, bias: bool, centered: data_module.Moments |
     return new
 
 
-def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
-    """mean((Xw + b - y)²) in float64, in blocks."""
-    w64, total = np.asarray(w, dtype=np.float64), 0.0
+def squared_errors(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """|Xw + b - y|² for each model (w, b), float64, in one blocked pass over X: X @ [w₁ w₂ …] per block."""
+    w = np.column_stack([np.asarray(m[0], dtype=np.float64) for m in models])
+    b = np.array([m[1] for m in models], dtype=np.float64)
+    total = np.zeros(len(models))
     for start in range(0, len(y), data_module.BLOCK_ROWS):
         stop = start + data_module.BLOCK_ROWS
-        r = np.asarray(x[start:stop], dtype=np.float64) @ w64 + b - np.asarray(y[start:stop], dtype=np.float64)
-        total += float(r @ r)
-    return total / len(y)
+        r = np.asarray(x[start:stop], dtype=np.float64) @ w + b - np.asarray(y[start:stop], dtype=np.float64)[:, None]
+        total += np.einsum("ij,ij->j", r, r)  # column j: rᵀr of model j
+    return total
+
+
+def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
+    """mean((Xw + b - y)²) in float64, in blocks."""
+    return float(squared_errors(x, y, [(w, b)])[0]) / len(y)
+
+
+def _mean_squares(
+    x: np.ndarray, y: np.ndarray, rows: int, shard: parallel.Shard, models: list[tuple[np.ndarray, float]]
+) -> list[float]:
+    """mean((Xw + b - y)²) per model over `rows` rows, of which this rank holds (x, y): its sums, all-reduced."""
+    return [float(v) for v in shard.reduce(squared_errors(x, y, models)) / rows]
 
 
 CHECKPOINT_FILE = "checkpoint.json"
@@ -236,16 +249,18 @@ def fit(
         raise ConfigError("the exact engine runs in one process; run it without torchrun.")
     device = parallel.local_device(device)
     _engine(engine, device)  # a missing device fails before the data is even read
-    prepared = data_module.prepare(data_module.load(config), config)
-    checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
+    dataset = data_module.load(config)
+    rows = len(dataset.y) - data_module.validation_rows(len(dataset.y), config.data.validation)
+    shard = parallel.start(rows, device)  # this rank's block of the training rows, before they are prepared
     main = parallel.is_main()  # under torchrun, rank 0 speaks and writes; the others only train
     save = config.output.save and main
-    if config.output.save and resume is None:  # on every rank, so that all of them fail alike
-        _check_writable(Path(config.output.dir))  # before training, not after hours of it
-    shard = parallel.start(prepared.rows, device)
     finished = False
     try:
-        result = train(config, prepared, engine, device, listener if main else None, should_stop, checkpoint, shard)
+        prepared = data_module.prepare(dataset, config, shard)
+        checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
+        if config.output.save and resume is None:  # on every rank, so that all of them fail alike
+            _check_writable(Path(config.output.dir))  # before training, not after hours of it
+        result = train(config, prepared, engine, device, listener if main else None, should_stop, checkpoint)
     except Interrupted as stop:
         if not save or not isinstance(stop.checkpoint, Checkpoint):
             raise
@@ -273,10 +288,16 @@ def train(
     listener: Listener | None,
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
-    shard: parallel.Shard = parallel.SINGLE,
+    optimum: tuple[np.ndarray, float] | None = None,
 ) -> FitResult:
+    """Train one engine on prepared data; `optimum` is the exact solution in raw units, if already solved.
+
+    Under torchrun every rank runs this with its own block of the rows: each number that sums over
+    rows is all-reduced, so every rank computes what one process would, collective for collective.
+    """
     module, device = _engine(engine, device)
-    scaling = prepared.scaling
+    scaling, shard = prepared.scaling, prepared.shard
+    moments = prepared.moments  # under torchrun a collective: gathered here, at the same point on every rank
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
     w0_raw, b0_raw = scaling.to_original(w0, b0)
@@ -300,9 +321,8 @@ def train(
         bias=config.model.bias,
         dtype=config.model.dtype,
         device=device,
-        statistics=_use_statistics(config, prepared) and shard.world == 1,
+        statistics=_use_statistics(config, prepared),
         threads=config.train.threads,
-        shard=shard,
     )
     stop = _StopRules(config, prepared)
     start, seconds_before = State(0, w0, b0), 0.0
@@ -317,7 +337,9 @@ def train(
     with limits, contextlib.closing(logs):
         for log in logs:
             if prepared.x_val is not None:
-                log = dataclasses.replace(log, val_loss=mse(prepared.x_val, prepared.y_val, log.weights, log.bias))  # type: ignore[arg-type]
+                model = [(log.weights, log.bias)]
+                (val_loss,) = _mean_squares(prepared.x_val, prepared.y_val, prepared.val_rows, shard, model)  # type: ignore[arg-type]
+                log = dataclasses.replace(log, val_loss=val_loss)
             w_raw, b_raw = scaling.to_original(log.weights, log.bias)
             shown = dataclasses.replace(log, weights=w_raw, bias=b_raw)
             history.append(shown)
@@ -342,12 +364,12 @@ def train(
             "Raise it with --set train.epochs=N to train further."
         )
     last = history[-1]
-    w_opt, b_opt = _optimum(prepared, config)
+    w_opt, b_opt = optimum or _optimum(prepared, config)
     w_raw, b_raw = last.weights, last.bias
-    loss = mse(prepared.x, prepared.y, *scaling.to_trained(w_raw, b_raw))
-    y = prepared.y.astype(np.float64)
-    total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - loss * len(y) / total if total > 0 else (1.0 if loss == 0 else 0.0)
+    final, best = scaling.to_trained(w_raw, b_raw), scaling.to_trained(w_opt, b_opt)
+    loss, optimum_loss = _mean_squares(prepared.x, prepared.y, prepared.rows, shard, [final, best])
+    total = moments.tt  # |y − ȳ|², gathered with the moments: no float64 copy of y
+    r2 = 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)  # R² = 1 − SSE/|y − ȳ|²
     return FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
@@ -360,7 +382,7 @@ def train(
         r2=r2,
         seconds=seconds,
         stopped=stopped,
-        optimum_loss=mse(prepared.x, prepared.y, *scaling.to_trained(w_opt, b_opt)),
+        optimum_loss=optimum_loss,
         optimum_weights=w_opt,
         optimum_bias=b_opt,
         history=history,
@@ -406,7 +428,7 @@ def _use_statistics(config: Config, prepared: data_module.Prepared) -> bool:
 def _optimum(prepared: data_module.Prepared, config: Config) -> tuple[np.ndarray, float]:
     from lrtrain.engine_exact import solve
 
-    w, b = solve(prepared.x, prepared.y, config.model.bias, config.train.weight_decay, prepared.moments)
+    w, b = solve(prepared.x, prepared.y, config.model.bias, config.train.weight_decay, prepared.moments, prepared.shard)
     return prepared.scaling.to_original(w, b)
 
 
@@ -480,7 +502,10 @@ class _StopRules:
 
     def _advice(self, finite: bool) -> str:
         config, prepared = self.config, self.prepared
-        largest = max(_largest_magnitude(prepared.raw.x), _largest_magnitude(prepared.raw.y))
+        raw, shard = prepared.raw, prepared.shard
+        mine = parallel.block(len(raw.y), shard.rank, shard.world)  # this rank's share of the rows as read
+        own = [_largest_magnitude(a[mine.start : mine.stop]) for a in (raw.x, raw.y)]
+        largest = float(np.max(shard.gather(np.array(own))))
         if not finite and config.model.dtype == "float32" and largest > 1e18:
             return (
                 f"The data holds values up to {largest:.3g}, whose squares overflow float32 (max 3.4e38): "
@@ -604,7 +629,7 @@ def save_checkpoint(
         "velocity_b": state.velocity_b,
         "stop_rules": checkpoint.stop_rules,
         "seconds": checkpoint.seconds,
-        "data_sha256": prepared.raw.sha256(),
+        "data_sha256": prepared.raw.sha256,
         "trajectory": trajectory_settings(config),
     }
     model_module.write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
@@ -654,7 +679,7 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
         raise ConfigError(
             f"--resume {run_dir}: the checkpoint is damaged ({exc.__class__.__name__}: {exc}). Start a new run."
         ) from None
-    if digest != prepared.raw.sha256():
+    if digest != prepared.raw.sha256:
         raise ConfigError(
             f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
             "the run cannot continue the same trajectory. Restore the data or start a new run."
@@ -771,7 +796,7 @@ def model_payload(config: Config, result: FitResult, prepared: data_module.Prepa
             "max_abs_dw_to_optimum": result.max_dw_to_optimum,
             "stopped": result.stopped,
         },
-        "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256()},
+        "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256},
         "config": config_module.to_dict(config),
     }
 
@@ -817,9 +842,10 @@ def compare(
     """Train each engine on the same data, initial weights and batch order."""
     specs = [parse_engine(text, config.train.device) for text in engines]
     prepared = data_module.prepare(data_module.load(config), config)
+    optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     results, labels = [], []
     for text, (name, device) in zip(engines, specs, strict=True):
-        result = train(config, prepared, name, device, None)
+        result = train(config, prepared, name, device, None, optimum=optimum)
         results.append(result)
         labels.append(text)
         if on_result:
