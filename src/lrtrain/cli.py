@@ -153,6 +153,12 @@ def fit(
             "ends with the same weights as an uninterrupted run."
         ),
     ] = None,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary", help="Also print the statistical summary (standard errors, t, p, intervals, R², F, AIC)."
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train a model and write a run folder (config.yaml, model.json, metrics.csv) under runs/.
@@ -187,6 +193,9 @@ def fit(
                 result = training.fit(cfg, view, should_stop=stop.requested, resume=resume)
     if parallel.is_main():
         render.fit_summary(cfg, result, out, mode)
+        if summary and result.summary is not None:
+            heading = f"{result.engine} weights after {result.epochs} epoch(s), {result.rows} training rows"
+            render.statistics(result.summary.to_dict(), heading, out, mode)
 
 
 class _StopAtEpochEnd:
@@ -284,12 +293,43 @@ def predict(
         Path | None,
         typer.Option("--model", "-m", help="model.json or a run folder. Default: the newest run under ./runs."),
     ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="Also print the prediction interval at this level (e.g. 0.95): three numbers per line, "
+            "prediction, low, high. Uses the training statistics stored in the model.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Print the model's prediction for each sample, one number per line and nothing else."""
     from lrtrain import model as model_module
 
-    model_module.predict(values, model, json_output, sys.stdin, sys.stdout)
+    level = model_module.parse_level(interval) if interval is not None else None
+    model_module.predict(values, model, json_output, sys.stdin, sys.stdout, level)
+
+
+@app.command(epilog=EXIT_CODES)
+@handled
+def summary(
+    run: Annotated[
+        Path | None,
+        typer.Argument(help="A run folder or model.json. Default: the newest finished run under ./runs."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Statistical summary of a model, as statsmodels' OLS shows it: coefficients with standard errors,
+    t, P>|t| and 95% intervals; R², adjusted R², F and its p-value, residual standard error,
+    log-likelihood, AIC, BIC and the condition number, for the rows it was trained on."""
+    from lrtrain import model as model_module
+    from lrtrain import render
+
+    path = run if run is not None else model_module.find_latest(Path("runs"))
+    loaded = model_module.load(path)
+    stored = loaded.require_statistics("lrtrain summary")
+    out, mode = _out(json_output)
+    render.statistics(stored, str(loaded.path.parent), out, mode)
 
 
 @app.command(epilog=EXIT_CODES)

@@ -414,6 +414,18 @@ class Moments:
     cross: np.ndarray  # c = Aᵀt, t = y - ȳ
     tt: float  # tᵀt
 
+    def in_original_units(self, scaling: Scaling) -> Moments:
+        """The moments of the raw features, from those of x_trained = (x − mean)/scale: x = x_trained·scale + mean."""
+        scale = scaling.scale
+        return Moments(
+            self.n,
+            self.x_mean * scale + scaling.mean,
+            self.y_mean,
+            self.gram * np.outer(scale, scale),  # AᵀA scales by s_i·s_j; centering removes the shift
+            self.cross * scale,
+            self.tt,
+        )
+
     def uncentered(self) -> Moments:
         """The same sums about the origin (μ = 0, ȳ = 0), for a model without a bias."""
         n, mu, ybar = self.n, self.x_mean, self.y_mean

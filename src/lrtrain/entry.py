@@ -21,26 +21,29 @@ def main() -> None:
     full()
 
 
-def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool] | None:
-    """(values, model, json) for `predict VALUE... [--model PATH] [--json]`; None for anything else."""
+def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool, str | None] | None:
+    """(values, model, json, interval) for `predict VALUE... [--model PATH] [--interval L] [--json]`;
+    None for anything else."""
     values: list[str] = []
-    model: str | None = None
+    options: dict[str, str | None] = {"--model": None, "--interval": None}
     json_output = False
     rest = iter(args)
     for arg in rest:
-        if arg in ("--model", "-m"):
-            model = next(rest, None)
-            if model is None:
+        name, equals, value = arg.partition("=")
+        name = "--model" if name == "-m" else name
+        if name in options and not equals:
+            options[name] = next(rest, None)
+            if options[name] is None:
                 return None
-        elif arg.startswith("--model="):
-            model = arg.removeprefix("--model=")
+        elif name in options:
+            options[name] = value
         elif arg == "--json":
             json_output = True
         elif arg == "-" or not arg.startswith("-") or _is_number(arg):
             values.append(arg)
         else:
             return None  # --help, a typo: the full CLI explains it
-    return (values, model, json_output) if values else None
+    return (values, options["--model"], json_output, options["--interval"]) if values else None
 
 
 def _is_number(text: str) -> bool:
@@ -51,14 +54,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _predict(values: list[str], model: str | None, json_output: bool) -> int:
+def _predict(values: list[str], model: str | None, json_output: bool, interval: str | None) -> int:
     from pathlib import Path
 
     from lrtrain.errors import ExitCode, LrtrainError, report
-    from lrtrain.model import predict
+    from lrtrain.model import parse_level, predict
 
     try:
-        predict(values, Path(model) if model is not None else None, json_output, sys.stdin, sys.stdout)
+        level = parse_level(interval) if interval is not None else None
+        predict(values, Path(model) if model is not None else None, json_output, sys.stdin, sys.stdout, level)
     except LrtrainError as exc:
         report(exc.exit_code, f"error: {exc}", json_output)
         return int(exc.exit_code)

@@ -62,6 +62,50 @@ class Model(NamedTuple):
     target: str
     dtype: str
     path: Path
+    statistics: dict[str, Any] | None = None  # the OLS summary on the training rows; None in older files
+
+    def require_statistics(self, command: str) -> dict[str, Any]:
+        if not isinstance(self.statistics, dict):
+            raise ModelError(
+                f"{self.path} holds no training statistics, which {command} needs: it was written by an older "
+                "lrtrain. Retrain it with `lrtrain fit` (the same config gives the same weights)."
+            )
+        return self.statistics
+
+    def interval(self, sample: list[float], level: float) -> tuple[float, float, float]:
+        """(prediction, low, high) of the `level` prediction interval for a new observation at `sample`."""
+        from lrtrain.stats import prediction_interval  # pure math: still no NumPy
+
+        statistics = self.require_statistics("predict --interval")
+        covariance = statistics.get("unscaled_covariance")
+        if covariance is None:
+            raise ModelError(
+                f"{self.path} has {len(self.weights)} features; prediction intervals are kept for models of up to "
+                "256 features (the covariance grows with the square). Predict without --interval."
+            )
+        self.predict(sample)  # the same check of the sample's length and message
+        if not isinstance(statistics.get("df_resid"), int) or statistics["df_resid"] <= 0:
+            raise ModelError(
+                f"{self.path} was trained on no more rows than it has parameters (residual degrees of freedom "
+                f"{statistics.get('df_resid')}), so the noise, and any interval, cannot be estimated. Train on more "
+                "rows to get intervals; predict without --interval."
+            )
+        intercept = statistics.get("intercept", True)
+        try:
+            _, low, high = prediction_interval(
+                sample,
+                self.weights,
+                self.bias if intercept else None,
+                covariance,
+                _number(statistics.get("sigma2")),
+                int(statistics["df_resid"]),
+                level,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"model file {self.path} has damaged statistics ({exc}). Retrain it with `lrtrain fit`."
+            ) from None
+        return self.predict(sample), low, high
 
     def predict(self, sample: list[float]) -> float:
         if len(sample) != len(self.weights):
@@ -140,7 +184,13 @@ def load(path: Path) -> Model:
         ) from None
     if len(features) != len(weights) or not all(math.isfinite(v) for v in (*weights, bias)):
         raise ModelError(f"model file {path} is damaged: weights and features disagree or are not finite. Retrain it.")
-    return Model(weights, bias, features, target, dtype, path)
+    statistics = payload.get("statistics")
+    return Model(weights, bias, features, target, dtype, path, statistics if isinstance(statistics, dict) else None)
+
+
+def _number(value: Any) -> float:
+    """A float from JSON, where null stands for nan."""
+    return math.nan if value is None else float(value)
 
 
 def find_latest(runs: Path) -> Path:
@@ -186,15 +236,59 @@ def predict_lines(values: list[str], stdin: Iterable[str]) -> Iterator[list[floa
                 yield parse_sample(line, f"stdin line {number}")
 
 
-def predict(values: list[str], path: Path | None, json_output: bool, stdin: Iterable[str], out: TextIO) -> None:
-    """`lrtrain predict`: one line per sample, a number or a JSON record, nothing else."""
+def parse_level(text: str) -> float:
+    """`--interval 0.95` -> 0.95, a probability strictly between 0 and 1."""
+    try:
+        level = float(text)
+    except ValueError:
+        level = math.nan
+    if not 0 < level < 1:
+        hint = f" (for {text}% write {float(text) / 100:g})" if _is_percent(text) else ""
+        raise InputError(
+            f"--interval {text!r} is not a probability between 0 and 1{hint}. Give the interval's level, "
+            "e.g. --interval 0.95 for a 95% prediction interval."
+        )
+    return level
+
+
+def _is_percent(text: str) -> bool:
+    try:
+        return 1 < float(text) < 100
+    except ValueError:
+        return False
+
+
+def predict(
+    values: list[str],
+    path: Path | None,
+    json_output: bool,
+    stdin: Iterable[str],
+    out: TextIO,
+    interval: float | None = None,
+) -> None:
+    """`lrtrain predict`: one line per sample, a number (with --interval: prediction, low, high) or a JSON record."""
     model = load(path if path is not None else find_latest(Path("runs")))
+    if interval is not None:
+        model.require_statistics("predict --interval")
     for sample in predict_lines(values, stdin):
-        value = model.predict(sample)
+        if interval is None:
+            value, bounds = model.predict(sample), None
+        else:
+            value, *bounds = model.interval(sample, interval)
         if json_output:
-            finite = value if math.isfinite(value) else None  # JSON has no infinity
-            record = {"schema": "lrtrain/1", "event": "prediction", "input": sample, "prediction": finite}
+            record: dict[str, Any] = {"schema": "lrtrain/1", "event": "prediction", "input": sample}
+            record["prediction"] = _json_number(value)
+            if bounds is not None:
+                record["interval"] = {
+                    "level": interval,
+                    "low": _json_number(bounds[0]),
+                    "high": _json_number(bounds[1]),
+                }
             out.write(json.dumps(record) + "\n")
         else:
-            out.write(model.format(value) + "\n")
+            out.write(" ".join(model.format(v) for v in [value, *(bounds or [])]) + "\n")
     out.flush()
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no infinity or nan

@@ -544,3 +544,53 @@ def info(facts: dict[str, Any], out: Console, mode: Mode) -> None:
     else:
         for key, value in rows:
             out.print(Text(f"{key}: {value}"))
+
+
+def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) -> None:
+    """The OLS table, statsmodels style: model statistics, one row per term, then the warnings."""
+    if mode == "json":
+        fields = {k: v for k, v in summary.items() if k != "unscaled_covariance"}
+        out.print(json_record("summary", source=heading, **fields), markup=False)
+        return
+
+    def number(value: float | None, spec: str = ".4g") -> str:
+        return "nan" if value is None else format(value, spec)
+
+    level = summary["level"]
+    top = Table.grid(padding=(0, 2))
+    for _ in range(4):
+        top.add_column()
+    pairs = [
+        ("Observations", str(summary["n"]), "R²", number(summary["r2"], ".6f")),
+        ("Df model", str(summary["df_model"]), "Adj. R²", number(summary["adj_r2"], ".6f")),
+        ("Df residuals", str(summary["df_resid"]), "F-statistic", number(summary["f_stat"])),
+        (
+            "Residual std. error",
+            number(summary["residual_std_error"]),
+            "Prob (F-statistic)",
+            number(summary["f_p_value"], ".3g"),
+        ),
+        ("Log-likelihood", number(summary["log_likelihood"], ".6g"), "AIC", number(summary["aic"], ".6g")),
+        ("Condition number", number(summary["condition_number"], ".3g"), "BIC", number(summary["bic"], ".6g")),
+    ]
+    for left, left_value, right, right_value in pairs:
+        top.add_row(Text(left, style="bold"), left_value, Text(right, style="bold"), right_value)
+    terms = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    lower, upper = f"[{(1 - level) / 2:.3g}", f"{(1 + level) / 2:.3g}]"
+    for index, name in enumerate(("", "coef", "std err", "t", "P>|t|", lower, upper)):
+        terms.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0)
+    for term in summary["terms"]:
+        terms.add_row(
+            term["name"],
+            number(term["coef"], ".5g"),
+            number(term["std_err"], ".3g"),
+            number(term["t"], ".4g"),
+            number(term["p_value"], ".3g"),
+            number(term["ci_low"], ".5g"),
+            number(term["ci_high"], ".5g"),
+        )
+    out.print(Text(f"OLS summary: {heading}", style="bold"))
+    out.print(top)
+    out.print(terms)
+    for number_, warning in enumerate(summary["warnings"], start=1):
+        out.print(Text(f"[{number_}] {warning}", style="yellow"))

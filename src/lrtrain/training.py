@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrtrain import __version__, parallel
+from lrtrain import __version__, parallel, stats
 from lrtrain import config as config_module
 from lrtrain import data as data_module
 from lrtrain import model as model_module
@@ -128,6 +128,7 @@ class FitResult:
     predictions: list[tuple[list[float], float, float]]  # (input, before, after)
     rows: int = 0
     run_dir: Path | None = None
+    summary: stats.Summary | None = None  # OLS inference for the final weights on the training rows
 
     @property
     def max_dw_to_optimum(self) -> float:
@@ -247,6 +248,8 @@ def fit(
         )
     if parallel.world_size() > 1 and engine == "exact":
         raise ConfigError("the exact engine runs in one process; run it without torchrun.")
+    if engine == "exact" and config.model.dtype != "float64":  # the optimum of the data, not of its float32 copy
+        config = config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float64"})})
     device = parallel.local_device(device)
     _engine(engine, device)  # a missing device fails before the data is even read
     dataset = data_module.load(config)
@@ -370,6 +373,7 @@ def train(
     loss, optimum_loss = _mean_squares(prepared.x, prepared.y, prepared.rows, shard, [final, best])
     total = moments.tt  # |y − ȳ|², gathered with the moments: no float64 copy of y
     r2 = 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)  # R² = 1 − SSE/|y − ȳ|²
+    summary = _summary(config, prepared, w_raw, b_raw, loss, optimum_loss)
     return FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
@@ -388,7 +392,28 @@ def train(
         history=history,
         predictions=[(s, _predict(w0_raw, b0_raw, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
+        summary=summary,
     )
+
+
+def _summary(
+    config: Config, prepared: data_module.Prepared, w: np.ndarray, b: float, loss: float, optimum_loss: float
+) -> stats.Summary:
+    """Standard errors, tests and intervals of the final weights, from the moments (no pass over the data)."""
+    raw = prepared.moments.in_original_units(prepared.scaling)
+    summary = stats.summarize(raw, w, b if config.model.bias else None, loss * prepared.rows, prepared.raw.features)
+    notes = []
+    if config.train.weight_decay > 0:
+        notes.append(
+            f"train.weight_decay = {config.train.weight_decay:g}: these are ridge weights, and the standard errors, "
+            "tests and intervals assume ordinary least squares, so they are only indicative."
+        )
+    if optimum_loss > 0 and loss > optimum_loss * (1 + 1e-3):  # σ² off by more than 0.1%
+        notes.append(
+            f"the weights are not yet the least-squares optimum (their MSE is {loss / optimum_loss - 1:.2g} above "
+            "it, relatively), and the statistics use their residuals: train longer, or use --engine exact."
+        )
+    return dataclasses.replace(summary, warnings=(*summary.warnings, *notes))
 
 
 def _engine(name: str, device: str) -> tuple[Any, str]:
@@ -797,8 +822,22 @@ def model_payload(config: Config, result: FitResult, prepared: data_module.Prepa
             "stopped": result.stopped,
         },
         "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256},
+        "statistics": _stored_statistics(result),
         "config": config_module.to_dict(config),
     }
+
+
+COVARIANCE_MAX_TERMS = 257  # (X̃ᵀX̃)⁻¹ is kept for prediction intervals up to 256 features (~1.5 MB of JSON)
+
+
+def _stored_statistics(result: FitResult) -> dict[str, Any] | None:
+    """The OLS summary for `lrtrain summary`, and what `predict --interval` needs; None if not computed."""
+    if result.summary is None:
+        return None
+    stored = result.summary.to_dict()
+    if len(stored["unscaled_covariance"]) > COVARIANCE_MAX_TERMS:
+        stored["unscaled_covariance"] = None
+    return stored
 
 
 def _floats(a: np.ndarray) -> list[float]:

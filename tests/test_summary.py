@@ -1,0 +1,169 @@
+"""`lrtrain summary`, `fit --summary` and `predict --interval`, checked against statsmodels OLS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from lrtrain.data import write
+
+from .conftest import cli, run_installed
+
+SCALAR_FIELDS = {
+    "r2": "rsquared",
+    "adj_r2": "rsquared_adj",
+    "f_stat": "fvalue",
+    "f_p_value": "f_pvalue",
+    "log_likelihood": "llf",
+    "aic": "aic",
+    "bic": "bic",
+    "condition_number": "condition_number",
+}
+
+
+def correlated_csv(path: Path, rows: int = 300, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(rows, 3))
+    x = np.column_stack([base[:, 0] * 50 + 1000, base[:, 0] * 0.6 + base[:, 1] * 0.8, base[:, 2] - 3])
+    y = x @ np.array([0.02, -1.5, 0.0]) + 4 + rng.normal(scale=0.7, size=rows)  # one weight is truly zero
+    write(path, iter([(x, y)]), rows, 3, ["size", "mix", "noise"])
+    return x, y
+
+
+def summary_of(run_args: list[str]) -> dict[str, object]:
+    result = cli("fit", *run_args, "--set", "output.save=false", "--summary", "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    (summary,) = [r for r in records if r["event"] == "summary"]
+    return summary
+
+
+def assert_matches_statsmodels(summary: dict[str, object], reference: object, names: list[str]) -> None:
+    terms = summary["terms"]
+    assert isinstance(terms, list)
+    assert [t["name"] for t in terms] == names
+    for key, attribute in [("coef", "params"), ("std_err", "bse"), ("t", "tvalues"), ("p_value", "pvalues")]:
+        np.testing.assert_allclose([t[key] for t in terms], getattr(reference, attribute), rtol=1e-8)
+    interval = reference.conf_int(alpha=0.05)  # type: ignore[attr-defined]
+    np.testing.assert_allclose([t["ci_low"] for t in terms], interval[:, 0], rtol=1e-8)
+    np.testing.assert_allclose([t["ci_high"] for t in terms], interval[:, 1], rtol=1e-8)
+    for ours, theirs in SCALAR_FIELDS.items():
+        np.testing.assert_allclose(summary[ours], getattr(reference, theirs), rtol=1e-8)
+    np.testing.assert_allclose(summary["residual_std_error"], np.sqrt(reference.scale), rtol=1e-8)  # type: ignore[attr-defined]
+    assert summary["n"] == reference.nobs  # type: ignore[attr-defined]
+    assert summary["df_resid"] == reference.df_resid  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("standardize", [False, True], ids=["raw", "standardized"])
+def test_exact_fit_summary_equals_statsmodels_on_correlated_features(workdir: Path, standardize: bool) -> None:
+    x, y = correlated_csv(workdir / "d.csv")
+    summary = summary_of(
+        ["--set", "data.source=csv", "--set", "data.path=d.csv", "--engine", "exact",
+         "--set", f"data.standardize={str(standardize).lower()}"]
+    )  # fmt: skip
+    reference = sm.OLS(y, sm.add_constant(x)).fit()
+    assert_matches_statsmodels(summary, reference, ["intercept", "size", "mix", "noise"])
+    assert summary["warnings"] == [
+        w
+        for w in summary["warnings"]
+        if "condition number" in str(w)  # type: ignore[union-attr]
+    ]  # the only note: size's mean (1000) dwarfs its spread, as statsmodels notes too
+
+
+def test_gradient_descent_to_the_optimum_gives_the_same_summary(workdir: Path) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(500, 2))
+    y = x @ np.array([1.0, -2.0]) + 0.3 + rng.normal(scale=0.5, size=500)
+    write(workdir / "d.npy", iter([(x, y)]), 500, 2, ["a", "b"])
+    summary = summary_of(
+        ["--set", "data.source=npy", "--set", "data.path=d.npy", "--set", "model.dtype=float64",
+         "--set", "train.lr=auto", "--set", "train.epochs=400"]
+    )  # fmt: skip
+    assert_matches_statsmodels(summary, sm.OLS(y, sm.add_constant(x)).fit(), ["intercept", "x0", "x1"])  # .npy: x0, x1
+    assert summary["warnings"] == []
+
+
+def test_without_a_bias_the_summary_is_statsmodels_without_a_constant(workdir: Path) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(loc=1.0, size=(80, 2))
+    y = x @ np.array([0.5, 2.0]) + rng.normal(scale=0.2, size=80)
+    write(workdir / "d.csv", iter([(x, y)]), 80, 2, ["u", "v"])
+    summary = summary_of(
+        ["--set", "data.source=csv", "--set", "data.path=d.csv", "--engine", "exact", "--set", "model.bias=false"]
+    )
+    assert_matches_statsmodels(summary, sm.OLS(y, x).fit(), ["u", "v"])
+
+
+def test_unconverged_weights_and_weight_decay_are_flagged(workdir: Path) -> None:
+    summary = summary_of(
+        ["--set", "data.source=synthetic", "--set", "data.rows=100", "--set", "train.epochs=5",
+         "--set", "train.weight_decay=0.1"]
+    )  # fmt: skip
+    text = " ".join(summary["warnings"])  # type: ignore[arg-type]
+    assert "not yet the least-squares optimum" in text
+    assert "ridge weights" in text
+
+
+def test_summary_command_reads_the_newest_run_and_prints_a_table(workdir: Path) -> None:
+    assert cli("fit", "--set", "data.source=synthetic", "--set", "data.features=2", "--engine", "exact").exit_code == 0
+    result = cli("summary")
+    assert result.exit_code == 0, result.output
+    (run,) = (workdir / "runs").iterdir()
+    assert result.stdout.startswith(f"OLS summary: runs/{run.name}\n")
+    for heading in ("R²", "Adj. R²", "F-statistic", "Prob (F-statistic)", "AIC", "BIC", "Condition number", "P>|t|"):
+        assert heading in result.stdout
+    assert [line.split()[0] for line in result.stdout.splitlines()[-3:]] == ["intercept", "x0", "x1"]
+    as_json = json.loads(cli("summary", str(run), "--json").stdout)
+    assert as_json["event"] == "summary"
+    assert "unscaled_covariance" not in as_json
+
+
+def test_summary_of_a_model_without_statistics_says_to_retrain(workdir: Path) -> None:
+    assert cli("fit").exit_code == 0
+    (run,) = (workdir / "runs").iterdir()
+    payload = json.loads((run / "model.json").read_text())
+    del payload["statistics"]
+    (run / "model.json").write_text(json.dumps(payload))
+    result = cli("summary")
+    assert result.exit_code == 2
+    assert "no training statistics" in result.stderr
+    assert "lrtrain fit" in result.stderr
+    result = run_installed("predict", "1", "--interval", "0.95", cwd=workdir)
+    assert result.returncode == 2
+    assert "no training statistics" in result.stderr
+    assert result.stdout == ""
+
+
+def test_predict_interval_equals_statsmodels_on_the_fast_path(workdir: Path) -> None:
+    x, y = correlated_csv(workdir / "d.csv")
+    fitted = cli("fit", "--set", "data.source=csv", "--set", "data.path=d.csv", "--engine", "exact")
+    assert fitted.exit_code == 0, fitted.output
+    samples = ["1000,0.5,-3", "950,-1,0"]
+    result = run_installed("predict", *samples, "--interval", "0.9", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    ours = np.array([[float(v) for v in line.split()] for line in result.stdout.splitlines()])
+    reference = sm.OLS(y, sm.add_constant(x)).fit()
+    exog = sm.add_constant(np.array([[1000, 0.5, -3], [950, -1, 0]]), has_constant="add")
+    frame = reference.get_prediction(exog).summary_frame(alpha=0.1)
+    np.testing.assert_allclose(ours[:, 0], frame["mean"], rtol=1e-9)
+    np.testing.assert_allclose(ours[:, 1], frame["obs_ci_lower"], rtol=1e-8)
+    np.testing.assert_allclose(ours[:, 2], frame["obs_ci_upper"], rtol=1e-8)
+    records = [json.loads(line) for line in run_installed("predict", samples[0], "--interval=0.9", "--json",
+                                                          cwd=workdir).stdout.splitlines()]  # fmt: skip
+    assert records[0]["interval"]["level"] == 0.9
+    np.testing.assert_allclose(records[0]["interval"]["low"], ours[0, 1], rtol=1e-15)
+
+
+@pytest.mark.parametrize("level", ["95", "0", "1", "x", "-0.5", "nan"])
+def test_predict_interval_refuses_a_level_outside_0_1(workdir: Path, level: str) -> None:
+    assert cli("fit").exit_code == 0
+    in_process = cli("predict", "1", "--interval", level)
+    installed = run_installed("predict", "1", "--interval", level, cwd=workdir)  # the fast path
+    assert in_process.exit_code == installed.returncode == 2
+    for stderr, stdout in ((in_process.stderr, in_process.stdout), (installed.stderr, installed.stdout)):
+        assert f"--interval {level!r} is not a probability between 0 and 1" in stderr
+        assert stdout == ""
