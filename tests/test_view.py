@@ -23,7 +23,7 @@ from lrtrain import render
 from lrtrain.config import load_config
 from lrtrain.training import EpochLog, Start
 
-from .conftest import SUBPROCESS_TIMEOUT, cli, files_under, lrtrain_path
+from .conftest import SUBPROCESS_TIMEOUT, cli, files_under, lrtrain_path, run_installed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -291,3 +291,42 @@ def test_compare_refuses_a_bad_plot_name_before_training(workdir: Path) -> None:
     assert "PNG only" in result.stderr
     assert result.stdout == ""
     assert files_under(workdir) == set()
+
+
+def test_compare_view_shows_each_engine_in_turn_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(render.time, "monotonic", clock)
+    err, stderr = terminal()
+    with render.CompareView(["manual", "torch"], "rich", err) as view:
+        for index, label in enumerate(["manual", "torch"]):
+            listener = view.watch(label, index)
+            assert listener is not None
+            listener.started(start(20))
+            for log in logs(20):
+                clock.now += 0.05
+                listener.epoch(log)
+    text = stderr.getvalue()
+    assert "manual (1 of 2)" in text
+    assert "torch (2 of 2)" in text
+    assert text.endswith("\x1b[?25h")
+    quiet, nothing = terminal()
+    with render.CompareView(["manual", "torch"], "plain", quiet) as view:
+        assert view.watch("manual", 0) is None
+    assert nothing.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("lrtrain su", "1", ["summary"]),
+        ("lrtrain compare man", "2", ["manual"]),
+        ("lrtrain fit --device cu", "3", ["cuda", "cuda:0"]),
+    ],
+)
+def test_shell_completion_knows_commands_engines_and_devices(
+    tmp_path: Path, words: str, cword: str, expected: list[str]
+) -> None:
+    env = {"_LRTRAIN_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+    result = run_installed(cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected

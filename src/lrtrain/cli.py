@@ -64,6 +64,22 @@ JsonOption = Annotated[
 ]
 
 
+def _complete_engine(incomplete: str) -> list[tuple[str, str]]:
+    engines = [
+        ("manual", "NumPy gradient descent"),
+        ("torch", "nn.Linear + SGD on train.device"),
+        ("torch:cpu", "torch on the CPU"),
+        ("torch:cuda", "torch on the first GPU"),
+        ("torch:mps", "torch on Apple silicon"),
+        ("exact", "the least-squares optimum"),
+    ]
+    return [(name, help_) for name, help_ in engines if name.startswith(incomplete)]
+
+
+def _complete_device(incomplete: str) -> list[str]:
+    return [d for d in ("cpu", "cuda", "cuda:0", "mps", "auto") if d.startswith(incomplete)]
+
+
 def handled(command: F) -> F:
     """Turn domain errors into one paragraph on stderr and an exit code; no traceback unless --debug."""
 
@@ -140,11 +156,16 @@ def fit(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="manual (NumPy), torch (nn.Linear + SGD) or exact (least squares). Default: train.engine (manual)."
+            help="manual (NumPy), torch (nn.Linear + SGD) or exact (least squares). Default: train.engine (manual).",
+            autocompletion=lambda incomplete: [e for e in ("manual", "torch", "exact") if e.startswith(incomplete)],
         ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="torch engine: cpu, cuda, cuda:N, mps or auto. Default: train.device (cpu).")
+        str | None,
+        typer.Option(
+            help="torch engine: cpu, cuda, cuda:N, mps or auto. Default: train.device (cpu).",
+            autocompletion=_complete_device,
+        ),
     ] = None,
     resume: Annotated[
         Path | None,
@@ -233,6 +254,7 @@ def compare(
         typer.Argument(
             help="Engines to run: manual, torch, torch:cpu, torch:cuda, torch:cuda:N, torch:mps, exact.",
             metavar="ENGINE",
+            autocompletion=_complete_engine,
         ),
     ],
     config: ConfigOption = None,
@@ -260,7 +282,8 @@ def compare(
 
         plot_module.check_output(plot)  # before hours of training, not after
     out, mode = _out(json_output)
-    result = training.compare(cfg, engines)
+    with render.CompareView(engines, mode) as view:
+        result = training.compare(cfg, engines, view.watch)
     render.comparison(cfg, result, out, mode)
     if plot is not None:
         curves = {

@@ -154,6 +154,42 @@ class FitView:
         self._line(text)
 
 
+class CompareView:
+    """`compare` on a terminal: the live status line on stderr for each engine in turn; nothing otherwise."""
+
+    def __init__(self, engines: list[str], mode: Mode, err: Console | None = None) -> None:
+        self.engines = engines
+        self.err = err or console(sys.stderr)
+        live = mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
+        self.status = LiveStatus(self.err) if live else None
+        self.label = ""
+
+    def __enter__(self) -> CompareView:
+        if self.status:
+            self.status.message("loading the data ...")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status:
+            self.status.close()
+
+    def watch(self, label: str, index: int) -> CompareView | None:
+        """The listener for one engine's training (None when there is no live view)."""
+        if not self.status:
+            return None
+        self.label = f"{label} ({index + 1} of {len(self.engines)})"
+        self.status.message(f"starting {self.label} ...")
+        return self
+
+    def started(self, start: Start) -> None:
+        if self.status:
+            self.status.start(start.epochs, start.done, self.label)
+
+    def epoch(self, log: EpochLog) -> None:
+        if self.status:
+            self.status.update(log)
+
+
 class LiveStatus:
     """One line on stderr: progress bar, epoch, loss, best validation loss, epochs per second, ETA.
 

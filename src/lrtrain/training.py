@@ -876,19 +876,20 @@ class Comparison:
 
 
 def compare(
-    config: Config, engines: list[str], on_result: Callable[[str, FitResult], None] | None = None
+    config: Config, engines: list[str], watch: Callable[[str, int], Listener | None] | None = None
 ) -> Comparison:
-    """Train each engine on the same data, initial weights and batch order."""
+    """Train each engine on the same data, initial weights and batch order.
+
+    `watch(label, index)` may return a listener for that engine's training (a progress view).
+    """
     specs = [parse_engine(text, config.train.device) for text in engines]
     prepared = data_module.prepare(data_module.load(config), config)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     results, labels = [], []
-    for text, (name, device) in zip(engines, specs, strict=True):
-        result = train(config, prepared, name, device, None, optimum=optimum)
-        results.append(result)
+    for index, (text, (name, device)) in enumerate(zip(engines, specs, strict=True)):
+        listener = watch(text, index) if watch else None
+        results.append(train(config, prepared, name, device, listener, optimum=optimum))
         labels.append(text)
-        if on_result:
-            on_result(text, result)
     first = results[0]
     deltas = [_max_abs_diff(r.weights, r.bias, first.weights, first.bias) for r in results]
     return Comparison(results, labels, deltas, config.tolerance())
