@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +66,39 @@ def run_installed(
 
 def files_under(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")}
+
+
+def run_on_terminal(args: list[str], cwd: Path, env: dict[str, str], stdout_piped: bool = False) -> tuple[bytes, bytes]:
+    """The installed lrtrain with stderr (and stdout unless piped) on a pseudo-terminal, as a user's shell
+    would run it, in exactly the environment `env`; returns (what the terminal got, the piped stdout)."""
+    leader, follower = pty.openpty()
+    stdout = subprocess.PIPE if stdout_piped else follower
+    process = subprocess.Popen([lrtrain_path(), *args], cwd=cwd, stdout=stdout, stderr=follower, env=env,
+                               start_new_session=True)  # fmt: skip
+    os.close(follower)
+    piped: list[bytes] = []
+    reader = threading.Thread(target=lambda: piped.append(process.stdout.read() if process.stdout else b""))
+    reader.start()  # drain the pipe while the terminal is read, or a full pipe would block the process
+    seen, deadline = b"", time.monotonic() + SUBPROCESS_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1.0)[0]:
+                continue  # nothing yet: look at the clock again
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        process.wait(timeout=10)
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        reader.join(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+    assert process.returncode == 0, seen
+    return seen, b"".join(piped)

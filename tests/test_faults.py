@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pty
 import re
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from lrtrain import data
 from lrtrain.config import Config, load_config
 from lrtrain.errors import LrtrainError
 
-from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path
+from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path, run_on_terminal
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -159,33 +158,6 @@ def test_two_fits_started_at_once_get_separate_run_folders(tmp_path: Path) -> No
 ESCAPE = re.compile(rb"\x1b\[[0-9;]*m")
 
 
-def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> bytes:
-    """Run lrtrain with stdout and stderr on a pseudo-terminal, as a user's shell would."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([lrtrain_path(), *args], cwd=cwd, stdout=follower, stderr=follower,
-                               env={**os.environ, **env}, start_new_session=True)  # fmt: skip
-    os.close(follower)
-    output = b""
-    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-    try:
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: the process ended
-                break
-            if not chunk:
-                break
-            output += chunk
-        process.wait(timeout=SUBPROCESS_TIMEOUT)
-    finally:
-        os.close(leader)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    assert process.returncode == 0, output
-    return output
-
-
 @pytest.mark.parametrize(
     ("env", "coloured"),
     [
@@ -197,6 +169,6 @@ def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> bytes:
 )
 def test_colour_only_on_a_terminal_that_wants_it(tmp_path: Path, env: dict[str, str], coloured: bool) -> None:
     clean = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
-    output = run_in_terminal(["compare", "manual", "exact"], {**clean, **env}, tmp_path)
+    output, _ = run_on_terminal(["compare", "manual", "exact"], tmp_path, {**clean, **env})
     assert b"Nothing to hold to the tolerance" in output  # one trained engine: nothing to compare
     assert bool(ESCAPE.search(output)) is coloured

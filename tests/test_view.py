@@ -5,14 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import pty
 import re
-import select
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +17,10 @@ from lrtrain import render
 from lrtrain.config import load_config
 from lrtrain.training import EpochLog, Start
 
-from .conftest import SUBPROCESS_TIMEOUT, cli, files_under, lrtrain_path, run_installed
+from .conftest import cli, files_under, run_installed, run_on_terminal
 
 PNG = b"\x89PNG\r\n\x1a\n"
+TERMINAL = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")} | {"TERM": "xterm-256color"}
 
 
 def terminal(width: int = 100) -> tuple[Console, io.StringIO]:
@@ -133,44 +128,8 @@ def test_loss_chart_needs_two_epochs_and_survives_zero_or_infinite_losses() -> N
     assert render.loss_chart({"train": [4.0, 0.0, float("inf"), 1.0]}) is not None
 
 
-def run_on_terminal(args: list[str], cwd: Path, stdout_piped: bool = False) -> tuple[bytes, bytes]:
-    """stderr (and stdout unless piped) on a pseudo-terminal; returns (terminal bytes, piped stdout)."""
-    leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")} | {"TERM": "xterm-256color"}
-    stdout = subprocess.PIPE if stdout_piped else follower
-    process = subprocess.Popen([lrtrain_path(), *args], cwd=cwd, stdout=stdout, stderr=follower, env=env,
-                               start_new_session=True)  # fmt: skip
-    os.close(follower)
-    piped: list[bytes] = []
-    reader = threading.Thread(target=lambda: piped.append(process.stdout.read() if process.stdout else b""))
-    reader.start()  # drain the pipe while the terminal is read, or a full pipe would block the process
-    seen, deadline = b"", time.monotonic() + SUBPROCESS_TIMEOUT
-    try:
-        while time.monotonic() < deadline:
-            if not select.select([leader], [], [], 1.0)[0]:
-                continue  # nothing yet: look at the clock again
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: the process ended
-                break
-            if not chunk:
-                break
-            seen += chunk
-        process.wait(timeout=10)
-    finally:
-        os.close(leader)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        reader.join(timeout=10)
-        if process.stdout:
-            process.stdout.close()
-    assert process.returncode == 0, seen
-    return seen, b"".join(piped)
-
-
 def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) -> None:
-    seen, _ = run_on_terminal(["fit", "--set", "train.epochs=20000", "--set", "log.every=5000"], tmp_path)
+    seen, _ = run_on_terminal(["fit", "--set", "train.epochs=20000", "--set", "log.every=5000"], tmp_path, TERMINAL)
     assert b"epochs/s" in seen
     assert b"ETA" in seen
     assert seen.count(b"Epoch ") == 4
@@ -181,7 +140,7 @@ def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) 
 
 
 def test_fit_with_stdout_piped_has_no_live_view_even_on_a_terminal(tmp_path: Path) -> None:
-    on_terminal, piped = run_on_terminal(["fit", "--set", "train.epochs=20000"], tmp_path, stdout_piped=True)
+    on_terminal, piped = run_on_terminal(["fit", "--set", "train.epochs=20000"], tmp_path, TERMINAL, stdout_piped=True)
     assert b"epochs/s" not in on_terminal
     assert b"\x1b[" not in on_terminal
     assert b"loss (log scale)" not in piped

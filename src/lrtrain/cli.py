@@ -59,6 +59,10 @@ SetOption = Annotated[
         help="Override a config key, e.g. --set train.lr=0.1 (value read as YAML). Repeatable; wins over the file.",
     ),
 ]
+RunArgument = Annotated[
+    Path | None,
+    typer.Argument(help="A run folder (runs/NAME-TIME) or its model.json. Default: the newest finished run in ./runs."),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="stdout: one JSON object per line (schema lrtrain/1), nothing else.")
 ]
@@ -336,10 +340,7 @@ def predict(
 @app.command(epilog=EXIT_CODES)
 @handled
 def summary(
-    run: Annotated[
-        Path | None,
-        typer.Argument(help="A run folder or model.json. Default: the newest finished run under ./runs."),
-    ] = None,
+    run: RunArgument = None,
     json_output: JsonOption = False,
 ) -> None:
     """Statistical summary of a model, as statsmodels' OLS shows it: coefficients with standard errors,
@@ -358,10 +359,7 @@ def summary(
 @app.command(epilog=EXIT_CODES)
 @handled
 def plot(
-    run: Annotated[
-        Path | None,
-        typer.Argument(help="A run folder (runs/NAME-TIME). Default: the newest finished run under ./runs."),
-    ] = None,
+    run: RunArgument = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="The PNG to write. Default: loss.png in the run folder.")
     ] = None,
@@ -375,6 +373,7 @@ def plot(
 
     plot_module.require()
     run = run if run is not None else model_module.find_latest(Path("runs")).parent
+    run = run.parent if run.name == model_module.MODEL_FILE else run
     drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
     for warning in drawn.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from datetime import datetime
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Self
 
 import numpy as np
 from rich import box
@@ -78,27 +78,38 @@ def _inputs(sample: list[float]) -> str:
     return ", ".join(f"{v:g}" for v in sample)
 
 
-class FitView:
-    """Listener for training: the header, predictions before training, epoch lines on stdout and,
-    on a terminal, a one-line live status on stderr (use it as a context manager, so the status
-    is erased however training ends)."""
+class _Watching:
+    """A live status line on stderr when the output is a terminal (None when piped or --json);
+    used as a context manager, so the line is erased however training ends."""
 
-    def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None) -> None:
-        self.config = config
-        self.out = out
-        self.mode = mode
+    waiting = "loading the data ..."
+
+    def __init__(self, mode: Mode, err: Console | None) -> None:
         self.err = err or console(sys.stderr)
         live = mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
-        self.status = LiveStatus(self.err) if live else None  # piped or --json: no live view at all
+        self.status = LiveStatus(self.err) if live else None
 
-    def __enter__(self) -> FitView:
+    def __enter__(self) -> Self:
         if self.status:
-            self.status.message("loading the data and starting the engine ...")
+            self.status.message(self.waiting)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.status:
             self.status.close()
+
+
+class FitView(_Watching):
+    """Listener for training: the header, predictions before training, epoch lines on stdout and,
+    on a terminal, the live status on stderr."""
+
+    waiting = "loading the data and starting the engine ..."
+
+    def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None) -> None:
+        super().__init__(mode, err)
+        self.config = config
+        self.out = out
+        self.mode = mode
 
     def note(self, text: str) -> None:
         """A message on stderr, clear of the live status."""
@@ -154,24 +165,13 @@ class FitView:
         self._line(text)
 
 
-class CompareView:
+class CompareView(_Watching):
     """`compare` on a terminal: the live status line on stderr for each engine in turn; nothing otherwise."""
 
     def __init__(self, engines: list[str], mode: Mode, err: Console | None = None) -> None:
+        super().__init__(mode, err)
         self.engines = engines
-        self.err = err or console(sys.stderr)
-        live = mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
-        self.status = LiveStatus(self.err) if live else None
         self.label = ""
-
-    def __enter__(self) -> CompareView:
-        if self.status:
-            self.status.message("loading the data ...")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status:
-            self.status.close()
 
     def watch(self, label: str, index: int) -> CompareView | None:
         """The listener for one engine's training (None when there is no live view)."""
