@@ -49,13 +49,29 @@ def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
         model.load(path)
 
 
+MINIMAL = {"format": model.FORMAT, "format_version": model.FORMAT_VERSION, "weights": [2.0], "bias": 0.0,
+           "features": ["x"], "target": "y", "dtype": "float64"}  # fmt: skip
+
+
+def write_runs(root: Path, names: list[str], text: str = json.dumps(MINIMAL)) -> None:
+    for i, name in enumerate(names):
+        (root / name).mkdir()
+        (root / name / "model.json").write_text(text)
+        os.utime(root / name / "model.json", ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+
+
 def test_find_latest_picks_the_most_recent_model(tmp_path: Path) -> None:
-    for i, name in enumerate(["b-run", "a-run", "c-run"]):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "model.json").write_text("{}")
-        os.utime(tmp_path / name / "model.json", ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    write_runs(tmp_path, ["b-run", "a-run", "c-run"])
     (tmp_path / "d-unfinished").mkdir()  # no model.json: an interrupted run
     assert model.find_latest(tmp_path) == tmp_path / "c-run" / "model.json"
+
+
+def test_a_damaged_newest_model_is_skipped_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_runs(tmp_path, ["a-run"])
+    (tmp_path / "z-run").mkdir()
+    (tmp_path / "z-run" / "model.json").write_text("{truncated")
+    assert model.load_latest(tmp_path).path == tmp_path / "a-run" / "model.json"
+    assert "warning: skipping the newer" in capsys.readouterr().err
 
 
 def test_find_latest_without_runs_says_how_to_make_one(tmp_path: Path) -> None:

@@ -189,6 +189,17 @@ def test_singular_design_warns_and_matches_statsmodels_where_identifiable() -> N
     np.testing.assert_allclose(summary.terms[2].p_value, reference.pvalues[2], rtol=RTOL)
 
 
+def test_a_constant_feature_alone_is_named_without_inventing_a_dependency() -> None:
+    rng = np.random.default_rng(6)
+    x = np.column_stack([rng.normal(size=40), np.full(40, 3.0), rng.normal(size=40)])
+    y = x[:, 0] - x[:, 2] + rng.normal(size=40)
+    with pytest.warns(SingularMatrixWarning):
+        summary, _ = fit(x, y)
+    (warning,) = summary.warnings
+    assert "'x1' is constant" in warning
+    assert "dependent" not in warning
+
+
 # --------------------------------------------------------------------------- distributions against scipy
 
 

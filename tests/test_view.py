@@ -289,3 +289,17 @@ def test_shell_completion_knows_commands_engines_and_devices(
     result = run_installed(cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected
+
+
+def test_plot_output_may_be_a_folder_and_must_be_writable_before_training(workdir: Path) -> None:
+    assert cli("fit").exit_code == 0
+    (workdir / "plots").mkdir()
+    result = cli("plot", "-o", "plots")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "plots" / "loss.png").read_bytes().startswith(PNG)
+    blocked = workdir / "blocked"
+    blocked.write_text("a file, not a folder")
+    result = cli("compare", "manual", "torch", "--set", "train.epochs=5", "--plot", "blocked/curves.png")
+    assert result.exit_code == 2
+    assert "cannot write the plot to blocked/curves.png" in result.stderr
+    assert result.stdout == ""  # refused before training, so agree or disagree is never hidden

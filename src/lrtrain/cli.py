@@ -284,7 +284,7 @@ def compare(
     if plot is not None:
         from lrtrain import plot as plot_module
 
-        plot_module.check_output(plot)  # before hours of training, not after
+        plot = plot_module.check_output(plot, "compare.png")  # before hours of training, not after
     out, mode = _out(json_output)
     with render.CompareView(engines, mode) as view:
         result = training.compare(cfg, engines, view.watch)
@@ -294,7 +294,7 @@ def compare(
             label: [(log.epoch, log.loss) for log in r.history]
             for label, r in zip(result.labels, result.results, strict=True)
         }
-        written = plot_module.plot_curves(plot, curves, f"{cfg.run_name()}: loss per epoch, {cfg.model.dtype}")
+        written = plot_module.plot_curves(plot, curves, f"{cfg.run_name()}: loss per epoch")
         print(f"wrote {written}", file=sys.stderr if json_output else sys.stdout)
     if not result.agree:
         raise EnginesDisagree(
@@ -349,8 +349,7 @@ def summary(
     from lrtrain import model as model_module
     from lrtrain import render
 
-    path = run if run is not None else model_module.find_latest(Path("runs"))
-    loaded = model_module.load(path)
+    loaded = model_module.load(run) if run is not None else model_module.load_latest(Path("runs"), "name a RUN")
     stored = loaded.require_statistics("lrtrain summary")
     out, mode = _out(json_output)
     render.statistics(stored, str(loaded.path.parent), out, mode)
@@ -372,7 +371,7 @@ def plot(
     from lrtrain import plot as plot_module
 
     plot_module.require()
-    run = run if run is not None else model_module.find_latest(Path("runs")).parent
+    run = run if run is not None else model_module.find_latest(Path("runs"), "name a RUN").parent
     run = run.parent if run.name == model_module.MODEL_FILE else run
     drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
     for warning in drawn.warnings:

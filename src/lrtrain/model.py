@@ -11,7 +11,8 @@ import json
 import math
 import os
 import struct
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TextIO
 
@@ -83,7 +84,7 @@ class Model(NamedTuple):
                 f"{self.path} has {len(self.weights)} features; prediction intervals are kept for models of up to "
                 "256 features (the covariance grows with the square). Predict without --interval."
             )
-        self.predict(sample)  # the same check of the sample's length and message
+        self.check(sample)
         if not isinstance(statistics.get("df_resid"), int) or statistics["df_resid"] <= 0:
             raise ModelError(
                 f"{self.path} was trained on no more rows than it has parameters (residual degrees of freedom "
@@ -108,6 +109,15 @@ class Model(NamedTuple):
         return self.predict(sample), low, high
 
     def predict(self, sample: list[float]) -> float:
+        self.check(sample)
+        terms = [w * x for w, x in zip(self.weights, sample, strict=True)]
+        try:
+            return math.fsum(terms) + self.bias
+        except OverflowError:  # beyond float64: plain addition says ±inf
+            return sum(terms) + self.bias
+
+    def check(self, sample: list[float]) -> None:
+        """A sample must have one value per feature."""
         if len(sample) != len(self.weights):
             raise InputError(
                 f"the model in {self.path} takes {len(self.weights)} feature(s) "
@@ -115,11 +125,6 @@ class Model(NamedTuple):
                 f"(or stdin line) with its {len(self.weights)} values separated by commas, e.g. "
                 f"lrtrain predict {','.join(['1'] * len(self.weights))}."
             )
-        terms = [w * x for w, x in zip(self.weights, sample, strict=True)]
-        try:
-            return math.fsum(terms) + self.bias
-        except OverflowError:  # beyond float64: plain addition says ±inf
-            return sum(terms) + self.bias
 
     def format(self, value: float) -> str:
         return format_number(value, self.dtype)
@@ -147,6 +152,11 @@ def _to_float32(value: float) -> float:
 def load(path: Path) -> Model:
     """Read a model file (or a run folder holding one) and check its format."""
     if path.is_dir():
+        if not (path / MODEL_FILE).exists() and (path / "checkpoint.json").exists():
+            raise ModelError(
+                f"{path} is an interrupted run: it has a checkpoint but no model yet. Finish it with "
+                f"lrtrain fit --resume {path}, or name a finished run."
+            )
         path = path / MODEL_FILE
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
@@ -193,15 +203,24 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def find_latest(runs: Path) -> Path:
+def find_latest(runs: Path, how_to_pass: str = "pass --model PATH") -> Path:
     """The model.json of the most recently finished run under `runs`."""
+    return load_latest(runs, how_to_pass).path
+
+
+def load_latest(runs: Path, how_to_pass: str = "pass --model PATH") -> Model:
+    """The model of the most recently finished run under `runs`; newer runs whose model cannot be read
+    are skipped, each with a warning on stderr (one damaged folder does not hide every other run)."""
     candidates = list(runs.glob(f"*/{MODEL_FILE}")) if runs.is_dir() else []
-    if not candidates:
-        raise ModelError(
-            f"no model found: {runs}/ holds no run with a {MODEL_FILE} yet. Train one with `lrtrain fit` "
-            "(it writes runs/NAME-TIME/model.json), or pass --model PATH."
-        )
-    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+    for path in sorted(candidates, key=lambda p: (p.stat().st_mtime_ns, str(p)), reverse=True):
+        try:
+            return load(path)
+        except ModelError as exc:
+            print(f"warning: skipping the newer {path}: {exc}", file=sys.stderr)
+    raise ModelError(
+        f"no model found: {runs}/ holds no run with a readable {MODEL_FILE}. Train one with `lrtrain fit` "
+        f"(it writes runs/NAME-TIME/model.json), or {how_to_pass}."
+    )
 
 
 def parse_sample(text: str, where: str) -> list[float]:
@@ -224,9 +243,14 @@ def parse_sample(text: str, where: str) -> list[float]:
     return values
 
 
-def predict_lines(values: list[str], stdin: Iterable[str]) -> Iterator[list[float]]:
-    """Samples from arguments (all checked before the first is used) and, for '-', stdin as a stream."""
+def predict_lines(
+    values: list[str], stdin: Iterable[str], check: Callable[[list[float]], None] = lambda sample: None
+) -> Iterator[list[float]]:
+    """Samples from arguments (all parsed and checked before the first is used) and, for '-', stdin as a stream."""
     parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
+    for sample in parsed:
+        if sample is not None:
+            check(sample)
     for sample in parsed:
         if sample is not None:
             yield sample
@@ -267,10 +291,10 @@ def predict(
     interval: float | None = None,
 ) -> None:
     """`lrtrain predict`: one line per sample, a number (with --interval: prediction, low, high) or a JSON record."""
-    model = load(path if path is not None else find_latest(Path("runs")))
+    model = load(path) if path is not None else load_latest(Path("runs"))
     if interval is not None:
         model.require_statistics("predict --interval")
-    for sample in predict_lines(values, stdin):
+    for sample in predict_lines(values, stdin, model.check):
         if interval is None:
             value, bounds = model.predict(sample), None
         else:

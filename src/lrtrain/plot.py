@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,9 +57,8 @@ def require() -> None:
 
 def plot_run(run_dir: Path, out: Path) -> RunPlot:
     """Plot a finished or checkpointed run folder (metrics.csv, model.json, config.yaml) into the PNG `out`."""
-    check_output(out)
     epochs, losses, val_losses = _read_metrics(run_dir)
-    require()
+    out = check_output(out)
     warnings: list[str] = []
     model, engine = _read_model(run_dir, warnings)
     config = None
@@ -91,7 +91,7 @@ def plot_run(run_dir: Path, out: Path) -> RunPlot:
 
 def plot_curves(out: Path, curves: dict[str, list[tuple[int, float]]], title: str) -> Path:
     """Loss per epoch of several engines in one PNG; a one-point curve (exact) is a dashed reference line."""
-    check_output(out)
+    out = check_output(out, "compare.png")
     fig = _figure(PANEL_INCHES)
     ax = fig.subplots()
     lines = [(label, [e for e, _ in points], [v for _, v in points]) for label, points in curves.items() if points]
@@ -104,14 +104,31 @@ def plot_curves(out: Path, curves: dict[str, list[tuple[int, float]]], title: st
 # --------------------------------------------------------------------------- reading
 
 
-def check_output(out: Path) -> None:
-    """A PNG name, and matplotlib to draw it: checked before any work that the plot would crown."""
+def check_output(out: Path, default_name: str = "loss.png") -> Path:
+    """The PNG to write (`default_name` inside `out` when it is a folder), with matplotlib to draw it and a
+    folder that takes it: all checked before any work that the plot would crown."""
     require()
+    if out.is_dir():
+        out = out / default_name
     if out.suffix.lower() != ".png":
+        suggestion = default_name if out.name.lower() == ".png" else f"{out.stem}.png"  # '.png' is a hidden name
         raise ConfigError(
-            f"{out}: plots are written as PNG only, and this name ends in {out.suffix or 'no suffix'!r}. "
-            f"Name the output with .png, e.g. {out.with_name(out.stem + '.png')}."
+            f"{out}: plots are written as PNG only (NAME.png), and this name ends in "
+            f"{out.suffix or 'no suffix'!r}. Name the output with .png, e.g. {out.parent / suggestion}."
         )
+    folder = out.parent.absolute()
+    while not folder.exists():  # the folders to be made when the plot is saved: their nearest existing one
+        folder = folder.parent
+    why = "is not a folder" if not folder.is_dir() else None
+    if why is None:
+        try:
+            with tempfile.TemporaryFile(dir=folder):  # the real test: permissions alone do not tell (root, /proc)
+                pass
+        except OSError as exc:
+            why = f"cannot be written ({exc.strerror or exc})"
+    if why:
+        raise ConfigError(f"cannot write the plot to {out}: {folder} {why}. Choose a file in a folder you can write.")
+    return out
 
 
 def _read_metrics(run_dir: Path) -> tuple[list[int], list[float], list[float | None]]:
@@ -223,6 +240,8 @@ def _loss_panel(ax: Axes, curves: list[tuple[str, list[int], list[float]]]) -> N
         if len(points) == 1:
             epoch, value = points[0]
             kind = "optimum" if label.partition(":")[0] == "exact" else f"epoch {epoch}"
+            if floor is not None and values[0] <= 0:
+                kind += f", loss {values[0]:g}: drawn at the axis floor"
             ax.axhline(value, color=color, linestyle="--", linewidth=1.2, label=_text(f"{label} ({kind})"))
             ax.plot([epoch], [value], color=color, marker="o", linestyle="none")
         else:

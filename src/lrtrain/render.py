@@ -590,14 +590,15 @@ def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) 
         return
 
     def number(value: float | None, spec: str = ".4g") -> str:
-        return "nan" if value is None else format(value, spec)
+        return "—" if value is None else format(value, spec)  # None: undefined or infinite (see the notes)
 
     level = summary["level"]
+    r2_label = "R²" if summary["intercept"] else "R² (uncentered)"  # statsmodels' convention without a constant
     top = Table.grid(padding=(0, 2))
     for _ in range(4):
         top.add_column()
     pairs = [
-        ("Observations", str(summary["n"]), "R²", number(summary["r2"], ".6f")),
+        ("Observations", str(summary["n"]), r2_label, number(summary["r2"], ".6f")),
         ("Df model", str(summary["df_model"]), "Adj. R²", number(summary["adj_r2"], ".6f")),
         ("Df residuals", str(summary["df_resid"]), "F-statistic", number(summary["f_stat"])),
         (
@@ -614,7 +615,7 @@ def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) 
     terms = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
     lower, upper = f"[{(1 - level) / 2:.3g}", f"{(1 + level) / 2:.3g}]"
     for index, name in enumerate(("", "coef", "std err", "t", "P>|t|", lower, upper)):
-        terms.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0)
+        terms.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0, overflow="fold")
     for term in summary["terms"]:
         terms.add_row(
             term["name"],
@@ -625,8 +626,14 @@ def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) 
             number(term["ci_low"], ".5g"),
             number(term["ci_high"], ".5g"),
         )
-    out.print(Text(f"OLS summary: {heading}", style="bold"))
-    out.print(top)
-    out.print(terms)
+    width = out.width
+    if mode != "rich":
+        out.width = 1000  # piped: every number whole, however long the names (the tables do not expand)
+    try:
+        out.print(Text(f"OLS summary: {heading}", style="bold"))
+        out.print(top)
+        out.print(terms)
+    finally:
+        out.width = width
     for number_, warning in enumerate(summary["warnings"], start=1):
         out.print(Text(f"[{number_}] {warning}", style="yellow"))

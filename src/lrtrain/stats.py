@@ -441,7 +441,9 @@ def _decompose(gram: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, list[int]
     dependent: list[list[int]] = []
     for column in vectors[:, ~kept].T:  # each null direction, by the features it mixes
         weight = np.where(live, np.abs(column), 0.0)
-        group = [int(i) for i in np.flatnonzero(weight > 0.1 * weight.max())] if weight.max() > 0 else []
+        if np.linalg.norm(weight) < 1e-3:  # the direction of a constant feature (said above), plus rounding
+            continue
+        group = [int(i) for i in np.flatnonzero(weight > 0.1 * weight.max())]
         if group and group not in dependent:
             dependent.append(group)
     return inverse, int(kept.sum()), factor, [int(i) for i in np.flatnonzero(~live)], dependent

@@ -408,10 +408,13 @@ def _summary(
             f"train.weight_decay = {config.train.weight_decay:g}: these are ridge weights, and the standard errors, "
             "tests and intervals assume ordinary least squares, so they are only indicative."
         )
-    if optimum_loss > 0 and loss > optimum_loss * (1 + 1e-3):  # σ² off by more than 0.1%
+    excess = loss - optimum_loss
+    variance = prepared.moments.tt / prepared.rows  # of y: what "small" means for an optimum of 0
+    if excess > 1e-3 * optimum_loss and excess > 1e-12 * variance:  # σ² off by more than 0.1%
+        how_far = f"{excess / optimum_loss:.2%} above the optimum's" if optimum_loss > 0 else "above 0, the optimum's"
         notes.append(
-            f"the weights are not yet the least-squares optimum (their MSE is {loss / optimum_loss - 1:.2g} above "
-            "it, relatively), and the statistics use their residuals: train longer, or use --engine exact."
+            f"the weights are not yet the least-squares optimum (their MSE is {how_far}), and the statistics use "
+            "their residuals: train longer, or use --engine exact."
         )
     return dataclasses.replace(summary, warnings=(*summary.warnings, *notes))
 
