@@ -15,6 +15,8 @@ from lrtrain.config import load_config
 from lrtrain.errors import ModelError
 from lrtrain.training import fit
 
+from .conftest import run_installed
+
 
 def test_fit_save_load_predict_round_trip(workdir: Path) -> None:
     config = load_config(
@@ -113,3 +115,12 @@ def test_float64_numbers_print_as_repr() -> None:
 
 def test_parse_sample_accepts_commas_and_spaces() -> None:
     assert model.parse_sample(" 1, 2  3,4 \n", "x") == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_predict_checks_every_argument_before_printing_any(workdir: Path) -> None:
+    (workdir / "runs").mkdir()
+    write_runs(workdir / "runs", ["a-run"])
+    result = run_installed("predict", "1", "1,2", cwd=workdir)
+    assert result.returncode == 2
+    assert "argument" in result.stderr or "got 2" in result.stderr
+    assert result.stdout == ""

@@ -167,3 +167,36 @@ def test_predict_interval_refuses_a_level_outside_0_1(workdir: Path, level: str)
     for stderr, stdout in ((in_process.stderr, in_process.stdout), (installed.stderr, installed.stdout)):
         assert f"--interval {level!r} is not a probability between 0 and 1" in stderr
         assert stdout == ""
+
+
+def test_piped_summary_keeps_every_number_whole_with_long_names(workdir: Path) -> None:
+    rng = np.random.default_rng(2)
+    names = [f"a_rather_long_feature_name_{i}" for i in range(4)]
+    x = rng.normal(size=(60, 4)) * [1e5, 1, 1e-5, 1]
+    y = x @ [1e-5, 2, 3e5, 0] - 123456.789 + rng.normal(size=60)
+    write(workdir / "d.csv", iter([(x, y)]), 60, 4, names)
+    assert cli("fit", "--set", "data.source=csv", "--set", "data.path=d.csv", "--engine", "exact").exit_code == 0
+    result = cli("summary")
+    assert result.exit_code == 0
+    assert "…" not in result.stdout
+    stored = json.loads(cli("summary", "--json").stdout)["terms"]
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines() if line.split()}
+    for term in stored:
+        np.testing.assert_allclose(float(rows[term["name"]]), term["coef"], rtol=1e-4)  # .5g, whole
+
+
+def test_weights_short_of_an_exact_fit_are_flagged(workdir: Path) -> None:
+    summary = summary_of([])  # the built-in data, y = 2x exactly, 100 epochs of gradient descent
+    assert any("not yet the least-squares optimum" in w for w in summary["warnings"])  # type: ignore[union-attr]
+    exact = summary_of(["--engine", "exact"])
+    assert not any("not yet" in w for w in exact["warnings"])  # type: ignore[union-attr]
+
+
+def test_summary_of_an_interrupted_run_says_how_to_finish_it(workdir: Path) -> None:
+    run = workdir / "runs" / "stopped"
+    run.mkdir(parents=True)
+    (run / "checkpoint.json").write_text("{}")
+    result = cli("summary", "runs/stopped")
+    assert result.exit_code == 2
+    assert "interrupted run" in result.stderr
+    assert "lrtrain fit --resume runs/stopped" in result.stderr
