@@ -180,7 +180,7 @@ def test_piped_summary_keeps_every_number_whole_with_long_names(workdir: Path) -
     assert result.exit_code == 0
     assert "…" not in result.stdout
     stored = json.loads(cli("summary", "--json").stdout)["terms"]
-    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines() if line.split()}
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines() if len(line.split()) > 1}
     for term in stored:
         np.testing.assert_allclose(float(rows[term["name"]]), term["coef"], rtol=1e-4)  # .5g, whole
 
