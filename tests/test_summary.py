@@ -200,3 +200,11 @@ def test_summary_of_an_interrupted_run_says_how_to_finish_it(workdir: Path) -> N
     assert result.exit_code == 2
     assert "interrupted run" in result.stderr
     assert "lrtrain fit --resume runs/stopped" in result.stderr
+
+
+def test_predict_interval_repeats_the_summary_notes_on_stderr(workdir: Path) -> None:
+    assert cli("fit").exit_code == 0  # 100 epochs: short of the optimum
+    result = run_installed("predict", "5", "--interval", "0.95", cwd=workdir)
+    assert result.returncode == 0
+    assert len(result.stdout.split()) == 3
+    assert result.stderr.startswith("note: the weights are not yet the least-squares optimum")

@@ -303,3 +303,10 @@ def test_plot_output_may_be_a_folder_and_must_be_writable_before_training(workdi
     assert result.exit_code == 2
     assert "cannot write the plot to blocked/curves.png" in result.stderr
     assert result.stdout == ""  # refused before training, so agree or disagree is never hidden
+
+
+def test_runs_refuses_a_file_for_a_folder(workdir: Path) -> None:
+    (workdir / "runs.txt").write_text("")
+    result = cli("runs", "--dir", "runs.txt")
+    assert result.exit_code == 2
+    assert "--dir runs.txt is a file" in result.stderr

@@ -61,7 +61,11 @@ SetOption = Annotated[
 ]
 RunArgument = Annotated[
     Path | None,
-    typer.Argument(help="A run folder (runs/NAME-TIME) or its model.json. Default: the newest finished run in ./runs."),
+    typer.Argument(
+        help="A run folder (runs/NAME-TIME) or its model.json. Default: the newest finished run in ./runs.",
+        metavar="RUN",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="stdout: one JSON object per line (schema lrtrain/1), nothing else.")

@@ -584,7 +584,8 @@ def prepare(data: Dataset, config: Config, shard: Shard = SINGLE) -> Prepared:
     needed = d + int(config.model.bias)
     if rows < needed and config.train.weight_decay == 0:
         raise DataError(
-            f"{data.origin}: {rows} training rows for {d} features{' and a bias' if config.model.bias else ''}; "
+            f"{data.origin}: {_count(rows, 'training row')} for {_count(d, 'feature')}"
+            f"{' and a bias' if config.model.bias else ''}; "
             f"the fit is underdetermined (needs at least {needed} rows). Add rows, drop features, "
             "lower data.validation, or set train.weight_decay > 0."
         )
@@ -641,3 +642,8 @@ def write(
             np.savez(handle, x=np.concatenate([p[0] for p in parts]), y=np.concatenate([p[1] for p in parts]))
     else:
         raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz.")
+
+
+def _count(n: int, noun: str) -> str:
+    """1 feature, 2 features."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

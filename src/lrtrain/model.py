@@ -293,7 +293,8 @@ def predict(
     """`lrtrain predict`: one line per sample, a number (with --interval: prediction, low, high) or a JSON record."""
     model = load(path) if path is not None else load_latest(Path("runs"))
     if interval is not None:
-        model.require_statistics("predict --interval")
+        for note in model.require_statistics("predict --interval").get("warnings") or []:
+            print(f"note: {note}", file=sys.stderr)  # what `lrtrain summary` would say of these intervals
     for sample in predict_lines(values, stdin, model.check):
         if interval is None:
             value, bounds = model.predict(sample), None

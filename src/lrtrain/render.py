@@ -498,7 +498,7 @@ def runs(found: list[RunInfo], root: str, out: Console, mode: Mode) -> None:
             "epochs": run.epochs,
             "loss": run.loss,
             "r2": run.r2,
-            "when": run.when.isoformat(sep=" ", timespec="seconds"),
+            "when": run.when.isoformat(timespec="seconds"),
             "problem": run.problem,
         }
         for run in found
@@ -517,7 +517,6 @@ def runs(found: list[RunInfo], root: str, out: Console, mode: Mode) -> None:
     if mode == "plain":  # one greppable line per run; absent fields left out
         for row in rows:
             path = row.pop("run")
-            row["when"] = row["when"].replace(" ", "T")
             out.print(Text("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)])))
         return
     table = Table(box=None, padding=(0, 1), pad_edge=False)

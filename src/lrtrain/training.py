@@ -739,13 +739,15 @@ class RunInfo:
 
 def list_runs(root: Path) -> list[RunInfo]:
     """The run folders under `root`, oldest first; unreadable ones are listed with the reason."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--dir {root} is a file; give the folder that holds the runs (output.dir, e.g. runs).")
     runs = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         model_file, checkpoint_file = folder / model_module.MODEL_FILE, folder / CHECKPOINT_FILE
         if not (folder / CONFIG_FILE).is_file():
             continue  # not a run folder
         written = next(f for f in (model_file, checkpoint_file, folder / CONFIG_FILE) if f.is_file())
-        when = datetime.fromtimestamp(written.stat().st_mtime)
+        when = datetime.fromtimestamp(written.stat().st_mtime).astimezone()  # local time, with its offset
         try:
             if model_file.is_file():
                 payload = json.loads(model_file.read_text(encoding="utf-8"))
@@ -768,7 +770,9 @@ def list_runs(root: Path) -> list[RunInfo]:
             else:
                 runs.append(RunInfo(folder, "incomplete", when))
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
-            runs.append(RunInfo(folder, "unreadable", when, problem=f"{exc.__class__.__name__}: {exc}"))
+            what = model_file.name if model_file.is_file() else checkpoint_file.name
+            detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
+            runs.append(RunInfo(folder, "unreadable", when, problem=f"{what} is damaged ({detail})"))
     return sorted(runs, key=lambda run: (run.when, str(run.path)))
 
 
