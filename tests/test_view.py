@@ -310,3 +310,12 @@ def test_runs_refuses_a_file_for_a_folder(workdir: Path) -> None:
     result = cli("runs", "--dir", "runs.txt")
     assert result.exit_code == 2
     assert "--dir runs.txt is a file" in result.stderr
+
+
+def test_only_the_first_rank_draws_the_live_view() -> None:
+    out, _ = terminal()
+    err, stderr = terminal()
+    config = load_config(None, ["train.epochs=5"])
+    with render.FitView(config, out, "rich", err, live=False) as view:  # a rank other than 0 under torchrun
+        view.started(start(5))
+    assert stderr.getvalue() == ""

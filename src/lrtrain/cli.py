@@ -214,7 +214,7 @@ def fit(
             )
     cfg = _load(config, set_, extra)
     out, mode = _out(json_output)
-    with render.FitView(cfg, out, mode) as view:
+    with render.FitView(cfg, out, mode, live=parallel.is_main()) as view:  # under torchrun rank 0 alone shows it
         if parallel.world_size() > 1:  # under torchrun every rank must take the same steps: Ctrl-C stops at once
             result = training.fit(cfg, view, resume=resume)
         else:

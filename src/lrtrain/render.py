@@ -84,9 +84,9 @@ class _Watching:
 
     waiting = "loading the data ..."
 
-    def __init__(self, mode: Mode, err: Console | None) -> None:
+    def __init__(self, mode: Mode, err: Console | None, live: bool = True) -> None:
         self.err = err or console(sys.stderr)
-        live = mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
+        live = live and mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
         self.status = LiveStatus(self.err) if live else None
 
     def __enter__(self) -> Self:
@@ -105,8 +105,8 @@ class FitView(_Watching):
 
     waiting = "loading the data and starting the engine ..."
 
-    def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None) -> None:
-        super().__init__(mode, err)
+    def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None, live: bool = True) -> None:
+        super().__init__(mode, err, live)
         self.config = config
         self.out = out
         self.mode = mode
