@@ -402,3 +402,14 @@ def test_torch_engine_shares_a_ready_cpu_array_and_copies_otherwise() -> None:
         tensor = _tensor(copied, dtype, cpu)
         assert tensor.data_ptr() != copied.ctypes.data
         np.testing.assert_array_equal(tensor.numpy(), copied.astype(dtype))
+
+
+def test_exact_solves_in_float64_in_fit_and_in_compare_alike() -> None:
+    overrides = ["data.source=synthetic", "data.rows=500", "data.features=3", "output.save=false"]
+    config = load_config(None, [*overrides, "model.dtype=float32", "train.engine=exact"])
+    alone = fit(config)
+    (among,) = [r for r in compare(config, ["manual", "exact"]).results if r.engine == "exact"]
+    in_float64 = fit(load_config(None, [*overrides, "model.dtype=float64", "train.engine=exact"]))
+    assert alone.dtype == among.dtype == "float64"
+    np.testing.assert_array_equal(alone.weights, in_float64.weights)
+    np.testing.assert_array_equal(among.weights, in_float64.weights)

@@ -208,3 +208,38 @@ def test_predict_interval_repeats_the_summary_notes_on_stderr(workdir: Path) -> 
     assert result.returncode == 0
     assert len(result.stdout.split()) == 3
     assert result.stderr.startswith("note: the weights are not yet the least-squares optimum")
+
+
+@pytest.mark.parametrize(
+    ("damage", "field"),
+    [
+        (lambda s: s.pop("level"), "level"),
+        (lambda s: s.update(warnings=5), "warnings"),
+        (lambda s: s["terms"].pop(), "terms"),
+        (lambda s: s.update(unscaled_covariance=[[1.0]]), "unscaled_covariance"),
+        (lambda s: s.update(df_resid="2"), "df_resid"),
+    ],
+    ids=["no level", "warnings not a list", "a term missing", "covariance of the wrong size", "df as text"],
+)
+def test_damaged_statistics_are_an_error_not_a_crash(workdir: Path, damage: object, field: str) -> None:
+    assert cli("fit", "--set", "data.source=synthetic", "--set", "data.rows=50").exit_code == 0
+    (run,) = (workdir / "runs").iterdir()
+    payload = json.loads((run / "model.json").read_text())
+    damage(payload["statistics"])  # type: ignore[operator]
+    (run / "model.json").write_text(json.dumps(payload))
+    for result in (cli("summary"), cli("predict", "1", "--interval", "0.9")):
+        assert result.exit_code == 2
+        assert f"damaged statistics ({field} missing or malformed)" in result.stderr
+        assert result.stdout == ""
+    assert cli("predict", "1").exit_code == 0  # the weights themselves are fine
+
+
+def test_no_summary_for_standardized_features_without_a_bias(workdir: Path) -> None:
+    args = ["--set", "data.source=synthetic", "--set", "data.standardize=true", "--set", "model.bias=false"]
+    result = cli("fit", *args, "--summary")
+    assert result.exit_code == 0
+    assert "note: no statistical summary for a model without a bias trained on standardized features" in result.stderr
+    assert "OLS summary" not in result.stdout
+    for later in (cli("summary"), cli("predict", "1", "--interval", "0.95")):
+        assert later.exit_code == 2
+        assert "Set model.bias to true, or data.standardize to false" in later.stderr

@@ -319,3 +319,19 @@ def test_only_the_first_rank_draws_the_live_view() -> None:
     with render.FitView(config, out, "rich", err, live=False) as view:  # a rank other than 0 under torchrun
         view.started(start(5))
     assert stderr.getvalue() == ""
+
+
+def test_compare_view_starts_each_engine_with_no_best_validation_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(render.time, "monotonic", clock)
+    err, stderr = terminal()
+    with render.CompareView(["manual", "torch"], "rich", err) as view:
+        for index, label in enumerate(["manual", "torch"]):
+            listener = view.watch(label, index)
+            assert listener is not None
+            listener.started(start(2))
+            first = EpochLog(1, 5.0, np.array([1.0]), 0.0, 0.1, val_loss=0.5 if index == 0 else 7.0)
+            clock.now += 1.0
+            listener.epoch(first)
+    assert "best val 0.5" in stderr.getvalue()
+    assert "best val 7" in stderr.getvalue()  # not engine 1's 0.5 carried over

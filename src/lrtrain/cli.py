@@ -123,6 +123,10 @@ def _fail(code: ExitCode, message: str, json_output: bool) -> None:
     raise typer.Exit(int(code))
 
 
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"lrtrain {__version__}")
@@ -165,7 +169,7 @@ def fit(
         str | None,
         typer.Option(
             help="manual (NumPy), torch (nn.Linear + SGD) or exact (least squares). Default: train.engine (manual).",
-            autocompletion=lambda incomplete: [e for e in ("manual", "torch", "exact") if e.startswith(incomplete)],
+            autocompletion=lambda incomplete: [e for e in _complete_engine(incomplete) if ":" not in e[0]],
         ),
     ] = None,
     device: Annotated[
@@ -216,15 +220,19 @@ def fit(
     out, mode = _out(json_output)
     with render.FitView(cfg, out, mode, live=parallel.is_main()) as view:  # under torchrun rank 0 alone shows it
         if parallel.world_size() > 1:  # under torchrun every rank must take the same steps: Ctrl-C stops at once
-            result = training.fit(cfg, view, resume=resume)
+            result = training.fit(cfg, view, resume=resume, with_summary=summary)
         else:
-            with _StopAtEpochEnd(view.note) as stop:
-                result = training.fit(cfg, view, should_stop=stop.requested, resume=resume)
+            with _StopAtEpochEnd(view.note_later) as stop:
+                result = training.fit(cfg, view, should_stop=stop.requested, resume=resume, with_summary=summary)
     if parallel.is_main():
         render.fit_summary(cfg, result, out, mode)
-        if summary and result.summary is not None:
-            heading = f"{result.engine} weights after {result.epochs} epoch(s), {result.rows} training rows"
-            render.statistics(result.summary.to_dict(), heading, out, mode)
+        stats = result.summary if summary else None
+        if isinstance(stats, str):
+            print(f"note: {stats}", file=sys.stderr)
+        elif stats is not None:
+            epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+            heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
+            render.statistics(stats.to_dict(covariance=False), heading, out, mode)
 
 
 class _StopAtEpochEnd:
@@ -338,7 +346,7 @@ def predict(
     from lrtrain import model as model_module
 
     level = model_module.parse_level(interval) if interval is not None else None
-    model_module.predict(values, model, json_output, sys.stdin, sys.stdout, level)
+    model_module.predict(values, model, json_output, sys.stdin, sys.stdout, sys.stderr, level)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -353,7 +361,7 @@ def summary(
     from lrtrain import model as model_module
     from lrtrain import render
 
-    loaded = model_module.load(run) if run is not None else model_module.load_latest(Path("runs"), "name a RUN")
+    loaded = model_module.load(run) if run is not None else model_module.load_latest(Path("runs"), _warn, "name a RUN")
     stored = loaded.require_statistics("lrtrain summary")
     out, mode = _out(json_output)
     render.statistics(stored, str(loaded.path.parent), out, mode)
@@ -375,11 +383,11 @@ def plot(
     from lrtrain import plot as plot_module
 
     plot_module.require()
-    run = run if run is not None else model_module.find_latest(Path("runs"), "name a RUN").parent
+    run = run if run is not None else model_module.find_latest(Path("runs"), _warn, "name a RUN").parent
     run = run.parent if run.name == model_module.MODEL_FILE else run
     drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
     for warning in drawn.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        _warn(f"warning: {warning}")
     print(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
 
 

@@ -144,7 +144,9 @@ class ModelSpec(_Strict):
         "Always drawn from the seed, so every engine starts equal",
     )
     init_std: float = Field(0.01, gt=0.0, description="standard deviation for init: normal, > 0")
-    dtype: DType = Field("float32", description="floating-point type of data, weights and arithmetic")
+    dtype: DType = Field(
+        "float32", description="floating-point type of data, weights and arithmetic (exact: always float64)"
+    )
 
 
 class EarlyStopping(_Strict):

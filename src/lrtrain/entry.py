@@ -62,7 +62,9 @@ def _predict(values: list[str], model: str | None, json_output: bool, interval: 
 
     try:
         level = parse_level(interval) if interval is not None else None
-        predict(values, Path(model) if model is not None else None, json_output, sys.stdin, sys.stdout, level)
+        predict(
+            values, Path(model) if model is not None else None, json_output, sys.stdin, sys.stdout, sys.stderr, level
+        )
     except LrtrainError as exc:
         report(exc.exit_code, f"error: {exc}", json_output)
         return int(exc.exit_code)

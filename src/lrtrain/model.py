@@ -11,7 +11,6 @@ import json
 import math
 import os
 import struct
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TextIO
@@ -21,6 +20,7 @@ from lrtrain.errors import InputError, ModelError
 FORMAT = "lrtrain.model"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
+COVARIANCE_MAX_FEATURES = 256  # (X̃ᵀX̃)⁻¹ is stored for prediction intervals up to here (~1.5 MB of JSON)
 
 
 @contextlib.contextmanager
@@ -66,46 +66,57 @@ class Model(NamedTuple):
     statistics: dict[str, Any] | None = None  # the OLS summary on the training rows; None in older files
 
     def require_statistics(self, command: str) -> dict[str, Any]:
-        if not isinstance(self.statistics, dict):
+        """The stored OLS summary, checked field by field (a damaged file is an error, not a crash)."""
+        statistics = self.statistics
+        if not isinstance(statistics, dict):
             raise ModelError(
                 f"{self.path} holds no training statistics, which {command} needs: it was written by an older "
                 "lrtrain. Retrain it with `lrtrain fit` (the same config gives the same weights)."
             )
-        return self.statistics
+        if "unavailable" in statistics:
+            raise ModelError(f"{self.path}: {statistics['unavailable']}")
+        terms = len(self.weights) + int(statistics.get("intercept") is True)
+        shapes = {
+            "terms": lambda v: isinstance(v, list) and len(v) == terms and all(_is_term(t) for t in v),
+            "intercept": lambda v: isinstance(v, bool),
+            "level": lambda v: isinstance(v, float) and 0 < v < 1,
+            "warnings": lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v),
+            "unscaled_covariance": lambda v: v is None or _is_matrix(v, terms),
+            **dict.fromkeys(("n", "df_model", "df_resid"), lambda v: isinstance(v, int) and not isinstance(v, bool)),
+            **dict.fromkeys(STATISTICS_NUMBERS, _is_number_or_null),
+        }
+        damaged = [key for key, fits in shapes.items() if not fits(statistics.get(key))]
+        if damaged:
+            raise ModelError(
+                f"model file {self.path} has damaged statistics ({', '.join(damaged)} missing or malformed). "
+                "Retrain it with `lrtrain fit` (the same config gives the same weights)."
+            )
+        return statistics
 
     def interval(self, sample: list[float], level: float) -> tuple[float, float, float]:
         """(prediction, low, high) of the `level` prediction interval for a new observation at `sample`."""
         from lrtrain.stats import prediction_interval  # pure math: still no NumPy
 
         statistics = self.require_statistics("predict --interval")
-        covariance = statistics.get("unscaled_covariance")
+        covariance = statistics["unscaled_covariance"]
         if covariance is None:
             raise ModelError(
                 f"{self.path} has {len(self.weights)} features; prediction intervals are kept for models of up to "
-                "256 features (the covariance grows with the square). Predict without --interval."
+                f"{COVARIANCE_MAX_FEATURES} features (the covariance grows with the square). "
+                "Predict without --interval."
             )
         self.check(sample)
-        if not isinstance(statistics.get("df_resid"), int) or statistics["df_resid"] <= 0:
+        if statistics["df_resid"] <= 0:
             raise ModelError(
                 f"{self.path} was trained on no more rows than it has parameters (residual degrees of freedom "
                 f"{statistics.get('df_resid')}), so the noise, and any interval, cannot be estimated. Train on more "
                 "rows to get intervals; predict without --interval."
             )
-        intercept = statistics.get("intercept", True)
-        try:
-            _, low, high = prediction_interval(
-                sample,
-                self.weights,
-                self.bias if intercept else None,
-                covariance,
-                _number(statistics.get("sigma2")),
-                int(statistics["df_resid"]),
-                level,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"model file {self.path} has damaged statistics ({exc}). Retrain it with `lrtrain fit`."
-            ) from None
+        bias = self.bias if statistics["intercept"] else None
+        sigma2 = _number(statistics["sigma2"])
+        _, low, high = prediction_interval(
+            sample, self.weights, bias, covariance, sigma2, statistics["df_resid"], level
+        )
         return self.predict(sample), low, high
 
     def predict(self, sample: list[float]) -> float:
@@ -203,20 +214,47 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def find_latest(runs: Path, how_to_pass: str = "pass --model PATH") -> Path:
+STATISTICS_NUMBERS = (
+    *("r2", "adj_r2", "f_stat", "f_p_value", "rss", "sigma2", "residual_std_error"),
+    *("log_likelihood", "aic", "bic", "condition_number"),
+)
+
+
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _is_term(term: Any) -> bool:
+    numbers = ("coef", "std_err", "t", "p_value", "ci_low", "ci_high")
+    return (
+        isinstance(term, dict)
+        and isinstance(term.get("name"), str)
+        and all(_is_number_or_null(term.get(key)) for key in numbers)
+    )
+
+
+def _is_matrix(rows: Any, size: int) -> bool:
+    return (
+        isinstance(rows, list)
+        and len(rows) == size
+        and all(isinstance(r, list) and len(r) == size and all(_is_number_or_null(v) for v in r) for r in rows)
+    )
+
+
+def find_latest(runs: Path, warn: Callable[[str], None], how_to_pass: str = "pass --model PATH") -> Path:
     """The model.json of the most recently finished run under `runs`."""
-    return load_latest(runs, how_to_pass).path
+    return load_latest(runs, warn, how_to_pass).path
 
 
-def load_latest(runs: Path, how_to_pass: str = "pass --model PATH") -> Model:
+def load_latest(runs: Path, warn: Callable[[str], None], how_to_pass: str = "pass --model PATH") -> Model:
     """The model of the most recently finished run under `runs`; newer runs whose model cannot be read
-    are skipped, each with a warning on stderr (one damaged folder does not hide every other run)."""
+    are skipped, each told to `warn` (one damaged folder does not hide every other run)."""
     candidates = list(runs.glob(f"*/{MODEL_FILE}")) if runs.is_dir() else []
     for path in sorted(candidates, key=lambda p: (p.stat().st_mtime_ns, str(p)), reverse=True):
         try:
             return load(path)
         except ModelError as exc:
-            print(f"warning: skipping the newer {path}: {exc}", file=sys.stderr)
+            warn(f"warning: skipping the newer {path}: {exc}")
     raise ModelError(
         f"no model found: {runs}/ holds no run with a readable {MODEL_FILE}. Train one with `lrtrain fit` "
         f"(it writes runs/NAME-TIME/model.json), or {how_to_pass}."
@@ -288,13 +326,19 @@ def predict(
     json_output: bool,
     stdin: Iterable[str],
     out: TextIO,
+    err: TextIO,
     interval: float | None = None,
 ) -> None:
-    """`lrtrain predict`: one line per sample, a number (with --interval: prediction, low, high) or a JSON record."""
-    model = load(path) if path is not None else load_latest(Path("runs"))
+    """`lrtrain predict`: one line per sample on `out`, a number (with --interval: prediction, low, high) or a
+    JSON record; notes and warnings on `err`."""
+
+    def warn(text: str) -> None:
+        print(text, file=err)
+
+    model = load(path) if path is not None else load_latest(Path("runs"), warn)
     if interval is not None:
-        for note in model.require_statistics("predict --interval").get("warnings") or []:
-            print(f"note: {note}", file=sys.stderr)  # what `lrtrain summary` would say of these intervals
+        for note in model.require_statistics("predict --interval")["warnings"]:
+            warn(f"note: {note}")  # what `lrtrain summary` would say of these intervals
     for sample in predict_lines(values, stdin, model.check):
         if interval is None:
             value, bounds = model.predict(sample), None

@@ -110,12 +110,23 @@ class FitView(_Watching):
         self.config = config
         self.out = out
         self.mode = mode
+        self.pending: list[str] = []  # notes from signal handlers, shown at the end of the epoch
 
     def note(self, text: str) -> None:
         """A message on stderr, clear of the live status."""
         if self.status:
             self.status.clear()
         self.err.print(Text(text))
+
+    def __exit__(self, *exc: object) -> None:
+        while self.pending:  # a signal that came after the last epoch's notes
+            self.note(self.pending.pop(0))
+        super().__exit__(*exc)
+
+    def note_later(self, text: str) -> None:
+        """A message for the end of the epoch: safe to call from a signal handler, which must not write to
+        stderr while the status line may be in the middle of being drawn there."""
+        self.pending.append(text)
 
     def _line(self, text: str, style: str | None = None) -> None:
         if self.mode != "json":
@@ -139,6 +150,8 @@ class FitView(_Watching):
     def epoch(self, log: EpochLog) -> None:
         if (log.epoch - 1) % self.config.log.every == 0:
             self._epoch_line(log)
+        while self.pending:
+            self.note(self.pending.pop(0))
         if self.status:
             self.status.update(log)
 
@@ -210,7 +223,6 @@ class LiveStatus:
         self.visible = False
         self.hidden = False  # the cursor
         self.best_val = math.inf
-        self.last: EpochLog | None = None
 
     def message(self, text: str) -> None:
         self._draw(Text(text, style="dim"))
@@ -219,11 +231,11 @@ class LiveStatus:
         self.total, self.first, self.label = total, done, label
         self.started = time.monotonic()
         self.drawn = -math.inf
+        self.best_val = math.inf
 
     def update(self, log: EpochLog) -> None:
         if log.val_loss is not None and log.val_loss < self.best_val:
             self.best_val = log.val_loss
-        self.last = log
         now = time.monotonic()
         if now - self.drawn >= self.INTERVAL:
             self._draw(self._line(log, now))
@@ -250,11 +262,11 @@ class LiveStatus:
         options = self.err.options.update(width=max(self.err.width - 1, 20), no_wrap=True, height=1)
         line = self.err.render_lines(renderable, options, pad=False)[0]
         hide = [] if self.hidden else [Control.show_cursor(False)]
+        self.visible = self.hidden = True  # first: whatever interrupts the print, close() restores the cursor
+        self.drawn = time.monotonic()
         self.err.print(
             *hide, Control.move_to_column(0), Segments(line), Control((ControlType.ERASE_IN_LINE, 0)), sep="", end=""
         )
-        self.visible = self.hidden = True
-        self.drawn = time.monotonic()
 
     def clear(self) -> None:
         """Erase the line (before something else is printed); a later update draws it again."""

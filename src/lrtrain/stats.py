@@ -15,10 +15,11 @@ for large degrees of freedom (1e7).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -290,9 +291,12 @@ class Summary:
     unscaled_covariance: tuple[tuple[float, ...], ...]  # (X̃ᵀX̃)⁻¹ over the terms, in their order; σ²· it is Cov
     warnings: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data: dicts, lists, str, int, float, and None for nan or ±inf (JSON has neither)."""
-        plain: dict[str, Any] = _plain(asdict(self))
+    def to_dict(self, covariance: bool = True) -> dict[str, Any]:
+        """Plain JSON-ready data: dicts, lists, str, int, float, and None for nan or ±inf (JSON has neither);
+        without the covariance (None in its place) unless asked, since it has (D + 1)² numbers."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "unscaled_covariance"}
+        plain: dict[str, Any] = _plain({**fields, "terms": [dataclasses.asdict(term) for term in self.terms]})
+        plain["unscaled_covariance"] = _plain(self.unscaled_covariance) if covariance else None
         return plain
 
 

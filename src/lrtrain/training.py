@@ -128,7 +128,7 @@ class FitResult:
     predictions: list[tuple[list[float], float, float]]  # (input, before, after)
     rows: int = 0
     run_dir: Path | None = None
-    summary: stats.Summary | None = None  # OLS inference for the final weights on the training rows
+    summary: stats.Summary | str | None = None  # OLS inference on the training rows; str: why there is none
 
     @property
     def max_dw_to_optimum(self) -> float:
@@ -234,6 +234,7 @@ def fit(
     listener: Listener | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: Path | None = None,
+    with_summary: bool = False,
 ) -> FitResult:
     """Load the data, train one engine with the stop rules, write the run folder.
 
@@ -248,8 +249,8 @@ def fit(
         )
     if parallel.world_size() > 1 and engine == "exact":
         raise ConfigError("the exact engine runs in one process; run it without torchrun.")
-    if engine == "exact" and config.model.dtype != "float64":  # the optimum of the data, not of its float32 copy
-        config = config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float64"})})
+    if engine == "exact":
+        config = _in_float64(config)
     device = parallel.local_device(device)
     _engine(engine, device)  # a missing device fails before the data is even read
     dataset = data_module.load(config)
@@ -278,6 +279,8 @@ def fit(
         finished = True
     finally:
         parallel.stop(finished)  # a barrier only when every rank got here the same way
+    if save or with_summary:  # O(D³) from the moments: for the model file, or when asked
+        result.summary = summarize(config, prepared, result)
     if save:
         result.run_dir = save_run(config, result, prepared, resume, checkpoint)
     return result
@@ -373,7 +376,6 @@ def train(
     loss, optimum_loss = _mean_squares(prepared.x, prepared.y, prepared.rows, shard, [final, best])
     total = moments.tt  # |y − ȳ|², gathered with the moments: no float64 copy of y
     r2 = 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)  # R² = 1 − SSE/|y − ȳ|²
-    summary = _summary(config, prepared, w_raw, b_raw, loss, optimum_loss)
     return FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
@@ -392,15 +394,20 @@ def train(
         history=history,
         predictions=[(s, _predict(w0_raw, b0_raw, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
-        summary=summary,
     )
 
 
-def _summary(
-    config: Config, prepared: data_module.Prepared, w: np.ndarray, b: float, loss: float, optimum_loss: float
-) -> stats.Summary:
-    """Standard errors, tests and intervals of the final weights, from the moments (no pass over the data)."""
+def summarize(config: Config, prepared: data_module.Prepared, result: FitResult) -> stats.Summary | str:
+    """Standard errors, tests and intervals of the final weights, from the moments (no pass over the data);
+    or why there are none."""
+    if config.data.standardize and not config.model.bias:
+        return (
+            "no statistical summary for a model without a bias trained on standardized features: in the raw "
+            "units its intercept is fixed at −w·mean, which ordinary least squares has no test for. "
+            "Set model.bias to true, or data.standardize to false."
+        )
     raw = prepared.moments.in_original_units(prepared.scaling)
+    w, b, loss, optimum_loss = result.weights, result.bias, result.loss, result.optimum_loss
     summary = stats.summarize(raw, w, b if config.model.bias else None, loss * prepared.rows, prepared.raw.features)
     notes = []
     if config.train.weight_decay > 0:
@@ -411,12 +418,19 @@ def _summary(
     excess = loss - optimum_loss
     variance = prepared.moments.tt / prepared.rows  # of y: what "small" means for an optimum of 0
     if excess > 1e-3 * optimum_loss and excess > 1e-12 * variance:  # σ² off by more than 0.1%
-        how_far = f"{excess / optimum_loss:.2%} above the optimum's" if optimum_loss > 0 else "above 0, the optimum's"
+        how_far = f"{excess / optimum_loss:.2%} above the optimum's" if optimum_loss > 0 else f"{loss:.3g}, not 0"
         notes.append(
             f"the weights are not yet the least-squares optimum (their MSE is {how_far}), and the statistics use "
             "their residuals: train longer, or use --engine exact."
         )
     return dataclasses.replace(summary, warnings=(*summary.warnings, *notes))
+
+
+def _in_float64(config: Config) -> Config:
+    """The config for the exact engine: it solves the data as read, not a float32 copy of it."""
+    if config.model.dtype == "float64":
+        return config
+    return config.model_copy(update={"model": config.model.model_copy(update={"dtype": "float64"})})
 
 
 def _engine(name: str, device: str) -> tuple[Any, str]:
@@ -728,7 +742,7 @@ class RunInfo:
     """One run folder, as `lrtrain runs` lists it."""
 
     path: Path
-    status: str  # finished | interrupted (a checkpoint) | incomplete
+    status: str  # finished | interrupted (a checkpoint) | incomplete (neither) | unreadable (see problem)
     when: datetime  # local time the model or checkpoint was written
     engine: str | None = None
     epochs: int | None = None
@@ -739,41 +753,46 @@ class RunInfo:
 
 def list_runs(root: Path) -> list[RunInfo]:
     """The run folders under `root`, oldest first; unreadable ones are listed with the reason."""
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--dir {root} is a file; give the folder that holds the runs (output.dir, e.g. runs).")
-    runs = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        model_file, checkpoint_file = folder / model_module.MODEL_FILE, folder / CHECKPOINT_FILE
-        if not (folder / CONFIG_FILE).is_file():
-            continue  # not a run folder
-        written = next(f for f in (model_file, checkpoint_file, folder / CONFIG_FILE) if f.is_file())
-        when = datetime.fromtimestamp(written.stat().st_mtime).astimezone()  # local time, with its offset
-        try:
-            if model_file.is_file():
-                payload = json.loads(model_file.read_text(encoding="utf-8"))
-                metrics = payload["metrics"]
-                runs.append(
-                    RunInfo(
-                        folder,
-                        "finished",
-                        when,
-                        str(payload["engine"]),
-                        int(metrics["epochs"]),
-                        float(metrics["loss"]),
-                        float(metrics["r2"]),
-                    )
-                )
-            elif checkpoint_file.is_file():
-                payload = json.loads(checkpoint_file.read_text(encoding="utf-8"))
-                engine = config_module.load_config(folder / CONFIG_FILE).train.engine
-                runs.append(RunInfo(folder, "interrupted", when, engine, int(payload["epoch"])))
-            else:
-                runs.append(RunInfo(folder, "incomplete", when))
-        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
-            what = model_file.name if model_file.is_file() else checkpoint_file.name
-            detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
-            runs.append(RunInfo(folder, "unreadable", when, problem=f"{what} is damaged ({detail})"))
-    return sorted(runs, key=lambda run: (run.when, str(run.path)))
+    try:
+        folders = sorted(root.iterdir()) if root.exists() else []
+    except NotADirectoryError:
+        raise ConfigError(
+            f"--dir {root} is a file; give the folder that holds the runs (output.dir, e.g. runs)."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot list the runs in {root}: {exc.strerror or exc}.") from None
+    return sorted(
+        (run for run in map(_run_info, folders) if run is not None), key=lambda run: (run.when, str(run.path))
+    )
+
+
+def _run_info(folder: Path) -> RunInfo | None:
+    """What a run folder holds (None: not a run folder, it has no config.yaml)."""
+    model_file, checkpoint_file, config_file = (
+        folder / model_module.MODEL_FILE,
+        folder / CHECKPOINT_FILE,
+        folder / CONFIG_FILE,
+    )
+    if not config_file.is_file():
+        return None
+    written = next(f for f in (model_file, checkpoint_file, config_file) if f.is_file())
+    when = datetime.fromtimestamp(written.stat().st_mtime).astimezone()  # local time, with its offset
+    reading = model_file
+    try:
+        if model_file.is_file():
+            payload = json.loads(model_file.read_text(encoding="utf-8"))
+            metrics = payload["metrics"]
+            engine, epochs = str(payload["engine"]), int(metrics["epochs"])
+            return RunInfo(folder, "finished", when, engine, epochs, float(metrics["loss"]), float(metrics["r2"]))
+        if checkpoint_file.is_file():
+            reading = checkpoint_file
+            epoch = int(json.loads(checkpoint_file.read_text(encoding="utf-8"))["epoch"])
+            reading = config_file
+            return RunInfo(folder, "interrupted", when, config_module.load_config(config_file).train.engine, epoch)
+        return RunInfo(folder, "incomplete", when)
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
+        return RunInfo(folder, "unreadable", when, problem=f"{reading.name} is damaged ({detail})")
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -834,17 +853,14 @@ def model_payload(config: Config, result: FitResult, prepared: data_module.Prepa
     }
 
 
-COVARIANCE_MAX_TERMS = 257  # (X̃ᵀX̃)⁻¹ is kept for prediction intervals up to 256 features (~1.5 MB of JSON)
-
-
 def _stored_statistics(result: FitResult) -> dict[str, Any] | None:
-    """The OLS summary for `lrtrain summary`, and what `predict --interval` needs; None if not computed."""
+    """The OLS summary for `lrtrain summary`, and what `predict --interval` needs (the covariance, for up to
+    model.COVARIANCE_MAX_FEATURES features); {"unavailable": why} when there is none."""
     if result.summary is None:
         return None
-    stored = result.summary.to_dict()
-    if len(stored["unscaled_covariance"]) > COVARIANCE_MAX_TERMS:
-        stored["unscaled_covariance"] = None
-    return stored
+    if isinstance(result.summary, str):
+        return {"unavailable": result.summary}
+    return result.summary.to_dict(covariance=len(result.weights) <= model_module.COVARIANCE_MAX_FEATURES)
 
 
 def _floats(a: np.ndarray) -> list[float]:
@@ -890,12 +906,18 @@ def compare(
     `watch(label, index)` may return a listener for that engine's training (a progress view).
     """
     specs = [parse_engine(text, config.train.device) for text in engines]
-    prepared = data_module.prepare(data_module.load(config), config)
+    dataset = data_module.load(config)
+    prepared = data_module.prepare(dataset, config)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine
+    exact = prepared if config.model.dtype == "float64" else None
     results, labels = [], []
     for index, (text, (name, device)) in enumerate(zip(engines, specs, strict=True)):
         listener = watch(text, index) if watch else None
-        results.append(train(config, prepared, name, device, listener, optimum=optimum))
+        if name == "exact":  # as in fit: the optimum of the data itself, in float64
+            exact = exact or data_module.prepare(dataset, _in_float64(config))
+            results.append(train(_in_float64(config), exact, name, device, listener))
+        else:
+            results.append(train(config, prepared, name, device, listener, optimum=optimum))
         labels.append(text)
     first = results[0]
     deltas = [_max_abs_diff(r.weights, r.bias, first.weights, first.bias) for r in results]
