@@ -252,19 +252,24 @@ def test_compare_refuses_a_bad_plot_name_before_training(workdir: Path) -> None:
     assert files_under(workdir) == set()
 
 
+def watch_two_engines(clock: Clock, runs: list[list[EpochLog]]) -> str:
+    """What CompareView draws on a terminal for two engines that log these epochs."""
+    err, stderr = terminal()
+    with render.CompareView(["manual", "torch"], "rich", err) as view:
+        for index, (label, epochs) in enumerate(zip(["manual", "torch"], runs, strict=True)):
+            listener = view.watch(label, index)
+            assert listener is not None
+            listener.started(start(len(epochs)))
+            for log in epochs:
+                clock.now += 0.05
+                listener.epoch(log)
+    return stderr.getvalue()
+
+
 def test_compare_view_shows_each_engine_in_turn_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     monkeypatch.setattr(render.time, "monotonic", clock)
-    err, stderr = terminal()
-    with render.CompareView(["manual", "torch"], "rich", err) as view:
-        for index, label in enumerate(["manual", "torch"]):
-            listener = view.watch(label, index)
-            assert listener is not None
-            listener.started(start(20))
-            for log in logs(20):
-                clock.now += 0.05
-                listener.epoch(log)
-    text = stderr.getvalue()
+    text = watch_two_engines(clock, [logs(20), logs(20)])
     assert "manual (1 of 2)" in text
     assert "torch (2 of 2)" in text
     assert text.endswith("\x1b[?25h")
@@ -324,14 +329,8 @@ def test_only_the_first_rank_draws_the_live_view() -> None:
 def test_compare_view_starts_each_engine_with_no_best_validation_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     monkeypatch.setattr(render.time, "monotonic", clock)
-    err, stderr = terminal()
-    with render.CompareView(["manual", "torch"], "rich", err) as view:
-        for index, label in enumerate(["manual", "torch"]):
-            listener = view.watch(label, index)
-            assert listener is not None
-            listener.started(start(2))
-            first = EpochLog(1, 5.0, np.array([1.0]), 0.0, 0.1, val_loss=0.5 if index == 0 else 7.0)
-            clock.now += 1.0
-            listener.epoch(first)
-    assert "best val 0.5" in stderr.getvalue()
-    assert "best val 7" in stderr.getvalue()  # not engine 1's 0.5 carried over
+    clock.now = 100.0  # far from the first draw: each engine's first epoch is drawn
+    first, second = ([EpochLog(1, 5.0, np.array([1.0]), 0.0, 0.1, val_loss=v)] for v in (0.5, 7.0))
+    text = watch_two_engines(clock, [first, second])
+    assert "best val 0.5" in text
+    assert "best val 7" in text  # not engine 1's 0.5 carried over
