@@ -413,3 +413,38 @@ def test_exact_solves_in_float64_in_fit_and_in_compare_alike() -> None:
     assert alone.dtype == among.dtype == "float64"
     np.testing.assert_array_equal(alone.weights, in_float64.weights)
     np.testing.assert_array_equal(among.weights, in_float64.weights)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["train.momentum=0.9", "train.batch_size=64"], ["train.momentum=0", "model.bias=false"]],
+    ids=["momentum, minibatches", "plain, no bias"],
+)
+def test_torch_logs_copied_in_chunks_are_the_logs_of_every_epoch(
+    monkeypatch: pytest.MonkeyPatch, overrides: list[str]
+) -> None:
+    """On a GPU the logs leave the device in chunks; forced on the CPU, every log must be unchanged."""
+    from lrtrain import engine_torch
+
+    base = ["data.source=synthetic", "data.rows=300", "data.features=3", "train.engine=torch", "train.epochs=23"]
+    config = load_config(None, [*base, *overrides, "output.save=false", "model.dtype=float64"])
+    one_by_one = fit(config)
+    monkeypatch.setattr(engine_torch._Logs, "chunks", {"cpu": 7})
+    monkeypatch.setattr(engine_torch._Logs, "seconds", 1e9)
+    copies = []
+    flush = engine_torch._Logs.flush
+
+    def counted(self: engine_torch._Logs) -> Any:
+        copies.append(len(self.rows))
+        return flush(self)
+
+    monkeypatch.setattr(engine_torch._Logs, "flush", counted)
+    chunked = fit(config)
+    assert [n for n in copies if n] == [7, 7, 7, 2]  # four copies from the device for 23 epochs
+    assert [log.epoch for log in chunked.history] == list(range(1, 24))
+    for a, b in zip(one_by_one.history, chunked.history, strict=True):
+        assert (a.loss, a.bias, a.velocity_b) == (b.loss, b.bias, b.velocity_b)
+        np.testing.assert_array_equal(a.weights, b.weights)
+        assert (a.velocity_w is None) == (b.velocity_w is None)
+        if a.velocity_w is not None:
+            np.testing.assert_array_equal(a.velocity_w, b.velocity_w)

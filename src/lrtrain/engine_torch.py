@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -102,6 +104,7 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
             optimizer.state[model.bias]["momentum_buffer"] = torch.tensor(
                 [start.velocity_b], dtype=dtype, device=device
             )
+    logs = _Logs(model, optimizer, schedule.lr, n, device)
     for epoch in range(start.epoch + 1, schedule.epochs + 1):
         total = torch.zeros((), dtype=torch.float64, device=device)
         for rows in schedule.batches(epoch, n):
@@ -120,9 +123,53 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
             optimizer.step()
             optimizer.zero_grad()
             total += loss.detach().double() * m
-        weights = model.weight.detach()[0].to("cpu", torch.float64).numpy()
-        bias = float(model.bias.detach().item()) if model.bias is not None else 0.0
-        yield EpochLog(epoch, float(total.item()) / n, weights, bias, schedule.lr, None, *_velocity(optimizer, model))
+        yield from logs.add(epoch, total)
+    yield from logs.flush()
+
+
+class _Logs:
+    """The epochs' logs, copied from the device in chunks: a copy waits for the device (a sync), which on
+    a GPU costs more than a small epoch, so each epoch's loss, weights, bias and momentum buffers are
+    kept on the device, and copied in one go every `chunk` epochs or every `seconds` of wall time,
+    whichever comes first. On the CPU every epoch is copied at once (nothing to wait for). The engine may
+    so run up to a chunk ahead of what training has seen; every log is still exactly its epoch's."""
+
+    chunks: ClassVar[dict[str, int]] = {"cuda": 256, "mps": 256}  # epochs per copy, by device type; 1 elsewhere
+    seconds = 0.1  # and at least this often, so logs, the live view and Ctrl-C stay responsive
+
+    def __init__(self, model: nn.Linear, optimizer: torch.optim.SGD, lr: float, n: int, device: torch.device) -> None:
+        self.model, self.optimizer, self.lr, self.n = model, optimizer, lr, n
+        self.chunk = self.chunks.get(device.type, 1)
+        self.rows: list[torch.Tensor] = []  # per epoch: [loss sum, w..., b, has momentum, v_w..., v_b]
+        self.epochs: list[int] = []
+        self.copied = time.perf_counter()
+
+    def add(self, epoch: int, total: torch.Tensor) -> Iterator[EpochLog]:
+        model, d = self.model, self.model.weight.shape[1]
+        bias = model.bias.detach() if model.bias is not None else torch.zeros(1, device=total.device)
+        buffer_w = self.optimizer.state[model.weight].get("momentum_buffer")
+        buffer_b = self.optimizer.state[model.bias].get("momentum_buffer") if model.bias is not None else None
+        velocity_w = buffer_w.detach()[0] if buffer_w is not None else torch.zeros(d, device=total.device)
+        velocity_b = buffer_b.detach() if buffer_b is not None else torch.zeros(1, device=total.device)
+        has_momentum = torch.ones(1, device=total.device) * (buffer_w is not None)
+        parts = [total.reshape(1), model.weight.detach()[0], bias, has_momentum, velocity_w, velocity_b]
+        self.rows.append(torch.cat([part.to(torch.float64) for part in parts]))
+        self.epochs.append(epoch)
+        if len(self.rows) >= self.chunk or time.perf_counter() - self.copied >= self.seconds:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[EpochLog]:
+        if not self.rows:
+            return
+        table = torch.stack(self.rows).cpu().numpy()  # the one wait for the device
+        d = self.model.weight.shape[1]
+        epochs, self.rows, self.epochs = self.epochs, [], []
+        self.copied = time.perf_counter()
+        for epoch, row in zip(epochs, table, strict=True):
+            velocity_w = row[d + 3 : 2 * d + 3].copy() if row[d + 2] else None
+            velocity_b = float(row[2 * d + 3]) if row[d + 2] else 0.0
+            weights, bias = row[1 : d + 1].copy(), float(row[d + 1])
+            yield EpochLog(epoch, float(row[0]) / self.n, weights, bias, self.lr, None, velocity_w, velocity_b)
 
 
 def _tensor(a: np.ndarray, dtype: str, device: torch.device) -> torch.Tensor:
@@ -146,16 +193,6 @@ def _all_reduce(model: nn.Linear, loss: torch.Tensor) -> torch.Tensor:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
     return flat[-1]
-
-
-def _velocity(optimizer: torch.optim.SGD, model: nn.Linear) -> tuple[np.ndarray | None, float]:
-    """SGD's momentum buffers (None before the first step or without momentum)."""
-    buffer_w = optimizer.state[model.weight].get("momentum_buffer")
-    if buffer_w is None:
-        return None, 0.0
-    buffer_b = optimizer.state[model.bias].get("momentum_buffer") if model.bias is not None else None
-    bias = float(buffer_b.item()) if buffer_b is not None else 0.0
-    return buffer_w.detach()[0].to("cpu", torch.float64).numpy(), bias
 
 
 # --------------------------------------------------------------------------- data-parallel transport
