@@ -448,3 +448,19 @@ def test_torch_logs_copied_in_chunks_are_the_logs_of_every_epoch(
         assert (a.velocity_w is None) == (b.velocity_w is None)
         if a.velocity_w is not None:
             np.testing.assert_array_equal(a.velocity_w, b.velocity_w)
+
+
+def test_minibatch_indices_reach_the_device_in_one_copy_per_epoch() -> None:
+    import torch
+
+    from lrtrain.engine_torch import _on_device
+
+    selections = [np.array([3, 1]), slice(0, 2), np.array([0, 2, 4])]
+    placed = _on_device(selections, torch.device("cpu"))
+    assert placed[1] == slice(0, 2)
+    first, last = placed[0], placed[2]
+    assert isinstance(first, torch.Tensor)
+    assert isinstance(last, torch.Tensor)
+    assert first.tolist() == [3, 1]
+    assert last.tolist() == [0, 2, 4]
+    assert first.untyped_storage().data_ptr() == last.untyped_storage().data_ptr()  # views of one copy

@@ -107,13 +107,9 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
     logs = _Logs(model, optimizer, schedule.lr, n, device)
     for epoch in range(start.epoch + 1, schedule.epochs + 1):
         total = torch.zeros((), dtype=torch.float64, device=device)
-        for rows in schedule.batches(epoch, n):
-            mine = shard.owned(rows)
-            if isinstance(mine, slice):
-                xb, yb = x[mine], y[mine]
-            else:
-                index = torch.from_numpy(mine).to(device)
-                xb, yb = x[index], y[index]
+        batches = schedule.batches(epoch, n)
+        for rows, mine in zip(batches, _on_device([shard.owned(rows) for rows in batches], device), strict=True):
+            xb, yb = x[mine], y[mine]
             m = shard.count(rows, n)  # the global batch size
             # one process: the sheet's nn.MSELoss; under torchrun: this rank's part of the global mean
             loss = loss_fn(model(xb), yb) if shard.world == 1 else ((model(xb) - yb) ** 2).sum() / m
@@ -170,6 +166,24 @@ class _Logs:
             velocity_b = float(row[2 * d + 3]) if row[d + 2] else 0.0
             weights, bias = row[1 : d + 1].copy(), float(row[d + 1])
             yield EpochLog(epoch, float(row[0]) / self.n, weights, bias, self.lr, None, velocity_w, velocity_b)
+
+
+def _on_device(selections: list[slice | np.ndarray], device: torch.device) -> list[slice | torch.Tensor]:
+    """An epoch's row selections for indexing on the device: every index array in one copy to the device
+    (a copy per minibatch would make the host wait for the device each time)."""
+    arrays = [s for s in selections if not isinstance(s, slice)]
+    placed: list[slice | torch.Tensor] = [s for s in selections if isinstance(s, slice)]
+    if not arrays:
+        return placed  # every selection a slice (full batch, no shuffling): nothing to copy
+    indices = torch.from_numpy(np.concatenate(arrays)).to(device)
+    placed, start = [], 0
+    for selection in selections:
+        if isinstance(selection, slice):
+            placed.append(selection)
+        else:
+            placed.append(indices[start : start + len(selection)])
+            start += len(selection)
+    return placed
 
 
 def _tensor(a: np.ndarray, dtype: str, device: torch.device) -> torch.Tensor:
