@@ -322,9 +322,15 @@ def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> 
         chart = loss_chart(curves)
         if chart is not None:
             out.print(chart)
-        table = Table(title="Fit summary", show_header=False, title_justify="left", box=None, padding=(0, 2))
-        table.add_column(style="bold")
-        table.add_column()
+    _key_values(rows, out, mode, "Fit summary")
+
+
+def _key_values(rows: list[tuple[str, str]], out: Console, mode: Mode, title: str | None = None) -> None:
+    """A two-column table on a terminal; `key: value` lines when piped."""
+    if mode == "rich":
+        table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
         for key, value in rows:
             table.add_row(key, value)
         out.print(table)
@@ -581,16 +587,7 @@ def info(facts: dict[str, Any], out: Console, mode: Mode) -> None:
         rows.append(("CUDA", "no CUDA device" + ("" if torch["cuda_build"] else " (this torch has no CUDA support)")))
     rows.append(("MPS", "available" if torch["mps"] else "not available"))
     rows.append(("Devices", ", ".join(torch["devices"]) + "  (for --device / compare torch:DEVICE)"))
-    if mode == "rich":
-        table = Table(show_header=False, box=None, padding=(0, 2))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column(overflow="fold")
-        for key, value in rows:
-            table.add_row(key, value)
-        out.print(table)
-    else:
-        for key, value in rows:
-            out.print(Text(f"{key}: {value}"))
+    _key_values(rows, out, mode)
 
 
 def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) -> None:
