@@ -141,6 +141,9 @@ class _Logs:
         self.copied = time.perf_counter()
 
     def add(self, epoch: int, total: torch.Tensor) -> Iterator[EpochLog]:
+        if self.chunk == 1:  # nothing to wait for: read the state now (a dozen tensor ops a row would cost more)
+            yield self.now(epoch, total)
+            return
         model, d = self.model, self.model.weight.shape[1]
         bias = model.bias.detach() if model.bias is not None else torch.zeros(1, device=total.device)
         buffer_w = self.optimizer.state[model.weight].get("momentum_buffer")
@@ -153,6 +156,17 @@ class _Logs:
         self.epochs.append(epoch)
         if len(self.rows) >= self.chunk or time.perf_counter() - self.copied >= self.seconds:
             yield from self.flush()
+
+    def now(self, epoch: int, total: torch.Tensor) -> EpochLog:
+        model, optimizer = self.model, self.optimizer
+        # copies: on the CPU in float64, `.to` would hand back the live tensors the next step changes in place
+        weights = model.weight.detach()[0].to("cpu", torch.float64, copy=True).numpy()
+        bias = float(model.bias.detach().item()) if model.bias is not None else 0.0
+        buffer_w = optimizer.state[model.weight].get("momentum_buffer")  # None: no step yet, or no momentum
+        buffer_b = optimizer.state[model.bias].get("momentum_buffer") if model.bias is not None else None
+        velocity_w = None if buffer_w is None else buffer_w.detach()[0].to("cpu", torch.float64, copy=True).numpy()
+        velocity_b = float(buffer_b.item()) if buffer_b is not None else 0.0
+        return EpochLog(epoch, float(total.item()) / self.n, weights, bias, self.lr, None, velocity_w, velocity_b)
 
     def flush(self) -> Iterator[EpochLog]:
         if not self.rows:
