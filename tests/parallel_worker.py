@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
-def run_rank(rank: int, world: int, store: str, overrides: list[str], out: str) -> None:
+def run_rank(
+    rank: int,
+    world: int,
+    store: str,
+    overrides: list[str],
+    out: str,
+    stop_after: int | None = None,
+    resume: str | None = None,
+) -> None:
+    """Fit with `overrides` (output.save=false unless they say otherwise), or continue the run `resume`;
+    `stop_after` epochs, this rank asks to stop."""
     import torch
 
     torch.set_num_threads(1)  # two ranks on two cores
@@ -19,6 +29,7 @@ def run_rank(rank: int, world: int, store: str, overrides: list[str], out: str) 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     from lrtrain import data
     from lrtrain.config import load_config
+    from lrtrain.errors import Interrupted
     from lrtrain.training import fit
 
     held: dict[str, Any] = {}
@@ -32,14 +43,23 @@ def run_rank(rank: int, world: int, store: str, overrides: list[str], out: str) 
         return prepared
 
     data.prepare = recorded  # what this rank holds after preparing
+    calls = {"epochs": 0}
+
+    def should_stop() -> bool:
+        calls["epochs"] += 1
+        return stop_after is not None and calls["epochs"] >= stop_after
+
     payload: dict[str, Any] = {}
     try:
-        result = fit(load_config(None, [*overrides, "output.save=false"]))
+        config = load_config(Path(resume) / "config.yaml" if resume else None, ["output.save=false", *overrides])
+        result = fit(config, should_stop=should_stop, resume=Path(resume) if resume else None)
         payload = {"weights": [float(w) for w in result.weights], "bias": result.bias, "epochs": result.epochs}
         payload["losses"] = [log.loss for log in result.history]
         payload["val_losses"] = [log.val_loss for log in result.history]
         payload |= {"loss": result.loss, "val_loss": result.val_loss, "r2": result.r2, "rows": result.rows}
         payload["optimum"] = [*map(float, result.optimum_weights), result.optimum_bias, result.optimum_loss]
+    except Interrupted as stop:
+        payload = {"interrupted": str(stop), "epoch": stop.checkpoint.state.epoch}  # type: ignore[union-attr]
     except Exception as exc:  # report it to the test instead of dying silently
         payload = {"error": f"{exc.__class__.__name__}: {exc}"}
     payload["held"] = held

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ import numpy as np
 import pytest
 
 import lrtrain
-from lrtrain import data
+from lrtrain import data, parallel
 from lrtrain.config import load_config
-from lrtrain.errors import TrainingFailed
+from lrtrain.errors import Interrupted, TrainingFailed
 from lrtrain.training import FitResult, fit
 
 from .conftest import SUBPROCESS_TIMEOUT
@@ -27,12 +28,21 @@ SYNTHETIC = ["data.source=synthetic", "data.rows=1001", "data.features=4"]
 BASE = [*SYNTHETIC, "train.epochs=40", "train.lr=0.05"]
 
 
-def in_two_ranks(tmp_path: Path, overrides: list[str]) -> list[dict[str, Any]]:
-    """Each rank's report: its result, or the error it stopped with, and the shapes it held after preparing."""
+def in_two_ranks(
+    tmp_path: Path,
+    overrides: list[str],
+    stop_after: tuple[int | None, int | None] = (None, None),
+    resume: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Each rank's report: its result, or the error it stopped with, and the shapes it held after preparing.
+    Rank r asks to stop after stop_after[r] epochs; `resume` continues that run."""
     context = multiprocessing.get_context("spawn")  # never fork a process that ran torch ops
     outs = [tmp_path / f"rank{r}.json" for r in range(2)]
+    store = tmp_path / "store"
+    store.unlink(missing_ok=True)  # a fresh rendezvous for each job
+    resumed = str(resume) if resume else None
     ranks = [
-        context.Process(target=run_rank, args=(r, 2, str(tmp_path / "store"), overrides, str(outs[r])))
+        context.Process(target=run_rank, args=(r, 2, str(store), overrides, str(outs[r]), stop_after[r], resumed))
         for r in range(2)
     ]
     for process in ranks:
@@ -47,8 +57,8 @@ def in_two_ranks(tmp_path: Path, overrides: list[str]) -> list[dict[str, Any]]:
     return [json.loads(out.read_text()) for out in outs]
 
 
-def trained_in_two_ranks(tmp_path: Path, overrides: list[str]) -> list[dict[str, Any]]:
-    results = in_two_ranks(tmp_path, overrides)
+def trained_in_two_ranks(tmp_path: Path, overrides: list[str], resume: Path | None = None) -> list[dict[str, Any]]:
+    results = in_two_ranks(tmp_path, overrides, resume=resume)
     assert all("error" not in r for r in results), results
     return results
 
@@ -149,30 +159,24 @@ def test_an_ill_conditioned_optimum_is_the_least_squares_one_across_ranks(tmp_pa
     assert ranks[0]["optimum"] == ranks[1]["optimum"]
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+needs_torchrun = pytest.mark.skipif(not TORCHRUN.is_file(), reason="no torchrun")
+
+
+def torchrun_fit(settings: list[str], *options: str) -> tuple[list[str], dict[str, str]]:
+    """`torchrun … -m lrtrain fit` on two processes, and its environment."""
+    code = str(Path(lrtrain.__file__).resolve().parents[1])  # the processes run the code under test
+    command = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "--local-addr=127.0.0.1", "-m", "lrtrain", "fit"]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": code}
+    return [*command, *options, *(f"--set={o}" for o in settings)], env
+
+
+@needs_torchrun
 def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Path) -> None:
     settings = [*BASE, "model.dtype=float64", "train.statistics=never", "data.validation=0.2", "data.standardize=true"]
-    args = [f"--set={o}" for o in settings]
-    code = str(Path(lrtrain.__file__).resolve().parents[1])  # the processes run the code under test
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    command = [
-        torchrun,
-        "--standalone",
-        "--nproc-per-node=2",
-        "--local-addr=127.0.0.1",
-        "-m",
-        "lrtrain",
-        "fit",
-        "--json",
-    ]
+    command, env = torchrun_fit(settings, "--json")
     done = subprocess.run(
-        [*command, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-        env={**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": code},
-        check=False,
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=env, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -184,3 +188,128 @@ def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Pat
     metrics = [model["metrics"][k] for k in ("loss", "val_loss", "r2", "optimum_loss")]
     np.testing.assert_allclose(metrics, [single.loss, single.val_loss, single.r2, single.optimum_loss], rtol=1e-12)
     assert model["data"]["rows"] == 1001
+
+
+STOPPED = [
+    "train.epochs=40",
+    "train.lr=0.05",
+    "train.engine=manual",
+    "model.dtype=float64",
+    "train.batch_size=100",
+    "train.momentum=0.9",
+    "data.validation=0.2",
+    "output.save=true",
+]
+
+
+def test_a_stop_asked_on_one_rank_stops_both_after_the_same_epoch_and_one_process_resumes_it(tmp_path: Path) -> None:
+    settings = [*SYNTHETIC, *STOPPED, f"output.dir={tmp_path / 'runs'}"]
+    ranks = in_two_ranks(tmp_path, settings, stop_after=(None, 7))  # only rank 1 is asked
+    assert ranks[0]["epoch"] == ranks[1]["epoch"]
+    assert 7 <= ranks[0]["epoch"] < 40
+    (run,) = (tmp_path / "runs").iterdir()
+    assert f"lrtrain fit --resume {run}" in ranks[0]["interrupted"]  # rank 0 wrote the checkpoint
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == ranks[0]["epoch"]
+    resumed = fit(load_config(run / "config.yaml"), resume=run)
+    single = fit(load_config(None, [*settings, "output.save=false"]))
+    np.testing.assert_allclose(resumed.weights, single.weights, rtol=1e-12)
+    np.testing.assert_allclose(resumed.val_loss, single.val_loss, rtol=1e-12)  # type: ignore[arg-type]
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 40
+    assert (run / "model.json").is_file()
+    assert not (run / "checkpoint.json").exists()
+
+
+def test_two_ranks_resume_a_one_process_checkpoint_to_the_one_process_result(tmp_path: Path) -> None:
+    settings = [*SYNTHETIC, *STOPPED, f"output.dir={tmp_path / 'runs'}"]
+    with pytest.raises(Interrupted):
+        fit(load_config(None, settings), should_stop=lambda: True)  # after epoch 1
+    (run,) = (tmp_path / "runs").iterdir()
+    ranks = trained_in_two_ranks(tmp_path, ["output.save=true"], resume=run)
+    single = fit(load_config(None, [*settings, "output.save=false"]))
+    for rank in ranks:
+        assert rank["epochs"] == 40
+        np.testing.assert_allclose(rank["weights"], single.weights, rtol=1e-12)
+        np.testing.assert_allclose(rank["losses"], [log.loss for log in single.history[1:]], rtol=1e-11)
+        np.testing.assert_allclose([rank["loss"], rank["val_loss"]], [single.loss, single.val_loss], rtol=1e-12)
+    assert json.loads((run / "model.json").read_text())["weights"] == ranks[0]["weights"]
+
+
+def test_data_changed_since_the_checkpoint_stops_every_rank_with_the_same_error(tmp_path: Path) -> None:
+    settings = [*npy_source(tmp_path), *STOPPED, f"output.dir={tmp_path / 'runs'}"]
+    with pytest.raises(Interrupted):
+        fit(load_config(None, settings), should_stop=lambda: True)
+    (run,) = (tmp_path / "runs").iterdir()
+    table = np.load(tmp_path / "data.npy")
+    table[500, 0] += 1.0  # rank 1's half of the rows: only rank 0 hashes the data, and tells rank 1
+    np.save(tmp_path / "data.npy", table)
+    ranks = in_two_ranks(tmp_path, [], resume=run)
+    assert ranks[0]["error"] == ranks[1]["error"]
+    assert "the training data changed since the checkpoint" in ranks[0]["error"]
+
+
+class TwoRanks:
+    """A shard of two ranks whose other rank never asks to stop; counts the votes (all_reduces)."""
+
+    rank, world = 0, 2
+
+    def __init__(self) -> None:
+        self.votes: list[int] = []
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        self.votes.append(len(self.votes))
+        return np.vstack([values, [0.0, 123.0]])  # the other rank's time must not matter
+
+
+@pytest.mark.parametrize(("seconds_per_epoch", "votes"), [(0.001, range(50, 60)), (1.0, range(1000, 1001))])
+def test_the_ranks_vote_on_stopping_about_every_fifth_of_a_second(seconds_per_epoch: float, votes: range) -> None:
+    now = {"t": 0.0}
+    shard = TwoRanks()
+    vote = parallel.StopVote(shard, asked=lambda: False, clock=lambda: now["t"])  # type: ignore[arg-type]
+    for _ in range(1000 if seconds_per_epoch == 1.0 else 10_000):
+        now["t"] += seconds_per_epoch
+        assert not vote()
+    assert len(shard.votes) in votes  # fast epochs: intervals 1, 2, 4 … 128, then 200 epochs (0.2 s)
+
+
+def test_a_stop_asked_between_votes_is_kept_for_the_next_one() -> None:
+    now = {"t": 0.0}
+    asked = {"epoch": 0}
+    shard = TwoRanks()
+    vote = parallel.StopVote(shard, asked=lambda: asked["epoch"] == 700, clock=lambda: now["t"])  # type: ignore[arg-type]
+    for epoch in range(1, 2000):
+        now["t"] += 0.001
+        asked["epoch"] = epoch  # asked during epoch 700 only, as a signal handler's flag would be read once
+        if vote():
+            break
+    assert 700 <= epoch <= 900  # the next vote, at most 0.2 s of epochs later
+
+
+@needs_torchrun
+def test_ctrl_c_on_torchrun_saves_a_checkpoint_that_one_process_resumes(tmp_path: Path) -> None:
+    settings = [*BASE, "model.dtype=float64", "train.statistics=never", "train.epochs=1000000", "log.every=1"]
+    command, env = torchrun_fit(settings)
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        job = subprocess.Popen(command, cwd=tmp_path, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+            while out.read_text().count("Epoch") < 20 and job.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            job.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does: torchrun passes it on
+            job.wait(timeout=SUBPROCESS_TIMEOUT)
+        finally:
+            if job.poll() is None:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait(timeout=10)
+    said = err.read_text()
+    assert said.count("stopping at the end of an epoch, all processes together") == 1, said  # rank 0 alone
+    assert said.count("interrupted after epoch") == 1, said
+    (run,) = (tmp_path / "runs").iterdir()
+    epoch = json.loads((run / "checkpoint.json").read_text())["epoch"]
+    assert epoch >= 20
+    assert f"--resume {run.relative_to(tmp_path)}" in said
+    more = f"train.epochs={epoch + 5}"
+    resumed = fit(load_config(run / "config.yaml", [more]), resume=run)
+    single = fit(load_config(None, [*settings, more, "output.save=false"]))
+    np.testing.assert_allclose(resumed.weights, single.weights, rtol=1e-12)
+    assert resumed.epochs == single.epochs == epoch + 5

@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from lrtrain import __version__
-from lrtrain.errors import ExitCode, LrtrainError, report
+from lrtrain.errors import ExitCode, Interrupted, LrtrainError, report
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 1 training failed (diverged or non-finite), 2 usage or invalid "
@@ -96,6 +96,12 @@ def handled(command: F) -> F:
         json_output = bool(kwargs.get("json_output"))
         try:
             return command(*args, **kwargs)
+        except Interrupted as exc:
+            from lrtrain.parallel import is_main
+
+            if not is_main():  # under torchrun, every rank stopped after the same epoch: rank 0 says so
+                raise typer.Exit(int(exc.exit_code)) from None
+            _fail(exc.exit_code, f"error: {exc}", json_output)
         except LrtrainError as exc:
             _fail(exc.exit_code, f"error: {exc}", json_output)
         except KeyboardInterrupt:
@@ -218,13 +224,13 @@ def fit(
             )
     cfg = _load(config, set_, extra)
     out, mode = _out(json_output)
-    with render.FitView(cfg, out, mode, live=parallel.is_main()) as view:  # under torchrun rank 0 alone shows it
-        if parallel.world_size() > 1:  # under torchrun every rank must take the same steps: Ctrl-C stops at once
-            result = training.fit(cfg, view, resume=resume, with_summary=summary)
-        else:
-            with _StopAtEpochEnd(view.note_later) as stop:
-                result = training.fit(cfg, view, should_stop=stop.requested, resume=resume, with_summary=summary)
-    if parallel.is_main():
+    main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
+    with (
+        render.FitView(cfg, out, mode, live=main) as view,
+        _StopAtEpochEnd(view.note_later if main else lambda _: None) as stop,
+    ):
+        result = training.fit(cfg, view, should_stop=stop.requested, resume=resume, with_summary=summary)
+    if main:
         render.fit_summary(cfg, result, out, mode)
         stats = result.summary if summary else None
         if isinstance(stats, str):
@@ -256,7 +262,12 @@ class _StopAtEpochEnd:
         self.signals += 1
         if self.signals > 1:
             raise KeyboardInterrupt
-        self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
+        from lrtrain.parallel import world_size
+
+        if world_size() > 1:  # torchrun passes the signal on to every process, which vote on the epoch
+            self.say("stopping at the end of an epoch, all processes together; rank 0 saves a checkpoint")
+        else:
+            self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
 
     def requested(self) -> bool:
         return self.signals > 0

@@ -17,8 +17,9 @@ each rank takes the rows of each global batch that fall in its block, so every r
 same number of steps even when its share of a batch is empty. Collectives must come in the same
 order on every rank, or the job hangs until LRTRAIN_DIST_TIMEOUT (seconds) runs out.
 
-Not under torchrun: checkpoints and --resume. Ctrl-C (SIGINT/SIGTERM) stops every rank at once,
-and nothing of the run is saved.
+Ctrl-C (SIGINT/SIGTERM; torchrun passes it on to every process) stops every rank after the same
+epoch, agreed by `StopVote`; rank 0 writes the checkpoint, and `--resume` continues it with any
+number of processes, or in one.
 
 torch.distributed is the transport (gloo on CPU, NCCL for one GPU per rank). It lives with the
 rest of torch in engine_torch, which is imported only when a job really has more than one process.
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +83,43 @@ class Shard:
     def gather(self, values: np.ndarray) -> np.ndarray:
         """Every rank's `values`, one row per rank, on every rank (one all_reduce)."""
         return self.reduce(self.slot(values))
+
+
+class StopVote:
+    """Whether to stop after this epoch: the same answer on every rank.
+
+    A Ctrl-C reaches each process at its own moment, perhaps epochs apart, but every rank must
+    stop after the same epoch, or the others wait in a collective until the timeout. So the
+    ranks vote: each says whether it was asked to stop, in one all_reduce, and all stop when any
+    was. A vote after every epoch would cost an all_reduce per epoch (milliseconds over gloo,
+    against microseconds for an epoch from the moments), so votes are spaced about `seconds`
+    apart: the first after one epoch, then the interval at most doubles each time, toward the
+    epochs rank 0 trained in `seconds`. It is computed from numbers that come out of the vote,
+    bit for bit the same on every rank, so every rank votes after the same epochs.
+    """
+
+    def __init__(
+        self, shard: Shard, asked: Callable[[], bool], seconds: float = 0.2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.shard, self.asked, self.seconds, self.clock = shard, asked, seconds, clock
+        self.every = self.left = 1  # epochs between votes, and until the next one
+        self.wanted = False
+        self.since = clock()
+
+    def __call__(self) -> bool:
+        """Called after every epoch, on every rank."""
+        if self.shard.world == 1:
+            return self.asked()
+        self.wanted = self.wanted or self.asked()  # asked every epoch, told at the next vote
+        self.left -= 1
+        if self.left > 0:
+            return False
+        votes = self.shard.gather(np.array([float(self.wanted), self.clock() - self.since]))
+        per_epoch = float(votes[0, 1]) / self.every  # rank 0's time: one number for all
+        fitting = int(self.seconds / per_epoch) if per_epoch > 0 else 2 * self.every
+        self.every = self.left = max(1, min(2 * self.every, fitting))
+        self.since = self.clock()
+        return bool(votes[:, 0].sum() > 0)
 
 
 SINGLE = Shard(0, 1, 0, 1 << 62)  # one process: every row

@@ -238,8 +238,9 @@ def fit(
 ) -> FitResult:
     """Load the data, train one engine with the stop rules, write the run folder.
 
-    `should_stop` is asked after every epoch; when it says yes, the last completed epoch is
-    written as a checkpoint and `Interrupted` is raised. `resume` continues such a run.
+    `should_stop` is asked after every epoch (under torchrun, after the epochs the ranks vote on:
+    parallel.StopVote); when it says yes, the last completed epoch is written as a checkpoint (by
+    rank 0) and `Interrupted` is raised. `resume` continues such a run, with any number of ranks.
     """
     engine, device = config.train.engine, config.train.device
     if engine != "torch" and device not in ("cpu", "auto"):
@@ -337,6 +338,7 @@ def train(
         stop.restore(resume.stop_rules)
     history: list[EpochLog] = []
     stopped = "completed"
+    vote = parallel.StopVote(shard, should_stop) if should_stop is not None else None  # every rank stops alike
     started = time.perf_counter()
     logs: Generator[EpochLog, None, None] = module.train(prepared, schedule, start)
     limits = threadpool_limits(config.train.threads) if config.train.threads else contextlib.nullcontext()
@@ -356,7 +358,7 @@ def train(
                 patience = config.train.early_stopping.patience
                 stopped = f"early stopping at epoch {log.epoch}: no improvement for {patience} epochs"
                 break
-            if should_stop is not None and should_stop() and log.epoch < schedule.epochs:
+            if vote is not None and vote() and log.epoch < schedule.epochs:
                 elapsed = seconds_before + time.perf_counter() - started
                 raise Interrupted(
                     f"interrupted after epoch {log.epoch} of {schedule.epochs}; "
@@ -721,7 +723,8 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
         raise ConfigError(
             f"--resume {run_dir}: the checkpoint is damaged ({exc.__class__.__name__}: {exc}). Start a new run."
         ) from None
-    if digest != prepared.raw.sha256:
+    shard = prepared.shard  # rank 0 alone reads every row to hash them, and tells the others
+    if shard.reduce(np.array([float(shard.rank == 0 and digest != prepared.raw.sha256)]))[0]:
         raise ConfigError(
             f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
             "the run cannot continue the same trajectory. Restore the data or start a new run."
