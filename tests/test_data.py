@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,63 @@ def test_npy_target_column_and_npz_arrays(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", inputs=np.arange(4.0), outputs=np.arange(4.0) * 2)
     dataset = load(tmp_path, "data: {source: npy, path: d.npz, x_key: inputs, y_key: outputs}\n")
     assert dataset.x.shape == (4, 1)
+
+
+def mapped(a: np.ndarray) -> bool:
+    """Whether `a` is (a view of) a memory-mapped file, not a copy in memory."""
+    while not isinstance(a, np.memmap) and isinstance(a.base, np.ndarray):
+        a = a.base
+    return isinstance(a, np.memmap)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_an_uncompressed_npz_is_memory_mapped_in_place(tmp_path: Path, order: str) -> None:
+    rng = np.random.default_rng(3)
+    x, y = np.asarray(rng.normal(size=(300, 4)), order=order), rng.normal(size=300).astype(np.float32)
+    np.savez(tmp_path / "d.npz", notes=np.arange(3), x=x, y=y)
+    dataset = load(tmp_path, "data: {source: npy, path: d.npz}\n")
+    assert mapped(dataset.x)
+    assert mapped(dataset.y)
+    np.testing.assert_array_equal(dataset.x, x)
+    np.testing.assert_array_equal(dataset.y, y)
+    assert dataset.y.dtype == np.float32  # a file's own float32 stays float32, as with .npy
+
+
+def test_a_compressed_npz_is_read_whole_with_the_same_numbers(tmp_path: Path) -> None:
+    x = np.arange(40.0).reshape(10, 4)
+    np.savez_compressed(tmp_path / "d.npz", x=x, y=x.sum(axis=1))
+    dataset = load(tmp_path, "data: {source: npy, path: d.npz}\n")
+    assert not mapped(dataset.x)
+    np.testing.assert_array_equal(dataset.x, x)
+    np.testing.assert_array_equal(dataset.y, x.sum(axis=1))
+
+
+def test_a_truncated_npz_is_reported_as_unreadable(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.ones((1000, 3)), y=np.ones(1000))
+    raw = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "d.npz").write_bytes(raw[:12000])  # cut inside x's data: the directory at the end is gone too
+    with pytest.raises(LrtrainError, match="is not a readable NumPy file"):
+        load(tmp_path, "data: {source: npy, path: d.npz}\n")
+
+
+def test_an_npz_is_written_chunk_by_chunk_and_read_back_mapped(tmp_path: Path) -> None:
+    spec = load_config(None, ["data.source=synthetic", "data.rows=200000", "data.features=4"]).data
+    chunks = data.synthetic_chunks(spec, seed=0, chunk_rows=10_000)  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        data.write(tmp_path / "d.npz", chunks, 200_000, 4, ["x0", "x1", "x2", "x3"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000  # a few 10 000-row chunks (400 kB each), not the 8 MB of rows (16 MB to concatenate)
+    data.write(tmp_path / "d.npy", data.synthetic_chunks(spec, seed=0), 200_000, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+    packed = load(tmp_path, "data: {source: npy, path: d.npz}\n")
+    table = load(tmp_path, "data: {source: npy, path: d.npy}\n")
+    assert mapped(packed.x)
+    np.testing.assert_array_equal(packed.x, table.x)
+    np.testing.assert_array_equal(packed.y, table.y)
+    with np.load(tmp_path / "d.npz") as archive:  # numpy reads it as its own
+        np.testing.assert_array_equal(archive["y"], table.y)
 
 
 def test_validation_split_is_seeded_and_disjoint() -> None:

@@ -6,8 +6,10 @@ import csv
 import functools
 import hashlib
 import itertools
+import math
 import os
 import shutil
+import struct
 import tempfile
 import warnings
 import weakref
@@ -331,14 +333,7 @@ def _npy(spec: NpyData) -> Dataset:
     _open_checked(path, ".npy")
     try:
         if path.suffix.lower() == ".npz" or zipfile.is_zipfile(path):
-            with np.load(path, allow_pickle=False) as archive:
-                for key in (spec.x_key, spec.y_key):
-                    if key not in archive.files:
-                        raise DataError(
-                            f"data file {path} has no array {key!r}; it holds {', '.join(archive.files) or 'nothing'}. "
-                            "Set data.x_key and data.y_key to the arrays' names."
-                        )
-                x, y = np.asarray(archive[spec.x_key]), np.asarray(archive[spec.y_key])
+            x, y = _npz_arrays(path, [spec.x_key, spec.y_key])
             if x.ndim == 1:
                 x = x[:, None]
             features = _default_names(x.shape[1]) if x.ndim == 2 else []
@@ -376,6 +371,53 @@ def _npy(spec: NpyData) -> Dataset:
     if len(x) != len(y):
         raise DataError(f"data file {path}: x has {len(x)} rows but y has {len(y)}. Give one target per row.")
     return _checked(Dataset(_floating(x), _floating(y), features, target, f"data file {path}"))
+
+
+def _npz_arrays(path: Path, keys: list[str]) -> list[np.ndarray]:
+    """The arrays `keys` of an .npz archive. One stored uncompressed (numpy.savez, `lrtrain data make`)
+    is memory-mapped in place, like a .npy file; a compressed one (numpy.savez_compressed) is read whole."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        for key in keys:
+            if key not in members:
+                raise DataError(
+                    f"data file {path} has no array {key!r}; it holds {', '.join(members) or 'nothing'}. "
+                    "Set data.x_key and data.y_key to the arrays' names."
+                )
+        arrays = []
+        for key in keys:
+            info = members[key]
+            mapped = _mapped_member(path, info) if info.compress_type == zipfile.ZIP_STORED else None
+            if mapped is None:
+                with archive.open(info) as handle:
+                    mapped = np.lib.format.read_array(handle, allow_pickle=False)
+            arrays.append(mapped)
+    return arrays
+
+
+def _mapped_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """An uncompressed .npy member of a zip file, memory-mapped where its bytes lie; None when it cannot be
+    (an empty array, a header version other than 1.0 or 2.0): then it is read."""
+    with path.open("rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local file header; its name and extra field may differ from the directory's
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError("bad local file header")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            return None
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise ValueError("an array of Python objects")
+    if math.prod(shape) == 0:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _floating(a: np.ndarray) -> np.ndarray:
@@ -636,10 +678,22 @@ def write(
             np.lib.format.write_array_header_1_0(handle, header)
             for x, y in chunks:
                 handle.write(np.column_stack([x, y]).astype("<f8").tobytes())
-    elif suffix == ".npz":
-        parts = list(chunks)
-        with atomic_writer(path, "wb") as handle:
-            np.savez(handle, x=np.concatenate([p[0] for p in parts]), y=np.concatenate([p[1] for p in parts]))
+    elif suffix == ".npz":  # as numpy.savez writes it (uncompressed, so it is read memory-mapped), chunk by chunk
+        with (
+            atomic_writer(path, "wb") as handle,
+            zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+            tempfile.TemporaryFile() as targets,  # y waits on disk while x is written
+        ):
+            with archive.open("x.npy", "w", force_zip64=True) as member:
+                header = {"descr": "<f8", "fortran_order": False, "shape": (rows, features)}
+                np.lib.format.write_array_header_1_0(member, header)
+                for x, y in chunks:
+                    member.write(np.asarray(x, dtype="<f8").tobytes())
+                    targets.write(np.asarray(y, dtype="<f8").tobytes())
+            with archive.open("y.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (rows,)})
+                targets.seek(0)
+                shutil.copyfileobj(targets, member, 1 << 18)
     else:
         raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz.")
 
