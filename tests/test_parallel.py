@@ -18,7 +18,7 @@ import pytest
 import lrtrain
 from lrtrain import data, parallel
 from lrtrain.config import load_config
-from lrtrain.errors import Interrupted, TrainingFailed
+from lrtrain.errors import Interrupted, LrtrainError, TrainingFailed
 from lrtrain.training import FitResult, fit
 
 from .conftest import SUBPROCESS_TIMEOUT
@@ -313,3 +313,16 @@ def test_ctrl_c_on_torchrun_saves_a_checkpoint_that_one_process_resumes(tmp_path
     single = fit(load_config(None, [*settings, more, "output.save=false"]))
     np.testing.assert_allclose(resumed.weights, single.weights, rtol=1e-12)
     assert resumed.epochs == single.epochs == epoch + 5
+
+
+def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_path: Path) -> None:
+    settings = npy_source(tmp_path)
+    table = np.load(tmp_path / "data.npy")
+    table[900, 2] = np.nan  # x, in rank 1's half of the rows
+    table[10, -1] = np.inf  # y, in rank 0's: x is reported first, as one process does
+    np.save(tmp_path / "data.npy", table)
+    with pytest.raises(LrtrainError) as single:
+        fit(load_config(None, [*settings, "output.save=false"]))
+    assert "row 900, column 'x2': the value is nan" in str(single.value)
+    ranks = in_two_ranks(tmp_path, settings)
+    assert [r["error"] for r in ranks] == [f"DataError: {single.value}"] * 2

@@ -37,6 +37,7 @@ class Dataset:
     features: list[str]
     target: str
     origin: str  # where it came from, for messages and provenance
+    first_line: int | None = None  # the file line of row 0 (a CSV file's), for messages
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -100,15 +101,14 @@ class Prepared:
 # --------------------------------------------------------------------------- loading
 
 
-def load(config: Config) -> Dataset:
+def load(config: Config, group: Shard = SINGLE) -> Dataset:
+    """The data as read, every value checked to be finite. Under torchrun (`group`: this process's place
+    in the job) each rank checks only its share of the rows, and the ranks agree on what to report."""
     spec = config.data
-    if isinstance(spec, InlineData):
-        return _inline(spec)
     if isinstance(spec, SyntheticData):
-        return synthetic(spec, config.seed)
-    if isinstance(spec, CsvData):
-        return _csv(spec)
-    return _npy(spec)
+        return synthetic(spec, config.seed)  # finite by construction
+    dataset = _inline(spec) if isinstance(spec, InlineData) else _csv(spec) if isinstance(spec, CsvData) else _npy(spec)
+    return _checked(dataset, group)
 
 
 def _inline(spec: InlineData) -> Dataset:
@@ -120,7 +120,7 @@ def _inline(spec: InlineData) -> Dataset:
         raise DataError(
             f"inline data: data.x has {len(x)} rows but data.y has {len(y)} values. Give one target per row of x."
         )
-    return _checked(Dataset(x, y, _default_names(x.shape[1]), "y", "inline data (data.x, data.y)"))
+    return Dataset(x, y, _default_names(x.shape[1]), "y", "inline data (data.x, data.y)")
 
 
 def _default_names(d: int) -> list[str]:
@@ -211,9 +211,8 @@ def _csv(spec: CsvData) -> Dataset:
         ) from None
     if table.shape[0] == 0:
         raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
-    header_lines = 1 if spec.header else 0
-    dataset = Dataset(table[:, :-1], table[:, -1], [names[i] for i in features], names[target], f"data file {path}")
-    return _checked(dataset, line_offset=header_lines + 1)
+    x, y, first_line = table[:, :-1], table[:, -1], 2 if spec.header else 1
+    return Dataset(x, y, [names[i] for i in features], names[target], f"data file {path}", first_line)
 
 
 CSV_CHUNK_ROWS = 65536  # rows parsed at a time when a CSV file is streamed
@@ -370,7 +369,7 @@ def _npy(spec: NpyData) -> Dataset:
         raise DataError(f"data file {path} holds {x.dtype}/{y.dtype} arrays; lrtrain needs numbers.")
     if len(x) != len(y):
         raise DataError(f"data file {path}: x has {len(x)} rows but y has {len(y)}. Give one target per row.")
-    return _checked(Dataset(_floating(x), _floating(y), features, target, f"data file {path}"))
+    return Dataset(_floating(x), _floating(y), features, target, f"data file {path}")
 
 
 def _npz_arrays(path: Path, keys: list[str]) -> list[np.ndarray]:
@@ -425,20 +424,35 @@ def _floating(a: np.ndarray) -> np.ndarray:
     return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
-def _checked(data: Dataset, line_offset: int | None = None) -> Dataset:
+def _checked(data: Dataset, group: Shard) -> Dataset:
+    """Reject a NaN or infinity, naming the first (in x, then in y; by row, then column).
+
+    Under torchrun each rank reads only its block of the rows, and one all_reduce gathers every
+    rank's first find, so every rank reports the same one, the one a single process would.
+    """
     if len(data.y) == 0:
         raise DataError(f"{data.origin} has zero rows. Training needs at least one row.")
-    for array, names in ((data.x, data.features), (data.y[:, None], [data.target])):
-        for start in range(0, len(array), BLOCK_ROWS):  # in blocks: a mapped file is not pulled into memory
-            bad = ~np.isfinite(array[start : start + BLOCK_ROWS])
+    mine = block(len(data.y), group.rank, group.world)
+    found = np.array([np.inf, 0.0, 0.0])  # (position in x-then-y order, column, value); inf: none
+    for which, array in enumerate((data.x, data.y[:, None])):
+        for start in range(mine.start, mine.stop, BLOCK_ROWS):  # in blocks: a mapped file is not read whole
+            bad = ~np.isfinite(array[start : min(start + BLOCK_ROWS, mine.stop)])
             if bad.any():
                 row, col = (int(i) for i in np.argwhere(bad)[0])
-                row += start
-                place = f"line {row + line_offset}" if line_offset is not None else f"row {row}"
-                raise DataError(
-                    f"{data.origin}, {place}, column {names[col]!r}: the value is {array[row, col]}, "
-                    "not a finite number. Fix or drop those rows."
-                )
+                found = np.array([which * len(data.y) + start + row, col, array[start + row, col]])
+                break
+        if np.isfinite(found[0]):
+            break
+    finds = group.gather(found) if group.world > 1 else found[None, :]
+    position, col, value = finds[int(np.argmin(finds[:, 0]))]
+    if np.isfinite(position):
+        which, row = divmod(int(position), len(data.y))
+        name = (data.features, [data.target])[which][int(col)]
+        place = f"line {row + data.first_line}" if data.first_line is not None else f"row {row}"
+        raise DataError(
+            f"{data.origin}, {place}, column {name!r}: the value is {value}, not a finite number. "
+            "Fix or drop those rows."
+        )
     return data
 
 
@@ -609,7 +623,7 @@ def prepare(data: Dataset, config: Config, shard: Shard = SINGLE) -> Prepared:
     one new copy of its rows (none for a range of rows already in the training dtype).
 
     Only the rows of `shard` (under torchrun, this rank's block of the N − round(N·validation)
-    training rows, see parallel.start) and the same rank's block of the validation rows are
+    training rows, see parallel.take) and the same rank's block of the validation rows are
     taken: each copy made here holds ~N/world rows, and a memory-mapped file is read only
     there. The standardization statistics are those of all the training rows (sums all-reduced).
     """

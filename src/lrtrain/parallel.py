@@ -3,9 +3,10 @@
 Each rank holds only its own contiguous block of the training rows (and of the validation
 rows): `data.prepare` splits, standardizes and casts just that block, so the prepared arrays
 take ~N/world rows of memory per rank, and a memory-mapped .npy file is read only there.
-Loading still happens on every rank: a CSV small enough to be parsed in memory is parsed whole
-by each (a large one is streamed to a mapped table), and the validation split draws one
-permutation of all N row indices per rank.
+Each rank checks only its own share of the rows for NaN and infinity (the ranks agree on the first
+bad value to report). Loading still happens on every rank: a CSV small enough to be parsed in
+memory is parsed whole by each (a large one is streamed to a mapped table), and the validation
+split draws one permutation of all N row indices per rank.
 
 Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
 rank holds the numbers one process would: the standardization statistics, the moments (lr:
@@ -135,16 +136,23 @@ def block(rows: int, rank: int, world: int) -> Shard:
     return Shard(rank, world, int(bounds[rank]), int(bounds[rank + 1]))
 
 
-def start(rows: int, device: str) -> Shard:
-    """Join the process group torchrun set up (if any) and take this rank's block of the `rows` training rows."""
+def start(device: str) -> Shard:
+    """Join the process group torchrun set up (if any): this process's rank and the world, no rows yet."""
     world = world_size()
     if world == 1:
         return SINGLE
     rank = int(os.environ["RANK"])
     _transport().join_process_group(rank, world, device, TIMEOUT_SECONDS, os.environ.get("LRTRAIN_DIST_INIT"))
-    if rows < world:
-        raise ConfigError(f"{world} processes need at least {world} training rows; there are {rows}.")
-    return block(rows, rank, world)
+    return Shard(rank, world, 0, 0)
+
+
+def take(rows: int, group: Shard) -> Shard:
+    """This rank's block of the `rows` training rows (all of them in one process)."""
+    if group.world == 1:
+        return SINGLE
+    if rows < group.world:
+        raise ConfigError(f"{group.world} processes need at least {group.world} training rows; there are {rows}.")
+    return block(rows, group.rank, group.world)
 
 
 def stop(finished: bool = True) -> None:

@@ -254,13 +254,14 @@ def fit(
         config = _in_float64(config)
     device = parallel.local_device(device)
     _engine(engine, device)  # a missing device fails before the data is even read
-    dataset = data_module.load(config)
-    rows = len(dataset.y) - data_module.validation_rows(len(dataset.y), config.data.validation)
-    shard = parallel.start(rows, device)  # this rank's block of the training rows, before they are prepared
     main = parallel.is_main()  # under torchrun, rank 0 speaks and writes; the others only train
     save = config.output.save and main
     finished = False
+    group = parallel.start(device)  # under torchrun, join the others: from here on every rank must keep step
     try:
+        dataset = data_module.load(config, group)
+        rows = len(dataset.y) - data_module.validation_rows(len(dataset.y), config.data.validation)
+        shard = parallel.take(rows, group)  # this rank's block of the training rows, before they are prepared
         prepared = data_module.prepare(dataset, config, shard)
         checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
         if config.output.save and resume is None:  # on every rank, so that all of them fail alike
