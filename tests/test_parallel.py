@@ -89,13 +89,17 @@ def assert_same_as_one_process(ranks: list[dict[str, Any]], single: FitResult, r
 
 
 def assert_each_rank_holds_its_half(ranks: list[dict[str, Any]]) -> None:
-    """The prepared arrays hold only the rank's block of the training (and validation) rows."""
+    """The prepared arrays hold only the rank's half of the rows as read, split into training and validation."""
     held = [rank["held"] for rank in ranks]
     rows, val_rows = held[0]["rows"], held[0]["val_rows"]
-    assert [h["x"][0] for h in held] == [rows // 2, rows - rows // 2]
     assert all(h["y"] == [h["x"][0]] for h in held)
-    if val_rows:
-        assert [h["x_val"][0] for h in held] == [val_rows // 2, val_rows - val_rows // 2]
+    if not val_rows:
+        assert [h["x"][0] for h in held] == [rows // 2, rows - rows // 2]
+        return
+    n = rows + val_rows
+    assert [h["x"][0] + h["x_val"][0] for h in held] == [n // 2, n - n // 2]
+    assert sum(h["x"][0] for h in held) == rows
+    assert sum(h["x_val"][0] for h in held) == val_rows
 
 
 CASES = {

@@ -112,6 +112,18 @@ def test_resume_refuses_a_finished_run_changed_data_and_a_second_config(workdir:
     assert "config.yaml" in missing.stderr
 
 
+@pytest.mark.usefixtures("workdir")
+def test_resume_refuses_a_checkpoint_of_another_format_version() -> None:
+    run = interrupted_run(config("train.batch_size=32"), at=5)
+    checkpoint = run / "checkpoint.json"
+    checkpoint.write_text(checkpoint.read_text().replace('"format_version": 2', '"format_version": 1'))
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 2
+    assert "format version 1" in result.stderr
+    assert "Start a new run" in result.stderr
+    assert not (run / "model.json").exists()
+
+
 def test_interrupt_without_saving_says_nothing_was_saved(workdir: Path) -> None:
     with pytest.raises(Interrupted, match="nothing was saved"):
         fit(config("output.save=false"), should_stop=stop_after(3))  # type: ignore[arg-type]

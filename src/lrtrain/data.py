@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lrtrain import order, parallel
 from lrtrain.config import Config, CsvData, InlineData, NpyData, SyntheticData
 from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard, block
@@ -618,24 +619,34 @@ def validation_rows(n: int, fraction: float) -> int:
     return n_val
 
 
-def prepare(data: Dataset, config: Config, shard: Shard = SINGLE) -> Prepared:
+def prepare(data: Dataset, config: Config, group: Shard = SINGLE) -> Prepared:
     """Split off validation rows, standardize if asked, cast to the config's dtype: each array at most
     one new copy of its rows (none for a range of rows already in the training dtype).
 
-    Only the rows of `shard` (under torchrun, this rank's block of the N − round(N·validation)
-    training rows, see parallel.take) and the same rank's block of the validation rows are
-    taken: each copy made here holds ~N/world rows, and a memory-mapped file is read only
-    there. The standardization statistics are those of all the training rows (sums all-reduced).
+    Under torchrun (`group`: this process's place in the job) only this rank's rows are taken: its
+    block of the N rows as read, less those held out for validation, which it keeps as its block
+    of the validation rows. Each copy made here holds ~N/world rows, and a memory-mapped file is
+    read only there. The training rows of all ranks, in rank order, are the training rows of one
+    process, in order; the standardization statistics are those of all of them (sums all-reduced).
     """
     n = len(data.y)
     n_val = validation_rows(n, config.data.validation)
     rows = n - n_val
+    shard = parallel.take(rows, group)  # without validation, the rank's block of every row
     train: slice | np.ndarray = slice(shard.start, shard.stop)
     val: slice | np.ndarray | None = None
     if n_val:
-        order = np.random.default_rng([config.seed, 1]).permutation(n)
-        mine = block(n_val, shard.rank, shard.world)
-        val, train = np.sort(order[:n_val])[mine.start : mine.stop], np.sort(order[n_val:])[train]
+        mine = block(n, group.rank, group.world)
+        train, val = order.held_out(n, n_val, config.seed, mine.start, mine.stop)
+        if group.world > 1:  # the rank's place among the training rows: the counts of the ranks before it
+            counts = group.gather(np.array([float(len(train))]))[:, 0].astype(int)
+            if not counts.all():
+                raise DataError(
+                    f"{data.origin}: with data.validation = {config.data.validation}, a process's share of the "
+                    f"{n} rows has no training row. Use fewer processes than {group.world} or more data."
+                )
+            start = int(counts[: group.rank].sum())
+            shard = Shard(group.rank, group.world, start, start + len(train))
     d = data.x.shape[1]
     needed = d + int(config.model.bias)
     if rows < needed and config.train.weight_decay == 0:

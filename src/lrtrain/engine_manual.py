@@ -59,9 +59,7 @@ def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Ge
     for epoch in epochs:
         total = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a non-finite loss: divergence
-            for rows in schedule.batches(epoch, n):
-                m = shard.count(rows, n)  # the global batch size
-                mine = shard.owned(rows)
+            for m, mine in schedule.batches(epoch, n, shard):  # m: the global batch size
                 loss, grad_w, grad_b = _gradient(x, y, mine, sgd, m)
                 if shard.world > 1:  # each rank holds part of each sum: add them up
                     grad_w, grad_b, loss = _summed(shard, grad_w, grad_b, loss)

@@ -1,21 +1,22 @@
 """Data-parallel training under `torchrun`: which rows this process owns, and summing across processes.
 
-Each rank holds only its own contiguous block of the training rows (and of the validation
-rows): `data.prepare` splits, standardizes and casts just that block, so the prepared arrays
-take ~N/world rows of memory per rank, and a memory-mapped .npy file is read only there.
-Each rank checks only its own share of the rows for NaN and infinity (the ranks agree on the first
-bad value to report). Loading still happens on every rank: a CSV small enough to be parsed in
-memory is parsed whole by each (a large one is streamed to a mapped table), and the validation
-split draws one permutation of all N row indices per rank.
+Each rank takes its own contiguous block of the N rows as read, less the rows held out for
+validation, which it keeps as its block of the validation rows (lrtrain.order decides which are
+held out, row by row, so no rank draws a permutation of all N). `data.prepare` splits,
+standardizes and casts just that block, so the prepared arrays take ~N/world rows of memory
+per rank, and a memory-mapped .npy file is read only there. Each rank also checks only its own
+rows for NaN and infinity (the ranks agree on the first bad value to report). Loading still
+happens on every rank: a CSV small enough to be parsed in memory is parsed whole by each (a
+large one is streamed to a mapped table).
 
 Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
 rank holds the numbers one process would: the standardization statistics, the moments (lr:
 auto, the exact optimum), the gradient of every step, the validation loss of every epoch, the
 final loss and R². Every step, each rank computes its part of the gradient *sum*, scaled by the
 *global* batch size; every rank then takes the same step, so the weights equal a single
-process's. Minibatches are global too: the permutation of an epoch is drawn from the seed, and
-each rank takes the rows of each global batch that fall in its block, so every rank takes the
-same number of steps even when its share of a batch is empty. Collectives must come in the same
+process's. Minibatches are global too: each epoch's order is a seeded permutation, and each
+rank finds where its own rows fall in it (lrtrain.order), so every rank takes the same number
+of steps even when its share of a batch is empty. Collectives must come in the same
 order on every rank, or the job hangs until LRTRAIN_DIST_TIMEOUT (seconds) runs out.
 
 Ctrl-C (SIGINT/SIGTERM; torchrun passes it on to every process) stops every rank after the same
@@ -52,21 +53,11 @@ class Shard:
     start: int
     stop: int
 
-    def count(self, rows: slice | np.ndarray, n: int) -> int:
-        """Rows in a global selection (a batch's size, the same on every rank)."""
-        if isinstance(rows, slice):
-            lo, hi, _ = rows.indices(n)
-            return max(hi - lo, 0)
-        return len(rows)
-
-    def owned(self, rows: slice | np.ndarray) -> slice | np.ndarray:
-        """The part of a global row selection in this shard, as indices into the shard."""
-        if isinstance(rows, slice):
-            lo, hi, _ = rows.indices(1 << 62)
-            lo, hi = max(lo, self.start), min(hi, self.stop)
-            return slice(lo - self.start, max(hi, lo) - self.start)
-        mine = rows[(rows >= self.start) & (rows < self.stop)]
-        return mine - self.start
+    def owned(self, rows: slice) -> slice:
+        """The part of a global range of rows in this shard, as indices into the shard."""
+        lo, hi, _ = rows.indices(1 << 62)
+        lo, hi = max(lo, self.start), min(hi, self.stop)
+        return slice(lo - self.start, max(hi, lo) - self.start)
 
     def reduce(self, values: np.ndarray) -> np.ndarray:
         """Sum over every process, in place (one all_reduce); a single process keeps its own."""

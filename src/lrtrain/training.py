@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrtrain import __version__, parallel, stats
+from lrtrain import __version__, order, parallel, stats
 from lrtrain import config as config_module
 from lrtrain import data as data_module
 from lrtrain import model as model_module
@@ -78,14 +78,12 @@ class Schedule:
     statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
     threads: int | None = None
 
-    def batches(self, epoch: int, n: int) -> list[slice | np.ndarray]:
-        """Row selections for one epoch; a fresh permutation per epoch when shuffling."""
-        if self.batch_size is None or self.batch_size >= n:
-            return [slice(None)]
-        if not self.shuffle:
-            return [slice(i, i + self.batch_size) for i in range(0, n, self.batch_size)]
-        order = np.random.default_rng([self.seed, 2, epoch]).permutation(n)
-        return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+    def batches(
+        self, epoch: int, n: int, shard: parallel.Shard = parallel.SINGLE
+    ) -> Iterator[tuple[int, slice | np.ndarray]]:
+        """One epoch's minibatches of the n training rows: (the global batch size, the shard's rows of the
+        batch); a fresh order every epoch when shuffling (see lrtrain.order)."""
+        return order.batches(n, self.batch_size, self.shuffle, self.seed, epoch, shard)
 
 
 class Listener(Protocol):
@@ -225,6 +223,7 @@ def _mean_squares(
 
 
 CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_VERSION = 2  # 2: the validation split and the minibatch order come from lrtrain.order
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
 
@@ -260,9 +259,7 @@ def fit(
     group = parallel.start(device)  # under torchrun, join the others: from here on every rank must keep step
     try:
         dataset = data_module.load(config, group)
-        rows = len(dataset.y) - data_module.validation_rows(len(dataset.y), config.data.validation)
-        shard = parallel.take(rows, group)  # this rank's block of the training rows, before they are prepared
-        prepared = data_module.prepare(dataset, config, shard)
+        prepared = data_module.prepare(dataset, config, group)  # under torchrun, this rank's rows only
         checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
         if config.output.save and resume is None:  # on every rank, so that all of them fail alike
             _check_writable(Path(config.output.dir))  # before training, not after hours of it
@@ -665,7 +662,7 @@ def save_checkpoint(
     state = checkpoint.state
     payload = {
         "format": "lrtrain.checkpoint",
-        "format_version": 1,
+        "format_version": CHECKPOINT_VERSION,
         "lrtrain_version": __version__,
         "epoch": state.epoch,
         "weights": _floats(state.weights),
@@ -702,6 +699,13 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
     path = run_dir / CHECKPOINT_FILE
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
+        if payload["format_version"] != CHECKPOINT_VERSION:
+            raise ConfigError(
+                f"--resume {run_dir}: the checkpoint has format version {payload['format_version']!r}, written by "
+                f"lrtrain {payload.get('lrtrain_version', '?')}; this lrtrain continues version {CHECKPOINT_VERSION} "
+                "only (the rows' order differs between them, so the run would not continue its trajectory). "
+                "Start a new run, or resume with the lrtrain that wrote it."
+            )
         with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))[1:]
         velocity = payload["velocity_w"]
