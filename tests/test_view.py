@@ -92,6 +92,32 @@ def test_status_is_erased_before_each_epoch_line_and_on_errors(monkeypatch: pyte
     assert stderr.getvalue().endswith("\x1b[?25h")
 
 
+def test_a_note_from_a_signal_handler_shows_at_once_unless_the_view_is_writing() -> None:
+    out, _ = terminal()
+    err, stderr = terminal()
+    config = load_config(None, ["train.epochs=10"])
+    with render.FitView(config, out, "rich", err) as view:
+        view.started(start(10))
+        view.note_later("stopping soon")  # the engine is computing: the user hears at once
+        assert "stopping soon" in stderr.getvalue()
+        stream = view.err.file
+        inside = {"seen": ""}
+
+        class Interrupted(io.StringIO):  # a signal arrives while the view writes to stderr
+            def write(self, text: str) -> int:
+                if not inside["seen"]:
+                    inside["seen"] = "yes"
+                    view.note_later("second note")
+                    inside["seen"] = stderr.getvalue()
+                return stream.write(text)
+
+        view.err.file = Interrupted()
+        view.epoch(logs(1)[0])
+        view.err.file = stream
+    assert "second note" not in inside["seen"]  # not written from inside the write it interrupted
+    assert "second note" in stderr.getvalue()  # but right after it
+
+
 @pytest.mark.parametrize("mode", ["plain", "json"])
 def test_no_live_view_when_piped_or_json(mode: render.Mode) -> None:
     out, _ = terminal()

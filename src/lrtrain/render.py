@@ -6,11 +6,13 @@ Console from the stream, NO_COLOR and TERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any, Literal, Self
 
@@ -110,23 +112,37 @@ class FitView(_Watching):
         self.config = config
         self.out = out
         self.mode = mode
-        self.pending: list[str] = []  # notes from signal handlers, shown at the end of the epoch
+        self.pending: list[str] = []  # notes from signal handlers that came while this view was writing
+        self.writing = 0  # > 0 while a method of this view writes (on the main thread, where handlers run too)
+
+    @contextlib.contextmanager
+    def _writes(self) -> Iterator[None]:
+        self.writing += 1
+        try:
+            yield
+        finally:
+            self.writing -= 1
 
     def note(self, text: str) -> None:
         """A message on stderr, clear of the live status."""
-        if self.status:
-            self.status.clear()
-        self.err.print(Text(text))
+        with self._writes():
+            if self.status:
+                self.status.clear()
+            self.err.print(Text(text))
 
     def __exit__(self, *exc: object) -> None:
-        while self.pending:  # a signal that came after the last epoch's notes
+        while self.pending:  # a signal that came while the last epoch was being shown
             self.note(self.pending.pop(0))
         super().__exit__(*exc)
 
     def note_later(self, text: str) -> None:
-        """A message for the end of the epoch: safe to call from a signal handler, which must not write to
-        stderr while the status line may be in the middle of being drawn there."""
-        self.pending.append(text)
+        """A message from a signal handler: shown at once while the engine computes (a long epoch gets its
+        answer to Ctrl-C right away), or, when the handler interrupted this view in the middle of writing
+        (a stream written from inside its own write fails), as soon as that write is done."""
+        if self.writing:
+            self.pending.append(text)
+        else:
+            self.note(text)
 
     def _line(self, text: str, style: str | None = None) -> None:
         if self.mode != "json":
@@ -135,6 +151,10 @@ class FitView(_Watching):
             self.out.print(Text(text, style=style or ""))
 
     def started(self, start: Start) -> None:
+        with self._writes():
+            self._started(start)
+
+    def _started(self, start: Start) -> None:
         if start.curvature is not None:  # lr: auto, said once so the user learns the number
             self.note(
                 f"lr = auto: 1/L = {start.lr:.6g}, L = {start.curvature:.6g} the largest eigenvalue of the "
@@ -148,12 +168,13 @@ class FitView(_Watching):
             self.status.start(start.epochs, start.done, f"{start.engine} on {start.device}")
 
     def epoch(self, log: EpochLog) -> None:
-        if (log.epoch - 1) % self.config.log.every == 0:
-            self._epoch_line(log)
+        with self._writes():
+            if (log.epoch - 1) % self.config.log.every == 0:
+                self._epoch_line(log)
+            if self.status:
+                self.status.update(log)
         while self.pending:
             self.note(self.pending.pop(0))
-        if self.status:
-            self.status.update(log)
 
     def _epoch_line(self, log: EpochLog) -> None:
         if self.mode == "json":
