@@ -124,6 +124,34 @@ def test_resume_refuses_a_checkpoint_of_another_format_version() -> None:
     assert not (run / "model.json").exists()
 
 
+def test_a_second_signal_while_the_checkpoint_is_written_leaves_no_folder(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrtrain import training
+
+    def cut(path: Path, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the second Ctrl-C, after config.yaml and metrics.csv
+
+    monkeypatch.setattr(training.model_module, "write_json", cut)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(), should_stop=stop_after(5))  # type: ignore[arg-type]
+    assert list((workdir / "runs").iterdir()) == []
+
+
+@pytest.mark.usefixtures("workdir")
+def test_metrics_written_past_the_checkpoint_by_a_save_cut_short_are_dropped_on_resume() -> None:
+    cfg = config("train.batch_size=32")
+    straight = fit(config("train.batch_size=32", "output.save=false"))
+    run = interrupted_run(cfg, at=17)
+    metrics = run / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([*lines, *(line.replace("17,", f"{e},", 1) for e in (18, 19) for line in lines[-1:])]))
+    resumed = fit(cfg, resume=run)
+    same(resumed, straight)
+    epochs = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
+    assert epochs == list(range(1, 61))
+
+
 def test_interrupt_without_saving_says_nothing_was_saved(workdir: Path) -> None:
     with pytest.raises(Interrupted, match="nothing was saved"):
         fit(config("output.save=false"), should_stop=stop_after(3))  # type: ignore[arg-type]

@@ -260,6 +260,8 @@ def fit(
     try:
         dataset = data_module.load(config, group)
         prepared = data_module.prepare(dataset, config, group)  # under torchrun, this rank's rows only
+        if save and group.world > 1:  # hashed now, not after a Ctrl-C: torchrun kills what is slow to stop
+            _ = prepared.raw.sha256
         checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
         if config.output.save and resume is None:  # on every rank, so that all of them fail alike
             _check_writable(Path(config.output.dir))  # before training, not after hours of it
@@ -268,7 +270,12 @@ def fit(
         if not save or not isinstance(stop.checkpoint, Checkpoint):
             raise
         run_dir = resume or reserve_run_dir(config)
-        save_checkpoint(run_dir, config, stop.checkpoint, prepared, checkpoint)
+        try:
+            save_checkpoint(run_dir, config, stop.checkpoint, prepared, checkpoint)
+        except BaseException:  # e.g. a second Ctrl-C while saving: "stop now, saving nothing"
+            if resume is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         raise Interrupted(
             f"interrupted after epoch {stop.checkpoint.state.epoch} of {config.train.epochs}; the run so far "
             f"(config, metrics, checkpoint) is in {run_dir}. Resume it with: lrtrain fit --resume {run_dir}",
@@ -701,10 +708,9 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
         payload = json.loads(path.read_text(encoding="utf-8"))
         if payload["format_version"] != CHECKPOINT_VERSION:
             raise ConfigError(
-                f"--resume {run_dir}: the checkpoint has format version {payload['format_version']!r}, written by "
-                f"lrtrain {payload.get('lrtrain_version', '?')}; this lrtrain continues version {CHECKPOINT_VERSION} "
-                "only (the rows' order differs between them, so the run would not continue its trajectory). "
-                "Start a new run, or resume with the lrtrain that wrote it."
+                f"--resume {run_dir}: the checkpoint has format version {payload['format_version']!r}, and this "
+                f"lrtrain continues version {CHECKPOINT_VERSION} only: the order of the rows differs between them, "
+                "so the run would not continue its trajectory. Start a new run."
             )
         with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))[1:]
@@ -740,9 +746,10 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
             f"--resume {run_dir}: {', '.join(changed)} differ from the interrupted run's, so it would not continue "
             "the same trajectory. Drop those --set overrides (train.epochs, logging and output may change)."
         )
-    if len(state.weights) != prepared.features or len(rows) != state.epoch:
+    if len(state.weights) != prepared.features or len(rows) < state.epoch:
         raise ConfigError(f"--resume {run_dir}: checkpoint and metrics.csv disagree. Start a new run.")
-    return Checkpoint(state, stop_rules, seconds, [], rows)
+    # metrics.csv is written before checkpoint.json: rows past the checkpoint are from a save cut short
+    return Checkpoint(state, stop_rules, seconds, [], rows[: state.epoch])
 
 
 @dataclass(frozen=True)
