@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 from pathlib import Path
 
@@ -52,24 +53,51 @@ def test_npy_target_column_and_npz_arrays(tmp_path: Path) -> None:
     assert dataset.x.shape == (4, 1)
 
 
-def mapped(a: np.ndarray) -> bool:
-    """Whether `a` is (a view of) a memory-mapped file, not a copy in memory."""
+def mapping(a: np.ndarray) -> np.memmap | None:
+    """The memory-mapped file `a` is (a view of), or None for an array in memory."""
     while not isinstance(a, np.memmap) and isinstance(a.base, np.ndarray):
         a = a.base
-    return isinstance(a, np.memmap)
+    return a if isinstance(a, np.memmap) else None
+
+
+def mapped(a: np.ndarray) -> bool:
+    return mapping(a) is not None
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_an_uncompressed_npz_is_memory_mapped_in_place(tmp_path: Path, order: str) -> None:
+def test_a_numpy_savez_npz_is_read_whole_or_mapped_from_an_aligned_copy_when_large(
+    tmp_path: Path, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(3)
     x, y = np.asarray(rng.normal(size=(300, 4)), order=order), rng.normal(size=300).astype(np.float32)
-    np.savez(tmp_path / "d.npz", notes=np.arange(3), x=x, y=y)
-    dataset = load(tmp_path, "data: {source: npy, path: d.npz}\n")
-    assert mapped(dataset.x)
-    assert mapped(dataset.y)
-    np.testing.assert_array_equal(dataset.x, x)
-    np.testing.assert_array_equal(dataset.y, y)
-    assert dataset.y.dtype == np.float32  # a file's own float32 stays float32, as with .npy
+    np.savez(tmp_path / "d.npz", notes=np.arange(3), x=x, y=y)  # numpy leaves the data unaligned
+    small = load(tmp_path, "data: {source: npy, path: d.npz}\n")
+    assert not mapped(small.x)  # unaligned data would make BLAS several times slower: read whole
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1000")  # "large": copied once, aligned, and mapped
+    large = load(tmp_path, "data: {source: npy, path: d.npz}\n")
+    copy = mapping(large.x)
+    assert copy is not None
+    assert Path(str(copy.filename)).name == "array"
+    for dataset in (small, large):
+        assert dataset.x.flags.aligned
+        np.testing.assert_array_equal(dataset.x, x)
+        np.testing.assert_array_equal(dataset.y, y)
+        assert dataset.y.dtype == np.float32  # a file's own float32 stays float32, as with .npy
+    folder = Path(str(copy.filename)).parent
+    del large, copy, dataset
+    gc.collect()
+    assert not folder.exists()  # the copy goes with the array
+
+
+def test_a_member_whose_header_promises_more_rows_than_it_holds_is_refused(tmp_path: Path) -> None:
+    x = np.ones((100, 3))
+    np.savez(tmp_path / "d.npz", x=x, y=np.ones(150))
+    raw = bytearray((tmp_path / "d.npz").read_bytes())
+    at = raw.index(b"(100, 3)")
+    raw[at : at + 8] = b"(150, 3)"  # the same length: the zip stays readable, the array is cut short
+    (tmp_path / "d.npz").write_bytes(bytes(raw))
+    with pytest.raises(LrtrainError, match="is not a readable NumPy file"):
+        load(tmp_path, "data: {source: npy, path: d.npz}\n")
 
 
 def test_a_compressed_npz_is_read_whole_with_the_same_numbers(tmp_path: Path) -> None:
@@ -102,7 +130,11 @@ def test_an_npz_is_written_chunk_by_chunk_and_read_back_mapped(tmp_path: Path) -
     data.write(tmp_path / "d.npy", data.synthetic_chunks(spec, seed=0), 200_000, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
     packed = load(tmp_path, "data: {source: npy, path: d.npz}\n")
     table = load(tmp_path, "data: {source: npy, path: d.npy}\n")
-    assert mapped(packed.x)
+    for array in (packed.x, packed.y):  # written aligned: mapped where it lies in the archive
+        lying = mapping(array)
+        assert lying is not None
+        assert Path(str(lying.filename)) == tmp_path / "d.npz"
+        assert array.flags.aligned
     np.testing.assert_array_equal(packed.x, table.x)
     np.testing.assert_array_equal(packed.y, table.y)
     with np.load(tmp_path / "d.npz") as archive:  # numpy reads it as its own

@@ -330,3 +330,23 @@ def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_pa
     assert "row 900, column 'x2': the value is nan" in str(single.value)
     ranks = in_two_ranks(tmp_path, settings)
     assert [r["error"] for r in ranks] == [f"DataError: {single.value}"] * 2
+
+
+def test_under_torchrun_one_ctrl_c_delivered_twice_within_a_second_counts_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lrtrain import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    now = {"t": 100.0}
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now["t"])
+    said: list[str] = []
+    stop = cli._StopAtEpochEnd(said.append)
+    stop._handle(signal.SIGINT, None)
+    now["t"] += 0.2
+    stop._handle(signal.SIGINT, None)  # the same Ctrl-C, passed on by an older torchrun
+    assert stop.requested()
+    assert said == ["stopping at the end of an epoch, all processes together"]
+    now["t"] += 2.0
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C of the user's own still stops at once
+        stop._handle(signal.SIGINT, None)

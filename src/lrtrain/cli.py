@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -247,6 +248,7 @@ class _StopAtEpochEnd:
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say = say
         self.signals = 0
+        self.first = 0.0  # when the first signal came
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopAtEpochEnd:
@@ -259,13 +261,17 @@ class _StopAtEpochEnd:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
+        from lrtrain.parallel import world_size
+
+        distributed = world_size() > 1
+        if distributed and self.signals and time.monotonic() - self.first < 1.0:
+            return  # before torch 2.2, a terminal's Ctrl-C reaches a torchrun worker twice: directly and passed on
         self.signals += 1
         if self.signals > 1:
             raise KeyboardInterrupt
-        from lrtrain.parallel import world_size
-
-        if world_size() > 1:  # torchrun passes the signal on to every process, which vote on the epoch
-            self.say("stopping at the end of an epoch, all processes together; rank 0 saves a checkpoint")
+        self.first = time.monotonic()
+        if distributed:  # torchrun passes the signal on to every process, which vote on the epoch
+            self.say("stopping at the end of an epoch, all processes together")
         else:
             self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
 

@@ -92,11 +92,11 @@ def held_out(n: int, n_val: int, seed: int, start: int, stop: int) -> tuple[np.n
     Row i is held out when its place in a seeded permutation of range(n) is below n_val: exactly
     n_val rows in all, every such choice equally likely.
     """
-    places = Permutation(n, [seed, 1])
+    draw = Permutation(n, [seed, 1])  # a bijection: its values at the rows are as random as places would be
     train, val = [], []
     for lo in range(start, stop, CHUNK):
         rows = np.arange(lo, min(lo + CHUNK, stop))
-        held = places.forward(rows) < n_val
+        held = draw.forward(rows) < n_val
         train.append(rows[~held])
         val.append(rows[held])
     empty = np.zeros(0, dtype=np.int64)
@@ -136,6 +136,6 @@ def batches(
         or [np.zeros(0, dtype=np.int64)]
     )
     mine = np.argsort(places, kind="stable")  # this rank's rows (local indices) in the epoch's order
-    bounds = np.searchsorted(places[mine], [*starts, n])
+    bounds = np.searchsorted(places[mine], np.append(np.arange(0, n, batch_size), n))
     for k, lo in enumerate(starts):
         yield min(batch_size, n - lo), mine[bounds[k] : bounds[k + 1]]
