@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +34,18 @@ def test_version() -> None:
     assert result.stdout == f"lrtrain {__version__}\n"
 
 
-@pytest.mark.parametrize("command", [["fit"], ["compare"], ["predict"], ["config", "show"], ["data", "make"]])
-def test_every_command_has_help_with_defaults(command: list[str]) -> None:
+COMMANDS = [["fit"], ["compare"], ["predict"], ["summary"], ["plot"], ["runs"], ["info"]]
+COMMANDS += [["config", "show"], ["config", "validate"], ["config", "schema"], ["data", "make"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_naming_its_arguments_in_words(command: list[str]) -> None:
     result = cli(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
+    assert "<list[" not in result.stdout  # no Python types: VALUE, not VALUE <list[str]>
+    assert "<str>" not in result.stdout
+    assert re.search(r"\{[a-z]", result.stdout) is None  # upper-case names: {PATH}, not {path}
 
 
 def test_help_states_defaults_ranges_and_exit_codes() -> None:

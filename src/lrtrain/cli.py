@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from lrtrain import __version__
 from lrtrain.errors import ExitCode, Interrupted, LrtrainError, report
@@ -27,6 +28,22 @@ EXIT_CODES = (
     "Exit codes: 0 ok, 1 training failed (diverged or non-finite), 2 usage or invalid "
     "config/data/model/input, 3 engines disagree (compare), 130 interrupted."
 )
+
+
+class _Command(TyperCommand):
+    """A command whose help lists each argument by its name alone: typer would add its Python type
+    (`VALUE <list[str]>`), which says nothing to a user."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
+
+
+def _no_type(ctx: object) -> None:
+    return None
+
 
 app = typer.Typer(
     name="lrtrain",
@@ -48,7 +65,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="YAML config file. Default: the built-in config (the cheat sheet's x = 1..4, y = 2x)."
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="YAML config file. Default: the built-in config (the cheat sheet's x = 1..4, y = 2x).",
     ),
 ]
 SetOption = Annotated[
@@ -167,7 +187,7 @@ def _out(json_output: bool) -> tuple[Any, Any]:
     return out, render.choose_mode(out, json_output)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=_Command, epilog=EXIT_CODES)
 @handled
 def fit(
     config: ConfigOption = None,
@@ -175,6 +195,7 @@ def fit(
     engine: Annotated[
         str | None,
         typer.Option(
+            metavar="ENGINE",
             help="manual (NumPy), torch (nn.Linear + SGD) or exact (least squares). Default: train.engine (manual).",
             autocompletion=lambda incomplete: [e for e in _complete_engine(incomplete) if ":" not in e[0]],
         ),
@@ -182,6 +203,7 @@ def fit(
     device: Annotated[
         str | None,
         typer.Option(
+            metavar="DEVICE",
             help="torch engine: cpu, cuda, cuda:N, mps or auto. Default: train.device (cpu).",
             autocompletion=_complete_device,
         ),
@@ -189,8 +211,9 @@ def fit(
     resume: Annotated[
         Path | None,
         typer.Option(
+            metavar="RUN",
             help="Continue a run stopped by Ctrl-C or SIGTERM, from its folder (its config.yaml and checkpoint); "
-            "ends with the same weights as an uninterrupted run."
+            "ends with the same weights as an uninterrupted run.",
         ),
     ] = None,
     summary: Annotated[
@@ -279,7 +302,7 @@ class _StopAtEpochEnd:
         return self.signals > 0
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=_Command, epilog=EXIT_CODES)
 @handled
 def compare(
     engines: Annotated[
@@ -333,7 +356,7 @@ def compare(
         )
 
 
-@app.command(context_settings={"ignore_unknown_options": True}, epilog=EXIT_CODES)
+@app.command(cls=_Command, context_settings={"ignore_unknown_options": True}, epilog=EXIT_CODES)
 @handled
 def predict(
     values: Annotated[
@@ -347,7 +370,9 @@ def predict(
     ],
     model: Annotated[
         Path | None,
-        typer.Option("--model", "-m", help="model.json or a run folder. Default: the newest run under ./runs."),
+        typer.Option(
+            "--model", "-m", metavar="PATH", help="model.json or a run folder. Default: the newest run under ./runs."
+        ),
     ] = None,
     interval: Annotated[
         str | None,
@@ -366,7 +391,7 @@ def predict(
     model_module.predict(values, model, json_output, sys.stdin, sys.stdout, sys.stderr, level)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=_Command, epilog=EXIT_CODES)
 @handled
 def summary(
     run: RunArgument = None,
@@ -384,12 +409,13 @@ def summary(
     render.statistics(stored, str(loaded.path.parent), out, mode)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=_Command, epilog=EXIT_CODES)
 @handled
 def plot(
     run: RunArgument = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="The PNG to write. Default: loss.png in the run folder.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="The PNG to write. Default: loss.png in the run folder."),
     ] = None,
 ) -> None:
     """Write a PNG of the loss per epoch (train and validation) and, for one feature, the data and fitted line.
@@ -408,11 +434,11 @@ def plot(
     print(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=_Command, epilog=EXIT_CODES)
 @handled
 def runs(
     runs_dir: Annotated[
-        Path, typer.Option("--dir", help="The folder that holds the runs (output.dir of the fits).")
+        Path, typer.Option("--dir", metavar="DIR", help="The folder that holds the runs (output.dir of the fits).")
     ] = Path("runs"),
     json_output: JsonOption = False,
 ) -> None:
@@ -423,7 +449,7 @@ def runs(
     render.runs(training.list_runs(runs_dir), str(runs_dir), out, mode)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(cls=_Command, epilog=EXIT_CODES)
 @handled
 def info(json_output: JsonOption = False) -> None:
     """Versions of lrtrain, Python, NumPy and torch, the BLAS and its threads, every device torch can use.
@@ -436,7 +462,7 @@ def info(json_output: JsonOption = False) -> None:
     render.info(system.describe(), out, mode)
 
 
-@config_app.command("show")
+@config_app.command("show", cls=_Command)
 @handled
 def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved config as YAML: every key, defaults filled in, each with a comment."""
@@ -445,7 +471,7 @@ def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
     sys.stdout.write(to_yaml(_load(config, set_)))
 
 
-@config_app.command("validate", epilog=EXIT_CODES)
+@config_app.command("validate", cls=_Command, epilog=EXIT_CODES)
 @handled
 def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Check the config and that its data loads; exit 0 if both are fine, 2 with the errors if not."""
@@ -459,7 +485,7 @@ def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None
     )
 
 
-@config_app.command("schema")
+@config_app.command("schema", cls=_Command)
 @handled
 def config_schema() -> None:
     """Print the config's JSON Schema (for editor completion and validation)."""
@@ -468,18 +494,25 @@ def config_schema() -> None:
     print(json.dumps(schema(), indent=2))
 
 
-@data_app.command("make", epilog=EXIT_CODES)
+@data_app.command("make", cls=_Command, epilog=EXIT_CODES)
 @handled
 def data_make(
-    path: Annotated[Path, typer.Argument(help="Output file: .csv, .npy (target in the last column) or .npz (x, y).")],
-    rows: Annotated[int, typer.Option(min=1, help="Number of rows, >= 1.")] = 1000,
-    features: Annotated[int, typer.Option(min=1, help="Number of features, >= 1.")] = 1,
+    path: Annotated[
+        Path, typer.Argument(help="Output file: .csv, .npy (target in the last column) or .npz (x, y).", metavar="PATH")
+    ],
+    rows: Annotated[int, typer.Option(min=1, metavar="N", help="Number of rows, >= 1.")] = 1000,
+    features: Annotated[int, typer.Option(min=1, metavar="D", help="Number of features, >= 1.")] = 1,
     weights: Annotated[
-        str | None, typer.Option(help="True weights, comma-separated, one per feature. Default: drawn from N(0, 1).")
+        str | None,
+        typer.Option(
+            metavar="W,...", help="True weights, comma-separated, one per feature. Default: drawn from N(0, 1)."
+        ),
     ] = None,
-    bias: Annotated[float, typer.Option(help="True bias.")] = 0.0,
-    noise: Annotated[float, typer.Option(min=0.0, help="Standard deviation of Gaussian noise on y, >= 0.")] = 0.1,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed, >= 0.")] = 0,
+    bias: Annotated[float, typer.Option(metavar="B", help="True bias.")] = 0.0,
+    noise: Annotated[
+        float, typer.Option(min=0.0, metavar="SIGMA", help="Standard deviation of Gaussian noise on y, >= 0.")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Random seed, >= 0.")] = 0,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a synthetic data set y = x.w + bias + noise (streamed: any size fits in memory)."""
