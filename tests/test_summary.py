@@ -156,9 +156,12 @@ def test_predict_interval_equals_statsmodels_on_the_fast_path(workdir: Path) -> 
                                                           cwd=workdir).stdout.splitlines()]  # fmt: skip
     assert records[0]["interval"]["level"] == 0.9
     np.testing.assert_allclose(records[0]["interval"]["low"], ours[0, 1], rtol=1e-15)
+    as_percent = run_installed("predict", *samples, "--interval", "90%", cwd=workdir)
+    assert as_percent.returncode == 0, as_percent.stderr
+    assert as_percent.stdout == result.stdout
 
 
-@pytest.mark.parametrize("level", ["95", "0", "1", "x", "-0.5", "nan"])
+@pytest.mark.parametrize("level", ["95", "0", "1", "x", "-0.5", "nan", "100%", "0%", "%"])
 def test_predict_interval_refuses_a_level_outside_0_1(workdir: Path, level: str) -> None:
     assert cli("fit").exit_code == 0
     in_process = cli("predict", "1", "--interval", level)

@@ -378,7 +378,7 @@ def predict(
         str | None,
         typer.Option(
             metavar="LEVEL",
-            help="Also print the prediction interval at this level (e.g. 0.95): three numbers per line, "
+            help="Also print the prediction interval at this level (e.g. 0.95 or 95%): three numbers per line, "
             "prediction, low, high. Uses the training statistics stored in the model.",
         ),
     ] = None,

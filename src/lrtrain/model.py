@@ -299,16 +299,17 @@ def predict_lines(
 
 
 def parse_level(text: str) -> float:
-    """`--interval 0.95` -> 0.95, a probability strictly between 0 and 1."""
+    """`--interval 0.95` or `--interval 95%` -> 0.95, a probability strictly between 0 and 1."""
+    number, percent = (text[:-1], 100.0) if text.strip().endswith("%") else (text, 1.0)
     try:
-        level = float(text)
+        level = float(number) / percent
     except ValueError:
         level = math.nan
     if not 0 < level < 1:
         hint = f" (for {text}% write {float(text) / 100:g})" if _is_percent(text) else ""
         raise InputError(
             f"--interval {text!r} is not a probability between 0 and 1{hint}. Give the interval's level, "
-            "e.g. --interval 0.95 for a 95% prediction interval."
+            "e.g. --interval 0.95 (or 95%) for a 95% prediction interval."
         )
     return level
 
