@@ -68,6 +68,27 @@ def test_live_status_redraws_at_most_ten_times_a_second(monkeypatch: pytest.Monk
     assert stdout.getvalue().count("Epoch ") == 4  # the epoch lines still do (every 250th)
 
 
+@pytest.mark.parametrize("width", [8, 30, 60])
+def test_the_status_line_never_reaches_the_last_column_of_a_narrow_terminal(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(render.time, "monotonic", clock)
+    out, _ = terminal()
+    err, stderr = terminal(width)
+    config = load_config(None, ["train.epochs=1000", "log.every=1000"])
+    with render.FitView(config, out, "rich", err) as view:
+        view.started(start(1000))
+        for log in logs(50, validation=True):
+            clock.now += 0.5
+            view.epoch(log)
+    drawn = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", part) for part in stderr.getvalue().split("\x1b[1G")]
+    drawn = [line for line in drawn if line]
+    assert len(drawn) >= 40
+    assert all(len(line) <= width - 1 for line in drawn), drawn  # a full last column would wrap the line
+    assert ("━" in drawn[-1]) == (width >= render.NARROW_TERMINAL)
+
+
 def test_status_is_erased_before_each_epoch_line_and_on_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     monkeypatch.setattr(render.time, "monotonic", clock)

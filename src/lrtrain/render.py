@@ -224,6 +224,9 @@ class CompareView(_Watching):
             self.status.update(log)
 
 
+NARROW_TERMINAL = 48  # columns below which the live status drops its progress bar
+
+
 class LiveStatus:
     """One line on stderr: progress bar, epoch, loss, best validation loss, epochs per second, ETA.
 
@@ -270,17 +273,18 @@ class LiveStatus:
         if rate > 0:
             parts.append(f"{rate:,.0f} epochs/s" if rate >= 10 else f"{rate:.2g} epochs/s")
             parts.append(f"ETA {_clock(max(self.total - log.epoch, 0) / rate)}")
+        text = Text("  ".join([*parts, self.label]), no_wrap=True, overflow="ellipsis")
+        if self.err.width < NARROW_TERMINAL:  # no room for a bar: the numbers alone, cut to the width
+            return text
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
         grid.add_column(no_wrap=True, overflow="ellipsis")
-        grid.add_row(
-            ProgressBar(total=max(self.total, 1), completed=log.epoch, width=24),
-            Text("  ".join([*parts, self.label])),
-        )
+        grid.add_row(ProgressBar(total=max(self.total, 1), completed=log.epoch, width=24), text)
         return grid
 
     def _draw(self, renderable: RenderableType) -> None:
-        options = self.err.options.update(width=max(self.err.width - 1, 20), no_wrap=True, height=1)
+        # one column short of the width: a line that fills the last column wraps on some terminals
+        options = self.err.options.update(width=max(self.err.width - 1, 1), no_wrap=True, height=1)
         line = self.err.render_lines(renderable, options, pad=False)[0]
         hide = [] if self.hidden else [Control.show_cursor(False)]
         self.visible = self.hidden = True  # first: whatever interrupts the print, close() restores the cursor
