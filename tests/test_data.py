@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -139,6 +140,50 @@ def test_an_npz_is_written_chunk_by_chunk_and_read_back_mapped(tmp_path: Path) -
     np.testing.assert_array_equal(packed.y, table.y)
     with np.load(tmp_path / "d.npz") as archive:  # numpy reads it as its own
         np.testing.assert_array_equal(archive["y"], table.y)
+
+
+class ThreadRank:
+    """One of `world` ranks run as threads, summing arrays through shared memory (the all_reduce)."""
+
+    def __init__(self, rank: int, world: int, shared: dict[int, np.ndarray], barrier: threading.Barrier) -> None:
+        self.rank, self.world, self.shared, self.barrier = rank, world, shared, barrier
+
+    def reduce(self, values: np.ndarray) -> np.ndarray:
+        self.shared[self.rank] = values.copy()
+        self.barrier.wait(timeout=30)
+        values[...] = sum(self.shared[r] for r in range(self.world))
+        self.barrier.wait(timeout=30)
+        return values
+
+
+def fingerprints_in_ranks(x: np.ndarray, y: np.ndarray, world: int) -> list[str]:
+    """Dataset.sha256 as each of `world` ranks (threads) computes it."""
+    shared: dict[int, np.ndarray] = {}
+    barrier = threading.Barrier(world)
+    found: dict[int, str] = {}
+
+    def rank(r: int) -> None:
+        group = ThreadRank(r, world, shared, barrier)
+        found[r] = data.Dataset(x, y, ["a", "b", "c"], "y", "test").sha256(group)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return [found[r] for r in range(world)]
+
+
+def test_the_data_fingerprint_is_the_same_for_any_number_of_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "HASH_ROWS", 100)  # 1001 rows: 11 blocks, shared unevenly by 1, 2 or 3 ranks
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1001, 3)), rng.normal(size=1001)
+    single = data.Dataset(x, y, ["a", "b", "c"], "y", "test").sha256()
+    for world in (2, 3):
+        assert fingerprints_in_ranks(x, y, world) == [single] * world
+    changed = y.copy()
+    changed[555] = np.nextafter(changed[555], 1.0)  # one bit of one value
+    assert data.Dataset(x, changed, ["a", "b", "c"], "y", "test").sha256() != single
 
 
 def test_validation_split_is_seeded_and_disjoint() -> None:

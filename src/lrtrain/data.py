@@ -15,7 +15,7 @@ import warnings
 import weakref
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard, block
 
 BLOCK_ROWS = 8192  # rows per block when a pass over the data must not hold it all in memory
+HASH_ROWS = 1 << 16  # rows per block of the data's fingerprint (Dataset.sha256)
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,36 @@ class Dataset:
     origin: str  # where it came from, for messages and provenance
     first_line: int | None = None  # the file line of row 0 (a CSV file's), for messages
 
-    @functools.cached_property
-    def sha256(self) -> str:
-        """Of the values as float64, row-major; computed in blocks, so a memory-mapped file stays on disk.
-        Once per data set: saves, checkpoints and a resume all ask for it."""
-        digest = hashlib.sha256()
-        for array in (self.x, self.y):
-            for start in range(0, len(array), BLOCK_ROWS):
-                digest.update(np.ascontiguousarray(array[start : start + BLOCK_ROWS], dtype=np.float64).tobytes())
-        return digest.hexdigest()
+    digests: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # sha256(), once
+
+    def sha256(self, group: Shard = SINGLE) -> str:
+        """A SHA-256 fingerprint of the values as float64, computed once per data set (saves, checkpoints and
+        a resume all ask for it).
+
+        It is the hash of the shape and of the hashes of blocks of HASH_ROWS rows (each: the block's
+        x, row-major, then its y), so under torchrun (`group`, a collective then) each rank hashes
+        only its share of the blocks and one all_reduce gathers the block hashes; the result is the
+        same for any number of processes. A memory-mapped file is read block by block.
+        """
+        if "sha256" not in self.digests:
+            n = len(self.y)
+            count = -(-n // HASH_ROWS)
+            mine = block(count, group.rank, group.world)
+            table = np.zeros((count, 32))  # each block's digest, a byte per number (exact in an all_reduce)
+            for b in range(mine.start, mine.stop):
+                rows = slice(b * HASH_ROWS, (b + 1) * HASH_ROWS)
+                digest = hashlib.sha256()
+                for array in (self.x, self.y):
+                    for start in range(rows.start, min(rows.stop, n), BLOCK_ROWS):
+                        part = array[start : min(start + BLOCK_ROWS, rows.stop)]
+                        digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+                table[b] = np.frombuffer(digest.digest(), dtype=np.uint8)
+            if group.world > 1:
+                group.reduce(table)
+            whole = hashlib.sha256(f"{n}x{self.x.shape[1]}:".encode())
+            whole.update(table.astype(np.uint8).tobytes())
+            self.digests["sha256"] = whole.hexdigest()
+        return self.digests["sha256"]
 
 
 @dataclass(frozen=True)

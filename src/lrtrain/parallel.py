@@ -5,9 +5,10 @@ validation, which it keeps as its block of the validation rows (lrtrain.order de
 held out, row by row, so no rank draws a permutation of all N). `data.prepare` splits,
 standardizes and casts just that block, so the prepared arrays take ~N/world rows of memory
 per rank, and a memory-mapped .npy file is read only there. Each rank also checks only its own
-rows for NaN and infinity (the ranks agree on the first bad value to report). Loading still
-happens on every rank: a CSV small enough to be parsed in memory is parsed whole by each (a
-large one is streamed to a mapped table).
+rows for NaN and infinity (the ranks agree on the first bad value to report), and hashes its
+own share of the data's fingerprint (data.Dataset.sha256), which a run records and a resume
+checks. Loading still happens on every rank: a CSV small enough to be parsed in memory is
+parsed whole by each (a large one is streamed to a mapped table).
 
 Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
 rank holds the numbers one process would: the standardization statistics, the moments (lr:

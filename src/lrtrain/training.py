@@ -260,8 +260,8 @@ def fit(
     try:
         dataset = data_module.load(config, group)
         prepared = data_module.prepare(dataset, config, group)  # under torchrun, this rank's rows only
-        if save and group.world > 1:  # hashed now, not after a Ctrl-C: torchrun kills what is slow to stop
-            _ = prepared.raw.sha256
+        if group.world > 1 and (config.output.save or resume is not None):  # by every rank, now: later only
+            dataset.sha256(group)  # rank 0 writes, and torchrun kills a process that is slow to stop after Ctrl-C
         checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
         if config.output.save and resume is None:  # on every rank, so that all of them fail alike
             _check_writable(Path(config.output.dir))  # before training, not after hours of it
@@ -678,7 +678,7 @@ def save_checkpoint(
         "velocity_b": state.velocity_b,
         "stop_rules": checkpoint.stop_rules,
         "seconds": checkpoint.seconds,
-        "data_sha256": prepared.raw.sha256,
+        "data_sha256": prepared.raw.sha256(),
         "trajectory": trajectory_settings(config),
     }
     model_module.write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
@@ -734,8 +734,7 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
         raise ConfigError(
             f"--resume {run_dir}: the checkpoint is damaged ({exc.__class__.__name__}: {exc}). Start a new run."
         ) from None
-    shard = prepared.shard  # rank 0 alone reads every row to hash them, and tells the others
-    if shard.reduce(np.array([float(shard.rank == 0 and digest != prepared.raw.sha256)]))[0]:
+    if digest != prepared.raw.sha256(prepared.shard):  # under torchrun, each rank hashed its share
         raise ConfigError(
             f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
             "the run cannot continue the same trajectory. Restore the data or start a new run."
@@ -862,7 +861,7 @@ def model_payload(config: Config, result: FitResult, prepared: data_module.Prepa
             "max_abs_dw_to_optimum": result.max_dw_to_optimum,
             "stopped": result.stopped,
         },
-        "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256},
+        "data": {"origin": dataset.origin, "rows": len(dataset.y), "sha256": dataset.sha256()},
         "statistics": _stored_statistics(result),
         "config": config_module.to_dict(config),
     }
