@@ -349,7 +349,47 @@ def case_gpu(quick: bool, repeats: int) -> dict[str, Any]:
     }
 
 
-CASES = {"epoch": case_epoch, "solve": case_solve, "startup": case_startup, "stream": case_stream, "gpu": case_gpu}
+def case_order(quick: bool, repeats: int) -> dict[str, Any]:
+    """One epoch's shuffled minibatch order (every batch's rows), lrtrain.order against numpy's permutation
+    of all N indices, which every process drew before: in one process, and one rank's share of 8."""
+    from lrtrain import order
+    from lrtrain.parallel import SINGLE, block
+
+    n, batch = (2_000_000 if quick else 20_000_000), 1024
+
+    def numpy_epoch() -> int:
+        rows = np.random.default_rng([0, 2, 1]).permutation(n)
+        return sum(len(rows[i : i + batch]) for i in range(0, n, batch))
+
+    def lrtrain_epoch(shard: Any) -> Callable[[], int]:
+        return lambda: sum(len(rows) for _, rows in order.batches(n, batch, True, 0, 1, shard))  # type: ignore[arg-type]
+
+    permutation = timed(numpy_epoch, repeats)
+    one = timed(lrtrain_epoch(SINGLE), repeats)
+    rank = timed(lrtrain_epoch(block(n, 0, 8)), repeats)
+    for t in (permutation, one, rank):
+        t.pop("value")
+    print(f"order {n}: numpy {permutation['median']:.2f} s, one process {one['median']:.2f} s, "
+          f"rank of 8 {rank['median']:.2f} s", flush=True)  # fmt: skip
+    return {
+        "n": n,
+        "batch": batch,
+        "numpy permutation": permutation,
+        "one process": one,
+        "one rank of 8": rank,
+        "one process/numpy": one["median"] / permutation["median"],
+        "rank of 8/numpy": rank["median"] / permutation["median"],
+    }
+
+
+CASES = {
+    "epoch": case_epoch,
+    "solve": case_solve,
+    "startup": case_startup,
+    "stream": case_stream,
+    "order": case_order,
+    "gpu": case_gpu,
+}
 
 
 # --------------------------------------------------------------------------- report
@@ -402,6 +442,14 @@ def markdown(all_results: dict[str, Any]) -> str:
             f"{s['peak_rss_anon_mb']:.0f} MB (target ≤ 300 MB), exit code {s['exit']}, {s['seconds']:.0f} s."
         )
         lines += ["## Training on a large .npy", "", summary, ""]
+    if "order" in all_results:
+        o = all_results["order"]
+        lines += [f"## One epoch's shuffled batch order, N = {o['n']:.0e}, batches of {o['batch']}", "",
+                  "| who | time | vs numpy permutation |", "| --- | --- | --- |",
+                  f"| numpy `permutation(N)` (what every process drew before) | {_cell(o['numpy permutation'])} | 1 |",
+                  f"| lrtrain.order, one process | {_cell(o['one process'])} | {o['one process/numpy']:.2f} |",
+                  f"| lrtrain.order, one rank of 8 | {_cell(o['one rank of 8'])} | {o['rank of 8/numpy']:.2f} |",
+                  ""]  # fmt: skip
     if "gpu" in all_results:
         g = all_results["gpu"]
         lines += ["## GPU: the torch engine's epoch against one read of X from device memory", ""]
