@@ -9,8 +9,8 @@ The permutation is a Feistel network on the bit-strings of the smallest power of
 (six rounds, each mixing one half through a multiply-xorshift hash keyed from the seed),
 walked in cycles until it lands back in range(N): a bijection, and its inverse is as cheap.
 Measured side by side on 2 cores (benchmarks/bench.py --only order): an epoch of 20M rows in
-batches of 1024 takes one process as long as numpy's permutation (1.68 s, 1.65 s), one rank of 8
-half of it. A network on so few bits cannot reach every order with equal chance, so up to SMALL
+batches of 1024 takes one process about as long as numpy's permutation (0.75–1.2× across runs),
+one rank of 8 0.3–0.5×. A network on so few bits cannot reach every order with equal chance, so up to SMALL
 rows the permutation is numpy's, drawn whole.
 """
 
@@ -136,7 +136,7 @@ def batches(
         [order.inverse(np.arange(lo, min(lo + CHUNK, stop))) for lo in range(shard.start, stop, CHUNK)]
         or [np.zeros(0, dtype=np.int64)]
     )
-    mine = np.argsort(places, kind="stable")  # this rank's rows (local indices) in the epoch's order
+    mine = np.argsort(places)  # this rank's rows (local indices) in the epoch's order; places are distinct
     bounds = np.searchsorted(places[mine], np.append(np.arange(0, n, batch_size), n))
     for k, lo in enumerate(starts):
         yield min(batch_size, n - lo), mine[bounds[k] : bounds[k + 1]]
