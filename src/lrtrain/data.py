@@ -12,12 +12,11 @@ import shutil
 import struct
 import tempfile
 import warnings
-import weakref
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -272,27 +271,37 @@ def _csv_parsed(lines: Iterable[str], spec: CsvData, names: list[str], columns: 
 
 def _csv_streamed(path: Path, spec: CsvData, names: list[str], columns: list[int]) -> np.ndarray:
     """Parse a large CSV chunk by chunk into a float64 table in a temporary file, memory-mapped:
-    memory stays bounded by the chunk, whatever the file's size. The file goes when the table does."""
-    folder = tempfile.mkdtemp(prefix="lrtrain-csv-")
-    raw = Path(folder) / "table.f64"
-    rows = 0
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle, raw.open("wb") as out:
+    memory stays bounded by the chunk, whatever the file's size."""
+
+    def fill(out: IO[bytes]) -> tuple[int, ...]:
+        rows = 0
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             if spec.header:
                 handle.readline()
             while chunk := list(itertools.islice(handle, CSV_CHUNK_ROWS)):
                 table = _csv_parsed(chunk, spec, names, columns, path)
                 table.tofile(out)
                 rows += len(table)
-        if rows == 0:
-            shutil.rmtree(folder, ignore_errors=True)
-            return np.zeros((0, len(columns)))
-        mapped = np.memmap(raw, dtype=np.float64, mode="r", shape=(rows, len(columns)))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    weakref.finalize(mapped, shutil.rmtree, folder, True)
-    return mapped
+        return (rows, len(columns))
+
+    return _scratch_mapping(fill, np.dtype(np.float64))
+
+
+def _scratch_mapping(
+    fill: Callable[[IO[bytes]], tuple[int, ...]], dtype: np.dtype[Any], order: Literal["C", "F"] = "C"
+) -> np.ndarray:
+    """An array that `fill` writes (returning its shape) into a temporary file, memory-mapped read-only.
+
+    The file has no name from the start (tempfile.TemporaryFile, in $TMPDIR): the mapping keeps
+    its pages, and nothing is left on disk however the process ends.
+    """
+    with tempfile.TemporaryFile(prefix="lrtrain-") as handle:
+        shape = fill(handle)
+        if math.prod(shape) == 0:
+            return np.zeros(shape, dtype=dtype)
+        handle.flush()
+        mapped: np.ndarray = np.memmap(handle, dtype=dtype, mode="r", shape=shape, order=order)
+        return mapped
 
 
 def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
@@ -464,21 +473,16 @@ def _mapped_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray | None:
 def _aligned_copy(
     path: Path, offset: int, size: int, dtype: np.dtype[Any], shape: tuple[int, ...], order: Literal["C", "F"]
 ) -> np.ndarray:
-    """Bytes offset..offset+size of `path` copied into a temporary file and memory-mapped there (aligned);
-    the file goes when the array does."""
-    folder = tempfile.mkdtemp(prefix="lrtrain-npz-")
-    copy = Path(folder) / "array"
-    try:
-        with path.open("rb") as source, copy.open("wb") as target:
+    """Bytes offset..offset+size of `path` copied into a temporary file and memory-mapped there (aligned)."""
+
+    def fill(target: IO[bytes]) -> tuple[int, ...]:
+        with path.open("rb") as source:
             source.seek(offset)
-            for _ in range(0, size, 1 << 24):
-                target.write(source.read(min(1 << 24, size - target.tell())))
-        mapped: np.ndarray = np.memmap(copy, dtype=dtype, mode="r", shape=shape, order=order)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    weakref.finalize(mapped, shutil.rmtree, folder, True)
-    return mapped
+            for start in range(0, size, 1 << 24):
+                target.write(source.read(min(1 << 24, size - start)))
+        return shape
+
+    return _scratch_mapping(fill, dtype, order)
 
 
 def _floating(a: np.ndarray) -> np.ndarray:
