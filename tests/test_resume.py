@@ -116,10 +116,10 @@ def test_resume_refuses_a_finished_run_changed_data_and_a_second_config(workdir:
 def test_resume_refuses_a_checkpoint_of_another_format_version() -> None:
     run = interrupted_run(config("train.batch_size=32"), at=5)
     checkpoint = run / "checkpoint.json"
-    checkpoint.write_text(checkpoint.read_text().replace('"format_version": 2', '"format_version": 1'))
+    checkpoint.write_text(checkpoint.read_text().replace('"format_version": 3', '"format_version": 2'))
     result = cli("fit", "--resume", str(run))
     assert result.exit_code == 2
-    assert "format version 1" in result.stderr
+    assert "format version 2" in result.stderr
     assert "Start a new run" in result.stderr
     assert not (run / "model.json").exists()
 

@@ -246,3 +246,12 @@ def test_no_summary_for_standardized_features_without_a_bias(workdir: Path) -> N
     for later in (cli("summary"), cli("predict", "1", "--interval", "0.95")):
         assert later.exit_code == 2
         assert "Set model.bias to true, or data.standardize to false" in later.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "level"), [("0.95", 0.95), ("95%", 0.95), (" 95% ", 0.95), ("95 %", 0.95), ("9e1%", 0.9)]
+)
+def test_an_interval_level_is_a_probability_or_a_percentage(text: str, level: float) -> None:
+    from lrtrain.model import parse_level
+
+    assert parse_level(text) == pytest.approx(level, rel=1e-15)

@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -271,7 +270,6 @@ class _StopAtEpochEnd:
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say = say
         self.signals = 0
-        self.first = 0.0  # when the first signal came
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopAtEpochEnd:
@@ -287,12 +285,13 @@ class _StopAtEpochEnd:
         from lrtrain.parallel import world_size
 
         distributed = world_size() > 1
-        if distributed and self.signals and time.monotonic() - self.first < 1.0:
-            return  # before torch 2.2, a terminal's Ctrl-C reaches a torchrun worker twice: directly and passed on
+        if distributed and self.signals:
+            # one Ctrl-C can reach a torchrun worker twice (from the terminal before torch 2.2, and passed on),
+            # and torchrun itself kills a worker that is slow to stop: a repeat changes nothing
+            return
         self.signals += 1
         if self.signals > 1:
             raise KeyboardInterrupt
-        self.first = time.monotonic()
         if distributed:  # torchrun passes the signal on to every process, which vote on the epoch
             self.say("stopping at the end of an epoch, all processes together")
         else:

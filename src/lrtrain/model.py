@@ -300,7 +300,8 @@ def predict_lines(
 
 def parse_level(text: str) -> float:
     """`--interval 0.95` or `--interval 95%` -> 0.95, a probability strictly between 0 and 1."""
-    number, percent = (text[:-1], 100.0) if text.strip().endswith("%") else (text, 1.0)
+    text = text.strip()
+    number, percent = (text[:-1], 100.0) if text.endswith("%") else (text, 1.0)
     try:
         level = float(number) / percent
     except ValueError:

@@ -223,7 +223,7 @@ def _mean_squares(
 
 
 CHECKPOINT_FILE = "checkpoint.json"
-CHECKPOINT_VERSION = 2  # 2: the validation split and the minibatch order come from lrtrain.order
+CHECKPOINT_VERSION = 3  # 2: the row order comes from lrtrain.order; 3: the data's fingerprint is by blocks
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
 
@@ -260,8 +260,8 @@ def fit(
     try:
         dataset = data_module.load(config, group)
         prepared = data_module.prepare(dataset, config, group)  # under torchrun, this rank's rows only
-        if group.world > 1 and (config.output.save or resume is not None):  # by every rank, now: later only
-            dataset.sha256(group)  # rank 0 writes, and torchrun kills a process that is slow to stop after Ctrl-C
+        if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
+            dataset.sha256(group)  # a process slow to stop), nor on rank 0 alone once the others have left
         checkpoint = load_checkpoint(resume, prepared, config) if resume is not None else None
         if config.output.save and resume is None:  # on every rank, so that all of them fail alike
             _check_writable(Path(config.output.dir))  # before training, not after hours of it
@@ -709,8 +709,8 @@ def load_checkpoint(run_dir: Path, prepared: data_module.Prepared, config: Confi
         if payload["format_version"] != CHECKPOINT_VERSION:
             raise ConfigError(
                 f"--resume {run_dir}: the checkpoint has format version {payload['format_version']!r}, and this "
-                f"lrtrain continues version {CHECKPOINT_VERSION} only: the order of the rows differs between them, "
-                "so the run would not continue its trajectory. Start a new run."
+                f"lrtrain continues version {CHECKPOINT_VERSION} only: the order of the rows or the data's "
+                "fingerprint differs between them, so the run would not continue as it was. Start a new run."
             )
         with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))[1:]
