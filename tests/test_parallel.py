@@ -21,7 +21,7 @@ from lrtrain.config import load_config
 from lrtrain.errors import Interrupted, LrtrainError, TrainingFailed
 from lrtrain.training import FitResult, fit
 
-from .conftest import SUBPROCESS_TIMEOUT
+from .conftest import SUBPROCESS_TIMEOUT, cli
 from .parallel_worker import run_rank
 
 SYNTHETIC = ["data.source=synthetic", "data.rows=1001", "data.features=4"]
@@ -347,3 +347,15 @@ def test_under_torchrun_a_repeated_signal_changes_nothing(monkeypatch: pytest.Mo
     alone._handle(signal.SIGINT, None)
     with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C still stops at once
         alone._handle(signal.SIGINT, None)
+
+
+@pytest.mark.parametrize("command", [["compare", "manual", "torch"], ["summary"], ["data", "make", "d.csv"]])
+def test_commands_other_than_fit_refuse_to_run_under_torchrun(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")  # each process would run the command whole, alone
+    result = cli(*command)
+    assert result.exit_code == 2
+    assert f"`lrtrain {command[0]}` runs in one process, but WORLD_SIZE is 2" in result.stderr
+    assert "only `lrtrain fit` trains across processes" in result.stderr
+    assert list(workdir.iterdir()) == []

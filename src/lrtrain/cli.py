@@ -161,6 +161,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -171,6 +172,15 @@ def main_options(
     """Train, compare and serve linear-regression models."""
     if debug:
         _debug["on"] = True
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world != "1" and ctx.invoked_subcommand not in (None, "fit"):  # each process would run it whole, alone
+        report(
+            ExitCode.USAGE,
+            f"error: `lrtrain {ctx.invoked_subcommand}` runs in one process, but WORLD_SIZE is {world} (torchrun): "
+            f"only `lrtrain fit` trains across processes. Run `lrtrain {ctx.invoked_subcommand}` without torchrun.",
+            json_output="--json" in sys.argv[1:],
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
 
 
 def _load(config: Path | None, overrides: list[str] | None, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
