@@ -405,7 +405,9 @@ def markdown(all_results: dict[str, Any]) -> str:
         "# lrtrain benchmarks",
         "",
         f"Machine: {facts['cpu']}, {facts['cores']} cores; Python {facts['python']}, NumPy {facts['numpy']}, "
-        f"BLAS {blas}. Run {facts['when']}. Median of the repeats; min–max in brackets.",
+        f"BLAS {blas}. Median of the repeats; min–max in brackets. Measured: "
+        + ", ".join(f"{case} {when}" for case, when in all_results.get("when", {}).items())
+        + ".",
         "",
     ]
     if "epoch" in all_results:
@@ -490,6 +492,7 @@ def main() -> None:
         if path.exists():
             stored = json.loads(path.read_text())
             combined[name], combined["machine"] = stored[name], stored["machine"]
+            combined.setdefault("when", {})[name] = stored["machine"]["when"]
     (RESULTS / "README.md").write_text(markdown(combined))
     print(f"wrote {RESULTS / 'README.md'}")
 
