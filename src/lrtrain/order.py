@@ -8,10 +8,12 @@ proportional to its rows: the order is the same whatever the number of processes
 The permutation is a Feistel network on the bit-strings of the smallest power of two ≥ N
 (six rounds, each mixing one half through a multiply-xorshift hash keyed from the seed),
 walked in cycles until it lands back in range(N): a bijection, and its inverse is as cheap.
+A network on few bits cannot reach every order with equal chance, so up to SMALL rows the
+permutation is numpy's, drawn whole.
+
 Measured side by side on 2 cores (benchmarks/bench.py --only order): an epoch of 20M rows in
-batches of 1024 takes one process about as long as numpy's permutation (0.75–1.2× across runs),
-one rank of 8 0.3–0.5×. A network on so few bits cannot reach every order with equal chance, so up to SMALL
-rows the permutation is numpy's, drawn whole.
+batches of 1024 takes one process about as long as numpy's permutation (0.75–1.2× across
+runs), and one rank of 8 0.3–0.5× of it.
 """
 
 from __future__ import annotations
