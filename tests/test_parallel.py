@@ -21,7 +21,7 @@ from lrtrain.config import load_config
 from lrtrain.errors import Interrupted, LrtrainError, TrainingFailed
 from lrtrain.training import FitResult, fit
 
-from .conftest import SUBPROCESS_TIMEOUT, cli
+from .conftest import SUBPROCESS_TIMEOUT, cli, run_installed
 from .parallel_worker import run_rank
 
 SYNTHETIC = ["data.source=synthetic", "data.rows=1001", "data.features=4"]
@@ -359,3 +359,13 @@ def test_commands_other_than_fit_refuse_to_run_under_torchrun(
     assert f"`lrtrain {command[0]}` runs in one process, but WORLD_SIZE is 2" in result.stderr
     assert "only `lrtrain fit` trains across processes" in result.stderr
     assert list(workdir.iterdir()) == []
+
+
+def test_the_fast_predict_path_refuses_under_torchrun_too(workdir: Path) -> None:
+    assert cli("fit").exit_code == 0
+    alone = run_installed("predict", "5", cwd=workdir)
+    assert alone.returncode == 0, alone.stderr
+    ranked = run_installed("predict", "5", cwd=workdir, env={"WORLD_SIZE": "2"})
+    assert ranked.returncode == 2
+    assert "`lrtrain predict` runs in one process, but WORLD_SIZE is 2" in ranked.stderr
+    assert ranked.stdout == ""

@@ -7,12 +7,13 @@ arithmetic is Python's. Anything else, `predict --help` included, goes to the fu
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["predict"]:
+    if args[:1] == ["predict"] and os.environ.get("WORLD_SIZE", "1") == "1":  # under torchrun the CLI refuses
         plain = _plain_predict(args[1:])
         if plain is not None:
             sys.exit(_predict(*plain))
