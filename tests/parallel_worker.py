@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def run_rank(
     rank: int,
@@ -40,6 +42,10 @@ def run_rank(
         held["x"], held["y"] = list(prepared.x.shape), list(prepared.y.shape)
         held["x_val"] = None if prepared.x_val is None else list(prepared.x_val.shape)
         held["rows"], held["val_rows"] = prepared.rows, prepared.val_rows
+        raw = prepared.raw.x
+        while not isinstance(raw, np.memmap) and isinstance(raw.base, np.ndarray):
+            raw = raw.base
+        held["raw_mapped"] = isinstance(raw, np.memmap)  # the data as read: a file, not anonymous memory
         return prepared
 
     data.prepare = recorded  # what this rank holds after preparing

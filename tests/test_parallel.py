@@ -116,6 +116,19 @@ def test_two_ranks_reach_the_single_process_weights(tmp_path: Path, overrides: l
     ranks = trained_in_two_ranks(tmp_path, [*BASE, *overrides])
     assert_same_as_one_process(ranks, single, rtol=1e-12 if "float64" in " ".join(overrides) else 1e-5)
     assert_each_rank_holds_its_half(ranks)
+    assert all(rank["held"]["raw_mapped"] for rank in ranks)  # the synthetic rows of each rank: a mapped file
+
+
+def test_a_csv_under_torchrun_is_parsed_into_a_mapped_table_with_the_one_process_result(tmp_path: Path) -> None:
+    spec = load_config(None, SYNTHETIC).data
+    path = tmp_path / "data.csv"
+    data.write(path, data.synthetic_chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+    settings = ["data.source=csv", f"data.path={path}", "train.epochs=40", "model.dtype=float64", *PREPARED]
+    single = fit(load_config(None, [*settings, "output.save=false"]))
+    ranks = trained_in_two_ranks(tmp_path, settings)
+    assert_same_as_one_process(ranks, single, rtol=1e-12)
+    assert_each_rank_holds_its_half(ranks)
+    assert all(rank["held"]["raw_mapped"] for rank in ranks)  # not each rank's anonymous memory
 
 
 PREPARED = ["data.standardize=true", "data.validation=0.2", "train.lr=auto"]

@@ -128,8 +128,10 @@ def load(config: Config, group: Shard = SINGLE) -> Dataset:
     in the job) each rank checks only its share of the rows, and the ranks agree on what to report."""
     spec = config.data
     if isinstance(spec, SyntheticData):
-        return synthetic(spec, config.seed)  # finite by construction
-    dataset = _inline(spec) if isinstance(spec, InlineData) else _csv(spec) if isinstance(spec, CsvData) else _npy(spec)
+        return synthetic(spec, config.seed, scratch=group.world > 1)  # finite by construction
+    if isinstance(spec, CsvData):
+        return _checked(_csv(spec, scratch=group.world > 1), group)
+    dataset = _inline(spec) if isinstance(spec, InlineData) else _npy(spec)
     return _checked(dataset, group)
 
 
@@ -166,12 +168,30 @@ def synthetic_chunks(
         yield x, y
 
 
-def synthetic(spec: SyntheticData, seed: int) -> Dataset:
+def synthetic(spec: SyntheticData, seed: int, scratch: bool = False) -> Dataset:
+    """The rows in memory, filled chunk by chunk; with `scratch` (under torchrun, where every rank makes
+    them all) in memory-mapped temporary files instead, so a rank's anonymous memory holds only a chunk."""
     seed = spec.seed if spec.seed is not None else seed
-    parts = list(synthetic_chunks(spec, seed))
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    return Dataset(x, y, _default_names(spec.features), "y", f"synthetic data ({spec.rows} rows, seed {seed})")
+    origin = f"synthetic data ({spec.rows} rows, seed {seed})"
+    if scratch:
+        with tempfile.TemporaryFile(prefix="lrtrain-") as targets:
+
+            def fill(out: IO[bytes]) -> tuple[int, ...]:
+                for x, y in synthetic_chunks(spec, seed):
+                    x.tofile(out)
+                    y.tofile(targets)
+                return (spec.rows, spec.features)
+
+            x = _scratch_mapping(fill, np.dtype(np.float64))
+            targets.flush()
+            y: np.ndarray = np.memmap(targets, dtype=np.float64, mode="r", shape=(spec.rows,))
+        return Dataset(x, y, _default_names(spec.features), "y", origin)
+    x, y = np.empty((spec.rows, spec.features)), np.empty(spec.rows)
+    start = 0
+    for xs, ys in synthetic_chunks(spec, seed):
+        x[start : start + len(ys)], y[start : start + len(ys)] = xs, ys
+        start += len(ys)
+    return Dataset(x, y, _default_names(spec.features), "y", origin)
 
 
 def _open_checked(path: Path, what: str) -> None:
@@ -186,7 +206,8 @@ def _open_checked(path: Path, what: str) -> None:
         raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
 
 
-def _csv(spec: CsvData) -> Dataset:
+def _csv(spec: CsvData, scratch: bool = False) -> Dataset:
+    """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table."""
     path = Path(spec.path)
     _open_checked(path, "CSV")
     try:
@@ -219,7 +240,7 @@ def _csv(spec: CsvData) -> Dataset:
         )
     columns = [*features, target]
     try:
-        if path.stat().st_size > _stream_bytes():
+        if scratch or path.stat().st_size > _stream_bytes():
             table = _csv_streamed(path, spec, names, columns)
         else:
             with path.open(newline="", encoding="utf-8-sig") as handle:

@@ -7,8 +7,8 @@ standardizes and casts just that block, so the prepared arrays take ~N/world row
 per rank, and a memory-mapped .npy file is read only there. Each rank also checks only its own
 rows for NaN and infinity (the ranks agree on the first bad value to report), and hashes its
 own share of the data's fingerprint (data.Dataset.sha256), which a run records and a resume
-checks. Loading still happens on every rank: a CSV small enough to be parsed in memory is
-parsed whole by each (a large one is streamed to a mapped table).
+checks. Loading still happens on every rank: a CSV file is parsed whole, and synthetic data
+made whole, by each, into a mapped temporary file (page cache, not the rank's own memory).
 
 Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
 rank holds the numbers one process would: the standardization statistics, the moments (lr:
