@@ -64,8 +64,7 @@ class Dataset:
                         part = array[start : min(start + BLOCK_ROWS, rows.stop)]
                         digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
                 table[b] = np.frombuffer(digest.digest(), dtype=np.uint8)
-            if group.world > 1:
-                group.reduce(table)
+            group.reduce(table)  # every rank's block digests (a single process: its own, all of them)
             whole = hashlib.sha256(f"{n}x{self.x.shape[1]}:".encode())
             whole.update(table.astype(np.uint8).tobytes())
             self.digests["sha256"] = whole.hexdigest()
@@ -131,8 +130,7 @@ def load(config: Config, group: Shard = SINGLE) -> Dataset:
         return synthetic(spec, config.seed, scratch=group.world > 1)  # finite by construction
     if isinstance(spec, CsvData):
         return _checked(_csv(spec, scratch=group.world > 1), group)
-    dataset = _inline(spec) if isinstance(spec, InlineData) else _npy(spec)
-    return _checked(dataset, group)
+    return _checked(_inline(spec) if isinstance(spec, InlineData) else _npy(spec), group)
 
 
 def _inline(spec: InlineData) -> Dataset:
@@ -413,8 +411,7 @@ def _npy(spec: NpyData) -> Dataset:
     except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile):
         raise DataError(
             f"data file {path} is not a readable NumPy file (damaged, encrypted, not .npy/.npz, or holding Python "
-            "objects). "
-            "Write it with numpy.save or numpy.savez, or with `lrtrain data make`."
+            "objects). Write it with numpy.save or numpy.savez, or with `lrtrain data make`."
         ) from None
     if x.ndim != 2 or y.ndim != 1:
         raise DataError(f"data file {path}: x must be 1-D or 2-D and y 1-D; got shapes {x.shape} and {y.shape}.")
@@ -530,7 +527,7 @@ def _checked(data: Dataset, group: Shard) -> Dataset:
                 break
         if np.isfinite(found[0]):
             break
-    finds = group.gather(found) if group.world > 1 else found[None, :]
+    finds = group.gather(found)  # every rank's first find, one row each
     position, col, value = finds[int(np.argmin(finds[:, 0]))]
     if np.isfinite(position):
         which, row = divmod(int(position), len(data.y))

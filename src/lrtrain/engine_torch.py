@@ -107,8 +107,8 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
     logs = _Logs(model, optimizer, schedule.lr, n, device)
     for epoch in range(start.epoch + 1, schedule.epochs + 1):
         total = torch.zeros((), dtype=torch.float64, device=device)
-        sizes, rows = zip(*schedule.batches(epoch, n, shard), strict=True)  # m: the global batch size
-        for m, mine in zip(sizes, _on_device(list(rows), device), strict=True):
+        sizes, rows = zip(*schedule.batches(epoch, n, shard), strict=True)
+        for m, mine in zip(sizes, _on_device(list(rows), device), strict=True):  # m: the global batch size
             xb, yb = x[mine], y[mine]
             # one process: the sheet's nn.MSELoss; under torchrun: this rank's part of the global mean
             loss = loss_fn(model(xb), yb) if shard.world == 1 else ((model(xb) - yb) ** 2).sum() / m
