@@ -78,16 +78,18 @@ def machine() -> dict[str, Any]:
 
 
 def prepared(x: np.ndarray, y: np.ndarray) -> Any:
-    from lrtrain.data import Dataset, Prepared, Scaling
+    from lrtrain.moments import Scaling
     from lrtrain.parallel import SINGLE
+    from lrtrain.prepare import Prepared
+    from lrtrain.sources import Table
 
     d = x.shape[1]
-    scaling, raw = Scaling(np.zeros(d), np.ones(d)), Dataset(x, y, [], "y", "benchmark")
+    scaling, raw = Scaling(np.zeros(d), np.ones(d)), Table(x, y, [], "y", "benchmark")
     return Prepared(x, y, None, None, scaling, raw, SINGLE, len(y), 0)
 
 
 def schedule(dtype: str, epochs: int, lr: float = 1e-3, statistics_path: bool = False) -> Any:
-    from lrtrain.training import Schedule
+    from lrtrain.engine import Schedule
 
     return Schedule(epochs, lr, 0.0, 0.0, None, True, 0, True, dtype, "cpu", statistics_path)
 
@@ -98,7 +100,7 @@ def schedule(dtype: str, epochs: int, lr: float = 1e-3, statistics_path: bool = 
 def case_epoch(quick: bool, repeats: int) -> dict[str, Any]:
     """One full-batch epoch per engine against one streaming read of X."""
     import lrtrain.engine_manual as manual
-    from lrtrain.training import State
+    from lrtrain.engine import State
 
     shapes = [(1_000_000, 10), (1_000_000, 100), (100_000, 1000), (10_000_000, 1)]
     rows = []
@@ -153,8 +155,9 @@ def case_solve(quick: bool, repeats: int) -> dict[str, Any]:
     from sklearn.linear_model import LinearRegression, SGDRegressor
 
     from lrtrain.config import load_config
-    from lrtrain.data import prepare
     from lrtrain.engine_exact import solve
+    from lrtrain.prepare import prepare
+    from lrtrain.sources import Table
     from lrtrain.training import train
 
     n, d = (100_000 if quick else 1_000_000), 100
@@ -176,9 +179,7 @@ def case_solve(quick: bool, repeats: int) -> dict[str, Any]:
                     f"train.epochs={epochs}", "model.init=zeros", "output.save=false",
                 ],
             )  # fmt: skip
-            from lrtrain.data import Dataset
-
-            data = prepare(Dataset(x, y, [f"x{i}" for i in range(d)], "y", "benchmark"), config)
+            data = prepare(Table(x, y, [f"x{i}" for i in range(d)], "y", "benchmark"), config)
             return train(config, data, engine, "cpu", None)
 
         epochs = 3000 if correlated else 60  # enough for lr = 1/L to reach an excess below 1e-6
@@ -311,7 +312,7 @@ def case_gpu(quick: bool, repeats: int) -> dict[str, Any]:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device here; run `python benchmarks/bench.py --only gpu` on a GPU machine"}
     import lrtrain.engine_torch as torch_engine
-    from lrtrain.training import Schedule, State
+    from lrtrain.engine import Schedule, State
 
     def cuda_timed(function: Callable[[], object], per: int = 1) -> dict[str, Any]:
         """Seconds per call of `function` (over `per` calls at a time), the device finished each time."""

@@ -29,15 +29,15 @@ def run_rank(
         {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LRTRAIN_DIST_INIT": f"file://{store}"}
     )
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    from lrtrain import data
+    from lrtrain import training
     from lrtrain.config import load_config
     from lrtrain.errors import Interrupted
     from lrtrain.training import fit
 
     held: dict[str, Any] = {}
-    prepare = data.prepare
+    prepare = training.prepare
 
-    def recorded(*args: Any, **kwargs: Any) -> data.Prepared:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
         prepared = prepare(*args, **kwargs)
         held["x"], held["y"] = list(prepared.x.shape), list(prepared.y.shape)
         held["x_val"] = None if prepared.x_val is None else list(prepared.x_val.shape)
@@ -48,7 +48,7 @@ def run_rank(
         held["raw_mapped"] = isinstance(raw, np.memmap)  # the data as read: a file, not anonymous memory
         return prepared
 
-    data.prepare = recorded  # what this rank holds after preparing
+    training.prepare = recorded  # type: ignore[assignment]  # what this rank holds after preparing
     calls = {"epochs": 0}
 
     def should_stop() -> bool:

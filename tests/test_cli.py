@@ -17,7 +17,7 @@ import yaml
 
 from lrtrain import __version__
 from lrtrain.config import reference
-from lrtrain.training import EpochLog
+from lrtrain.engine import EpochLog
 
 from .conftest import CONFIGS, REPO, cli, files_under
 
@@ -308,11 +308,11 @@ def test_data_make_refuses_to_overwrite(workdir: Path) -> None:
 def test_data_make_matches_the_synthetic_source(workdir: Path) -> None:
     assert cli("data", "make", "d.npy", "--rows", "100000", "--features", "3", "--seed", "7").exit_code == 0
     table = np.load(workdir / "d.npy")
-    from lrtrain import data
+    from lrtrain import sources
     from lrtrain.config import load_config
 
     config = load_config(None, ["data.source=synthetic", "data.rows=100000", "data.features=3", "seed=7"])
-    dataset = data.load(config)
+    dataset = sources.load(config)
     np.testing.assert_array_equal(table[:, :-1], dataset.x)
     np.testing.assert_array_equal(table[:, -1], dataset.y)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import tracemalloc
 from pathlib import Path
@@ -10,14 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrtrain import data
+from lrtrain import sources
+from lrtrain.blocks import BLOCK_ROWS
 from lrtrain.config import load_config
 from lrtrain.errors import LrtrainError
+from lrtrain.prepare import prepare
+from lrtrain.sources import Table, base, delimited, fingerprint, synthetic
+from lrtrain.sources.writers import write
 
 
-def load(tmp_path: Path, yaml_text: str) -> data.Dataset:
+def load(tmp_path: Path, yaml_text: str) -> Table:
     (tmp_path / "c.yaml").write_text(yaml_text)
-    return data.load(load_config(tmp_path / "c.yaml"))
+    return sources.load(load_config(tmp_path / "c.yaml"))
 
 
 def test_csv_named_target_and_features_relative_to_the_config(tmp_path: Path) -> None:
@@ -54,40 +57,15 @@ def test_npy_target_column_and_npz_arrays(tmp_path: Path) -> None:
     assert dataset.x.shape == (4, 1)
 
 
-def mapping(a: np.ndarray) -> np.memmap | None:
-    """The memory-mapped file `a` is (a view of), or None for an array in memory."""
-    while not isinstance(a, np.memmap) and isinstance(a.base, np.ndarray):
-        a = a.base
-    return a if isinstance(a, np.memmap) else None
-
-
-def mapped(a: np.ndarray) -> bool:
-    return mapping(a) is not None
-
-
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_a_numpy_savez_npz_is_read_whole_or_mapped_from_an_aligned_copy_when_large(
-    tmp_path: Path, order: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_numpy_savez_npz_is_read_by_numpys_loader_with_the_same_numbers(tmp_path: Path, order: str) -> None:
     rng = np.random.default_rng(3)
     x, y = np.asarray(rng.normal(size=(300, 4)), order=order), rng.normal(size=300).astype(np.float32)
-    np.savez(tmp_path / "d.npz", notes=np.arange(3), x=x, y=y)  # numpy leaves the data unaligned
-    small = load(tmp_path, "data: {source: npy, path: d.npz}\n")
-    assert not mapped(small.x)  # unaligned data would make BLAS several times slower: read whole
-    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1000")  # "large": copied once, aligned, and mapped
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    large = load(tmp_path, "data: {source: npy, path: d.npz}\n")
-    copy = mapping(large.x)
-    assert copy is not None
-    assert copy.filename is None  # the copy has no name on disk: nothing to clean up, however the process ends
-    assert list(scratch.iterdir()) == []
-    for dataset in (small, large):
-        assert dataset.x.flags.aligned
-        np.testing.assert_array_equal(dataset.x, x)
-        np.testing.assert_array_equal(dataset.y, y)
-        assert dataset.y.dtype == np.float32  # a file's own float32 stays float32, as with .npy
+    np.savez(tmp_path / "d.npz", notes=np.arange(3), x=x, y=y)
+    dataset = load(tmp_path, "data: {source: npy, path: d.npz}\n")
+    np.testing.assert_array_equal(dataset.x, x)
+    np.testing.assert_array_equal(dataset.y, y)
+    assert dataset.y.dtype == np.float32  # a file's own float32 stays float32, as with .npy
 
 
 def test_a_member_whose_header_promises_more_rows_than_it_holds_is_refused(tmp_path: Path) -> None:
@@ -105,7 +83,6 @@ def test_a_compressed_npz_is_read_whole_with_the_same_numbers(tmp_path: Path) ->
     x = np.arange(40.0).reshape(10, 4)
     np.savez_compressed(tmp_path / "d.npz", x=x, y=x.sum(axis=1))
     dataset = load(tmp_path, "data: {source: npy, path: d.npz}\n")
-    assert not mapped(dataset.x)
     np.testing.assert_array_equal(dataset.x, x)
     np.testing.assert_array_equal(dataset.y, x.sum(axis=1))
 
@@ -118,24 +95,19 @@ def test_a_truncated_npz_is_reported_as_unreadable(tmp_path: Path) -> None:
         load(tmp_path, "data: {source: npy, path: d.npz}\n")
 
 
-def test_an_npz_is_written_chunk_by_chunk_and_read_back_mapped(tmp_path: Path) -> None:
+def test_an_npz_is_written_chunk_by_chunk_and_read_back(tmp_path: Path) -> None:
     spec = load_config(None, ["data.source=synthetic", "data.rows=200000", "data.features=4"]).data
-    chunks = data.synthetic_chunks(spec, seed=0, chunk_rows=10_000)  # type: ignore[arg-type]
+    chunks = synthetic.chunks(spec, seed=0, chunk_rows=10_000)  # type: ignore[arg-type]
     tracemalloc.start()
     try:
-        data.write(tmp_path / "d.npz", chunks, 200_000, 4, ["x0", "x1", "x2", "x3"])
+        write(tmp_path / "d.npz", chunks, 200_000, 4, ["x0", "x1", "x2", "x3"])
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 4_000_000  # a few 10 000-row chunks (400 kB each), not the 8 MB of rows (16 MB to concatenate)
-    data.write(tmp_path / "d.npy", data.synthetic_chunks(spec, seed=0), 200_000, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+    write(tmp_path / "d.npy", synthetic.chunks(spec, seed=0), 200_000, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
     packed = load(tmp_path, "data: {source: npy, path: d.npz}\n")
     table = load(tmp_path, "data: {source: npy, path: d.npy}\n")
-    for array in (packed.x, packed.y):  # written aligned: mapped where it lies in the archive
-        lying = mapping(array)
-        assert lying is not None
-        assert Path(str(lying.filename)) == tmp_path / "d.npz"
-        assert array.flags.aligned
     np.testing.assert_array_equal(packed.x, table.x)
     np.testing.assert_array_equal(packed.y, table.y)
     with np.load(tmp_path / "d.npz") as archive:  # numpy reads it as its own
@@ -164,7 +136,7 @@ def fingerprints_in_ranks(x: np.ndarray, y: np.ndarray, world: int) -> list[str]
 
     def rank(r: int) -> None:
         group = ThreadRank(r, world, shared, barrier)
-        found[r] = data.Dataset(x, y, ["a", "b", "c"], "y", "test").sha256(group)  # type: ignore[arg-type]
+        found[r] = fingerprint(Table(x, y, ["a", "b", "c"], "y", "test"), group)  # type: ignore[arg-type]
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
     for thread in threads:
@@ -175,21 +147,21 @@ def fingerprints_in_ranks(x: np.ndarray, y: np.ndarray, world: int) -> list[str]
 
 
 def test_the_data_fingerprint_is_the_same_for_any_number_of_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "HASH_ROWS", 100)  # 1001 rows: 11 blocks, shared unevenly by 1, 2 or 3 ranks
+    monkeypatch.setattr(base, "HASH_ROWS", 100)  # 1001 rows: 11 blocks, shared unevenly by 1, 2 or 3 ranks
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(1001, 3)), rng.normal(size=1001)
-    single = data.Dataset(x, y, ["a", "b", "c"], "y", "test").sha256()
+    single = fingerprint(Table(x, y, ["a", "b", "c"], "y", "test"))
     for world in (2, 3):
         assert fingerprints_in_ranks(x, y, world) == [single] * world
     changed = y.copy()
     changed[555] = np.nextafter(changed[555], 1.0)  # one bit of one value
-    assert data.Dataset(x, changed, ["a", "b", "c"], "y", "test").sha256() != single
+    assert fingerprint(Table(x, changed, ["a", "b", "c"], "y", "test")) != single
 
 
 def test_validation_split_is_seeded_and_disjoint() -> None:
     config = load_config(None, ["data.source=synthetic", "data.rows=100", "data.validation=0.2"])
-    first = data.prepare(data.load(config), config)
-    again = data.prepare(data.load(config), config)
+    first = prepare(sources.load(config), config)
+    again = prepare(sources.load(config), config)
     assert first.rows == 80
     assert first.x_val is not None
     assert len(first.x_val) == 20
@@ -202,7 +174,7 @@ def test_standardization_uses_training_rows_only() -> None:
     config = load_config(
         None, ["data.source=synthetic", "data.rows=100", "data.validation=0.3", "data.standardize=true"]
     )
-    prepared = data.prepare(data.load(config), config)
+    prepared = prepare(sources.load(config), config)
     np.testing.assert_allclose(prepared.x.mean(axis=0), 0, atol=1e-6)
     np.testing.assert_allclose(prepared.x.std(axis=0), 1, atol=1e-6)
     w_raw, b_raw = prepared.scaling.to_original(np.array([2.0]), 1.0)
@@ -219,25 +191,25 @@ def test_split_standardization_and_cast_make_one_copy_of_the_rows(tmp_path: Path
     np.save(tmp_path / "d.npy", np.random.default_rng(0).normal(size=(n, 9)))  # mapped: not in traced memory
     settings = ["data.source=npy", f"data.path={tmp_path / 'd.npy'}", "data.validation=0.2", "data.standardize=true"]
     config = load_config(None, [*settings, f"model.dtype={dtype}"])
-    dataset = data.load(config)
+    dataset = sources.load(config)
     tracemalloc.start()
     try:
-        prepared = data.prepare(dataset, config)
+        prepared = prepare(dataset, config)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     held = sum(a.nbytes for a in (prepared.x, prepared.y, prepared.x_val, prepared.y_val) if a is not None)
     assert held == n * 9 * np.dtype(dtype).itemsize
     indices = 16 * n  # the split's permutation of the row numbers, and the two sorted parts
-    block = data.BLOCK_ROWS * 8 * 8  # a block of rows in float64
+    block = BLOCK_ROWS * 8 * 8  # a block of rows in float64
     assert peak < held + indices + 8 * block, (peak, held)  # one float64 copy of the rows would exceed it
 
 
 def test_synthetic_rows_do_not_depend_on_the_chunk_size() -> None:
     config = load_config(None, ["data.source=synthetic", "data.rows=1000", "data.features=4"])
     spec = config.data
-    whole = list(data.synthetic_chunks(spec, 3, chunk_rows=1000))  # type: ignore[arg-type]
-    parts = list(data.synthetic_chunks(spec, 3, chunk_rows=64))  # type: ignore[arg-type]
+    whole = list(synthetic.chunks(spec, 3, chunk_rows=1000))  # type: ignore[arg-type]
+    parts = list(synthetic.chunks(spec, 3, chunk_rows=64))  # type: ignore[arg-type]
     np.testing.assert_array_equal(whole[0][0], np.concatenate([p[0] for p in parts]))
     np.testing.assert_array_equal(whole[0][1], np.concatenate([p[1] for p in parts]))
 
@@ -247,7 +219,7 @@ def test_synthetic_data_follows_the_true_weights() -> None:
         None,
         ["data.source=synthetic", "data.rows=20000", "data.features=2", "data.weights=[2, -3]", "data.bias=1"],
     )
-    dataset = data.load(config)
+    dataset = sources.load(config)
     design = np.column_stack([dataset.x, np.ones(len(dataset.y))])
     coef = np.linalg.lstsq(design, dataset.y, rcond=None)[0]
     np.testing.assert_allclose(coef, [2, -3, 1], atol=0.01)
@@ -269,7 +241,7 @@ def test_a_large_csv_streams_into_a_mapped_table_with_the_same_numbers(
     (tmp_path / "d.csv").write_text(lines)
     in_memory = load(tmp_path, "data: {source: csv, path: d.csv, features: [c, a]}\n")
     monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
-    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 128)  # 8 chunks
+    monkeypatch.setattr(delimited, "CSV_CHUNK_ROWS", 128)  # 8 chunks
     streamed = load(tmp_path, "data: {source: csv, path: d.csv, features: [c, a]}\n")
     assert isinstance(streamed.x.base, np.memmap) or isinstance(streamed.x, np.memmap)
     np.testing.assert_array_equal(streamed.x, in_memory.x)
@@ -282,6 +254,6 @@ def test_a_streamed_csv_still_names_the_bad_line(tmp_path: Path, monkeypatch: py
     rows[321] = "5,oops"
     (tmp_path / "d.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
     monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
-    monkeypatch.setattr(data, "CSV_CHUNK_ROWS", 100)
+    monkeypatch.setattr(delimited, "CSV_CHUNK_ROWS", 100)
     with pytest.raises(LrtrainError, match=r"line 323, column 'y': 'oops' is not a number"):
         load(tmp_path, "data: {source: csv, path: d.csv}\n")

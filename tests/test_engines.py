@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, Ridge
 
-from lrtrain import data
+from lrtrain import sources
 from lrtrain.config import Config, load_config
 from lrtrain.engine_exact import solve
-from lrtrain.training import compare, fit, largest_curvature
+from lrtrain.moments import largest_curvature, moments
+from lrtrain.prepare import prepare
+from lrtrain.sources import Table
+from lrtrain.training import compare, fit
 
 
 def synthetic_config(*overrides: str, rows: int = 200, features: int = 3) -> Config:
@@ -30,7 +33,7 @@ def synthetic_config(*overrides: str, rows: int = 200, features: int = 3) -> Con
 
 
 def reference_lstsq(config: Config) -> tuple[np.ndarray, float]:
-    raw = data.load(config)
+    raw = sources.load(config)
     design = np.column_stack([raw.x, np.ones(len(raw.y))])
     coef = np.linalg.lstsq(design, raw.y, rcond=None)[0]
     return coef[:-1], float(coef[-1])
@@ -47,10 +50,10 @@ def test_manual_converges_to_lstsq() -> None:
 
 def test_standardized_training_reports_weights_in_original_units() -> None:
     config = synthetic_config("model.dtype=float64", "train.epochs=500", "train.lr=0.3", "data.standardize=true")
-    raw = data.load(config)
+    raw = sources.load(config)
     raw_scaled = raw.x * np.array([100.0, 0.01, 1.0])  # very different scales
     config.data.weights = None  # type: ignore[union-attr]
-    prepared = data.prepare(data.Dataset(raw_scaled, raw.y, raw.features, raw.target, "test"), config)
+    prepared = prepare(Table(raw_scaled, raw.y, raw.features, raw.target, "test"), config)
     from lrtrain.training import train
 
     result = train(config, prepared, "manual", "cpu", None)
@@ -62,7 +65,7 @@ def test_standardized_training_reports_weights_in_original_units() -> None:
 
 def test_exact_matches_sklearn_linear_regression() -> None:
     config = synthetic_config(rows=500, features=8)
-    raw = data.load(config)
+    raw = sources.load(config)
     w, b = solve(raw.x, raw.y, bias=True)
     reference = LinearRegression().fit(raw.x, raw.y)
     np.testing.assert_allclose(w, reference.coef_, rtol=1e-10)
@@ -80,7 +83,7 @@ def test_exact_without_bias_matches_lstsq() -> None:
 def test_weight_decay_optimum_matches_sklearn_ridge_and_gradient_descent() -> None:
     # GD minimises mean(r²) + (λ/2)|w|²; sklearn's Ridge minimises |r|² + α|w|², so α = nλ/2.
     config = synthetic_config("model.dtype=float64", "train.weight_decay=0.3", "train.epochs=3000", "train.lr=0.2")
-    raw = data.load(config)
+    raw = sources.load(config)
     w, b = solve(raw.x, raw.y, bias=True, weight_decay=0.3)
     reference = Ridge(alpha=len(raw.y) * 0.3 / 2).fit(raw.x, raw.y)
     np.testing.assert_allclose(w, reference.coef_, rtol=1e-10)
@@ -164,19 +167,24 @@ def test_early_stopping_on_validation_loss_stops_before_the_epoch_limit() -> Non
     assert result.val_loss is not None
 
 
+def curvature(x: np.ndarray) -> float:
+    """L of the MSE with a bias, from the rows."""
+    return largest_curvature(moments(x, np.zeros(len(x))), bias=True)
+
+
 def test_largest_curvature_is_the_top_eigenvalue_of_the_hessian() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(100, 5)) * np.arange(1, 6)
     design = np.column_stack([x, np.ones(100)])
     expected = np.linalg.eigvalsh(2 / 100 * design.T @ design)[-1]
-    assert largest_curvature(x, bias=True) == pytest.approx(expected, rel=1e-12)
+    assert curvature(x) == pytest.approx(expected, rel=1e-12)
 
 
 def test_divergence_bound_is_sharp_for_gradient_descent() -> None:
     base = ["data.source=synthetic", "data.rows=100", "model.dtype=float64", "output.save=false", "train.epochs=300"]
     config = load_config(None, base)
-    prepared = data.prepare(data.load(config), config)
-    limit = 2 / largest_curvature(prepared.x, bias=True)
+    prepared = prepare(sources.load(config), config)
+    limit = 2 / curvature(prepared.x)
     stable = fit(load_config(None, [*base, f"train.lr={limit * 0.95}"]))
     assert stable.max_dw_to_optimum < 1e-3
     from lrtrain.errors import TrainingFailed
@@ -264,7 +272,7 @@ def test_statistics_are_used_automatically_only_where_they_keep_every_digit() ->
 
     def chosen(*overrides: str) -> bool:
         config = synthetic_config(*overrides)
-        return _use_statistics(config, data.prepare(data.load(config), config))
+        return _use_statistics(config, prepare(sources.load(config), config))
 
     assert chosen("model.dtype=float64")
     assert not chosen("model.dtype=float32")  # float32 rounding stays on the data, step for step
@@ -275,9 +283,9 @@ def test_statistics_are_used_automatically_only_where_they_keep_every_digit() ->
 
 def test_lr_auto_is_one_over_the_largest_curvature_and_converges() -> None:
     config = synthetic_config("train.lr=auto", "model.dtype=float64", "train.epochs=400", "data.standardize=true")
-    prepared = data.prepare(data.load(config), config)
+    prepared = prepare(sources.load(config), config)
     result = fit(config)
-    assert result.history[0].lr == pytest.approx(1 / largest_curvature(prepared.x, bias=True), rel=1e-12)
+    assert result.history[0].lr == pytest.approx(1 / curvature(prepared.x), rel=1e-12)
     assert result.max_dw_to_optimum < 1e-8
 
 
@@ -305,7 +313,7 @@ def test_threads_setting_limits_blas_and_gives_the_same_result() -> None:
 @pytest.mark.parametrize("features", [1, 40])
 def test_gradient_blocks_agree_with_one_pass_and_allow_an_empty_share(features: int) -> None:
     import lrtrain.engine_manual as manual
-    from lrtrain.training import Schedule, State
+    from lrtrain.engine import Schedule, State
 
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(100_003, features)), rng.normal(size=100_003)  # D = 1: 32768-row blocks, 4 of them
@@ -329,12 +337,12 @@ def test_divergence_advice_gives_the_standardized_limit_without_copying_the_data
 
     base = ["data.source=synthetic", "data.rows=500", "data.features=3", "output.save=false", "train.lr=5"]
     config = load_config(None, base)
-    raw = data.load(config)
+    raw = sources.load(config)
     scaled = (raw.x - raw.x.mean(axis=0)) / raw.x.std(axis=0)
     with pytest.raises(TrainingFailed) as failed:
         fit(config)
     allowed = float(re.search(r"would allow lr up to ([0-9.e+-]+)\.", str(failed.value)).group(1))  # type: ignore[union-attr]
-    assert allowed == pytest.approx(2 / largest_curvature(scaled, bias=True), rel=1e-3)
+    assert allowed == pytest.approx(2 / curvature(scaled), rel=1e-3)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -342,27 +350,16 @@ def test_r2_matches_sklearn_on_the_training_rows(dtype: str) -> None:
     from sklearn.metrics import r2_score
 
     config = synthetic_config(f"model.dtype={dtype}", "train.epochs=30", "train.lr=0.05", "data.noise=2")
-    raw = data.load(config)
+    raw = sources.load(config)
     x, y = (a.astype(dtype).astype(np.float64) for a in (raw.x, raw.y))  # the rows as trained on
     result = fit(config)
     assert result.r2 == pytest.approx(r2_score(y, x @ result.weights + result.bias), rel=1e-12)
 
 
-def test_final_and_optimum_losses_come_from_one_pass_over_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lrtrain.training as training
-
-    passes: list[int] = []
-    honest = training.squared_errors
-
-    def counted(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, float]]) -> np.ndarray:
-        passes.append(len(models))
-        return honest(x, y, models)
-
-    monkeypatch.setattr(training, "squared_errors", counted)
+def test_final_and_optimum_losses_are_the_mse_of_the_rows() -> None:
     config = synthetic_config("model.dtype=float64", "train.epochs=50", "train.lr=0.1")
     result = fit(config)
-    assert passes == [2]  # the final model and the optimum, side by side
-    raw = data.load(config)
+    raw = sources.load(config)
     for w, b, loss in (
         (result.weights, result.bias, result.loss),
         (result.optimum_weights, result.optimum_bias, result.optimum_loss),

@@ -18,9 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrtrain import data
+from lrtrain import sources
 from lrtrain.config import Config, load_config
 from lrtrain.errors import LrtrainError
+from lrtrain.prepare import prepare
 
 from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path, run_on_terminal
 
@@ -67,7 +68,7 @@ def test_any_yaml_mapping_is_valid_or_an_lrtrain_error(tmp_path: Path, document:
     config = loads_or_explains(path)
     if config is not None and config.data.source == "inline":
         with contextlib.suppress(LrtrainError):
-            data.prepare(data.load(config), config)
+            prepare(sources.load(config), config)
 
 
 cells = st.one_of(
@@ -83,7 +84,7 @@ def test_any_csv_text_is_a_dataset_or_an_lrtrain_error(tmp_path: Path, rows: lis
     (tmp_path / "d.csv").write_text("\n".join(",".join(r) for r in rows), encoding="utf-8")
     config = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", f"data.header={header}"])
     try:
-        dataset = data.load(config)
+        dataset = sources.load(config)
     except LrtrainError:
         return
     assert dataset.x.shape[0] == dataset.y.shape[0] > 0
@@ -103,7 +104,7 @@ def test_any_bytes_as_a_model_file_is_a_model_or_an_lrtrain_error(tmp_path: Path
 WRITER = """
 import sys
 from pathlib import Path
-from lrtrain.model import write_json
+from lrtrain.files import write_json
 path = Path(sys.argv[1])
 payloads = [{"which": i, "pad": [float(i)] * 50000} for i in range(2)]
 print("ready", flush=True)

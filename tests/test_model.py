@@ -13,6 +13,7 @@ import pytest
 from lrtrain import model
 from lrtrain.config import load_config
 from lrtrain.errors import ModelError
+from lrtrain.files import atomic_writer
 from lrtrain.training import fit
 
 from .conftest import run_installed
@@ -88,7 +89,7 @@ def test_atomic_writer_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> 
     path.write_text("old")
 
     def crash_while_writing() -> None:
-        with model.atomic_writer(path) as handle:
+        with atomic_writer(path) as handle:
             handle.write("half of the new")
             raise RuntimeError("crash in the middle")
 

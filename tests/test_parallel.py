@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 
 import lrtrain
-from lrtrain import data, parallel
+from lrtrain import parallel
 from lrtrain.config import load_config
+from lrtrain.engine import FitResult
 from lrtrain.errors import Interrupted, LrtrainError, TrainingFailed
-from lrtrain.training import FitResult, fit
+from lrtrain.sources import synthetic
+from lrtrain.sources.writers import write
+from lrtrain.training import fit
 
 from .conftest import SUBPROCESS_TIMEOUT, cli, run_installed
 from .parallel_worker import run_rank
@@ -67,7 +70,7 @@ def npy_source(tmp_path: Path) -> list[str]:
     """The synthetic rows written to a .npy file: read memory-mapped, so each rank reads only its own."""
     spec = load_config(None, SYNTHETIC).data
     path = tmp_path / "data.npy"
-    data.write(path, data.synthetic_chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+    write(path, synthetic.chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
     return ["data.source=npy", f"data.path={path}"]
 
 
@@ -122,7 +125,7 @@ def test_two_ranks_reach_the_single_process_weights(tmp_path: Path, overrides: l
 def test_a_csv_under_torchrun_is_parsed_into_a_mapped_table_with_the_one_process_result(tmp_path: Path) -> None:
     spec = load_config(None, SYNTHETIC).data
     path = tmp_path / "data.csv"
-    data.write(path, data.synthetic_chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+    write(path, synthetic.chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
     settings = ["data.source=csv", f"data.path={path}", "train.epochs=40", "model.dtype=float64", *PREPARED]
     single = fit(load_config(None, [*settings, "output.save=false"]))
     ranks = trained_in_two_ranks(tmp_path, settings)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from lrtrain.config import Config, load_config
+from lrtrain.engine import FitResult
 from lrtrain.errors import ConfigError, Interrupted
-from lrtrain.training import FitResult, fit
+from lrtrain.training import fit
 
 from .conftest import cli
 
@@ -127,12 +128,12 @@ def test_resume_refuses_a_checkpoint_of_another_format_version() -> None:
 def test_a_second_signal_while_the_checkpoint_is_written_leaves_no_folder(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lrtrain import training
+    from lrtrain import runs
 
     def cut(path: Path, *args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # the second Ctrl-C, after config.yaml and metrics.csv
 
-    monkeypatch.setattr(training.model_module, "write_json", cut)
+    monkeypatch.setattr(runs, "write_json", cut)
     with pytest.raises(KeyboardInterrupt):
         fit(config(), should_stop=stop_after(5))  # type: ignore[arg-type]
     assert list((workdir / "runs").iterdir()) == []
@@ -172,7 +173,7 @@ def test_the_data_is_hashed_once_per_load_across_checkpoint_resume_and_save(monk
     import hashlib
     from types import SimpleNamespace
 
-    from lrtrain import data
+    from lrtrain.sources import base
 
     hashes: list[object] = []
 
@@ -182,7 +183,7 @@ def test_the_data_is_hashed_once_per_load_across_checkpoint_resume_and_save(monk
             hashes.append(digest)
         return digest
 
-    monkeypatch.setattr(data, "hashlib", SimpleNamespace(sha256=counted))
+    monkeypatch.setattr(base, "hashlib", SimpleNamespace(sha256=counted))
     run = interrupted_run(config(), at=5)  # one load: hashed for the checkpoint
     fit(load_config(run / "config.yaml"), resume=run)  # one load: hashed to check the checkpoint and for model.json
     assert len(hashes) == 2

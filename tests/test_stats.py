@@ -16,7 +16,8 @@ from scipy import stats as scipy_stats
 from statsmodels.regression.linear_model import RegressionResults
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
-from lrtrain import data, stats
+from lrtrain import stats
+from lrtrain.moments import moments
 
 RTOL = 1e-8  # against statsmodels, at the exact optimum
 SPECIAL_RTOL = 1e-10  # against scipy.stats
@@ -59,7 +60,7 @@ def fit(x: np.ndarray, y: np.ndarray, intercept: bool = True) -> tuple[stats.Sum
     solution = np.linalg.lstsq(design, y, rcond=None)[0]
     rss = float(np.sum((y - design @ solution) ** 2))
     weights, bias = (solution[1:], float(solution[0])) if intercept else (solution, None)
-    return stats.summarize(data.moments(x, y), weights, bias, rss, names(x)), sm.OLS(y, design).fit()
+    return stats.summarize(moments(x, y), weights, bias, rss, names(x)), sm.OLS(y, design).fit()
 
 
 def assert_matches(summary: stats.Summary, reference: RegressionResults) -> None:
@@ -105,7 +106,7 @@ def test_confidence_level_is_respected() -> None:
     x, y = correlated()
     summary, reference = fit(x, y)
     at_90 = stats.summarize(
-        data.moments(x, y), [t.coef for t in summary.terms[1:]], summary.terms[0].coef, summary.rss, names(x), level=0.9
+        moments(x, y), [t.coef for t in summary.terms[1:]], summary.terms[0].coef, summary.rss, names(x), level=0.9
     )
     interval = reference.conf_int(alpha=0.1)
     np.testing.assert_allclose([t.ci_low for t in at_90.terms], interval[:, 0], rtol=RTOL)
@@ -133,7 +134,7 @@ def test_weights_off_the_optimum_use_their_own_rss() -> None:
     x, y = correlated()
     w, b = np.array([1.4, -0.6, 0.25, 0.05]), 2.1  # e.g. where gradient descent stopped
     rss = float(np.sum((x @ w + b - y) ** 2))
-    summary = stats.summarize(data.moments(x, y), w, b, rss, names(x))
+    summary = stats.summarize(moments(x, y), w, b, rss, names(x))
     assert [term.coef for term in summary.terms] == [b, *w]
     assert summary.sigma2 == pytest.approx(rss / (200 - 5), rel=1e-15)
     assert summary.r2 == pytest.approx(1 - rss / float(np.sum((y - y.mean()) ** 2)), rel=1e-12)

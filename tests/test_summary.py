@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from lrtrain.data import write
+from lrtrain.sources.writers import write
 
 from .conftest import cli, run_installed
 

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from lrtrain import render
 from lrtrain.config import load_config
-from lrtrain.training import EpochLog, Start
+from lrtrain.engine import EpochLog
+from lrtrain.training import Start
 
 from .conftest import cli, files_under, run_installed, run_on_terminal
 

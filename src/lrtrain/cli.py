@@ -239,22 +239,12 @@ def fit(
     --resume continues (a second Ctrl-C stops at once and saves nothing).
     """
     from lrtrain import parallel, render, training
-    from lrtrain.errors import ConfigError
+    from lrtrain.runs import resume_config
 
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
     if resume is not None:
-        if config is not None:
-            raise ConfigError(
-                f"--resume {resume} continues with the run's own config ({resume / 'config.yaml'}); "
-                "drop --config (--set still applies on top of it)."
-            )
-        config = resume / "config.yaml"
-        if not config.is_file():
-            raise ConfigError(
-                f"--resume {resume}: no {config.name} there. "
-                "Pass a run folder made by `lrtrain fit`, e.g. runs/NAME-TIME."
-            )
+        config = resume_config(resume, config)
     cfg = _load(config, set_, extra)
     out, mode = _out(json_output)
     main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
@@ -433,10 +423,11 @@ def plot(
     """
     from lrtrain import model as model_module
     from lrtrain import plot as plot_module
+    from lrtrain import runs as runs_module
 
     plot_module.require()
     run = run if run is not None else model_module.find_latest(Path("runs"), _warn, "name a RUN").parent
-    run = run.parent if run.name == model_module.MODEL_FILE else run
+    run = run.parent if run.name == runs_module.MODEL_FILE else run
     drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
     for warning in drawn.warnings:
         _warn(f"warning: {warning}")
@@ -452,10 +443,11 @@ def runs(
     json_output: JsonOption = False,
 ) -> None:
     """List the run folders, oldest first: name, status, engine, epochs, final loss, R², when."""
-    from lrtrain import render, training
+    from lrtrain import render
+    from lrtrain.runs import list_runs
 
     out, mode = _out(json_output)
-    render.runs(training.list_runs(runs_dir), str(runs_dir), out, mode)
+    render.runs(list_runs(runs_dir), str(runs_dir), out, mode)
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -484,13 +476,14 @@ def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
 @handled
 def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Check the config and that its data loads; exit 0 if both are fine, 2 with the errors if not."""
-    from lrtrain import data
+    from lrtrain import sources
+    from lrtrain.prepare import prepare
 
     cfg = _load(config, set_)
-    prepared = data.prepare(data.load(cfg), cfg)
+    prepared = prepare(sources.load(cfg), cfg)
     print(
         f"ok: {config or 'built-in default config'} is valid; {prepared.raw.origin}: "
-        f"{len(prepared.raw.y)} rows, {prepared.features} feature(s), target {prepared.raw.target!r}."
+        f"{prepared.rows + prepared.val_rows} rows, {prepared.features} feature(s), target {prepared.raw.target!r}."
     )
 
 
@@ -525,9 +518,10 @@ def data_make(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a synthetic data set y = x.w + bias + noise (streamed: any size fits in memory)."""
-    from lrtrain import data
     from lrtrain.config import SyntheticData
     from lrtrain.errors import ConfigError, DataError
+    from lrtrain.sources import synthetic
+    from lrtrain.sources.writers import write
 
     if path.suffix.lower() not in (".csv", ".npy", ".npz"):
         raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz (that picks the format).")
@@ -556,7 +550,7 @@ def data_make(
         source="synthetic", rows=rows, features=features, weights=true_weights, bias=bias, noise=noise, seed=seed
     )
     names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
-    data.write(path, data.synthetic_chunks(spec, seed), rows, features, names)
+    write(path, synthetic.chunks(spec, seed), rows, features, names)
     source = "csv" if path.suffix.lower() == ".csv" else "npy"
     print(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
     print(f"  lrtrain fit --set data.source={source} --set data.path={path}")

@@ -19,9 +19,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lrtrain.data import BLOCK_ROWS, Moments, Prepared, combined, moments
+from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.engine import EpochLog, Schedule, State, mse
+from lrtrain.moments import Moments, combined, moments
 from lrtrain.parallel import SINGLE, Shard
-from lrtrain.training import EpochLog, Schedule, State, mse
+from lrtrain.prepare import Prepared
 
 CHOLESKY_MAX_CONDITION = 1e10  # cond(AᵀA) = cond(A)²; beyond this the normal equations lose too much
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from lrtrain.data import Prepared
+from lrtrain.engine import EpochLog, Schedule, State
 from lrtrain.parallel import Shard
-from lrtrain.training import EpochLog, Schedule, State
+from lrtrain.prepare import Prepared
 
 
 class _SGD:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import ClassVar
 
 import numpy as np
@@ -12,9 +11,10 @@ import torch
 import torch._dynamo
 from torch import nn
 
-from lrtrain.data import Prepared
+from lrtrain import parallel
+from lrtrain.engine import EpochLog, Schedule, State
 from lrtrain.errors import DeviceError
-from lrtrain.training import EpochLog, Schedule, State
+from lrtrain.prepare import Prepared
 
 
 def available_devices() -> list[str]:
@@ -210,50 +210,11 @@ def _tensor(a: np.ndarray, dtype: str, device: torch.device) -> torch.Tensor:
 
 def _all_reduce(model: nn.Linear, loss: torch.Tensor) -> torch.Tensor:
     """Sum the gradients and the loss over every rank (what DDP does, without its teardown hazards)."""
-    import torch.distributed as dist
-
     parts = [p.grad for p in model.parameters() if p.grad is not None]
     flat = torch.cat([t.reshape(-1) for t in parts] + [loss.detach().reshape(1)])
-    dist.all_reduce(flat)
+    parallel.all_reduce_tensor(flat)
     offset = 0
     for grad in parts:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
     return flat[-1]
-
-
-# --------------------------------------------------------------------------- data-parallel transport
-
-
-def join_process_group(rank: int, world: int, device: str, timeout: float, init: str | None) -> None:
-    """gloo on CPU, NCCL for one GPU per rank; `init` e.g. file:///tmp/store (default: torchrun's env://)."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(torch.device(device))
-    dist.init_process_group(backend, init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
-
-
-def all_reduce_numpy(values: np.ndarray) -> None:
-    """Sum a NumPy array over every rank, in place."""
-    import torch.distributed as dist
-
-    tensor = torch.from_numpy(values)  # shares memory with `values`
-    if dist.get_backend() == "nccl":  # NCCL reduces device memory only
-        on_device = tensor.to(f"cuda:{torch.cuda.current_device()}")
-        dist.all_reduce(on_device)
-        tensor.copy_(on_device.cpu())
-    else:
-        dist.all_reduce(tensor)
-
-
-def leave_process_group(finished: bool) -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        if finished:
-            dist.barrier()
-        dist.destroy_process_group()

@@ -6,54 +6,24 @@ predicts a handful of values with the standard library alone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from lrtrain.errors import InputError, ModelError
+from lrtrain.runs import CHECKPOINT_FILE, MODEL_FILE, newest_models
+
+if TYPE_CHECKING:
+    from lrtrain.config import Config
+    from lrtrain.engine import FitResult
+    from lrtrain.prepare import Prepared
 
 FORMAT = "lrtrain.model"
 FORMAT_VERSION = 1
-MODEL_FILE = "model.json"
 COVARIANCE_MAX_FEATURES = 256  # (X̃ᵀX̃)⁻¹ is stored for prediction intervals up to here (~1.5 MB of JSON)
-
-
-@contextlib.contextmanager
-def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never torn."""
-    import tempfile  # not at the top: `predict` never writes, and every millisecond of start-up counts
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's private 0600
-    text = "b" not in mode
-    try:
-        with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: Path, payload: dict[str, Any], allow_nan: bool = False) -> None:
-    with atomic_writer(path) as handle:
-        json.dump(payload, handle, indent=2, allow_nan=allow_nan)
-        handle.write("\n")
 
 
 class Model(NamedTuple):
@@ -163,7 +133,7 @@ def _to_float32(value: float) -> float:
 def load(path: Path) -> Model:
     """Read a model file (or a run folder holding one) and check its format."""
     if path.is_dir():
-        if not (path / MODEL_FILE).exists() and (path / "checkpoint.json").exists():
+        if not (path / MODEL_FILE).exists() and (path / CHECKPOINT_FILE).exists():
             raise ModelError(
                 f"{path} is an interrupted run: it has a checkpoint but no model yet. Finish it with "
                 f"lrtrain fit --resume {path}, or name a finished run."
@@ -249,8 +219,7 @@ def find_latest(runs: Path, warn: Callable[[str], None], how_to_pass: str = "pas
 def load_latest(runs: Path, warn: Callable[[str], None], how_to_pass: str = "pass --model PATH") -> Model:
     """The model of the most recently finished run under `runs`; newer runs whose model cannot be read
     are skipped, each told to `warn` (one damaged folder does not hide every other run)."""
-    candidates = list(runs.glob(f"*/{MODEL_FILE}")) if runs.is_dir() else []
-    for path in sorted(candidates, key=lambda p: (p.stat().st_mtime_ns, str(p)), reverse=True):
+    for path in newest_models(runs):
         try:
             return load(path)
         except ModelError as exc:
@@ -363,3 +332,59 @@ def predict(
 
 def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no infinity or nan
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def payload(config: Config, result: FitResult, prepared: Prepared) -> dict[str, Any]:
+    """The model file's contents for a finished fit."""
+    from datetime import UTC, datetime
+
+    from lrtrain import __version__
+    from lrtrain.config import to_dict
+
+    dataset, scaling = prepared.raw, prepared.scaling
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lrtrain_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "weights": [float(w) for w in result.weights],
+        "bias": float(result.bias),
+        "features": dataset.features,
+        "target": dataset.target,
+        "dtype": result.dtype,
+        "engine": result.engine,
+        "device": result.device,
+        "standardization": (
+            {"mean": _floats(scaling.mean), "scale": _floats(scaling.scale)} if config.data.standardize else None
+        ),
+        "metrics": {
+            "loss": result.loss,
+            "val_loss": result.val_loss,
+            "r2": result.r2,
+            "epochs": result.epochs,
+            "seconds": result.seconds,
+            "optimum_loss": result.optimum_loss,
+            "max_abs_dw_to_optimum": result.max_dw_to_optimum,
+            "stopped": result.stopped,
+        },
+        "data": {"origin": dataset.origin, "rows": prepared.rows + prepared.val_rows, "sha256": prepared.fingerprint},
+        "statistics": _stored_statistics(result),
+        "config": to_dict(config),
+    }
+
+
+def _stored_statistics(result: FitResult) -> dict[str, Any] | None:
+    """The OLS summary for `lrtrain summary`, and what `predict --interval` needs (the covariance, for up to
+    model.COVARIANCE_MAX_FEATURES features); {"unavailable": why} when there is none."""
+    if result.summary is None:
+        return None
+    if isinstance(result.summary, str):
+        return {"unavailable": result.summary}
+    return result.summary.to_dict(covariance=len(result.weights) <= COVARIANCE_MAX_FEATURES)
+
+
+def _floats(a: Any) -> list[float]:
+    return [float(v) for v in a]

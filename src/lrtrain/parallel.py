@@ -24,22 +24,26 @@ Ctrl-C (SIGINT/SIGTERM; torchrun passes it on to every process) stops every rank
 epoch, agreed by `StopVote`; rank 0 writes the checkpoint, and `--resume` continues it with any
 number of processes, or in one.
 
-torch.distributed is the transport (gloo on CPU, NCCL for one GPU per rank). It lives with the
-rest of torch in engine_torch, which is imported only when a job really has more than one process.
+torch.distributed is the transport (gloo on CPU, NCCL for one GPU per rank). This module owns
+it, and imports it only when a job really has more than one process: `lrtrain predict` and a
+one-process fit without the torch engine never load torch.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lrtrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 TIMEOUT_SECONDS = float(os.environ.get("LRTRAIN_DIST_TIMEOUT", "300"))  # torch's default is 30 minutes
 
@@ -63,7 +67,7 @@ class Shard:
     def reduce(self, values: np.ndarray) -> np.ndarray:
         """Sum over every process, in place (one all_reduce); a single process keeps its own."""
         if self.world > 1:
-            _transport().all_reduce_numpy(values)
+            _all_reduce_numpy(values)
         return values
 
     def slot(self, values: np.ndarray) -> np.ndarray:
@@ -134,7 +138,7 @@ def start(device: str) -> Shard:
     if world == 1:
         return SINGLE
     rank = int(os.environ["RANK"])
-    _transport().join_process_group(rank, world, device, TIMEOUT_SECONDS, os.environ.get("LRTRAIN_DIST_INIT"))
+    _join(rank, world, device, TIMEOUT_SECONDS, os.environ.get("LRTRAIN_DIST_INIT"))
     return Shard(rank, world, 0, 0)
 
 
@@ -151,12 +155,7 @@ def stop(finished: bool = True) -> None:
     """Leave the process group; wait for the others only after a normal finish (after an error
     the other ranks may be inside a different collective, and a barrier would hang)."""
     if world_size() > 1:
-        _transport().leave_process_group(finished)
-
-
-def _transport() -> Any:
-    """torch.distributed, through the one module that imports torch."""
-    return importlib.import_module("lrtrain.engine_torch")
+        _leave(finished)
 
 
 def is_main() -> bool:
@@ -168,3 +167,49 @@ def local_device(device: str) -> str:
     if world_size() > 1 and device.startswith("cuda"):
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
+
+
+# --------------------------------------------------------------------------- the transport: torch.distributed
+
+
+def _join(rank: int, world: int, device: str, timeout: float, init: str | None) -> None:
+    """gloo on CPU, NCCL for one GPU per rank; `init` e.g. file:///tmp/store (default: torchrun's env://)."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group(backend, init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+
+
+def _all_reduce_numpy(values: np.ndarray) -> None:
+    """Sum a NumPy array over every rank, in place."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.from_numpy(values)  # shares memory with `values`
+    if dist.get_backend() == "nccl":  # NCCL reduces device memory only
+        on_device = tensor.to(f"cuda:{torch.cuda.current_device()}")
+        dist.all_reduce(on_device)
+        tensor.copy_(on_device.cpu())
+    else:
+        dist.all_reduce(tensor)
+
+
+def all_reduce_tensor(tensor: torch.Tensor) -> None:
+    """Sum a tensor (on this rank's device) over every rank, in place."""
+    import torch.distributed as dist
+
+    dist.all_reduce(tensor)
+
+
+def _leave(finished: bool) -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()

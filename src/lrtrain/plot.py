@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lrtrain import config as config_module
-from lrtrain import data as data_module
 from lrtrain import model as model_module
+from lrtrain import sources
 from lrtrain.errors import ConfigError, LrtrainError
-from lrtrain.training import CONFIG_FILE, METRICS_FILE
+from lrtrain.files import atomic_writer
+from lrtrain.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -170,7 +171,7 @@ def _read_metrics(run_dir: Path) -> tuple[list[int], list[float], list[float | N
 
 def _read_model(run_dir: Path, warnings: list[str]) -> tuple[model_module.Model | None, str | None]:
     """model.json and the engine that trained it; None for a checkpointed run (or, with a warning, a damaged file)."""
-    path = run_dir / model_module.MODEL_FILE
+    path = run_dir / MODEL_FILE
     if not path.exists():
         return None, None
     try:
@@ -189,7 +190,7 @@ def _data_points(
     if config is None:
         return None
     try:
-        dataset = data_module.load(config)
+        dataset = sources.load(config)
     except LrtrainError as exc:
         warnings.append(f"{out} shows the loss only: the data of {run_dir} could not be loaded ({exc})")
         return None
@@ -199,12 +200,17 @@ def _data_points(
             f"{run_dir} was trained on {model.features}."
         )
         return None
-    n = len(dataset.y)
+    n = sources.row_count(dataset)
     rows = np.sort(np.random.default_rng(0).choice(n, size=MAX_POINTS, replace=False)) if n > MAX_POINTS else None
-    x = np.asarray(dataset.x[:, 0] if rows is None else dataset.x[rows, 0], dtype=np.float64)
-    y = np.asarray(dataset.y if rows is None else dataset.y[rows], dtype=np.float64)
-    column = dataset.x[:, 0]
-    return x, y, float(np.min(column)), float(np.max(column)), n
+    xs, ys, low, high, at = [], [], math.inf, -math.inf, 0
+    for block_x, block_y in dataset.blocks():
+        column = np.asarray(block_x[:, 0], dtype=np.float64)
+        low, high = min(low, float(np.min(column))), max(high, float(np.max(column)))
+        mine = slice(None) if rows is None else rows[(rows >= at) & (rows < at + len(block_y))] - at
+        xs.append(column[mine])
+        ys.append(np.asarray(block_y[mine], dtype=np.float64))
+        at += len(block_y)
+    return np.concatenate(xs), np.concatenate(ys), low, high, n
 
 
 # --------------------------------------------------------------------------- drawing
@@ -291,7 +297,7 @@ def _text(text: str) -> str:
 def _save(fig: Figure, out: Path) -> None:
     """Write the PNG atomically: a failure leaves the old file, or none, never half of one."""
     try:
-        with model_module.atomic_writer(out, "wb") as handle:
+        with atomic_writer(out, "wb") as handle:
             fig.savefig(handle, format="png", dpi=DPI)
     except OSError as exc:
         raise ConfigError(

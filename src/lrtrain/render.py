@@ -26,7 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lrtrain.config import Config
-from lrtrain.training import SCHEMA, Comparison, EpochLog, FitResult, RunInfo, Start
+from lrtrain.engine import EpochLog, FitResult
+from lrtrain.runs import RunInfo
+from lrtrain.training import SCHEMA, Comparison, Start
 
 Mode = Literal["rich", "plain", "json"]
 

@@ -1,6 +1,6 @@
 """OLS inference for a fitted linear model, as statsmodels' `OLS(...).fit().summary()` reports it.
 
-`summarize` takes the training rows' sufficient statistics (`lrtrain.data.Moments`), the final
+`summarize` takes the training rows' sufficient statistics (`lrtrain.moments.Moments`), the final
 weights — the exact optimum or wherever gradient descent stopped — and their residual sum of
 squares, and returns standard errors, t statistics, p-values, confidence intervals, R², F, the
 log-likelihood, AIC/BIC and the condition number. It never touches the N×D data, so it costs
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from lrtrain.data import Moments
+    from lrtrain.moments import Moments
 
 CONDITION_WARNING = 1000.0  # statsmodels' summary notes a condition number above this
 RANK_TOLERANCE = 1e-13  # eigenvalues of the equilibrated Gram matrix below this · largest count as zero
@@ -327,7 +327,7 @@ def summarize(
 ) -> Summary:
     """OLS inference for the given weights (and bias; None: a model without an intercept).
 
-    `moments` are the training rows' centered sums in raw feature units, as `lrtrain.data.moments`
+    `moments` are the training rows' centered sums in raw feature units, as `lrtrain.moments.moments`
     gives them (without an intercept they are taken about the origin here); `rss` is Σ(ŷ − y)² of
     these weights on these rows. The weights need not be the optimum: σ² = RSS/df_resid is theirs.
     """

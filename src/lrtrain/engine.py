@@ -1,0 +1,134 @@
+"""The engine contract: what every engine is told (`Schedule`), where it starts (`State`), what it yields
+(`EpochLog`), and the result a fit builds from them (`FitResult`); plus the loss helpers.
+
+An engine is a module with `train(data: Prepared, schedule: Schedule, start: State)`, a generator
+of one `EpochLog` per epoch. It never prints, reads files or exits: `training` owns the loop
+around it. Engines import this module and `prepare`, never `training`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lrtrain import order
+from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.parallel import SINGLE, Shard
+
+if TYPE_CHECKING:
+    from lrtrain.stats import Summary
+
+
+@dataclass(frozen=True)
+class State:
+    """Where an engine starts: the weights, bias and SGD momentum buffers after `epoch` epochs."""
+
+    epoch: int
+    weights: np.ndarray
+    bias: float
+    velocity_w: np.ndarray | None = None  # None: no step taken yet, or no momentum
+    velocity_b: float = 0.0
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """One epoch: the loss of its forward pass (before the step), the state after it."""
+
+    epoch: int
+    loss: float
+    weights: np.ndarray
+    bias: float
+    lr: float
+    val_loss: float | None = None
+    velocity_w: np.ndarray | None = None
+    velocity_b: float = 0.0
+
+    def state(self) -> State:
+        return State(self.epoch, self.weights, self.bias, self.velocity_w, self.velocity_b)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What every engine is told: the same steps, the same batch order."""
+
+    epochs: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int | None
+    shuffle: bool
+    seed: int
+    bias: bool
+    dtype: str
+    device: str
+    statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
+    threads: int | None = None
+
+    def batches(self, epoch: int, n: int, shard: Shard = SINGLE) -> Iterator[tuple[int, slice | np.ndarray]]:
+        """One epoch's minibatches of the n training rows: (the global batch size, the shard's rows of the
+        batch); a fresh order every epoch when shuffling (see lrtrain.order)."""
+        return order.batches(n, self.batch_size, self.shuffle, self.seed, epoch, shard)
+
+
+@dataclass
+class FitResult:
+    engine: str
+    device: str
+    dtype: str
+    weights: np.ndarray  # raw-feature units
+    bias: float
+    epochs: int
+    loss: float  # MSE of the final model on the training rows, float64
+    val_loss: float | None
+    r2: float
+    seconds: float
+    stopped: str
+    optimum_loss: float
+    optimum_weights: np.ndarray
+    optimum_bias: float
+    history: list[EpochLog] = field(repr=False)
+    predictions: list[tuple[list[float], float, float]]  # (input, before, after)
+    rows: int = 0
+    run_dir: Path | None = None
+    summary: Summary | str | None = None  # OLS inference on the training rows; str: why there is none
+
+    @property
+    def max_dw_to_optimum(self) -> float:
+        return max_abs_diff(self.weights, self.bias, self.optimum_weights, self.optimum_bias)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.seconds / max(self.epochs, 1)
+
+
+def max_abs_diff(w1: np.ndarray, b1: float, w2: np.ndarray, b2: float) -> float:
+    """max |Δ| over the weights and the bias."""
+    return float(np.max(np.abs(np.append(w1 - w2, b1 - b2))))
+
+
+def squared_errors(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """|Xw + b - y|² for each model (w, b), float64, in one blocked pass over X: X @ [w₁ w₂ …] per block."""
+    w = np.column_stack([np.asarray(m[0], dtype=np.float64) for m in models])
+    b = np.array([m[1] for m in models], dtype=np.float64)
+    total = np.zeros(len(models))
+    for start in range(0, len(y), BLOCK_ROWS):
+        stop = start + BLOCK_ROWS
+        r = np.asarray(x[start:stop], dtype=np.float64) @ w + b - np.asarray(y[start:stop], dtype=np.float64)[:, None]
+        total += np.einsum("ij,ij->j", r, r)  # column j: rᵀr of model j
+    return total
+
+
+def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
+    """mean((Xw + b - y)²) in float64, in blocks."""
+    return float(squared_errors(x, y, [(w, b)])[0]) / len(y)
+
+
+def mean_squares(
+    x: np.ndarray, y: np.ndarray, rows: int, shard: Shard, models: list[tuple[np.ndarray, float]]
+) -> list[float]:
+    """mean((Xw + b - y)²) per model over `rows` rows, of which this rank holds (x, y): its sums, all-reduced."""
+    return [float(v) for v in shard.reduce(squared_errors(x, y, models)) / rows]

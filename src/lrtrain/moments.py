@@ -1,0 +1,150 @@
+"""Sufficient statistics of (X, y) for the mean squared error: counts, means and centered sums of
+products, gathered in one blocked pass and merged exactly across processes. Everything that needs
+XᵀX — the exact optimum, `lr: auto`, full-batch epochs from the statistics, the OLS summary —
+starts here, so no later step makes another pass over the N×D data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrtrain.blocks import BLOCK_ROWS, blocked_sum
+from lrtrain.parallel import Shard
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """x_trained = (x - mean) / scale; identity when standardization is off."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def to_original(self, w: np.ndarray, b: float) -> tuple[np.ndarray, float]:
+        """Weights learned on scaled features, expressed for raw features."""
+        w64 = np.asarray(w, dtype=np.float64)
+        w_raw = w64 / self.scale
+        return w_raw, float(b) - float(w_raw @ self.mean)
+
+    def to_trained(self, w_raw: np.ndarray, b_raw: float) -> tuple[np.ndarray, float]:
+        w = np.asarray(w_raw, dtype=np.float64) * self.scale
+        return w, float(b_raw) + float(np.asarray(w_raw, dtype=np.float64) @ self.mean)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sufficient statistics of (X, y) for the MSE, centered for accuracy (float64)."""
+
+    n: int
+    x_mean: np.ndarray  # μ (zeros without a bias)
+    y_mean: float  # ȳ (0 without a bias)
+    gram: np.ndarray  # G = AᵀA, A = X - μ
+    cross: np.ndarray  # c = Aᵀt, t = y - ȳ
+    tt: float  # tᵀt
+
+    def in_original_units(self, scaling: Scaling) -> Moments:
+        """The moments of the raw features, from those of x_trained = (x − mean)/scale: x = x_trained·scale + mean."""
+        scale = scaling.scale
+        return Moments(
+            self.n,
+            self.x_mean * scale + scaling.mean,
+            self.y_mean,
+            self.gram * np.outer(scale, scale),  # AᵀA scales by s_i·s_j; centering removes the shift
+            self.cross * scale,
+            self.tt,
+        )
+
+    def uncentered(self) -> Moments:
+        """The same sums about the origin (μ = 0, ȳ = 0), for a model without a bias."""
+        n, mu, ybar = self.n, self.x_mean, self.y_mean
+        return Moments(
+            n,
+            np.zeros_like(mu),
+            0.0,
+            self.gram + n * np.outer(mu, mu),
+            self.cross + n * mu * ybar,
+            self.tt + n * ybar**2,
+        )
+
+
+CANCELLATION_LIMIT = 1e3  # mean² / variance above which XᵀX - nμμᵀ would lose more than 3 digits
+
+
+def moments(x: np.ndarray, y: np.ndarray) -> Moments:
+    """Centered sums of products, float64, memory O(block · D).
+
+    Fast path: two passes over float64 X, one BLAS gemm Xᵀ[1 y] (sums and Xᵀy) and one syrk,
+    centered algebraically (G = XᵀX - nμμᵀ), which is exact enough unless a mean dwarfs its
+    spread; then, and for float32 or strided data, the products are taken block by block on
+    the centered rows.
+    """
+    n, d = x.shape
+    y_mean = float(np.mean(y, dtype=np.float64))
+    if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous:
+        sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
+        x_mean = sums_and_xty[:, 0] / n
+        gram = x.T @ x - n * np.outer(x_mean, x_mean)
+        cross = sums_and_xty[:, 1] - n * x_mean * y_mean
+        tt = float(y @ y) - n * y_mean**2
+        spread = np.append(np.diag(gram), tt) / n
+        means = np.append(x_mean, y_mean) ** 2
+        if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
+            return Moments(n, x_mean, y_mean, gram, cross, tt)
+    x_mean = blocked_sum(x) / n
+    gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
+    for start in range(0, n, BLOCK_ROWS):
+        a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - x_mean
+        t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - y_mean
+        gram += a.T @ a  # BLAS syrk
+        cross += a.T @ t
+        tt += float(t @ t)
+    return Moments(n, x_mean, y_mean, gram, cross, tt)
+
+
+def combined(local: Moments, shard: Shard) -> Moments:
+    """The moments of every rank's rows from each rank's own centered ones, exactly (Chan et al.):
+
+        n = Σ n_r,  μ = Σ n_r μ_r / n,  ȳ = Σ n_r ȳ_r / n,  δ_r = μ_r − μ,  ε_r = ȳ_r − ȳ
+        G = Σ G_r + Σ n_r δ_r δ_rᵀ,   c = Σ c_r + Σ n_r δ_r ε_r,   tᵀt = Σ t_rᵀt_r + Σ n_r ε_r²
+
+    One all_reduce: the sums of G_r, c_r and t_rᵀt_r, then each rank's (n_r, μ_r, ȳ_r) in its own slot.
+    """
+    if shard.world == 1:
+        return local
+    d = len(local.cross)
+    own = np.concatenate([[local.n], local.x_mean, [local.y_mean]])
+    packed = shard.reduce(np.concatenate([local.gram.ravel(), local.cross, [local.tt], shard.slot(own).ravel()]))
+    grams, cross, tts, ranks = np.split(packed, np.cumsum([d * d, d, 1]))
+    ranks = ranks.reshape(shard.world, d + 2)
+    counts, x_means, y_means = ranks[:, 0], ranks[:, 1:-1], ranks[:, -1]
+    n = int(counts.sum())
+    x_mean, y_mean = counts @ x_means / n, float(counts @ y_means) / n
+    delta, epsilon = x_means - x_mean, y_means - y_mean
+    gram = grams.reshape(d, d) + (delta.T * counts) @ delta
+    cross += delta.T @ (counts * epsilon)
+    tt = float(tts[0]) + float(counts @ epsilon**2)
+    return Moments(n, x_mean, y_mean, gram, cross, tt)
+
+
+def largest_curvature(centered: Moments, bias: bool) -> float:
+    """L, the largest eigenvalue of the MSE's Hessian (2/n)·X̃ᵀX̃, X̃ = [X, 1] with a bias."""
+    n, mu = centered.n, centered.x_mean
+    xtx = centered.gram + n * np.outer(mu, mu)  # XᵀX = AᵀA + nμμᵀ
+    gram = np.block([[xtx, n * mu[:, None]], [n * mu[None, :], np.array([[float(n)]])]]) if bias else xtx
+    gram = gram * (2.0 / n)
+    if gram.shape[0] <= EIGH_MAX_SIZE:
+        return float(np.linalg.eigvalsh(gram)[-1])
+    v = np.ones(gram.shape[0]) / math.sqrt(gram.shape[0])  # power iteration
+    value = 0.0
+    for _ in range(1000):
+        u = gram @ v
+        new = float(np.linalg.norm(u))
+        v = u / new
+        if abs(new - value) <= 1e-10 * new:
+            break
+        value = new
+    return new
+
+
+EIGH_MAX_SIZE = 2048  # up to this many parameters, all eigenvalues (LAPACK); beyond, the power iteration

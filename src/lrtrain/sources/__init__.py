@@ -1,0 +1,22 @@
+"""Where the rows come from: one module per format, each returning a `Source` (see sources.base)."""
+
+from __future__ import annotations
+
+from lrtrain.config import Config, CsvData, InlineData, SyntheticData
+from lrtrain.parallel import SINGLE, Shard
+from lrtrain.sources import arrays, delimited, synthetic
+from lrtrain.sources.base import Source, Table, checked, fingerprint, row_count
+
+__all__ = ["Source", "Table", "checked", "fingerprint", "load", "row_count"]
+
+
+def load(config: Config, group: Shard = SINGLE) -> Source:
+    """The data as read, every value checked to be finite. Under torchrun (`group`: this process's place
+    in the job) each rank checks only its share of the rows, and the ranks agree on what to report."""
+    spec = config.data
+    scratch = group.world > 1  # every rank reads the file: into a mapped temporary file, not its own memory
+    if isinstance(spec, SyntheticData):
+        return synthetic.read(spec, config.seed, scratch)  # finite by construction
+    if isinstance(spec, CsvData):
+        return checked(delimited.read(spec, scratch), group)
+    return checked(arrays.inline(spec) if isinstance(spec, InlineData) else arrays.npy(spec), group)

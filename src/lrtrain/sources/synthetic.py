@@ -1,0 +1,53 @@
+"""Synthetic rows y = x·w + bias + noise, seeded: the same rows whatever the chunk size."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+import numpy as np
+
+from lrtrain.config import SyntheticData
+from lrtrain.sources.base import Table, default_names, scratch_mapping
+
+
+def chunks(spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Rows of y = x.w + bias + noise, in chunks; the same rows whatever the chunk size."""
+    weights_rng, x_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    w = (
+        np.asarray(spec.weights, dtype=np.float64)
+        if spec.weights is not None
+        else weights_rng.normal(size=spec.features)
+    )
+    for start in range(0, spec.rows, chunk_rows):
+        n = min(chunk_rows, spec.rows - start)
+        x = x_rng.standard_normal((n, spec.features))
+        y = x @ w + spec.bias + spec.noise * noise_rng.standard_normal(n)
+        yield x, y
+
+
+def read(spec: SyntheticData, seed: int, scratch: bool = False) -> Table:
+    """The rows in memory, filled chunk by chunk; with `scratch` (under torchrun, where every rank makes
+    them all) in memory-mapped temporary files instead, so a rank's anonymous memory holds only a chunk."""
+    seed = spec.seed if spec.seed is not None else seed
+    origin = f"synthetic data ({spec.rows} rows, seed {seed})"
+    if scratch:
+        with tempfile.TemporaryFile(prefix="lrtrain-") as targets:
+
+            def fill(out: IO[bytes]) -> tuple[int, ...]:
+                for x, y in chunks(spec, seed):
+                    x.tofile(out)
+                    y.tofile(targets)
+                return (spec.rows, spec.features)
+
+            x = scratch_mapping(fill, np.dtype(np.float64))
+            targets.flush()
+            y: np.ndarray = np.memmap(targets, dtype=np.float64, mode="r", shape=(spec.rows,))
+        return Table(x, y, default_names(spec.features), "y", origin)
+    x, y = np.empty((spec.rows, spec.features)), np.empty(spec.rows)
+    start = 0
+    for xs, ys in chunks(spec, seed):
+        x[start : start + len(ys)], y[start : start + len(ys)] = xs, ys
+        start += len(ys)
+    return Table(x, y, default_names(spec.features), "y", origin)

@@ -1,0 +1,50 @@
+"""Data files for `lrtrain data make`: .csv, .npy (target last column) or .npz, written atomically."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from lrtrain.errors import DataError
+from lrtrain.files import atomic_writer
+
+
+def write(
+    path: Path, chunks: Iterator[tuple[np.ndarray, np.ndarray]], rows: int, features: int, names: list[str]
+) -> None:
+    """Write chunks of (x, y) to .csv, .npy (target last column) or .npz, atomically."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with atomic_writer(path, "w") as handle:
+            handle.write(",".join([*names, "y"]) + "\n")
+            for x, y in chunks:
+                np.savetxt(handle, np.column_stack([x, y]), delimiter=",", fmt="%.17g")
+    elif suffix == ".npy":
+        with atomic_writer(path, "wb") as handle:
+            header = {"descr": "<f8", "fortran_order": False, "shape": (rows, features + 1)}
+            np.lib.format.write_array_header_1_0(handle, header)
+            for x, y in chunks:
+                handle.write(np.column_stack([x, y]).astype("<f8").tobytes())
+    elif suffix == ".npz":  # as numpy.savez writes it (uncompressed), chunk by chunk
+        with (
+            atomic_writer(path, "wb") as handle,
+            zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive,
+            tempfile.TemporaryFile(dir=path.parent) as targets,  # y waits on disk, beside the output
+        ):
+            with archive.open("x.npy", "w", force_zip64=True) as member:
+                header = {"descr": "<f8", "fortran_order": False, "shape": (rows, features)}
+                np.lib.format.write_array_header_1_0(member, header)
+                for x, y in chunks:
+                    member.write(np.asarray(x, dtype="<f8").tobytes())
+                    targets.write(np.asarray(y, dtype="<f8").tobytes())
+            with archive.open("y.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (rows,)})
+                targets.seek(0)
+                shutil.copyfileobj(targets, member, 1 << 18)
+    else:
+        raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz.")
