@@ -22,16 +22,18 @@ venv: $(BIN)/lrtrain ## create .venv and install lrtrain with its dev tools
 run: venv ## train the default config (the cheat sheet's data)
 	$(BIN)/lrtrain fit
 
-test: venv ## run lint, type checks and the tests
+test: venv ## run lint, type checks, the import layers and the tests
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-lint: venv ## ruff and mypy only
+lint: venv ## ruff, mypy and the import layers only
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv ## format and auto-fix the code
 	$(BIN)/ruff format src tests benchmarks
