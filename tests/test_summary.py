@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,19 @@ def test_predict_interval_equals_statsmodels_on_the_fast_path(workdir: Path) -> 
     as_percent = run_installed("predict", *samples, "--interval", "90%", cwd=workdir)
     assert as_percent.returncode == 0, as_percent.stderr
     assert as_percent.stdout == result.stdout
+
+
+def test_only_predict_interval_pays_for_scipy_and_neither_form_for_the_cli(workdir: Path) -> None:
+    assert cli("fit", "--set", "data.source=synthetic", "--set", "data.rows=50").exit_code == 0
+    imported = {}
+    for name, extra in (("plain", []), ("interval", ["--interval", "0.95"])):
+        result = run_installed("predict", "5", *extra, cwd=workdir, python_flags=("-X", "importtime"))
+        assert result.returncode == 0, result.stderr
+        imported[name] = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", result.stderr, re.MULTILINE))
+    assert not {"numpy", "scipy"} & imported["plain"]
+    assert "scipy.special" in imported["interval"]
+    for modules in imported.values():
+        assert not {"torch", "typer", "pydantic", "rich", "lrtrain.cli", "lrtrain.training", "lrtrain.data"} & modules
 
 
 @pytest.mark.parametrize("level", ["95", "0", "1", "x", "-0.5", "nan", "100%", "0%", "%"])
