@@ -240,6 +240,7 @@ def case_startup(quick: bool, repeats: int) -> dict[str, Any]:
             "python -c pass": [sys.executable, "-c", "pass"],
             "lrtrain --help": [*lrtrain, "--help"],
             "lrtrain predict 5": [*lrtrain, "predict", "5"],
+            "lrtrain predict 5 --interval 0.95": [*lrtrain, "predict", "5", "--interval", "0.95"],  # + scipy.special
             "lrtrain fit (default config)": [*lrtrain, "fit", "--set", "output.save=false"],
         }
         results = {}

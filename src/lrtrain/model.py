@@ -65,7 +65,7 @@ class Model(NamedTuple):
 
     def interval(self, sample: list[float], level: float) -> tuple[float, float, float]:
         """(prediction, low, high) of the `level` prediction interval for a new observation at `sample`."""
-        from lrtrain.stats import prediction_interval  # pure math: still no NumPy
+        from lrtrain.stats import prediction_interval  # brings scipy.special (and NumPy) for the t quantile
 
         statistics = self.require_statistics("predict --interval")
         covariance = statistics["unscaled_covariance"]
