@@ -218,7 +218,7 @@ def test_p_values_far_in_the_tail_keep_their_digits() -> None:
 
 def test_p_values_of_an_exact_fit_and_of_weights_worse_than_none() -> None:
     x = np.arange(1.0, 11.0)[:, None]
-    exact = stats.summarize(data.moments(x, 2 * x[:, 0] + 1), [2.0], 1.0, 0.0, ["x0"])  # RSS = 0: t, F infinite
+    exact = stats.summarize(moments(x, 2 * x[:, 0] + 1), [2.0], 1.0, 0.0, ["x0"])  # RSS = 0: t, F infinite
     assert [term.p_value for term in exact.terms] == [0.0, 0.0]
     assert exact.f_p_value == 0.0
     assert exact.warnings == (
@@ -226,7 +226,7 @@ def test_p_values_of_an_exact_fit_and_of_weights_worse_than_none() -> None:
     )
     x, y = correlated()
     rss = float(np.sum((y - 100.0) ** 2))  # all weights 0 and a bias far off: RSS > TSS, so F < 0
-    off = stats.summarize(data.moments(x, y), np.zeros(4), 100.0, rss, names(x))
+    off = stats.summarize(moments(x, y), np.zeros(4), 100.0, rss, names(x))
     assert off.f_stat < 0
     assert off.f_p_value == 1.0  # every F is above a negative one, as scipy.stats.f.sf(-1, ...) says
 
@@ -260,7 +260,8 @@ def test_prediction_interval_imports_scipy_special_only_when_called_and_nothing_
         "assert not {'numpy', 'scipy'} & set(sys.modules), 'importing lrtrain.stats imported numpy or scipy'\n"
         "print(prediction_interval([2.0], [3.0], 1.0, [[0.5, -0.1], [-0.1, 0.05]], 0.25, 10, 0.95))\n"
         "assert 'scipy.special' in sys.modules\n"
-        "heavy = {'lrtrain.training', 'lrtrain.data', 'lrtrain.cli', 'torch', 'typer', 'pydantic', 'rich'}\n"
+        "heavy = {'lrtrain.training', 'lrtrain.prepare', 'lrtrain.sources', 'lrtrain.cli', 'torch', 'typer',"
+        " 'pydantic', 'rich'}\n"
         "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
