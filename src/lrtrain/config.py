@@ -1,5 +1,6 @@
-"""The typed config: every default in one place, YAML loading, --set overrides, validation.
+"""The typed config: every default in one place, loading (YAML file, --set overrides), validation.
 
+Reading YAML with line numbers and putting validation errors into words is config_text's job.
 Precedence is defaults < YAML file < --set. Unknown keys and wrong types are errors, never
 silently coerced; every error names the key, the value, the allowed range, where the value
 came from (file and line, or --set) and how to fix it.
@@ -7,12 +8,11 @@ came from (file and line, or --set) and how to fix it.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from lrtrain.config_text import Key, Loader, Positions, Schema, describe, did_you_mean, read_yaml_file
 from lrtrain.errors import ConfigError
 
 Engine = Literal["manual", "torch", "exact"]
@@ -254,111 +255,6 @@ class Config(_Strict):
 # --------------------------------------------------------------------------- YAML
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 insists on a dot: 1.0e-3)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-Positions = dict[tuple[str, ...], int]
-
-
-def _parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
-    """Parse YAML and record the 1-based line of every key path."""
-    loader: _Loader | None = None
-    try:
-        loader = _Loader(text)
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        positions: Positions = {}
-        _walk(node, (), positions, where)
-        return loader.construct_document(node), positions
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            f"{where}{at} is not valid YAML: {problem}. Fix the syntax there "
-            "(a mapping of keys to values, e.g. 'train:\\n  lr: 0.01')."
-        ) from None
-    except yaml.YAMLError as exc:  # e.g. control characters, which YAML forbids
-        raise ConfigError(f"{where} is not valid YAML: {exc}. Fix the file (plain UTF-8 text).") from None
-    except RecursionError:
-        raise ConfigError(f"{where} is nested too deeply to be a config. Fix the file.") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                dotted = ".".join((*path, key))
-                raise ConfigError(
-                    f"{where}, line {line}: key '{dotted}' appears twice (lines {seen[key]} and {line}). "
-                    "Keep one of them."
-                )
-            seen[key] = line
-            positions[(*path, key)] = line
-            _walk(value_node, (*path, key), positions, where)
-
-
-def read_yaml_file(path: Path) -> tuple[dict[str, Any], Positions]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist. Check the path, or run without --config to train "
-            "the built-in default; `lrtrain config show > my.yaml` writes a template."
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, not a YAML file. Pass the file itself.") from None
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text (is it a YAML file?). Save it as UTF-8, or pass the YAML config."
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read config file {path}: {exc.strerror}. Check the file and its permissions."
-        ) from None
-    data, positions = _parse_yaml(text, f"config file {path}")
-    if data is None:
-        raise ConfigError(
-            f"config file {path} is empty. Put at least one key in it (e.g. 'train:\\n  epochs: 100'), "
-            "or run without --config for the built-in default."
-        )
-    if not isinstance(data, dict):
-        hint = ""
-        if path.suffix.lower() in (".csv", ".npy", ".npz", ".txt", ".tsv"):
-            source = "npy" if path.suffix.lower() in (".npy", ".npz") else "csv"
-            hint = f" {path} looks like data: train on it with --set data.source={source} --set data.path={path}."
-        raise ConfigError(
-            f"config file {path} holds a {_yaml_kind(data)}, but a config is a mapping of keys to values "
-            f"(e.g. 'train:\\n  lr: 0.01'). See `lrtrain config show` for every key.{hint}"
-        )
-    return data, positions
-
-
-def _yaml_kind(value: object) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "scalar")
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -381,7 +277,7 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
         config = Config.model_validate(raw)
     except ValidationError as exc:
         source = f"config file {path}" if path is not None else "the built-in default config"
-        raise ConfigError(_describe(exc, raw, positions, set_keys, source)) from None
+        raise ConfigError(describe(exc, raw, positions, set_keys, source, _schema())) from None
     data_path = getattr(config.data, "path", None)
     if data_path is not None and not Path(data_path).is_absolute():  # saved configs rerun from anywhere
         base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
@@ -400,7 +296,7 @@ def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
     parts = tuple(key.split("."))
     _check_key_exists(parts, item)
     try:
-        value = yaml.load(text, Loader=_Loader) if text.strip() else None
+        value = yaml.load(text, Loader=Loader) if text.strip() else None
     except yaml.YAMLError:
         value = text
     return parts, value
@@ -411,7 +307,7 @@ def _check_key_exists(parts: tuple[str, ...], item: str) -> None:
     for depth, part in enumerate(parts):
         if part not in fields:
             dotted = ".".join(parts[: depth + 1])
-            raise ConfigError(f"--set {item!r}: unknown key '{dotted}'.{_did_you_mean(part, fields, parts[:depth])}")
+            raise ConfigError(f"--set {item!r}: unknown key '{dotted}'.{did_you_mean(part, fields, parts[:depth])}")
         annotation = fields[part].annotation
         if depth == len(parts) - 1:
             return
@@ -427,13 +323,6 @@ def _check_key_exists(parts: tuple[str, ...], item: str) -> None:
             )
 
 
-def _did_you_mean(key: str, fields: dict[str, Any], prefix: tuple[str, ...]) -> str:
-    dotted = [".".join((*prefix, name)) for name in fields]
-    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
-    hint = f" Did you mean '{'.'.join((*prefix, close[0]))}'?" if close else ""
-    return f"{hint} Known keys here: {', '.join(dotted)}."
-
-
 def _set_path(raw: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
     node = raw
     for part in parts[:-1]:
@@ -441,133 +330,6 @@ def _set_path(raw: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
             node[part] = {}
         node = node[part]
     node[parts[-1]] = value
-
-
-def _describe(
-    exc: ValidationError,
-    raw: dict[str, Any],
-    positions: Positions,
-    set_keys: set[tuple[str, ...]],
-    source: str,
-) -> str:
-    problems: list[str] = []
-    example = ""
-    for error in exc.errors():
-        loc = _clean_loc(error["loc"])
-        if error["type"] == "union_tag_invalid":
-            loc = (*loc, "source")
-        dotted = _dotted(loc) or "(top level)"
-        str_loc = tuple(str(p) for p in loc if isinstance(p, str))
-        if str_loc in set_keys or any(str_loc[: len(k)] == k for k in set_keys):
-            where = "from the command line"
-        else:
-            line = _line_of(str_loc, positions)
-            where = f"{source}, line {line}" if line else source
-        problems.append(f"{where}: {_explain(error, dotted, loc, raw)}")
-        default = next((k.default for k in reference() if k.key == dotted and k.default != "required"), None)
-        if default is not None and not example:
-            example = f" (e.g. --set {dotted}={default}, the default)"
-    fix = (
-        f"Fix the value in the file or override it with --set KEY=VALUE{example}; "
-        "`lrtrain config show` prints every key with its default and range."
-    )
-    return "invalid config: " + " ".join(problems) + " " + fix
-
-
-def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """Drop pydantic's union-branch labels (data source tags, 'float', 'list[float]') from an error location."""
-    return tuple(
-        p
-        for i, p in enumerate(loc)
-        if not (i == 1 and loc[0] == "data" and p in DATA_SOURCES)
-        and not (isinstance(p, str) and (p in ("float", "int", "str", "bool") or "[" in p))
-    )
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    """('train', 'predict', 0) -> 'train.predict[0]'."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _line_of(loc: tuple[str, ...], positions: Positions) -> int | None:
-    while loc:
-        if loc in positions:
-            return positions[loc]
-        loc = loc[:-1]
-    return None
-
-
-def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
-    kind = error["type"]
-    value = error.get("input")
-    ctx = error.get("ctx", {})
-    if kind == "extra_forbidden":
-        *prefix, key = (str(p) for p in loc)
-        fields = _fields_at(tuple(prefix), raw)
-        return f"unknown key '{dotted}'.{_did_you_mean(key, fields, tuple(prefix))}"
-    if kind == "missing":
-        return f"'{dotted}' is required here but missing; add it."
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        words, name = {
-            "greater_than": ("greater than", "gt"),
-            "greater_than_equal": ("at least", "ge"),
-            "less_than": ("less than", "lt"),
-            "less_than_equal": ("at most", "le"),
-        }[kind]
-        bound = f"{words} {ctx.get(name, 0):g}"
-        return f"'{dotted}' must be {bound}{_range_of(loc)}; got {value!r}."
-    if kind == "finite_number":
-        return f"'{dotted}' must be a finite number; got {value!r}."
-    if kind in ("string_pattern_mismatch", "string_too_long"):
-        return (
-            f"'{dotted}' names a folder, so it may hold only letters, digits and _ . + - "
-            f"(at most 100, not starting with . or -); got {value!r}."
-        )
-    if kind == "union_tag_invalid":
-        return f"'{dotted}' must be one of {', '.join(DATA_SOURCES)}; got {ctx.get('tag')!r}."
-    if kind == "union_tag_not_found":
-        return f"'{dotted}' needs a 'source' key: one of {', '.join(DATA_SOURCES)}."
-    if kind == "literal_error":
-        return f"'{dotted}' must be {ctx.get('expected')}; got {value!r}."
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        wanted = {
-            "int_type": "an integer",
-            "float_type": "a number",
-            "bool_type": "true or false",
-            "string_type": "a string",
-            "list_type": "a list",
-            "model_type": "a mapping of keys to values",
-            "dict_type": "a mapping of keys to values",
-        }.get(kind, error["msg"].removeprefix("Input should be ").lower())
-        return f"'{dotted}' must be {wanted}; got {value!r} ({_yaml_kind(value)})."
-    if kind == "value_error":
-        message = error["msg"].removeprefix("Value error, ")
-        return f"'{dotted}' {message}." if message.startswith("must") else f"'{dotted}': {message}."
-    return f"'{dotted}': {error['msg']}; got {value!r}."
-
-
-def _fields_at(prefix: tuple[str, ...], raw: dict[str, Any]) -> dict[str, Any]:
-    model: type[BaseModel] = Config
-    node: Any = raw
-    for part in prefix:
-        node = node.get(part) if isinstance(node, dict) else None
-        if model is Config and part == "data":
-            source = node.get("source", "inline") if isinstance(node, dict) else "inline"
-            model = DATA_SOURCES.get(source, InlineData)
-            continue
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return {}
-        model = annotation
-    return dict(model.model_fields)
-
-
-def _range_of(loc: tuple[int | str, ...]) -> str:
-    dotted = ".".join(str(p) for p in loc)
-    return next((f" ({k.description})" for k in reference() if k.key == dotted and k.description), "")
 
 
 # --------------------------------------------------------------------------- output
@@ -625,14 +387,8 @@ def schema() -> dict[str, Any]:
     return result
 
 
-class Key(NamedTuple):
-    """One config key, as documented in `config show`, the README and error messages."""
-
-    key: str
-    default: str
-    allowed: str
-    description: str
-    source: str  # the data source the key belongs to; "" when it applies everywhere
+def _schema() -> Schema:
+    return Schema(Config, dict(DATA_SOURCES), reference())
 
 
 def reference() -> list[Key]:

@@ -1,0 +1,280 @@
+"""Config text: YAML read with the line of every key, and validation errors put into words.
+
+Nothing here knows the config's keys: `describe` is handed the schema (the root model, the
+data-source models and the documented keys), so every message can name the key, where it came
+from (file and line, or --set), the value, the allowed range and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lrtrain.errors import ConfigError
+
+
+class Key(NamedTuple):
+    """One config key, as documented in `config show`, the README and error messages."""
+
+    key: str
+    default: str
+    allowed: str
+    description: str
+    source: str  # the data source the key belongs to; "" when it applies everywhere
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What error messages need to know of the config's shape."""
+
+    root: type[BaseModel]
+    sources: dict[str, type[BaseModel]]  # data.source -> its model; the first is the default
+    keys: list[Key]
+
+
+class Loader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 insists on a dot: 1.0e-3)."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+Positions = dict[tuple[str, ...], int]
+
+
+def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
+    """Parse YAML and record the 1-based line of every key path."""
+    loader: Loader | None = None
+    try:
+        loader = Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        positions: Positions = {}
+        _walk(node, (), positions, where)
+        return loader.construct_document(node), positions
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            f"{where}{at} is not valid YAML: {problem}. Fix the syntax there "
+            "(a mapping of keys to values, e.g. 'train:\\n  lr: 0.01')."
+        ) from None
+    except yaml.YAMLError as exc:  # e.g. control characters, which YAML forbids
+        raise ConfigError(f"{where} is not valid YAML: {exc}. Fix the file (plain UTF-8 text).") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a config. Fix the file.") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                dotted = ".".join((*path, key))
+                raise ConfigError(
+                    f"{where}, line {line}: key '{dotted}' appears twice (lines {seen[key]} and {line}). "
+                    "Keep one of them."
+                )
+            seen[key] = line
+            positions[(*path, key)] = line
+            _walk(value_node, (*path, key), positions, where)
+
+
+def read_yaml_file(path: Path) -> tuple[dict[str, Any], Positions]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist. Check the path, or run without --config to train "
+            "the built-in default; `lrtrain config show > my.yaml` writes a template."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a YAML file. Pass the file itself.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (is it a YAML file?). Save it as UTF-8, or pass the YAML config."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}. Check the file and its permissions."
+        ) from None
+    data, positions = parse_yaml(text, f"config file {path}")
+    if data is None:
+        raise ConfigError(
+            f"config file {path} is empty. Put at least one key in it (e.g. 'train:\\n  epochs: 100'), "
+            "or run without --config for the built-in default."
+        )
+    if not isinstance(data, dict):
+        hint = ""
+        if path.suffix.lower() in (".csv", ".npy", ".npz", ".txt", ".tsv"):
+            source = "npy" if path.suffix.lower() in (".npy", ".npz") else "csv"
+            hint = f" {path} looks like data: train on it with --set data.source={source} --set data.path={path}."
+        raise ConfigError(
+            f"config file {path} holds a {yaml_kind(data)}, but a config is a mapping of keys to values "
+            f"(e.g. 'train:\\n  lr: 0.01'). See `lrtrain config show` for every key.{hint}"
+        )
+    return data, positions
+
+
+def yaml_kind(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "scalar")
+
+
+def did_you_mean(key: str, fields: dict[str, Any], prefix: tuple[str, ...]) -> str:
+    dotted = [".".join((*prefix, name)) for name in fields]
+    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.5)
+    hint = f" Did you mean '{'.'.join((*prefix, close[0]))}'?" if close else ""
+    return f"{hint} Known keys here: {', '.join(dotted)}."
+
+
+def describe(
+    exc: ValidationError,
+    raw: dict[str, Any],
+    positions: Positions,
+    set_keys: set[tuple[str, ...]],
+    source: str,
+    schema: Schema,
+) -> str:
+    """Every validation error as a sentence naming the key, where it came from, the value and the fix."""
+    problems: list[str] = []
+    example = ""
+    for error in exc.errors():
+        loc = _clean_loc(error["loc"], schema)
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "source")
+        dotted = _dotted(loc) or "(top level)"
+        str_loc = tuple(str(p) for p in loc if isinstance(p, str))
+        if str_loc in set_keys or any(str_loc[: len(k)] == k for k in set_keys):
+            where = "from the command line"
+        else:
+            line = _line_of(str_loc, positions)
+            where = f"{source}, line {line}" if line else source
+        problems.append(f"{where}: {_explain(error, dotted, loc, raw, schema)}")
+        default = next((k.default for k in schema.keys if k.key == dotted and k.default != "required"), None)
+        if default is not None and not example:
+            example = f" (e.g. --set {dotted}={default}, the default)"
+    fix = (
+        f"Fix the value in the file or override it with --set KEY=VALUE{example}; "
+        "`lrtrain config show` prints every key with its default and range."
+    )
+    return "invalid config: " + " ".join(problems) + " " + fix
+
+
+def _clean_loc(loc: tuple[int | str, ...], schema: Schema) -> tuple[int | str, ...]:
+    """Drop pydantic's union-branch labels (data source tags, 'float', 'list[float]') from an error location."""
+    return tuple(
+        p
+        for i, p in enumerate(loc)
+        if not (i == 1 and loc[0] == "data" and p in schema.sources)
+        and not (isinstance(p, str) and (p in ("float", "int", "str", "bool") or "[" in p))
+    )
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """('train', 'predict', 0) -> 'train.predict[0]'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(loc: tuple[str, ...], positions: Positions) -> int | None:
+    while loc:
+        if loc in positions:
+            return positions[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str, Any], schema: Schema) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        *prefix, key = (str(p) for p in loc)
+        fields = _fields_at(tuple(prefix), raw, schema)
+        return f"unknown key '{dotted}'.{did_you_mean(key, fields, tuple(prefix))}"
+    if kind == "missing":
+        return f"'{dotted}' is required here but missing; add it."
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        words, name = {
+            "greater_than": ("greater than", "gt"),
+            "greater_than_equal": ("at least", "ge"),
+            "less_than": ("less than", "lt"),
+            "less_than_equal": ("at most", "le"),
+        }[kind]
+        bound = f"{words} {ctx.get(name, 0):g}"
+        return f"'{dotted}' must be {bound}{_range_of(loc, schema)}; got {value!r}."
+    if kind == "finite_number":
+        return f"'{dotted}' must be a finite number; got {value!r}."
+    if kind in ("string_pattern_mismatch", "string_too_long"):
+        return (
+            f"'{dotted}' names a folder, so it may hold only letters, digits and _ . + - "
+            f"(at most 100, not starting with . or -); got {value!r}."
+        )
+    if kind == "union_tag_invalid":
+        return f"'{dotted}' must be one of {', '.join(schema.sources)}; got {ctx.get('tag')!r}."
+    if kind == "union_tag_not_found":
+        return f"'{dotted}' needs a 'source' key: one of {', '.join(schema.sources)}."
+    if kind == "literal_error":
+        return f"'{dotted}' must be {ctx.get('expected')}; got {value!r}."
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        wanted = {
+            "int_type": "an integer",
+            "float_type": "a number",
+            "bool_type": "true or false",
+            "string_type": "a string",
+            "list_type": "a list",
+            "model_type": "a mapping of keys to values",
+            "dict_type": "a mapping of keys to values",
+        }.get(kind, error["msg"].removeprefix("Input should be ").lower())
+        return f"'{dotted}' must be {wanted}; got {value!r} ({yaml_kind(value)})."
+    if kind == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        return f"'{dotted}' {message}." if message.startswith("must") else f"'{dotted}': {message}."
+    return f"'{dotted}': {error['msg']}; got {value!r}."
+
+
+def _fields_at(prefix: tuple[str, ...], raw: dict[str, Any], schema: Schema) -> dict[str, Any]:
+    model: type[BaseModel] = schema.root
+    node: Any = raw
+    for part in prefix:
+        node = node.get(part) if isinstance(node, dict) else None
+        if model is schema.root and part == "data":
+            default = next(iter(schema.sources))
+            source = node.get("source", default) if isinstance(node, dict) else default
+            model = schema.sources.get(source, schema.sources[default])
+            continue
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return {}
+        model = annotation
+    return dict(model.model_fields)
+
+
+def _range_of(loc: tuple[int | str, ...], schema: Schema) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    return next((f" ({k.description})" for k in schema.keys if k.key == dotted and k.description), "")
