@@ -120,7 +120,7 @@ def summarize(
     these weights on these rows. The weights need not be the optimum: σ² = RSS/df_resid is theirs.
     """
     import numpy as np
-    from scipy.special import fdtrc, stdtr
+    from scipy.special import fdtrc
 
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     d = len(w)
@@ -136,33 +136,9 @@ def summarize(
     df_model, df_resid = rank - k_constant, n - rank
     names = ["intercept", *features] if intercept else list(features)
     coef = ([float(bias)] if bias is not None else []) + [float(v) for v in w]
-    if intercept:
-        # X̃ = [1 X] = [1 A]·T, T = [[1, μᵀ], [0, I]]  ⇒  (X̃ᵀX̃)⁻¹ = T⁻¹·diag(1/n, G⁻¹)·T⁻ᵀ
-        #   = [[1/n + μᵀG⁻¹μ, −(G⁻¹μ)ᵀ], [−G⁻¹μ, G⁻¹]]: Var(b) = σ²(1/n + μᵀG⁻¹μ), Cov(w, b) = −σ²G⁻¹μ
-        g_mu = gram_inverse @ stats.x_mean
-        covariance = np.empty((d + 1, d + 1))
-        covariance[0, 0] = 1 / n + float(stats.x_mean @ g_mu)
-        covariance[0, 1:] = covariance[1:, 0] = -g_mu
-        covariance[1:, 1:] = gram_inverse
-        # singular values of X̃ are those of R = [[√n, √n μᵀ], [0, Fᵀ]] (G = FFᵀ), since X̃ᵀX̃ = RᵀR
-        r_factor = np.zeros((d + 1, d + 1))
-        r_factor[0, 0], r_factor[0, 1:], r_factor[1:, 1:] = math.sqrt(n), math.sqrt(n) * stats.x_mean, factor
-    else:
-        covariance, r_factor = gram_inverse, factor  # XᵀX = FFᵀ
-    singular_values = np.linalg.svd(r_factor, compute_uv=False) if r_factor.size else np.ones(1)
-    condition = float(singular_values[0] / singular_values[-1]) if singular_values[-1] > 0 else math.inf
-
+    covariance, condition = _unscaled_covariance(stats, gram_inverse, factor, intercept)
     sigma2 = rss / df_resid if df_resid > 0 else math.nan  # σ² = RSS/(n − rank)
-    quantile = _t_quantile(level, df_resid)
-    terms = []
-    for i, (name, value) in enumerate(zip(names, coef, strict=True)):
-        variance = float(covariance[i, i])  # 0 only for a term the pseudo-inverse dropped: not identifiable
-        std_err = math.sqrt(sigma2 * variance) if variance > 0 else math.nan  # √(σ²·(X̃ᵀX̃)⁻¹ᵢᵢ)
-        t = _ratio(value, std_err)
-        margin = quantile * std_err
-        p_value = 2 * float(stdtr(df_resid, -abs(t)))  # P(|T| ≥ |t|) = 2·P(T ≤ −|t|): a lower tail, not 1 − cdf
-        terms.append(Term(name, value, std_err, t, p_value, value - margin, value + margin))
-
+    terms = _terms(names, coef, covariance, sigma2, df_resid, level)
     tss = stats.tt  # Σ(y − ȳ)² with an intercept, Σy² without
     r2 = 1 - rss / tss if tss > 0 else math.nan
     adj_r2 = 1 - (n - k_constant) / df_resid * (1 - r2) if df_resid > 0 else math.nan
@@ -172,28 +148,7 @@ def summarize(
     # llf = −n/2·log 2π − n/2·log(RSS/n) − n/2: +inf for an exact fit, as statsmodels
     log_likelihood = -n / 2 * (_LOG_2PI + math.log(rss / n) + 1) if rss > 0 else math.inf
     k_params = df_model + k_constant
-
-    notes = []
-    if df_resid <= 0:
-        notes.append(
-            f"{n} rows for {rank} parameters leave no residual degrees of freedom (df_resid = {df_resid}): "
-            "standard errors, t, p-values, intervals, adjusted R² and F are undefined (nan). Use more rows."
-        )
-    elif rss == 0:
-        notes.append("The model fits every row exactly (RSS = 0): standard errors are 0 and t statistics infinite.")
-    if rank < len(names):
-        notes.append(
-            f"The design is singular (rank {rank} for {len(names)} terms): "
-            f"{_describe(constant, dependent, features, intercept)}. "
-            "Their coefficients are not identifiable; the standard errors use a pseudo-inverse (nan for a "
-            "constant or all-zero feature)."
-        )
-    elif condition > CONDITION_WARNING:
-        notes.append(
-            f"The condition number is large ({condition:.3g} > {CONDITION_WARNING:g}): the features are nearly "
-            "collinear (the constant column included) or on very different scales, so small changes in the data "
-            "move the coefficients a lot."
-        )
+    notes = _notes(n, rank, df_resid, rss, condition, _describe(constant, dependent, features, intercept), len(names))
     return Summary(
         terms=tuple(terms),
         intercept=intercept,
@@ -215,6 +170,77 @@ def summarize(
         unscaled_covariance=tuple(tuple(float(v) for v in row) for row in covariance),
         warnings=tuple(notes),
     )
+
+
+def _unscaled_covariance(
+    stats: Moments, gram_inverse: np.ndarray, factor: np.ndarray, intercept: bool
+) -> tuple[np.ndarray, float]:
+    """(X̃ᵀX̃)⁻¹ (a pseudo-inverse where singular) and the condition number of X̃, from the moments."""
+    import numpy as np
+
+    n, d = stats.n, len(gram_inverse)
+    if intercept:
+        # X̃ = [1 X] = [1 A]·T, T = [[1, μᵀ], [0, I]]  ⇒  (X̃ᵀX̃)⁻¹ = T⁻¹·diag(1/n, G⁻¹)·T⁻ᵀ
+        #   = [[1/n + μᵀG⁻¹μ, −(G⁻¹μ)ᵀ], [−G⁻¹μ, G⁻¹]]: Var(b) = σ²(1/n + μᵀG⁻¹μ), Cov(w, b) = −σ²G⁻¹μ
+        g_mu = gram_inverse @ stats.x_mean
+        covariance = np.empty((d + 1, d + 1))
+        covariance[0, 0] = 1 / n + float(stats.x_mean @ g_mu)
+        covariance[0, 1:] = covariance[1:, 0] = -g_mu
+        covariance[1:, 1:] = gram_inverse
+        # singular values of X̃ are those of R = [[√n, √n μᵀ], [0, Fᵀ]] (G = FFᵀ), since X̃ᵀX̃ = RᵀR
+        r_factor = np.zeros((d + 1, d + 1))
+        r_factor[0, 0], r_factor[0, 1:], r_factor[1:, 1:] = math.sqrt(n), math.sqrt(n) * stats.x_mean, factor
+    else:
+        covariance, r_factor = gram_inverse, factor  # XᵀX = FFᵀ
+    singular_values = np.linalg.svd(r_factor, compute_uv=False) if r_factor.size else np.ones(1)
+    condition = float(singular_values[0] / singular_values[-1]) if singular_values[-1] > 0 else math.inf
+
+    return covariance, condition
+
+
+def _terms(
+    names: list[str], coef: list[float], covariance: np.ndarray, sigma2: float, df_resid: int, level: float
+) -> list[Term]:
+    """Each coefficient with its standard error, t, two-sided p-value and confidence interval."""
+    from scipy.special import stdtr
+
+    quantile = _t_quantile(level, df_resid)
+    terms = []
+    for i, (name, value) in enumerate(zip(names, coef, strict=True)):
+        variance = float(covariance[i, i])  # 0 only for a term the pseudo-inverse dropped: not identifiable
+        std_err = math.sqrt(sigma2 * variance) if variance > 0 else math.nan  # √(σ²·(X̃ᵀX̃)⁻¹ᵢᵢ)
+        t = _ratio(value, std_err)
+        margin = quantile * std_err
+        p_value = 2 * float(stdtr(df_resid, -abs(t)))  # P(|T| ≥ |t|) = 2·P(T ≤ −|t|): a lower tail, not 1 − cdf
+        terms.append(Term(name, value, std_err, t, p_value, value - margin, value + margin))
+
+    return terms
+
+
+def _notes(n: int, rank: int, df_resid: int, rss: float, condition: float, singular: str, terms: int) -> list[str]:
+    """What a reader must know: no residual freedom, an exact fit, a singular or ill-conditioned design."""
+    notes = []
+    if df_resid <= 0:
+        notes.append(
+            f"{n} rows for {rank} parameters leave no residual degrees of freedom (df_resid = {df_resid}): "
+            "standard errors, t, p-values, intervals, adjusted R² and F are undefined (nan). Use more rows."
+        )
+    elif rss == 0:
+        notes.append("The model fits every row exactly (RSS = 0): standard errors are 0 and t statistics infinite.")
+    if rank < terms:
+        notes.append(
+            f"The design is singular (rank {rank} for {terms} terms): "
+            f"{singular}. "
+            "Their coefficients are not identifiable; the standard errors use a pseudo-inverse (nan for a "
+            "constant or all-zero feature)."
+        )
+    elif condition > CONDITION_WARNING:
+        notes.append(
+            f"The condition number is large ({condition:.3g} > {CONDITION_WARNING:g}): the features are nearly "
+            "collinear (the constant column included) or on very different scales, so small changes in the data "
+            "move the coefficients a lot."
+        )
+    return notes
 
 
 def _decompose(gram: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, list[int], list[list[int]]]:

@@ -180,15 +180,13 @@ def train(
     lr, curvature = _learning_rate(config, prepared)
     if listener:
         before = [(s, _predict(*initial, s)) for s in samples]
-        epochs = 1 if engine == "exact" else config.train.epochs
-        done = resume.state.epoch if resume is not None else 0
+        epochs, done = 1 if engine == "exact" else config.train.epochs, resume.state.epoch if resume else 0
         label = device if engine == "torch" else "cpu"
         listener.started(Start(engine, label, prepared.rows, prepared.features, before, lr, curvature, epochs, done))
     schedule = _schedule(config, prepared, lr, device)
     stop = StopRules(config, prepared)
-    start, seconds_before = State(0, w0, b0), 0.0
+    start, seconds_before = (resume.state, resume.seconds) if resume else (State(0, w0, b0), 0.0)
     if resume is not None:
-        start, seconds_before = resume.state, resume.seconds
         stop.restore(resume.stop_rules)
     started = time.perf_counter()
     logs = module.train(prepared, schedule, start)
