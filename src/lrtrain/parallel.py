@@ -2,11 +2,11 @@
 
 Each rank takes its own contiguous block of the N rows as read, less the rows held out for
 validation, which it keeps as its block of the validation rows (lrtrain.order decides which are
-held out, row by row, so no rank draws a permutation of all N). `data.prepare` splits,
+held out, row by row, so no rank draws a permutation of all N). `prepare.prepare` splits,
 standardizes and casts just that block, so the prepared arrays take ~N/world rows of memory
 per rank, and a memory-mapped .npy file is read only there. Each rank also checks only its own
 rows for NaN and infinity (the ranks agree on the first bad value to report), and hashes its
-own share of the data's fingerprint (data.Dataset.sha256), which a run records and a resume
+own share of the data's fingerprint (sources.fingerprint), which a run records and a resume
 checks. Loading still happens on every rank: a CSV file is parsed whole, and synthetic data
 made whole, by each, into a mapped temporary file (page cache, not the rank's own memory).
 
