@@ -19,8 +19,8 @@ from lrtrain.training import train
 class Streamed:
     """A source that knows no row count and hands out fresh copies in blocks of 7 rows, as a file reader would."""
 
-    x: np.ndarray
-    y: np.ndarray
+    inputs: np.ndarray  # not named x and y: nothing may reach past the interface
+    outputs: np.ndarray
     features: list[str]
     target: str = "y"
     origin: str = "a streamed test source"
@@ -30,13 +30,13 @@ class Streamed:
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = 7
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        stop = len(self.y) if stop is None else min(stop, len(self.y))
+        stop = len(self.outputs) if stop is None else min(stop, len(self.outputs))
         step = max(stop - start, 1) if size is None else size
         for at in range(start, stop, step):
             end = min(at + step, stop)
-            yield self.x[at:end].copy(), self.y[at:end].copy()
+            yield self.inputs[at:end].copy(), self.outputs[at:end].copy()
         if start >= stop and size is None:
-            yield self.x[:0].copy(), self.y[:0].copy()
+            yield self.inputs[:0].copy(), self.outputs[:0].copy()
 
 
 def rows(n: int = 203, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
