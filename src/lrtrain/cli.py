@@ -246,22 +246,6 @@ def fit(
     --resume continues (a second one before then stops there, saving nothing). After the
     run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
     """
-    from lrtrain import parallel
-
-    with _Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
-        _fit(signals, config, set_, engine, device, resume, summary, json_output)
-
-
-def _fit(
-    signals: _Signals,
-    config: Path | None,
-    set_: list[str] | None,
-    engine: str | None,
-    device: str | None,
-    resume: Path | None,
-    summary: bool,
-    json_output: bool,
-) -> None:
     from lrtrain import parallel, render, training
     from lrtrain.errors import ConfigError
 
@@ -279,23 +263,24 @@ def _fit(
                 f"--resume {resume}: no {config.name} there. "
                 "Pass a run folder made by `lrtrain fit`, e.g. runs/NAME-TIME."
             )
-    cfg = _load(config, set_, extra)
-    out = _out(json_output, signals)
-    main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
-    with render.FitView(cfg, out, live=main) as view:
-        signals.say = view.note if main else _silent
-        result = training.fit(cfg, view, should_stop=signals.requested, resume=resume, with_summary=summary)
-    saved = f"the run finished and is saved in {result.run_dir}" if result.run_dir else "nothing was saved"
-    signals.trained(f"interrupted while printing the results; {saved}.")
-    if main:
-        render.fit_summary(cfg, result, out)
-        stats = result.summary if summary else None
-        if isinstance(stats, str):
-            print(f"note: {stats}", file=sys.stderr)
-        elif stats is not None:
-            epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
-            heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
-            render.statistics(stats.to_dict(covariance=False), heading, out)
+    with _Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
+        cfg = _load(config, set_, extra)
+        out = _out(json_output, signals)
+        main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
+        with render.FitView(cfg, out, live=main) as view:
+            signals.say = view.note if main else _silent
+            result = training.fit(cfg, view, should_stop=signals.requested, resume=resume, with_summary=summary)
+        saved = f"the run finished and is saved in {result.run_dir}" if result.run_dir else "nothing was saved"
+        signals.trained(f"interrupted while printing the results; {saved}.")
+        if main:
+            render.fit_summary(cfg, result, out)
+            stats = result.summary if summary else None
+            if isinstance(stats, str):
+                print(f"note: {stats}", file=sys.stderr)
+            elif stats is not None:
+                epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+                heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
+                render.statistics(stats.to_dict(covariance=False), heading, out)
 
 
 def _silent(text: str) -> None:
@@ -346,7 +331,9 @@ class _Signals:
         self.count += 1
 
     def requested(self) -> bool:
-        """Training asks this after every epoch: stop at the end of this one (under torchrun, the ranks vote)."""
+        """Training asks this after every epoch (under torchrun, before the ranks vote): stop at its end?
+        A safe point too, so a signal that came after the view's epoch callback is still said, or acted on."""
+        self.check()
         return self.count > 0
 
     def trained(self, message: str) -> None:
