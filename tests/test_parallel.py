@@ -348,21 +348,24 @@ def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_pa
     assert [r["error"] for r in ranks] == [f"DataError: {single.value}"] * 2
 
 
-def test_under_torchrun_a_repeated_signal_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_under_torchrun_a_repeated_signal_changes_nothing() -> None:
     from lrtrain import cli
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
     said: list[str] = []
-    stop = cli._StopAtEpochEnd(said.append)
+    stop = cli._Signals(distributed=True)
+    stop.say = said.append
     for _ in range(3):  # one Ctrl-C delivered twice, or pressed again: torchrun kills what is slow to stop
-        stop._handle(signal.SIGINT, None)
+        stop._count(signal.SIGINT, None)
+        stop.check()  # the next safe point
     assert stop.requested()
     assert said == ["stopping at the end of an epoch, all processes together"]
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    alone = cli._StopAtEpochEnd(said.append)
-    alone._handle(signal.SIGINT, None)
-    with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C still stops at once
-        alone._handle(signal.SIGINT, None)
+    alone = cli._Signals()
+    alone.say = said.append
+    alone._count(signal.SIGINT, None)
+    alone.check()
+    alone._count(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C stops at the next safe point
+        alone.check()
 
 
 @pytest.mark.parametrize("command", [["compare", "manual", "torch"], ["summary"], ["data", "make", "d.csv"]])

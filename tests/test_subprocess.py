@@ -255,28 +255,6 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_weights(
     assert model["metrics"]["epochs"] == epochs
 
 
-def test_a_second_signal_stops_at_once_and_saves_nothing(tmp_path: Path) -> None:
-    # one-row minibatches over 200,000 rows: an epoch takes seconds, so the first signal waits
-    process = start_fit(
-        tmp_path, "--set", "data.source=synthetic", "--set", "data.rows=200000", "--set", "train.batch_size=1"
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stderr is not None
-        assert process.stdout.readline().startswith("Number of samples")
-        process.send_signal(signal.SIGINT)
-        assert process.stderr.readline().startswith("stopping at the end of this epoch")
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    assert process.returncode == 130
-    assert "nothing was saved" in stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-
-
 def test_python_dash_m_works(tmp_path: Path) -> None:
     result = run_installed("--version", cwd=tmp_path, python_flags=("-I",))
     assert result.returncode == 0

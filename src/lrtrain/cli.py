@@ -21,10 +21,10 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from lrtrain import __version__
-from lrtrain.errors import ExitCode, Interrupted, LrtrainError, report
+from lrtrain.errors import ExitCode, Interrupted, LrtrainError, OutputError, discard_stdout, report, writing_stdout
 
 EXIT_CODES = (
-    "Exit codes: 0 ok, 1 training failed (diverged or non-finite), 2 usage or invalid "
+    "Exit codes: 0 ok, 1 training failed (diverged or non-finite) or stdout unwritable, 2 usage or invalid "
     "config/data/model/input, 3 engines disagree (compare), 130 interrupted."
 )
 
@@ -124,10 +124,10 @@ def handled(command: F) -> F:
             _fail(exc.exit_code, f"error: {exc}", json_output)
         except LrtrainError as exc:
             _fail(exc.exit_code, f"error: {exc}", json_output)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C outside fit and compare, or their "stop now" (_Signals.check)
             _fail(ExitCode.INTERRUPTED, "interrupted: stopped before finishing; nothing was saved.", json_output)
-        except BrokenPipeError:
-            sys.stderr.close()  # the reader went away (e.g. `| head`): stop quietly
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            discard_stdout()
             raise typer.Exit(0) from None
         except typer.Exit:
             raise
@@ -153,9 +153,17 @@ def _warn(text: str) -> None:
     print(text, file=sys.stderr)
 
 
+def _line(text: str) -> None:
+    """A line of results on stdout, by the one writer."""
+    from lrtrain import render
+
+    render.write_line(text)
+
+
 def _version(value: bool) -> None:
-    if value:
-        print(f"lrtrain {__version__}")
+    if value:  # not by render.write_line: importing Rich and NumPy would triple the time --version takes
+        with writing_stdout():
+            print(f"lrtrain {__version__}", flush=True)
         raise typer.Exit()
 
 
@@ -189,11 +197,10 @@ def _load(config: Path | None, overrides: list[str] | None, extra: list[str] = (
     return load_config(config, [*(overrides or []), *extra])
 
 
-def _out(json_output: bool) -> tuple[Any, Any]:
+def _out(json_output: bool, signals: _Signals | None = None) -> Any:
     from lrtrain import render
 
-    out = render.console(sys.stdout)
-    return out, render.choose_mode(out, json_output)
+    return render.Out(json_output, safe_point=signals.check) if signals else render.Out(json_output)
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -236,69 +243,106 @@ def fit(
     """Train a model and write a run folder (config.yaml, model.json, metrics.csv) under runs/.
 
     Ctrl-C or SIGTERM stops at the end of the current epoch and saves a checkpoint that
-    --resume continues (a second Ctrl-C stops at once and saves nothing).
+    --resume continues (a second one before then stops there, saving nothing). After the
+    run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
     """
     from lrtrain import parallel, render, training
     from lrtrain.runs import resume_config
 
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
-    if resume is not None:
-        config = resume_config(resume, config)
-    cfg = _load(config, set_, extra)
-    out, mode = _out(json_output)
-    main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
-    with (
-        render.FitView(cfg, out, mode, live=main) as view,
-        _StopAtEpochEnd(view.note_later if main else lambda _: None) as stop,
-    ):
-        result = training.fit(cfg, view, should_stop=stop.requested, resume=resume, with_summary=summary)
-    if main:
-        render.fit_summary(cfg, result, out, mode)
-        stats = result.summary if summary else None
-        if isinstance(stats, str):
-            print(f"note: {stats}", file=sys.stderr)
-        elif stats is not None:
-            epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
-            heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
-            render.statistics(stats.to_dict(covariance=False), heading, out, mode)
+    with _Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
+        if resume is not None:
+            config = resume_config(resume, config)
+        cfg = _load(config, set_, extra)
+        out = _out(json_output, signals)
+        main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
+        with render.FitView(cfg, out, live=main) as view:
+            signals.say = view.note if main else _silent
+            result = training.fit(cfg, view, should_stop=signals.requested, resume=resume, with_summary=summary)
+        saved = f"the run finished and is saved in {result.run_dir}" if result.run_dir else "nothing was saved"
+        signals.trained(f"interrupted while printing the results; {saved}.")
+        if main:
+            render.fit_summary(cfg, result, out)
+            stats = result.summary if summary else None
+            if isinstance(stats, str):
+                print(f"note: {stats}", file=sys.stderr)
+            elif stats is not None:
+                epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+                heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
+                render.statistics(stats.to_dict(covariance=False), heading, out)
 
 
-class _StopAtEpochEnd:
-    """While training, the first SIGINT/SIGTERM asks for a stop at the end of the epoch; a second stops at once."""
+def _silent(text: str) -> None:
+    return None
 
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-        self.signals = 0
+
+class _Signals:
+    """SIGINT and SIGTERM during `fit` or `compare`. The handler only counts them; the command acts on the
+    count at safe points, on the main thread: after each epoch (the view's epoch callback and `requested`,
+    which training asks after every epoch) and before each line written (`render.Out`). So nothing is
+    printed, raised or saved half-way, as the Python `signal` documentation advises.
+
+    `fit`, while training: the first signal stops at the end of the epoch, which saves a checkpoint; a
+    second one that comes before that end stops there without saving ("stop now, saving nothing"). One
+    that comes while the checkpoint is written changes nothing: the save completes, then the command exits
+    130. After training (`trained`), a signal stops the printing of the results and says whether the run
+    was saved. `compare` saves nothing: any signal stops it at the next epoch.
+
+    What bounds the wait is the epoch: engines yield once per epoch, and an epoch is not cut half-way. From
+    the moments an epoch takes microseconds; minibatches over a large file take one pass over it. Before
+    the first epoch, loading the data is not interrupted either. Ctrl-\\ (SIGQUIT) still ends the process at
+    once; while training, no run folder exists yet (it is made when saving starts), so none is left behind.
+    """
+
+    def __init__(self, distributed: bool = False, stop_at_once: bool = False) -> None:
+        self.distributed = distributed
+        self.stop_at_once = stop_at_once
+        self.count = 0  # signals received (the handler's only work)
+        self.seen = 0  # signals acted on
+        self.after: str | None = None  # once training is over: what a signal then ends with
+        self.say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopAtEpochEnd:
+    def __enter__(self) -> _Signals:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self._handle)
+            self.previous[signum] = signal.signal(signum, self._count)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
-    def _handle(self, signum: int, frame: object) -> None:
-        from lrtrain.parallel import world_size
-
-        distributed = world_size() > 1
-        if distributed and self.signals:
+    def _count(self, signum: int, frame: object) -> None:
+        if self.distributed and self.count:
             # one Ctrl-C can reach a torchrun worker twice (from the terminal before torch 2.2, and passed on),
             # and torchrun itself kills a worker that is slow to stop: a repeat changes nothing
             return
-        self.signals += 1
-        if self.signals > 1:
-            raise KeyboardInterrupt
-        if distributed:  # torchrun passes the signal on to every process, which vote on the epoch
-            self.say("stopping at the end of an epoch, all processes together")
-        else:
-            self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
+        self.count += 1
 
     def requested(self) -> bool:
-        return self.signals > 0
+        """Training asks this after every epoch (under torchrun, before the ranks vote): stop at its end?
+        A safe point too, so a signal that came after the view's epoch callback is still said, or acted on."""
+        self.check()
+        return self.count > 0
+
+    def trained(self, message: str) -> None:
+        """Training is over (the run saved, if it saves): from here a signal ends the command with `message`."""
+        self.after = message
+
+    def check(self) -> None:
+        """A safe point: act on the signals that came since the last one."""
+        if self.count == self.seen:
+            return
+        first, self.seen = self.seen == 0, self.count
+        if self.after is not None:
+            raise Interrupted(self.after)
+        if self.stop_at_once or (self.count > 1 and not self.distributed):
+            raise KeyboardInterrupt  # "stop now, saving nothing": handled says so, exit 130
+        if first and self.distributed:  # torchrun passes the signal on to every process, which vote on the epoch
+            self.say("stopping at the end of an epoch, all processes together")
+        elif first:
+            self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -336,17 +380,18 @@ def compare(
         from lrtrain import plot as plot_module
 
         plot = plot_module.check_output(plot, "compare.png")  # before hours of training, not after
-    out, mode = _out(json_output)
-    with render.CompareView(engines, mode) as view:
-        result = training.compare(cfg, engines, view.watch)
-    render.comparison(cfg, result, out, mode)
+    with _Signals(stop_at_once=True) as signals:
+        out = _out(json_output, signals)
+        with render.CompareView(engines, out) as view:
+            result = training.compare(cfg, engines, view.watch)
+        render.comparison(cfg, result, out)
     if plot is not None:
         curves = {
             label: [(log.epoch, log.loss) for log in r.history]
             for label, r in zip(result.labels, result.results, strict=True)
         }
         written = plot_module.plot_curves(plot, curves, f"{cfg.run_name()}: loss per epoch")
-        print(f"wrote {written}", file=sys.stderr if json_output else sys.stdout)
+        _warn(f"wrote {written}") if json_output else _line(f"wrote {written}")
     if not result.agree:
         raise EnginesDisagree(
             f"engines disagree: the largest relative weight difference is {result.worst:.3g}, above the tolerance "
@@ -404,8 +449,7 @@ def summary(
 
     loaded = model_module.load(run) if run is not None else model_module.load_latest(Path("runs"), _warn, "name a RUN")
     stored = loaded.require_statistics("lrtrain summary")
-    out, mode = _out(json_output)
-    render.statistics(stored, str(loaded.path.parent), out, mode)
+    render.statistics(stored, str(loaded.path.parent), _out(json_output))
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -431,7 +475,7 @@ def plot(
     drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
     for warning in drawn.warnings:
         _warn(f"warning: {warning}")
-    print(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
+    _line(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -446,8 +490,7 @@ def runs(
     from lrtrain import render
     from lrtrain.runs import list_runs
 
-    out, mode = _out(json_output)
-    render.runs(list_runs(runs_dir), str(runs_dir), out, mode)
+    render.runs(list_runs(runs_dir), str(runs_dir), _out(json_output))
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -459,8 +502,7 @@ def info(json_output: JsonOption = False) -> None:
     """
     from lrtrain import render, system
 
-    out, mode = _out(json_output)
-    render.info(system.describe(), out, mode)
+    render.info(system.describe(), _out(json_output))
 
 
 @config_app.command("show", cls=_Command)
@@ -469,7 +511,7 @@ def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved config as YAML: every key, defaults filled in, each with a comment."""
     from lrtrain.config import to_yaml
 
-    sys.stdout.write(to_yaml(_load(config, set_)))
+    _line(to_yaml(_load(config, set_)).removesuffix("\n"))
 
 
 @config_app.command("validate", cls=_Command, epilog=EXIT_CODES)
@@ -481,7 +523,7 @@ def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None
 
     cfg = _load(config, set_)
     prepared = prepare(sources.load(cfg), cfg)
-    print(
+    _line(
         f"ok: {config or 'built-in default config'} is valid; {prepared.raw.origin}: "
         f"{prepared.rows + prepared.val_rows} rows, {prepared.features} feature(s), target {prepared.raw.target!r}."
     )
@@ -493,7 +535,7 @@ def config_schema() -> None:
     """Print the config's JSON Schema (for editor completion and validation)."""
     from lrtrain.config import schema
 
-    print(json.dumps(schema(), indent=2))
+    _line(json.dumps(schema(), indent=2))
 
 
 @data_app.command("make", cls=_Command, epilog=EXIT_CODES)
@@ -552,12 +594,14 @@ def data_make(
     names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
     write(path, synthetic.chunks(spec, seed), rows, features, names)
     source = "csv" if path.suffix.lower() == ".csv" else "npy"
-    print(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
-    print(f"  lrtrain fit --set data.source={source} --set data.path={path}")
+    _line(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
+    _line(f"  lrtrain fit --set data.source={source} --set data.path={path}")
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    # fit and compare count signals and stop at a safe point (_Signals); the other commands are short, or
+    # stream to files through atomic writers: for them SIGTERM is Ctrl-C, Python's KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = app(prog_name="lrtrain", standalone_mode=False)
     except typer.TyperException as exc:  # the parser's usage errors: bad option, missing argument
@@ -568,8 +612,25 @@ def main() -> None:
         code = ExitCode.USAGE
     except typer.Abort:  # Ctrl-C before a command started
         code = ExitCode.INTERRUPTED
-    sys.exit(code if isinstance(code, int) else 0)
+    except OutputError as exc:  # --version, outside any command
+        report(exc.exit_code, f"error: {exc}", json_output=False)
+        code = exc.exit_code
+    except BrokenPipeError:
+        discard_stdout()
+        code = ExitCode.OK
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the command is over: a late signal changes nothing
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(_flushed(code if isinstance(code, int) else 0))
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _flushed(code: int) -> int:
+    """Write what print() left in stdout's buffer (config show, data make), by the writer's rules."""
+    try:
+        with writing_stdout():
+            sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+    except OutputError as exc:
+        report(exc.exit_code, f"error: {exc}", json_output=False)
+        return int(exc.exit_code)
+    return code

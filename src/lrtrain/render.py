@@ -1,42 +1,48 @@
-"""How epochs, summaries and comparisons look: Rich on a terminal, plain lines when piped, JSON lines.
+"""How epochs, summaries and comparisons look, and the one writer of stdout.
 
-What to show is decided here; where it goes (terminal or pipe, colour or not) is decided by the
-Console from the stream, NO_COLOR and TERM.
+Results are text: plain lines and JSON records go to stdout through `write_line`, never through
+Rich, so a pipe gets whole lines whatever the terminal's width. Rich only decorates a terminal:
+the tables there, and the live status on stderr. What to show is decided here; whether the
+stream is a terminal, and its colours, the Console decides from the stream, NO_COLOR and TERM.
 """
 
 from __future__ import annotations
 
-import contextlib
+import io
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import IO, Any, Literal, Self
 
 import numpy as np
 from rich import box
 from rich.console import Console, RenderableType
+from rich.constrain import Constrain
 from rich.control import Control
-from rich.progress_bar import ProgressBar
-from rich.segment import ControlType, Segments
-from rich.table import Table
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID
+from rich.segment import ControlType
+from rich.table import Column, Table
 from rich.text import Text
 
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult
+from lrtrain.errors import writing_stdout
 from lrtrain.runs import RunInfo
 from lrtrain.training import SCHEMA, Comparison, Start
 
 Mode = Literal["rich", "plain", "json"]
 
+MIN_WIDTH = 20  # a terminal narrower than this (COLUMNS=0 says "unknown") is drawn as if this wide
+
 
 def console(stream: IO[str] | None = None) -> Console:
     stream = stream or sys.stdout
     plain = os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
-    return Console(
+    out = Console(
         file=stream,
         highlight=False,
         color_system=None if plain else "auto",
@@ -44,12 +50,64 @@ def console(stream: IO[str] | None = None) -> Console:
         soft_wrap=True,
         emoji=False,
     )
+    if out.width < MIN_WIDTH:  # Rich takes COLUMNS=0 at its word, and a table drawn 0 wide is nothing at all
+        out.width = MIN_WIDTH
+    return out
 
 
 def choose_mode(out: Console, json_output: bool) -> Mode:
     if json_output:
         return "json"
     return "rich" if out.is_terminal and not out.is_dumb_terminal else "plain"
+
+
+def write_line(text: str, stream: IO[str] | None = None) -> None:
+    """The one writer of results: a plain line or a JSON record, as text on stdout, flushed at once so that
+    a reader sees each event when it happens.
+
+    A reader that went away (`| head`) raises BrokenPipeError: the command then ends quietly. A stream
+    that cannot be written (a full disk) raises OutputError: one line on stderr, exit 1.
+    """
+    stream = stream or sys.stdout
+    with writing_stdout():
+        stream.write(text + "\n")
+        stream.flush()
+
+
+def _nothing() -> None:
+    return None
+
+
+class Out:
+    """stdout for one command: plain lines and JSON records through `write_line`, and on a terminal Rich tables.
+
+    `safe_point` runs before each write: the command's signal guard acts there (cli._Signals).
+    """
+
+    def __init__(
+        self,
+        json_output: bool = False,
+        stream: IO[str] | None = None,
+        safe_point: Callable[[], None] = _nothing,
+        mode: Mode | None = None,
+    ) -> None:
+        self.stream = stream or sys.stdout
+        self.console = console(self.stream)
+        self.mode: Mode = mode or choose_mode(self.console, json_output)
+        self.safe_point = safe_point
+
+    def line(self, text: str) -> None:
+        self.safe_point()
+        write_line(text, self.stream)
+
+    def record(self, event: str, **fields: Any) -> None:
+        self.line(json_record(event, **fields))
+
+    def draw(self, renderable: RenderableType) -> None:
+        """A table or chart, on a terminal only."""
+        self.safe_point()
+        with writing_stdout():
+            self.console.print(renderable)
 
 
 def json_record(event: str, **fields: Any) -> str:
@@ -83,80 +141,52 @@ def _inputs(sample: list[float]) -> str:
 
 
 class _Watching:
-    """A live status line on stderr when the output is a terminal (None when piped or --json);
-    used as a context manager, so the line is erased however training ends."""
+    """The live status on stderr when stdout and stderr are terminals and there is no --json (else none);
+    a context manager, so the status is erased and the cursor shown again however training ends."""
 
     waiting = "loading the data ..."
 
-    def __init__(self, mode: Mode, err: Console | None, live: bool = True) -> None:
+    def __init__(self, out: Out, err: Console | None, live: bool = True) -> None:
+        self.out = out
         self.err = err or console(sys.stderr)
-        live = live and mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
-        self.status = LiveStatus(self.err) if live else None
+        live = live and out.mode == "rich" and self.err.is_terminal and not self.err.is_dumb_terminal
+        self.status = Status(self.err) if live else None
 
     def __enter__(self) -> Self:
         if self.status:
-            self.status.message(self.waiting)
+            self.status.open(self.waiting)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.status:
             self.status.close()
 
+    def note(self, text: str) -> None:
+        """A message on stderr, above the live status."""
+        self.err.print(Text(text))
+
 
 class FitView(_Watching):
-    """Listener for training: the header, predictions before training, epoch lines on stdout and,
-    on a terminal, the live status on stderr."""
+    """Listener for training: the header, predictions before training and epoch lines on stdout and, on a
+    terminal, the live status on stderr. Every epoch is a safe point for the signal guard (`Out.safe_point`)."""
 
     waiting = "loading the data and starting the engine ..."
 
-    def __init__(self, config: Config, out: Console, mode: Mode, err: Console | None = None, live: bool = True) -> None:
-        super().__init__(mode, err, live)
+    def __init__(self, config: Config, out: Out, err: Console | None = None, live: bool = True) -> None:
+        super().__init__(out, err, live)
         self.config = config
-        self.out = out
-        self.mode = mode
-        self.pending: list[str] = []  # notes from signal handlers that came while this view was writing
-        self.writing = 0  # > 0 while a method of this view writes (on the main thread, where handlers run too)
 
-    @contextlib.contextmanager
-    def _writes(self) -> Iterator[None]:
-        self.writing += 1
-        try:
-            yield
-        finally:
-            self.writing -= 1
+    def _line(self, text: str) -> None:
+        if self.out.mode != "json":
+            self._clear()
+            self.out.line(text)
 
-    def note(self, text: str) -> None:
-        """A message on stderr, clear of the live status."""
-        with self._writes():
-            if self.status:
-                self.status.clear()
-            self.err.print(Text(text))
-
-    def __exit__(self, *exc: object) -> None:
-        while self.pending:  # a signal that came while the last epoch was being shown
-            self.note(self.pending.pop(0))
-        super().__exit__(*exc)
-
-    def note_later(self, text: str) -> None:
-        """A message from a signal handler: shown at once while the engine computes (a long epoch gets its
-        answer to Ctrl-C right away), or, when the handler interrupted this view in the middle of writing
-        (a stream written from inside its own write fails), as soon as that write is done."""
-        if self.writing:
-            self.pending.append(text)
-        else:
-            self.note(text)
-
-    def _line(self, text: str, style: str | None = None) -> None:
-        if self.mode != "json":
-            if self.status:
-                self.status.clear()
-            self.out.print(Text(text, style=style or ""))
+    def _clear(self) -> None:
+        if self.status:
+            self.status.clear()
 
     def started(self, start: Start) -> None:
-        with self._writes():
-            self._started(start)
-
-    def _started(self, start: Start) -> None:
+        self.out.safe_point()
         if start.curvature is not None:  # lr: auto, said once so the user learns the number
             self.note(
                 f"lr = auto: 1/L = {start.lr:.6g}, L = {start.curvature:.6g} the largest eigenvalue of the "
@@ -170,27 +200,23 @@ class FitView(_Watching):
             self.status.start(start.epochs, start.done, f"{start.engine} on {start.device}")
 
     def epoch(self, log: EpochLog) -> None:
-        with self._writes():
-            if (log.epoch - 1) % self.config.log.every == 0:
-                self._epoch_line(log)
-            if self.status:
-                self.status.update(log)
-        while self.pending:
-            self.note(self.pending.pop(0))
+        self.out.safe_point()
+        if (log.epoch - 1) % self.config.log.every == 0:
+            self._epoch_line(log)
+        if self.status:
+            self.status.update(log)
 
     def _epoch_line(self, log: EpochLog) -> None:
-        if self.mode == "json":
-            self.out.print(
-                json_record(
-                    "epoch",
-                    epoch=log.epoch,
-                    loss=log.loss,
-                    val_loss=log.val_loss,
-                    weights=log.weights,
-                    bias=log.bias if self.config.model.bias else None,
-                    lr=log.lr,
-                ),
-                markup=False,
+        if self.out.mode == "json":
+            bias = log.bias if self.config.model.bias else None
+            self.out.record(
+                "epoch",
+                epoch=log.epoch,
+                loss=log.loss,
+                val_loss=log.val_loss,
+                weights=log.weights,
+                bias=bias,
+                lr=log.lr,
             )
             return
         text = f"Epoch {log.epoch}: w = {weights_text(log.weights, self.config.log.precision)}, loss = {log.loss:.8f}"
@@ -202,26 +228,28 @@ class FitView(_Watching):
 
 
 class CompareView(_Watching):
-    """`compare` on a terminal: the live status line on stderr for each engine in turn; nothing otherwise."""
+    """`compare`'s listener: each engine's epochs are safe points for the signal guard; on a terminal, the live
+    status on stderr shows each engine in turn (`torch (2 of 3)`)."""
 
-    def __init__(self, engines: list[str], mode: Mode, err: Console | None = None) -> None:
-        super().__init__(mode, err)
+    def __init__(self, engines: list[str], out: Out, err: Console | None = None) -> None:
+        super().__init__(out, err)
         self.engines = engines
         self.label = ""
 
-    def watch(self, label: str, index: int) -> CompareView | None:
-        """The listener for one engine's training (None when there is no live view)."""
-        if not self.status:
-            return None
+    def watch(self, label: str, index: int) -> CompareView:
+        """The listener for one engine's training."""
         self.label = f"{label} ({index + 1} of {len(self.engines)})"
-        self.status.message(f"starting {self.label} ...")
+        if self.status:
+            self.status.message(f"starting {self.label} ...")
         return self
 
     def started(self, start: Start) -> None:
+        self.out.safe_point()
         if self.status:
             self.status.start(start.epochs, start.done, self.label)
 
     def epoch(self, log: EpochLog) -> None:
+        self.out.safe_point()
         if self.status:
             self.status.update(log)
 
@@ -229,83 +257,103 @@ class CompareView(_Watching):
 NARROW_TERMINAL = 48  # columns below which the live status drops its progress bar
 
 
-class LiveStatus:
-    """One line on stderr: progress bar, epoch, loss, best validation loss, epochs per second, ETA.
+class _Numbers(ProgressColumn):
+    """epoch, loss, best validation loss, ETA, epochs per second and what trains; or, before training, a message."""
 
-    Redrawn at most ten times a second however fast the epochs run (an update between draws only
-    stores numbers), and erased before a line goes to stdout, so the two streams never mix on the
-    terminal. The cursor is hidden while it shows and restored by `close`.
-    """
+    def __init__(self) -> None:
+        super().__init__(table_column=Column())  # wraps, so the table narrows it first; the text itself is cut
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text(task.description, style="dim", no_wrap=True, overflow="ellipsis")
+        parts = [f"epoch {int(task.completed)}/{int(task.total)}"]
+        if math.isfinite(task.fields["loss"]):
+            parts.append(f"loss {task.fields['loss']:.6g}")
+        if math.isfinite(task.fields["best_val"]):
+            parts.append(f"best val {task.fields['best_val']:.6g}")
+        rate = task.speed
+        if rate:
+            parts.append(f"ETA {_clock(max(task.total - task.completed, 0) / rate)}")
+            parts.append(f"{rate:,.0f} epochs/s" if rate >= 10 else f"{rate:.2g} epochs/s")
+        return Text("  ".join([*parts, task.description]), no_wrap=True, overflow="ellipsis")
+
+
+class _OneLine(Progress):
+    """A Progress whose line stops one column short of the terminal's width: a line that fills the last
+    column wraps on some terminals, and a status that wraps can no longer be erased."""
+
+    def __init__(self, *columns: ProgressColumn, console: Console, **options: Any) -> None:
+        self.width = max(console.width - 1, 1)
+        super().__init__(*columns, console=console, **options)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield Constrain(self.make_tasks_table(self.tasks), self.width)
+
+
+class Status:
+    """The live status on stderr: `rich.progress`, transient, drawn by the main thread alone (no refresh
+    thread, so nothing races the lines written to stdout) at most ten times a second however fast the epochs
+    run, and erased before each line goes to stdout, so the two streams never mix on the terminal."""
 
     INTERVAL = 0.1  # seconds between redraws
 
     def __init__(self, err: Console) -> None:
         self.err = err
-        self.total = 0
-        self.first = 0
-        self.label = ""
-        self.started = time.monotonic()
+        bar = BarColumn(bar_width=16, table_column=Column(no_wrap=True))
+        columns = [_Numbers()] if err.width < NARROW_TERMINAL else [bar, _Numbers()]
+        self.progress = _OneLine(
+            *columns,
+            console=err,
+            transient=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            get_time=lambda: time.monotonic(),
+        )
+        self.task: TaskID | None = None
         self.drawn = -math.inf  # when the line was last drawn
         self.visible = False
-        self.hidden = False  # the cursor
-        self.best_val = math.inf
+
+    def open(self, text: str) -> None:
+        self.progress.start()  # hides the cursor; `close` shows it again
+        self.message(text)
 
     def message(self, text: str) -> None:
-        self._draw(Text(text, style="dim"))
+        self._task(text, None)
 
     def start(self, total: int, done: int, label: str) -> None:
-        self.total, self.first, self.label = total, done, label
-        self.started = time.monotonic()
-        self.drawn = -math.inf
-        self.best_val = math.inf
+        self._task(label, total, done)
+
+    def _task(self, description: str, total: int | None, done: int = 0) -> None:
+        """A fresh task (Progress cannot take a total back to none, nor forget an engine's speed): drawn at once."""
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(description, total=total, completed=done, loss=math.nan, best_val=math.inf)
+        self.drawn = -math.inf  # the first epoch is drawn at once
+        self.visible = True
 
     def update(self, log: EpochLog) -> None:
-        if log.val_loss is not None and log.val_loss < self.best_val:
-            self.best_val = log.val_loss
-        now = time.monotonic()
-        if now - self.drawn >= self.INTERVAL:
-            self._draw(self._line(log, now))
+        assert self.task is not None, "start() comes first"
+        best = self.progress.tasks[0].fields["best_val"]
+        if log.val_loss is not None and log.val_loss < best:
+            best = log.val_loss
+        self.progress.update(self.task, completed=log.epoch, loss=log.loss, best_val=best)
+        if time.monotonic() - self.drawn >= self.INTERVAL:
+            self._draw()
 
-    def _line(self, log: EpochLog, now: float) -> RenderableType:
-        elapsed = now - self.started
-        rate = (log.epoch - self.first) / elapsed if elapsed > 0 else 0.0
-        parts = [f"epoch {log.epoch}/{self.total}", f"loss {log.loss:.6g}"]
-        if math.isfinite(self.best_val):
-            parts.append(f"best val {self.best_val:.6g}")
-        if rate > 0:
-            parts.append(f"{rate:,.0f} epochs/s" if rate >= 10 else f"{rate:.2g} epochs/s")
-            parts.append(f"ETA {_clock(max(self.total - log.epoch, 0) / rate)}")
-        text = Text("  ".join([*parts, self.label]), no_wrap=True, overflow="ellipsis")
-        if self.err.width < NARROW_TERMINAL:  # no room for a bar: the numbers alone, cut to the width
-            return text
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True, overflow="ellipsis")
-        grid.add_row(ProgressBar(total=max(self.total, 1), completed=log.epoch, width=24), text)
-        return grid
-
-    def _draw(self, renderable: RenderableType) -> None:
-        # one column short of the width: a line that fills the last column wraps on some terminals
-        options = self.err.options.update(width=max(self.err.width - 1, 1), no_wrap=True, height=1)
-        line = self.err.render_lines(renderable, options, pad=False)[0]
-        hide = [] if self.hidden else [Control.show_cursor(False)]
-        self.visible = self.hidden = True  # first: whatever interrupts the print, close() restores the cursor
+    def _draw(self) -> None:
         self.drawn = time.monotonic()
-        self.err.print(
-            *hide, Control.move_to_column(0), Segments(line), Control((ControlType.ERASE_IN_LINE, 0)), sep="", end=""
-        )
+        self.visible = True
+        self.progress.refresh()
 
     def clear(self) -> None:
-        """Erase the line (before something else is printed); a later update draws it again."""
+        """Erase the line (before something goes to stdout); the next draw puts it back."""
         if self.visible:
-            self.err.print(Control.move_to_column(0), Control((ControlType.ERASE_IN_LINE, 2)), sep="", end="")
+            self.err.control(Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2)))
             self.visible = False
 
     def close(self) -> None:
-        self.clear()
-        if self.hidden:
-            self.err.print(Control.show_cursor(True), end="")
-            self.hidden = False
+        self.progress.stop()  # transient: erased, and the cursor shown
 
 
 def _clock(seconds: float) -> str:
@@ -315,13 +363,13 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> None:
+def fit_summary(config: Config, result: FitResult, out: Out) -> None:
     precision = config.log.precision
-    if mode == "json":
-        out.print(json_record("fit", **fit_fields(config, result)), markup=False)
+    if out.mode == "json":
+        out.record("fit", **fit_fields(config, result))
         return
     for sample, _, after in result.predictions:
-        out.print(Text(f"Prediction after training: f({_inputs(sample)}) = {after:.{precision}f}"))
+        out.line(f"Prediction after training: f({_inputs(sample)}) = {after:.{precision}f}")
     bias = f"{result.bias:.{precision}f}" if config.model.bias else "off"
     rows = [
         ("Engine", f"{result.engine} on {result.device}, {result.dtype}"),
@@ -342,88 +390,58 @@ def fit_summary(config: Config, result: FitResult, out: Console, mode: Mode) -> 
     ]
     if result.run_dir is not None:
         rows.append(("Run saved", str(result.run_dir)))
-    if mode == "rich":
+    if out.mode == "rich":
         curves = {"train": [log.loss for log in result.history]}
         if result.val_loss is not None:
             curves["validation"] = [math.nan if log.val_loss is None else log.val_loss for log in result.history]
-        chart = loss_chart(curves)
-        if chart is not None:
-            out.print(chart)
-    _key_values(rows, out, mode, "Fit summary")
+        curve = sparklines(curves)
+        if curve is not None:
+            out.draw(curve)
+    _key_values(rows, out, "Fit summary")
 
 
-def _key_values(rows: list[tuple[str, str]], out: Console, mode: Mode, title: str | None = None) -> None:
+def _key_values(rows: list[tuple[str, str]], out: Out, title: str | None = None) -> None:
     """A two-column table on a terminal; `key: value` lines when piped."""
-    if mode == "rich":
-        table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column(overflow="fold")
+    if out.mode != "rich":
         for key, value in rows:
-            table.add_row(key, value)
-        out.print(table)
-    else:
-        for key, value in rows:
-            out.print(Text(f"{key}: {value}"))
+            out.line(f"{key}: {value}")
+        return
+    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    out.draw(table)
 
 
-_DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))  # braille dot bits by (column, row) in a cell
+BLOCKS = "▁▂▃▄▅▆▇█"
 
 
-def loss_chart(curves: dict[str, list[float]], width: int = 56, height: int = 6) -> Table | None:
-    """Loss per epoch on a log scale in braille dots (2×4 per character); None when there is nothing to draw.
-
-    Every curve spans the full width (epoch 1 on the left, the last on the right). Where an epoch
-    range shares one dot column, the dots cover its smallest to largest loss, so oscillation shows.
-    """
+def sparklines(curves: dict[str, list[float]], width: int = 48) -> Table | None:
+    """Loss per epoch on one log scale, a line of block characters per curve (each character the mean over a
+    span of epochs); None when there is nothing to draw. `lrtrain plot` draws the full picture."""
     logs = {}
     for name, values in curves.items():
         v = np.asarray(values, dtype=np.float64)
-        if len(v) >= 2 and np.any(np.isfinite(v) & (v > 0)):
-            floor = float(np.min(v[np.isfinite(v) & (v > 0)]))
-            logs[name] = np.log10(np.clip(np.nan_to_num(v, nan=floor, posinf=floor), floor, None))
+        kept = v[np.isfinite(v) & (v > 0)]
+        if len(v) >= 2 and len(kept) >= 2:
+            logs[name] = np.log10(kept)
     if not logs:
         return None
     low = min(float(v.min()) for v in logs.values())
-    high = max(float(v.max()) for v in logs.values())
-    span = high - low or 1.0
-    levels = 4 * height
-    cells = np.zeros((height, width), dtype=np.int64)
-    owner = np.full((height, width), -1)
-    for index, v in enumerate(logs.values()):
-        edges = np.linspace(0, len(v), 2 * width + 1)
-        previous = None
-        for column in range(2 * width):
-            part = v[int(edges[column]) : max(int(edges[column + 1]), int(edges[column]) + 1)]
-            lo, hi = (np.rint((np.array([part.min(), part.max()]) - low) / span * (levels - 1))).astype(int)
-            if previous is not None:  # join to the previous column, so the curve is a line, not dust
-                lo, hi = min(lo, previous), max(hi, previous)
-            previous = int(np.rint((part[-1] - low) / span * (levels - 1)))
-            for level in range(lo, hi + 1):
-                row = levels - 1 - level
-                cells[row // 4, column // 2] |= _DOTS[column % 2][row % 4]
-                if owner[row // 4, column // 2] < 0:
-                    owner[row // 4, column // 2] = index
-    styles = ["cyan", "magenta"]
+    span = max(float(v.max()) for v in logs.values()) - low or 1.0
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(justify="right", style="dim")
+    grid.add_column(style="dim")
+    grid.add_column(justify="right")
     grid.add_column(no_wrap=True)
-    for row in range(height):
-        line = Text()
-        for column in range(width):
-            bits = int(cells[row, column])
-            style = styles[owner[row, column] % len(styles)] if bits else ""
-            line.append(chr(0x2800 + bits) if bits else " ", style=style)
-        label = f"{10**high:.3g}" if row == 0 else f"{10**low:.3g}" if row == height - 1 else ""
-        grid.add_row(label, line)
+    grid.add_column()
+    for index, (name, v) in enumerate(logs.items()):
+        means = [float(part.mean()) for part in np.array_split(v, min(width, len(v)))]
+        levels = [round((m - low) / span * (len(BLOCKS) - 1)) for m in means]
+        blocks = Text("".join(BLOCKS[level] for level in levels), style=("cyan", "magenta")[index % 2])
+        grid.add_row(f"{name} loss", f"{10 ** v[0]:.3g}", blocks, f"{10 ** v[-1]:.3g}")
     epochs = max(len(values) for values in curves.values())
-    legend = Text("epoch 1 ")
-    legend.append("─" * max(width - 9 - len(str(epochs)), 1), style="dim")
-    legend.append(f" {epochs}")
-    grid.add_row("", legend)
-    names = Text("loss (log scale): ", style="dim")
-    for index, name in enumerate(logs):
-        names.append(f"⣿ {name}  ", style=styles[index % len(styles)])
-    grid.add_row("", names)
+    grid.add_row("", "", Text(f"epoch 1 … {epochs}, log scale", style="dim"), "")
     return grid
 
 
@@ -451,7 +469,7 @@ def fit_fields(config: Config, result: FitResult) -> dict[str, Any]:
     }
 
 
-def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> None:
+def comparison(config: Config, cmp: Comparison, out: Out) -> None:
     precision = config.log.precision
     verdict = "agree" if cmp.agree else "DISAGREE"
     conclusion = (
@@ -463,16 +481,10 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
             "Nothing to hold to the tolerance: fewer than two trained engines (exact is the reference). "
             "Name two, e.g. lrtrain compare manual torch."
         )
-    if mode == "json":
+    if out.mode == "json":
         for label, result, delta in zip(cmp.labels, cmp.results, cmp.deltas, strict=True):
-            out.print(
-                json_record("engine", label=label, max_abs_dw_vs_first=delta, **fit_fields(config, result)),
-                markup=False,
-            )
-        out.print(
-            json_record("compare", agree=cmp.agree, worst=cmp.worst, tolerance=cmp.tolerance, engines=cmp.labels),
-            markup=False,
-        )
+            out.record("engine", label=label, max_abs_dw_vs_first=delta, **fit_fields(config, result))
+        out.record("compare", agree=cmp.agree, worst=cmp.worst, tolerance=cmp.tolerance, engines=cmp.labels)
         return
     columns = [  # (table heading, key of the plain line)
         ("engine", "engine"),
@@ -501,7 +513,7 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
         ]
         for label, r, delta in zip(cmp.labels, cmp.results, cmp.deltas, strict=True)
     ]
-    if mode == "rich":
+    if out.mode == "rich":
         table = Table(  # one column per engine: narrow enough for a terminal whatever the metrics
             title="Engines on the same data, initial weights and batch order",
             title_justify="left",
@@ -513,15 +525,15 @@ def comparison(config: Config, cmp: Comparison, out: Console, mode: Mode) -> Non
             table.add_column(row[0], justify="right")
         for index, (heading, _) in enumerate(columns[1:], start=1):
             table.add_row(heading, *(row[index] for row in rows), style="bold" if index == 3 else None)
-        out.print(table)
-        out.print(Text(conclusion, style="green" if cmp.agree else "bold red"))
+        out.draw(table)
+        out.draw(Text(conclusion, style="green" if cmp.agree else "bold red"))
     else:
         for row in rows:
             fields = [row[0]] + [
                 f"{key}={value.replace(' ', '')}" for (_, key), value in zip(columns[1:], row[1:], strict=True)
             ]
-            out.print(Text("  ".join(fields)))
-        out.print(Text(conclusion))
+            out.line("  ".join(fields))
+        out.line(conclusion)
 
 
 def duration(seconds: float) -> str:
@@ -533,7 +545,7 @@ def duration(seconds: float) -> str:
     return f"{seconds:.3g} s"
 
 
-def runs(found: list[RunInfo], root: str, out: Console, mode: Mode) -> None:
+def runs(found: list[RunInfo], root: str, out: Out) -> None:
     """`lrtrain runs`: one row per run folder, oldest first."""
     rows: list[dict[str, Any]] = [
         {
@@ -548,21 +560,21 @@ def runs(found: list[RunInfo], root: str, out: Console, mode: Mode) -> None:
         }
         for run in found
     ]
-    if mode == "json":
+    if out.mode == "json":
         for row in rows:
-            out.print(json_record("run", **row), markup=False)
+            out.record("run", **row)
         return
     if not rows:
-        out.print(Text(f"no runs under {root}/ yet; `lrtrain fit` writes one there."))
+        out.line(f"no runs under {root}/ yet; `lrtrain fit` writes one there.")
         return
 
     def cell(value: object, spec: str = "") -> str:
         return "-" if value is None else format(value, spec)
 
-    if mode == "plain":  # one greppable line per run; absent fields left out
+    if out.mode == "plain":  # one greppable line per run; absent fields left out
         for row in rows:
             path = row.pop("run")
-            out.print(Text("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)])))
+            out.line("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)]))
         return
     table = Table(box=None, padding=(0, 1), pad_edge=False)
     table.add_column("run", no_wrap=True)
@@ -582,13 +594,13 @@ def runs(found: list[RunInfo], root: str, out: Console, mode: Mode) -> None:
             when,
             style=style,
         )
-    out.print(table)
+    out.draw(table)
 
 
-def info(facts: dict[str, Any], out: Console, mode: Mode) -> None:
+def info(facts: dict[str, Any], out: Out) -> None:
     """`lrtrain info`: versions, BLAS and devices, as a bug report would quote them."""
-    if mode == "json":
-        out.print(json_record("info", **facts), markup=False)
+    if out.mode == "json":
+        out.record("info", **facts)
         return
     torch = facts["torch"]
     packages = facts["packages"]
@@ -614,14 +626,14 @@ def info(facts: dict[str, Any], out: Console, mode: Mode) -> None:
         rows.append(("CUDA", "no CUDA device" + ("" if torch["cuda_build"] else " (this torch has no CUDA support)")))
     rows.append(("MPS", "available" if torch["mps"] else "not available"))
     rows.append(("Devices", ", ".join(torch["devices"]) + "  (for --device / compare torch:DEVICE)"))
-    _key_values(rows, out, mode)
+    _key_values(rows, out)
 
 
-def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) -> None:
+def statistics(summary: dict[str, Any], heading: str, out: Out) -> None:
     """The OLS table, statsmodels style: model statistics, one row per term, then the warnings."""
-    if mode == "json":
+    if out.mode == "json":
         fields = {k: v for k, v in summary.items() if k != "unscaled_covariance"}
-        out.print(json_record("summary", source=heading, **fields), markup=False)
+        out.record("summary", source=heading, **fields)
         return
 
     def number(value: float | None, spec: str = ".4g") -> str:
@@ -661,14 +673,23 @@ def statistics(summary: dict[str, Any], heading: str, out: Console, mode: Mode) 
             number(term["ci_low"], ".5g"),
             number(term["ci_high"], ".5g"),
         )
-    width = out.width
-    if mode != "rich":
-        out.width = 1000  # piped: every number whole, however long the names (the tables do not expand)
-    try:
-        out.print(Text(f"OLS summary: {heading}", style="bold"))
-        out.print(top)
-        out.print(terms)
-    finally:
-        out.width = width
+    for part in (Text(f"OLS summary: {heading}", style="bold"), top, terms):
+        if out.mode == "rich":
+            out.draw(part)
+        else:
+            for line in plain_lines(part):
+                out.line(line)
     for number_, warning in enumerate(summary["warnings"], start=1):
-        out.print(Text(f"[{number_}] {warning}", style="yellow"))
+        if out.mode == "rich":
+            out.draw(Text(f"[{number_}] {warning}", style="yellow"))
+        else:
+            out.line(f"[{number_}] {warning}")
+
+
+def plain_lines(renderable: RenderableType) -> list[str]:
+    """A table as plain text lines, every number whole: laid out 1000 columns wide (the tables do not expand),
+    without colour or trailing blanks."""
+    layout = Console(file=io.StringIO(), width=1000, color_system=None, highlight=False, emoji=False)
+    with layout.capture() as captured:
+        layout.print(renderable)
+    return [line.rstrip() for line in captured.get().splitlines()]
