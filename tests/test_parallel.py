@@ -349,23 +349,25 @@ def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_pa
 
 
 def test_under_torchrun_a_repeated_signal_changes_nothing() -> None:
-    from lrtrain import cli
+    import os
+
+    from lrtrain.interrupts import Signals
 
     said: list[str] = []
-    stop = cli._Signals(distributed=True)
-    stop.say = said.append
-    for _ in range(3):  # one Ctrl-C delivered twice, or pressed again: torchrun kills what is slow to stop
-        stop._count(signal.SIGINT, None)
-        stop.check()  # the next safe point
-    assert stop.requested()
+    with Signals(distributed=True) as stop:
+        stop.say = said.append
+        for _ in range(3):  # one Ctrl-C delivered twice, or pressed again: torchrun kills what is slow to stop
+            os.kill(os.getpid(), signal.SIGINT)
+            stop.check()  # the next safe point
+        assert stop.requested()
     assert said == ["stopping at the end of an epoch, all processes together"]
-    alone = cli._Signals()
-    alone.say = said.append
-    alone._count(signal.SIGINT, None)
-    alone.check()
-    alone._count(signal.SIGINT, None)
-    with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C stops at the next safe point
+    with Signals() as alone:
+        alone.say = said.append
+        os.kill(os.getpid(), signal.SIGINT)
         alone.check()
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C stops at the next safe point
+            alone.check()
 
 
 @pytest.mark.parametrize("command", [["compare", "manual", "torch"], ["summary"], ["data", "make", "d.csv"]])

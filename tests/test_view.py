@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lrtrain import render
+from lrtrain import live, render
 from lrtrain.config import load_config
 from lrtrain.engine import EpochLog
 from lrtrain.training import Start
@@ -64,11 +64,11 @@ def erased_at_the_end(stderr: str) -> bool:
 
 def test_live_status_redraws_at_most_ten_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(render.time, "monotonic", clock)
+    monkeypatch.setattr(live.time, "monotonic", clock)
     out, printed = stdout()
     err, stderr = terminal()
     config = load_config(None, ["train.epochs=1000", "log.every=250"])
-    with render.FitView(config, out, err) as view:
+    with live.FitView(config, out, err) as view:
         view.started(start(1000))
         for log in logs(1000, validation=True):
             clock.now += 0.001  # 1000 epochs a second for one second
@@ -88,11 +88,11 @@ def test_the_status_line_never_reaches_the_last_column_of_a_narrow_terminal(
     width: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(render.time, "monotonic", clock)
+    monkeypatch.setattr(live.time, "monotonic", clock)
     out, _ = stdout()
     err, stderr = terminal(width)
     config = load_config(None, ["train.epochs=1000", "log.every=1000"])
-    with render.FitView(config, out, err) as view:
+    with live.FitView(config, out, err) as view:
         view.started(start(1000))
         for log in logs(50, validation=True):
             clock.now += 0.5
@@ -101,12 +101,12 @@ def test_the_status_line_never_reaches_the_last_column_of_a_narrow_terminal(
     drawn = [line for line in drawn if line.strip()]
     assert len(drawn) >= 40
     assert all(len(line) <= width - 1 for line in drawn), drawn  # a full last column would wrap the line
-    assert ("━" in drawn[-1]) == (width >= render.NARROW_TERMINAL)
+    assert ("━" in drawn[-1]) == (width >= live.NARROW_TERMINAL)
 
 
 def test_status_is_erased_before_each_epoch_line_and_on_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(render.time, "monotonic", clock)
+    monkeypatch.setattr(live.time, "monotonic", clock)
     err, stderr = terminal()
     events: list[str] = []
 
@@ -117,7 +117,7 @@ def test_status_is_erased_before_each_epoch_line_and_on_errors(monkeypatch: pyte
 
     out = render.Out(stream=Stdout(), mode="rich")
     config = load_config(None, ["train.epochs=10", "log.every=1"])
-    view = render.FitView(config, out, err)
+    view = live.FitView(config, out, err)
 
     def train_then_fail() -> None:
         with view:
@@ -139,7 +139,7 @@ def test_no_live_view_when_piped_or_json(mode: render.Mode) -> None:
     out, _ = stdout(mode)
     err, stderr = terminal()
     config = load_config(None, ["train.epochs=50"])
-    with render.FitView(config, out, err) as view:
+    with live.FitView(config, out, err) as view:
         view.started(start(50))
         for log in logs(50):
             view.epoch(log)
@@ -300,7 +300,7 @@ def test_compare_refuses_a_bad_plot_name_before_training(workdir: Path) -> None:
 def watch_two_engines(clock: Clock, runs: list[list[EpochLog]], mode: render.Mode = "rich") -> str:
     """What CompareView draws on a terminal for two engines that log these epochs."""
     err, stderr = terminal()
-    with render.CompareView(["manual", "torch"], stdout(mode)[0], err) as view:
+    with live.CompareView(["manual", "torch"], stdout(mode)[0], err) as view:
         for index, (label, epochs) in enumerate(zip(["manual", "torch"], runs, strict=True)):
             listener = view.watch(label, index)
             listener.started(start(len(epochs)))
@@ -312,7 +312,7 @@ def watch_two_engines(clock: Clock, runs: list[list[EpochLog]], mode: render.Mod
 
 def test_compare_view_shows_each_engine_in_turn_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(render.time, "monotonic", clock)
+    monkeypatch.setattr(live.time, "monotonic", clock)
     text = watch_two_engines(clock, [logs(20), logs(20)])
     assert "manual (1 of 2)" in text
     assert "torch (2 of 2)" in text
@@ -362,14 +362,14 @@ def test_only_the_first_rank_draws_the_live_view() -> None:
     out, _ = stdout()
     err, stderr = terminal()
     config = load_config(None, ["train.epochs=5"])
-    with render.FitView(config, out, err, live=False) as view:  # a rank other than 0 under torchrun
+    with live.FitView(config, out, err, live=False) as view:  # a rank other than 0 under torchrun
         view.started(start(5))
     assert stderr.getvalue() == ""
 
 
 def test_compare_view_starts_each_engine_with_no_best_validation_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(render.time, "monotonic", clock)
+    monkeypatch.setattr(live.time, "monotonic", clock)
     clock.now = 100.0  # far from the first draw: each engine's first epoch is drawn
     first, second = ([EpochLog(1, 5.0, np.array([1.0]), 0.0, 0.1, val_loss=v)] for v in (0.5, 7.0))
     text = watch_two_engines(clock, [first, second])

@@ -22,6 +22,7 @@ from typer.core import TyperArgument, TyperCommand
 
 from lrtrain import __version__
 from lrtrain.errors import ExitCode, Interrupted, LrtrainError, OutputError, discard_stdout, report, writing_stdout
+from lrtrain.interrupts import Signals, silent
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 1 training failed (diverged or non-finite) or stdout unwritable, 2 usage or invalid "
@@ -124,7 +125,7 @@ def handled(command: F) -> F:
             _fail(exc.exit_code, f"error: {exc}", json_output)
         except LrtrainError as exc:
             _fail(exc.exit_code, f"error: {exc}", json_output)
-        except KeyboardInterrupt:  # Ctrl-C outside fit and compare, or their "stop now" (_Signals.check)
+        except KeyboardInterrupt:  # Ctrl-C outside fit and compare, or their "stop now" (Signals.check)
             _fail(ExitCode.INTERRUPTED, "interrupted: stopped before finishing; nothing was saved.", json_output)
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
             discard_stdout()
@@ -197,7 +198,7 @@ def _load(config: Path | None, overrides: list[str] | None, extra: list[str] = (
     return load_config(config, [*(overrides or []), *extra])
 
 
-def _out(json_output: bool, signals: _Signals | None = None) -> Any:
+def _out(json_output: bool, signals: Signals | None = None) -> Any:
     from lrtrain import render
 
     return render.Out(json_output, safe_point=signals.check) if signals else render.Out(json_output)
@@ -246,19 +247,19 @@ def fit(
     --resume continues (a second one before then stops there, saving nothing). After the
     run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
     """
-    from lrtrain import parallel, render, training
+    from lrtrain import live, parallel, render, training
     from lrtrain.runs import resume_config
 
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
-    with _Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
+    with Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
         if resume is not None:
             config = resume_config(resume, config)
         cfg = _load(config, set_, extra)
         out = _out(json_output, signals)
         main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
-        with render.FitView(cfg, out, live=main) as view:
-            signals.say = view.note if main else _silent
+        with live.FitView(cfg, out, live=main) as view:
+            signals.say = view.note if main else silent
             result = training.fit(cfg, view, should_stop=signals.requested, resume=resume, with_summary=summary)
         saved = f"the run finished and is saved in {result.run_dir}" if result.run_dir else "nothing was saved"
         signals.trained(f"interrupted while printing the results; {saved}.")
@@ -271,78 +272,6 @@ def fit(
                 epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
                 heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
                 render.statistics(stats.to_dict(covariance=False), heading, out)
-
-
-def _silent(text: str) -> None:
-    return None
-
-
-class _Signals:
-    """SIGINT and SIGTERM during `fit` or `compare`. The handler only counts them; the command acts on the
-    count at safe points, on the main thread: after each epoch (the view's epoch callback and `requested`,
-    which training asks after every epoch) and before each line written (`render.Out`). So nothing is
-    printed, raised or saved half-way, as the Python `signal` documentation advises.
-
-    `fit`, while training: the first signal stops at the end of the epoch, which saves a checkpoint; a
-    second one that comes before that end stops there without saving ("stop now, saving nothing"). One
-    that comes while the checkpoint is written changes nothing: the save completes, then the command exits
-    130. After training (`trained`), a signal stops the printing of the results and says whether the run
-    was saved. `compare` saves nothing: any signal stops it at the next epoch.
-
-    What bounds the wait is the epoch: engines yield once per epoch, and an epoch is not cut half-way. From
-    the moments an epoch takes microseconds; minibatches over a large file take one pass over it. Before
-    the first epoch, loading the data is not interrupted either. Ctrl-\\ (SIGQUIT) still ends the process at
-    once; while training, no run folder exists yet (it is made when saving starts), so none is left behind.
-    """
-
-    def __init__(self, distributed: bool = False, stop_at_once: bool = False) -> None:
-        self.distributed = distributed
-        self.stop_at_once = stop_at_once
-        self.count = 0  # signals received (the handler's only work)
-        self.seen = 0  # signals acted on
-        self.after: str | None = None  # once training is over: what a signal then ends with
-        self.say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self._count)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _count(self, signum: int, frame: object) -> None:
-        if self.distributed and self.count:
-            # one Ctrl-C can reach a torchrun worker twice (from the terminal before torch 2.2, and passed on),
-            # and torchrun itself kills a worker that is slow to stop: a repeat changes nothing
-            return
-        self.count += 1
-
-    def requested(self) -> bool:
-        """Training asks this after every epoch (under torchrun, before the ranks vote): stop at its end?
-        A safe point too, so a signal that came after the view's epoch callback is still said, or acted on."""
-        self.check()
-        return self.count > 0
-
-    def trained(self, message: str) -> None:
-        """Training is over (the run saved, if it saves): from here a signal ends the command with `message`."""
-        self.after = message
-
-    def check(self) -> None:
-        """A safe point: act on the signals that came since the last one."""
-        if self.count == self.seen:
-            return
-        first, self.seen = self.seen == 0, self.count
-        if self.after is not None:
-            raise Interrupted(self.after)
-        if self.stop_at_once or (self.count > 1 and not self.distributed):
-            raise KeyboardInterrupt  # "stop now, saving nothing": handled says so, exit 130
-        if first and self.distributed:  # torchrun passes the signal on to every process, which vote on the epoch
-            self.say("stopping at the end of an epoch, all processes together")
-        elif first:
-            self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -372,7 +301,7 @@ def compare(
     1e-8 for float64 (compare.tolerance overrides it). The exact engine is the reference
     optimum and is not held to it.
     """
-    from lrtrain import render, training
+    from lrtrain import live, render, training
     from lrtrain.errors import EnginesDisagree
 
     cfg = _load(config, set_)
@@ -380,9 +309,9 @@ def compare(
         from lrtrain import plot as plot_module
 
         plot = plot_module.check_output(plot, "compare.png")  # before hours of training, not after
-    with _Signals(stop_at_once=True) as signals:
+    with Signals(stop_at_once=True) as signals:
         out = _out(json_output, signals)
-        with render.CompareView(engines, out) as view:
+        with live.CompareView(engines, out) as view:
             result = training.compare(cfg, engines, view.watch)
         render.comparison(cfg, result, out)
     if plot is not None:
@@ -599,7 +528,7 @@ def data_make(
 
 
 def main() -> None:
-    # fit and compare count signals and stop at a safe point (_Signals); the other commands are short, or
+    # fit and compare count signals and stop at a safe point (Signals); the other commands are short, or
     # stream to files through atomic writers: for them SIGTERM is Ctrl-C, Python's KeyboardInterrupt
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -1,0 +1,82 @@
+"""Ctrl-C and SIGTERM while a command trains: handlers that only count, acted on at safe points."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from lrtrain.errors import Interrupted
+
+
+def silent(text: str) -> None:
+    return None
+
+
+class Signals:
+    """SIGINT and SIGTERM during `fit` or `compare`. The handler only counts them; the command acts on the
+    count at safe points, on the main thread: after each epoch (the view's epoch callback and `requested`,
+    which training asks after every epoch) and before each line written (`render.Out`). So nothing is
+    printed, raised or saved half-way, as the Python `signal` documentation advises.
+
+    `fit`, while training: the first signal stops at the end of the epoch, which saves a checkpoint; a
+    second one that comes before that end stops there without saving ("stop now, saving nothing"). One
+    that comes while the checkpoint is written changes nothing: the save completes, then the command exits
+    130. After training (`trained`), a signal stops the printing of the results and says whether the run
+    was saved. `compare` saves nothing: any signal stops it at the next epoch.
+
+    What bounds the wait is the epoch: engines yield once per epoch, and an epoch is not cut half-way. From
+    the moments an epoch takes microseconds; minibatches over a large file take one pass over it. Before
+    the first epoch, loading the data is not interrupted either. Ctrl-\\ (SIGQUIT) still ends the process at
+    once; while training, no run folder exists yet (it is made when saving starts), so none is left behind.
+    """
+
+    def __init__(self, distributed: bool = False, stop_at_once: bool = False) -> None:
+        self.distributed = distributed
+        self.stop_at_once = stop_at_once
+        self.count = 0  # signals received (the handler's only work)
+        self.seen = 0  # signals acted on
+        self.after: str | None = None  # once training is over: what a signal then ends with
+        self.say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _count(self, signum: int, frame: object) -> None:
+        if self.distributed and self.count:
+            # one Ctrl-C can reach a torchrun worker twice (from the terminal before torch 2.2, and passed on),
+            # and torchrun itself kills a worker that is slow to stop: a repeat changes nothing
+            return
+        self.count += 1
+
+    def requested(self) -> bool:
+        """Training asks this after every epoch (under torchrun, before the ranks vote): stop at its end?
+        A safe point too, so a signal that came after the view's epoch callback is still said, or acted on."""
+        self.check()
+        return self.count > 0
+
+    def trained(self, message: str) -> None:
+        """Training is over (the run saved, if it saves): from here a signal ends the command with `message`."""
+        self.after = message
+
+    def check(self) -> None:
+        """A safe point: act on the signals that came since the last one."""
+        if self.count == self.seen:
+            return
+        first, self.seen = self.seen == 0, self.count
+        if self.after is not None:
+            raise Interrupted(self.after)
+        if self.stop_at_once or (self.count > 1 and not self.distributed):
+            raise KeyboardInterrupt  # "stop now, saving nothing": handled says so, exit 130
+        if first and self.distributed:  # torchrun passes the signal on to every process, which vote on the epoch
+            self.say("stopping at the end of an epoch, all processes together")
+        elif first:
+            self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
