@@ -93,7 +93,7 @@ def test_a_reader_that_leaves_ends_the_command_quietly(tmp_path: Path) -> None:
 def test_a_reader_that_leaves_during_a_saving_fit_leaves_no_run_folder(tmp_path: Path) -> None:
     args = ["fit", "--set", "train.epochs=200000", "--set", "log.every=1"]
     assert read_one_line_then_close(args, tmp_path) == (0, "")
-    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+    assert not (tmp_path / "runs").exists()  # not even an empty runs/
 
 
 @pytest.mark.parametrize("args", [["--version"], ["fit", "--json"], ["config", "show"], ["runs"]], ids=" ".join)
@@ -105,9 +105,7 @@ def test_an_unwritable_stdout_is_one_line_on_stderr(tmp_path: Path, args: list[s
         )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr == "error: cannot write the results to stdout: No space left on device.\n"
-    assert not (tmp_path / "runs").exists() or all(
-        (run / "model.json").exists() for run in (tmp_path / "runs").iterdir()
-    )
+    assert not (tmp_path / "runs").exists()  # a fit stops at its first record, before anything is saved
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:

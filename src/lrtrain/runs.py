@@ -8,6 +8,7 @@ here without NumPy; NumPy and the config are imported where a checkpoint or a co
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -45,10 +46,16 @@ class Checkpoint:
 
 
 def check_writable(root: Path) -> None:
-    """Fail before training, not after hours of it, when no run folder can be made under `root`."""
+    """Fail before training, not after hours of it, when no run folder can be made under `root`. Nothing is
+    created: where `root` does not exist yet, the nearest folder above it must be writable (a fit that fails
+    later leaves no empty `runs/` behind)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise ConfigError(
