@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from lrtrain import sources
 from lrtrain.config import Config, load_config
 from lrtrain.engine import EpochLog, Schedule, State
-from lrtrain.engine_exact import solve
+from lrtrain.engine_exact import CHOLESKY_MAX_CONDITION, solve
 from lrtrain.moments import Scaling, largest_curvature, moments
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.prepare import Prepared, prepare
@@ -96,6 +96,26 @@ def test_weight_decay_optimum_matches_sklearn_ridge_and_gradient_descent() -> No
     assert b == pytest.approx(reference.intercept_, rel=1e-10)
     result = fit(config)
     np.testing.assert_allclose(result.weights, w, atol=1e-10)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_weight_decay_on_the_qr_path_matches_sklearn_ridge(bias: bool) -> None:
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.uniform(1, 2, 2000))
+    x = np.column_stack([t**k for k in range(1, 9)])  # cond(AᵀA) ~ 1e17: the normal equations would lose it
+    y = x @ rng.normal(size=8) + 0.5 + 0.1 * rng.normal(size=2000)
+    decay = 1e-7
+    # lrtrain minimises mean(r²) + (λ/2)|w|², the bias unpenalised; × n it is |r|² + (nλ/2)|w|², which is
+    # sklearn's Ridge objective |r|² + α|w|² (its intercept unpenalised too) with α = nλ/2
+    alpha = len(y) * decay / 2
+    a = x - x.mean(axis=0) if bias else x
+    eigenvalues = np.linalg.eigvalsh(a.T @ a + alpha * np.eye(8))
+    assert eigenvalues[-1] / eigenvalues[0] > 10 * CHOLESKY_MAX_CONDITION  # so the exact engine takes Householder QR
+    w, b = solve(x, y, bias=bias, weight_decay=decay)
+    reference = Ridge(alpha=alpha, fit_intercept=bias, solver="svd").fit(x, y)  # its default, Cholesky, keeps 5 digits
+    np.testing.assert_allclose(w, reference.coef_, rtol=1e-8)
+    assert b == pytest.approx(reference.intercept_, rel=1e-9, abs=1e-12)
+    assert not np.allclose(w, solve(x, y, bias=bias)[0], rtol=0.1)  # the penalty changed the answer
 
 
 def test_rank_deficient_data_gives_the_minimum_norm_solution() -> None:
@@ -184,6 +204,47 @@ def test_largest_curvature_is_the_top_eigenvalue_of_the_hessian() -> None:
     design = np.column_stack([x, np.ones(100)])
     expected = np.linalg.eigvalsh(2 / 100 * design.T @ design)[-1]
     assert curvature(x) == pytest.approx(expected, rel=1e-12)
+
+
+def top_eigenvalue(x: np.ndarray, bias: bool) -> float:
+    """The largest eigenvalue of (2/n)·X̃ᵀX̃, from the n×n matrix (2/n)·X̃X̃ᵀ, which has the same nonzero ones."""
+    design = np.column_stack([x, np.ones(len(x))]) if bias else x
+    return float(np.linalg.eigvalsh(2 / len(x) * design @ design.T)[-1])
+
+
+def curvature_designs() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(12)
+    centered = rng.normal(size=(300, 10))
+    close = centered - centered.mean(axis=0)
+    close[:, :2] *= [3.0, 2.97]  # the two largest eigenvalues 1% apart: the iteration converges slowly
+    return {
+        "scaled, off the origin": rng.normal(size=(300, 10)) * np.arange(1, 11) + np.arange(10),
+        "centered": centered - centered.mean(axis=0),
+        "a close top pair": close,
+    }
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("design", curvature_designs().keys())
+def test_largest_curvature_by_power_iteration_is_the_top_eigenvalue(
+    monkeypatch: pytest.MonkeyPatch, design: str, bias: bool
+) -> None:
+    import lrtrain.moments
+
+    monkeypatch.setattr(lrtrain.moments, "EIGH_MAX_SIZE", 4)  # the power iteration from 5 parameters up
+    x = curvature_designs()[design]
+    found = largest_curvature(moments(x, np.zeros(len(x))), bias)
+    assert found == pytest.approx(top_eigenvalue(x, bias), rel=1e-8)
+
+
+def test_largest_curvature_of_more_parameters_than_eigh_takes_is_the_top_eigenvalue() -> None:
+    from lrtrain.moments import EIGH_MAX_SIZE
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(200, 2100)) + rng.normal(size=2100)  # 2101 parameters with the bias
+    assert x.shape[1] + 1 > EIGH_MAX_SIZE
+    found = largest_curvature(moments(x, np.zeros(len(x))), bias=True)
+    assert found == pytest.approx(top_eigenvalue(x, bias=True), rel=1e-8)
 
 
 def test_divergence_bound_is_sharp_for_gradient_descent() -> None:
