@@ -125,5 +125,5 @@ def test_predict_checks_every_argument_before_printing_any(workdir: Path) -> Non
     write_runs(workdir / "runs", ["a-run"])
     result = run_installed("predict", "1", "1,2", cwd=workdir)
     assert result.returncode == 2
-    assert "argument" in result.stderr or "got 2" in result.stderr
+    assert "takes 1 feature(s) (x) but got 2: [1.0, 2.0]" in result.stderr  # the second sample, named
     assert result.stdout == ""
