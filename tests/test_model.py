@@ -120,6 +120,7 @@ def test_parse_sample_accepts_commas_and_spaces() -> None:
     assert model.parse_sample(" 1, 2  3,4 \n", "x") == [1.0, 2.0, 3.0, 4.0]
 
 
+@pytest.mark.slow
 def test_predict_checks_every_argument_before_printing_any(workdir: Path) -> None:
     (workdir / "runs").mkdir()
     write_runs(workdir / "runs", ["a-run"])
