@@ -362,20 +362,18 @@ def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_pa
 def test_under_torchrun_a_repeated_signal_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     from lrtrain import cli
 
-    # a private class: only a torchrun job reaches its handler publicly (test_ctrl_c_on_torchrun_… runs one)
     monkeypatch.setenv("WORLD_SIZE", "2")
     said: list[str] = []
-    with cli._StopAtEpochEnd(said.append) as stop:
-        for _ in range(3):  # one Ctrl-C delivered twice, or pressed again: torchrun kills what is slow to stop
-            signal.raise_signal(signal.SIGINT)
+    stop = cli._StopAtEpochEnd(said.append)
+    for _ in range(3):  # one Ctrl-C delivered twice, or pressed again: torchrun kills what is slow to stop
+        stop._handle(signal.SIGINT, None)
     assert stop.requested()
     assert said == ["stopping at the end of an epoch, all processes together"]
     monkeypatch.setenv("WORLD_SIZE", "1")
-    with cli._StopAtEpochEnd(said.append) as alone:
-        signal.raise_signal(signal.SIGTERM)
-        assert alone.requested()
-        with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C still stops at once
-            signal.raise_signal(signal.SIGINT)
+    alone = cli._StopAtEpochEnd(said.append)
+    alone._handle(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):  # in one process a second Ctrl-C still stops at once
+        alone._handle(signal.SIGINT, None)
 
 
 @pytest.mark.parametrize("command", [["compare", "manual", "torch"], ["summary"], ["data", "make", "d.csv"]])
