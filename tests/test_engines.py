@@ -395,9 +395,9 @@ def as_prepared(x: np.ndarray, y: np.ndarray, shard: Shard = SINGLE, rows: int |
     return Prepared(x, y, None, None, Scaling(np.zeros(d), np.ones(d)), table, shard, rows or len(y), 0)
 
 
-def one_schedule(dtype: str = "float64", batch_size: int | None = None, lr: float = 0.1) -> Schedule:
-    """One epoch of plain gradient descent: no momentum, no decay, shuffled minibatches when batch_size is set."""
-    return Schedule(1, lr, 0.0, 0.0, batch_size, True, 7, True, dtype, "cpu")
+def one_schedule(batch_size: int | None = None) -> Schedule:
+    """One float64 epoch of plain gradient descent at lr 0.1: no momentum, no decay; minibatches shuffled."""
+    return Schedule(1, 0.1, 0.0, 0.0, batch_size, True, 7, True, "float64", "cpu")
 
 
 @pytest.mark.parametrize("features", [1, 40])  # D = 1: the rows in cache-sized blocks; D = 40: in one BLAS call
@@ -504,11 +504,15 @@ def test_compare_gives_every_engine_the_optimum_of_the_data() -> None:
 
 def laid_out(table: np.ndarray, layout: str) -> np.ndarray:
     """The feature columns of (x | y) as a data source may hand them over."""
-    if layout == "column-major":
-        return np.asfortranarray(table[:, :-1])
-    read_only = table.copy() if layout == "mapped columns" else np.ascontiguousarray(table[:, :-1])
-    read_only.flags.writeable = False
-    return read_only[:, :-1] if layout == "mapped columns" else read_only  # e.g. a .npy file mapped with mode "r"
+    if layout == "read-only":
+        x = np.ascontiguousarray(table[:, :-1])
+        x.flags.writeable = False  # as a mapped .npy file holding x alone would be
+        return x
+    if layout == "mapped columns":
+        mapped = table.copy()
+        mapped.flags.writeable = False  # a .npy file of (x | y) mapped with mode "r": x is a strided view of it
+        return mapped[:, :-1]
+    return np.asfortranarray(table[:, :-1])  # as an .npz written from a column-major array
 
 
 @pytest.mark.parametrize("layout", ["read-only", "column-major", "mapped columns"])
