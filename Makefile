@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0   # the CPU wheel; a plain `torch` pulls a multi-GB CUDA build
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint fmt bench clean
+.PHONY: help venv run test quick lint fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: venv ## run lint, type checks, the import layers and the tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+quick: lint ## lint and the tests not marked slow (seconds, not minutes)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv ## ruff, mypy and the import layers only
 	$(BIN)/ruff check src tests benchmarks

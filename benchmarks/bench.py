@@ -12,6 +12,7 @@ benchmarks/results/<case>.json; all of them together make benchmarks/results/REA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -20,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -384,12 +386,84 @@ def case_order(quick: bool, repeats: int) -> dict[str, Any]:
     }
 
 
+def _rss_mb() -> float | None:
+    """This process's resident memory now (Linux), in MB."""
+    try:
+        line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
+
+
+@contextlib.contextmanager
+def counted(owner: Any, name: str, when: Callable[..., bool] = lambda *args: True) -> Iterator[list[int]]:
+    """Count the calls of owner.name (those `when` accepts) while the block runs; they still do their work."""
+    calls: list[int] = []
+    honest = getattr(owner, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        if when(*args):
+            calls.append(1)
+        return honest(*args, **kwargs)
+
+    with mock.patch.object(owner, name, counting):
+        yield calls
+
+
+def case_costs(quick: bool, repeats: int) -> dict[str, Any]:
+    """What a run does once that it could do more often, counted, not timed: exact solves in `compare`,
+    SHA-256 passes over the data for an interrupted run and its resume, and the memory the torch engine
+    adds at set-up on the CPU, in copies of X, for rows it can share and rows it must copy."""
+    import hashlib
+
+    import lrtrain.engine_exact as exact
+    import lrtrain.engine_torch as torch_engine
+    from lrtrain.config import load_config
+    from lrtrain.engine import State
+    from lrtrain.errors import Interrupted
+    from lrtrain.training import compare, fit
+
+    settings = ["data.source=synthetic", "data.rows=20000", "data.features=10", "train.epochs=20", "train.lr=0.05"]
+    solves = {}
+    for engines in (["manual", "torch"], ["manual", "torch", "exact"]):
+        with counted(exact, "solve") as calls:
+            compare(load_config(None, [*settings, "model.dtype=float64", "output.save=false"]), engines)
+        solves[f"compare {' '.join(engines)}"] = len(calls)
+    # the hash of the whole is begun with the shape (the blocks' hashes begin empty): one per pass over the data
+    with tempfile.TemporaryDirectory() as folder, counted(hashlib, "sha256", when=lambda *start: bool(start)) as hashes:
+        with contextlib.suppress(Interrupted):
+            fit(load_config(None, [*settings, f"output.dir={folder}"]), should_stop=lambda: True)  # a checkpoint
+        (run,) = Path(folder).iterdir()
+        fit(load_config(run / "config.yaml"), resume=run)  # checks the checkpoint, then saves the model
+    n, d = (200_000 if quick else 2_000_000), 25
+    table = np.random.default_rng(0).standard_normal((n, d + 1))
+    y = table[:, d].copy()
+    copies = {}
+    for layout, order in (("C-contiguous float64", "C"), ("column-major", "F")):
+        x = np.asarray(table[:, :d], order=order)
+        before = _rss_mb()
+        logs = torch_engine.train(prepared(x, y), schedule("float64", 1), State(0, np.zeros(d), 0.0))
+        next(logs)  # the set-up and one epoch
+        after = _rss_mb()
+        logs.close()
+        copies[layout] = None if before is None or after is None else (after - before) / (x.nbytes / 2**20)
+    print(f"costs: exact solves {solves}; {len(hashes)} hash passes, interrupted run and resume; "
+          f"torch set-up {copies} copies of X", flush=True)  # fmt: skip
+    return {
+        "solves": solves,
+        "hash passes": len(hashes),
+        "copies of X": copies,
+        "targets": {"compare manual torch": 1, "hash passes": 2, "C-contiguous float64": 0, "column-major": 1},
+    }
+
+
 CASES = {
     "epoch": case_epoch,
     "solve": case_solve,
     "startup": case_startup,
     "stream": case_stream,
     "order": case_order,
+    "costs": case_costs,
     "gpu": case_gpu,
 }
 
@@ -453,6 +527,15 @@ def markdown(all_results: dict[str, Any]) -> str:
                   f"| numpy `permutation(N)` (what every process drew before) | {_cell(o['numpy permutation'])} | 1 |",
                   f"| lrtrain.order, one process | {_cell(o['one process'])} | {o['one process/numpy']:.2f} |",
                   f"| lrtrain.order, one rank of 8 | {_cell(o['one rank of 8'])} | {o['rank of 8/numpy']:.2f} |",
+                  ""]  # fmt: skip
+    if "costs" in all_results:
+        c = all_results["costs"]
+        solves = "; ".join(f"`{name}` {count}" for name, count in c["solves"].items())
+        copies = "; ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}" for k, v in c["copies of X"].items())
+        lines += ["## Passes and copies, counted", "",
+                  f"- Exact solves: {solves} (target 1 for the trained engines' optimum).",
+                  f"- SHA-256 passes over the data, an interrupted run and its resume: {c['hash passes']} (target 2).",
+                  f"- Memory the torch engine adds at set-up on the CPU, in copies of X: {copies} (targets 0 and 1).",
                   ""]  # fmt: skip
     if "gpu" in all_results:
         g = all_results["gpu"]

@@ -11,12 +11,15 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
 from lrtrain.cli import app
+from lrtrain.parallel import Shard
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -102,3 +105,18 @@ def run_on_terminal(args: list[str], cwd: Path, env: dict[str, str], stdout_pipe
             process.stdout.close()
     assert process.returncode == 0, seen
     return seen, b"".join(piped)
+
+
+@dataclass(frozen=True)
+class ThreadShard(Shard):
+    """A rank of `world` run as a thread: `reduce` sums through shared memory, as the all_reduce would."""
+
+    shared: dict[int, np.ndarray] = field(compare=False)
+    barrier: threading.Barrier = field(compare=False)
+
+    def reduce(self, values: np.ndarray) -> np.ndarray:
+        self.shared[self.rank] = values.copy()
+        self.barrier.wait(timeout=30)
+        values[...] = sum(self.shared[r] for r in range(self.world))
+        self.barrier.wait(timeout=30)
+        return values

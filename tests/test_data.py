@@ -17,6 +17,8 @@ from lrtrain.prepare import prepare
 from lrtrain.sources import Table, base, delimited, fingerprint, synthetic
 from lrtrain.sources.writers import write
 
+from .conftest import ThreadShard
+
 
 def load(tmp_path: Path, yaml_text: str) -> Table:
     (tmp_path / "c.yaml").write_text(yaml_text)
@@ -114,20 +116,6 @@ def test_an_npz_is_written_chunk_by_chunk_and_read_back(tmp_path: Path) -> None:
         np.testing.assert_array_equal(archive["y"], table.y)
 
 
-class ThreadRank:
-    """One of `world` ranks run as threads, summing arrays through shared memory (the all_reduce)."""
-
-    def __init__(self, rank: int, world: int, shared: dict[int, np.ndarray], barrier: threading.Barrier) -> None:
-        self.rank, self.world, self.shared, self.barrier = rank, world, shared, barrier
-
-    def reduce(self, values: np.ndarray) -> np.ndarray:
-        self.shared[self.rank] = values.copy()
-        self.barrier.wait(timeout=30)
-        values[...] = sum(self.shared[r] for r in range(self.world))
-        self.barrier.wait(timeout=30)
-        return values
-
-
 def fingerprints_in_ranks(x: np.ndarray, y: np.ndarray, world: int) -> list[str]:
     """Dataset.sha256 as each of `world` ranks (threads) computes it."""
     shared: dict[int, np.ndarray] = {}
@@ -135,8 +123,8 @@ def fingerprints_in_ranks(x: np.ndarray, y: np.ndarray, world: int) -> list[str]
     found: dict[int, str] = {}
 
     def rank(r: int) -> None:
-        group = ThreadRank(r, world, shared, barrier)
-        found[r] = fingerprint(Table(x, y, ["a", "b", "c"], "y", "test"), group)  # type: ignore[arg-type]
+        group = ThreadShard(r, world, 0, 0, shared, barrier)
+        found[r] = fingerprint(Table(x, y, ["a", "b", "c"], "y", "test"), group)
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
     for thread in threads:

@@ -52,6 +52,7 @@ def loads_or_explains(path: Path) -> Config | None:
     return None
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=st.text(max_size=200))
 def test_any_text_as_a_config_is_valid_or_an_lrtrain_error(tmp_path: Path, text: str) -> None:
@@ -60,6 +61,7 @@ def test_any_text_as_a_config_is_valid_or_an_lrtrain_error(tmp_path: Path, text:
     loads_or_explains(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(document=st.dictionaries(keys, documents, max_size=6))
 def test_any_yaml_mapping_is_valid_or_an_lrtrain_error(tmp_path: Path, document: dict[str, Any]) -> None:
@@ -78,6 +80,7 @@ cells = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(rows=st.lists(st.lists(cells, min_size=0, max_size=4), max_size=8), header=st.booleans())
 def test_any_csv_text_is_a_dataset_or_an_lrtrain_error(tmp_path: Path, rows: list[list[str]], header: bool) -> None:
@@ -91,6 +94,7 @@ def test_any_csv_text_is_a_dataset_or_an_lrtrain_error(tmp_path: Path, rows: lis
     assert dataset.x.shape[1] == len(dataset.features) >= 1
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=st.binary(max_size=300))
 def test_any_bytes_as_a_model_file_is_a_model_or_an_lrtrain_error(tmp_path: Path, raw: bytes) -> None:
@@ -115,6 +119,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_while_writing_leaves_the_old_or_the_new_file_never_a_torn_one(tmp_path: Path) -> None:
     target = tmp_path / "model.json"
     for attempt in range(12):
@@ -141,6 +146,7 @@ def test_kill_9_while_writing_leaves_the_old_or_the_new_file_never_a_torn_one(tm
     assert all(name.startswith(".model.json.") for name in leftovers)  # at most the killed writer's temp file
 
 
+@pytest.mark.slow
 def test_two_fits_started_at_once_get_separate_run_folders(tmp_path: Path) -> None:
     processes = [
         subprocess.Popen([lrtrain_path(), "fit", "--set", f"data.y=[{k}, {2 * k}, {3 * k}, {4 * k}]"], cwd=tmp_path,
@@ -159,6 +165,7 @@ def test_two_fits_started_at_once_get_separate_run_folders(tmp_path: Path) -> No
 ESCAPE = re.compile(rb"\x1b\[[0-9;]*m")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "coloured"),
     [

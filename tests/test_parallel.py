@@ -113,6 +113,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())
 def test_two_ranks_reach_the_single_process_weights(tmp_path: Path, overrides: list[str]) -> None:
     single = fit(load_config(None, [*BASE, *overrides, "output.save=false"]))
@@ -122,6 +123,7 @@ def test_two_ranks_reach_the_single_process_weights(tmp_path: Path, overrides: l
     assert all(rank["held"]["raw_mapped"] for rank in ranks)  # the synthetic rows of each rank: a mapped file
 
 
+@pytest.mark.slow
 def test_a_csv_under_torchrun_is_parsed_into_a_mapped_table_with_the_one_process_result(tmp_path: Path) -> None:
     spec = load_config(None, SYNTHETIC).data
     path = tmp_path / "data.csv"
@@ -142,6 +144,7 @@ NPY_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", NPY_CASES.values(), ids=NPY_CASES.keys())
 def test_standardized_validated_auto_lr_from_a_mapped_file_equals_one_process(
     tmp_path: Path, overrides: list[str]
@@ -155,6 +158,7 @@ def test_standardized_validated_auto_lr_from_a_mapped_file_equals_one_process(
     assert ranks[0]["held"]["val_rows"] == 200
 
 
+@pytest.mark.slow
 def test_divergence_advice_is_the_single_process_one_on_every_rank(tmp_path: Path) -> None:
     settings = [*SYNTHETIC, "train.epochs=40", "train.lr=5"]
     with pytest.raises(TrainingFailed) as failed:
@@ -163,6 +167,7 @@ def test_divergence_advice_is_the_single_process_one_on_every_rank(tmp_path: Pat
     assert [r["error"] for r in ranks] == [f"TrainingFailed: {failed.value}"] * 2
 
 
+@pytest.mark.slow
 def test_an_ill_conditioned_optimum_is_the_least_squares_one_across_ranks(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     t = np.sort(rng.uniform(1, 2, 2000))
@@ -191,6 +196,7 @@ def torchrun_fit(settings: list[str], *options: str) -> tuple[list[str], dict[st
     return [*command, *options, *(f"--set={o}" for o in settings)], env
 
 
+@pytest.mark.slow
 @needs_torchrun
 def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Path) -> None:
     settings = [*BASE, "model.dtype=float64", "train.statistics=never", "data.validation=0.2", "data.standardize=true"]
@@ -222,6 +228,7 @@ STOPPED = [
 ]
 
 
+@pytest.mark.slow
 def test_a_stop_asked_on_one_rank_stops_both_after_the_same_epoch_and_one_process_resumes_it(tmp_path: Path) -> None:
     settings = [*SYNTHETIC, *STOPPED, f"output.dir={tmp_path / 'runs'}"]
     ranks = in_two_ranks(tmp_path, settings, stop_after=(None, 7))  # only rank 1 is asked
@@ -239,6 +246,7 @@ def test_a_stop_asked_on_one_rank_stops_both_after_the_same_epoch_and_one_proces
     assert not (run / "checkpoint.json").exists()
 
 
+@pytest.mark.slow
 def test_two_ranks_resume_a_one_process_checkpoint_to_the_one_process_result(tmp_path: Path) -> None:
     settings = [*SYNTHETIC, *STOPPED, f"output.dir={tmp_path / 'runs'}"]
     with pytest.raises(Interrupted):
@@ -254,6 +262,7 @@ def test_two_ranks_resume_a_one_process_checkpoint_to_the_one_process_result(tmp
     assert json.loads((run / "model.json").read_text())["weights"] == ranks[0]["weights"]
 
 
+@pytest.mark.slow
 def test_data_changed_since_the_checkpoint_stops_every_rank_with_the_same_error(tmp_path: Path) -> None:
     settings = [*npy_source(tmp_path), *STOPPED, f"output.dir={tmp_path / 'runs'}"]
     with pytest.raises(Interrupted):
@@ -304,6 +313,7 @@ def test_a_stop_asked_between_votes_is_kept_for_the_next_one() -> None:
     assert 700 <= epoch <= 900  # the next vote, at most 0.2 s of epochs later
 
 
+@pytest.mark.slow
 @needs_torchrun
 def test_ctrl_c_on_torchrun_saves_a_checkpoint_that_one_process_resumes(tmp_path: Path) -> None:
     settings = [*BASE, "model.dtype=float64", "train.statistics=never", "train.epochs=1000000", "log.every=1"]
@@ -335,6 +345,7 @@ def test_ctrl_c_on_torchrun_saves_a_checkpoint_that_one_process_resumes(tmp_path
     assert resumed.epochs == single.epochs == epoch + 5
 
 
+@pytest.mark.slow
 def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_path: Path) -> None:
     settings = npy_source(tmp_path)
     table = np.load(tmp_path / "data.npy")
@@ -382,6 +393,7 @@ def test_commands_other_than_fit_refuse_to_run_under_torchrun(
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_fast_predict_path_refuses_under_torchrun_too(workdir: Path) -> None:
     assert cli("fit").exit_code == 0
     alone = run_installed("predict", "5", cwd=workdir)

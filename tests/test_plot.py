@@ -61,7 +61,9 @@ def test_a_big_one_feature_run_is_subsampled_and_an_exact_fit_of_loss_zero_is_dr
     big = fit_run(workdir, "--set", "data.source=synthetic", "--set", "data.rows=20000", "--set", "train.epochs=5")
     assert plot.plot_run(big, workdir / "big.png").panels == ("loss", "fit")
     exact = fit_run(workdir, "--engine", "exact")  # y = 2x: the loss is 0 or close, one "epoch"
-    assert plot.plot_run(exact, workdir / "exact.png").panels == ("loss", "fit")  # no log-scale warning either
+    drawn = plot.plot_run(exact, workdir / "exact.png")
+    assert drawn.panels == ("loss", "fit")
+    assert drawn.warnings == []  # no log-scale warning either
 
 
 def test_a_checkpointed_run_without_model_json_gets_the_loss(workdir: Path) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lrtrain import sources
 from lrtrain.config import Config, load_config
 from lrtrain.engine import FitResult
 from lrtrain.errors import ConfigError, Interrupted
+from lrtrain.sources import fingerprint
 from lrtrain.training import fit
 
 from .conftest import cli
@@ -169,21 +172,35 @@ def test_resume_refuses_settings_that_change_the_trajectory(workdir: Path) -> No
 
 
 @pytest.mark.usefixtures("workdir")
-def test_the_data_is_hashed_once_per_load_across_checkpoint_resume_and_save(monkeypatch: pytest.MonkeyPatch) -> None:
-    import hashlib
-    from types import SimpleNamespace
+def test_the_checkpoint_and_the_model_record_the_fingerprint_of_the_data() -> None:
+    cfg = config()
+    digest = fingerprint(sources.load(cfg))
+    run = interrupted_run(cfg, at=5)
+    assert json.loads((run / "checkpoint.json").read_text())["data_sha256"] == digest
+    fit(load_config(run / "config.yaml"), resume=run)
+    assert json.loads((run / "model.json").read_text())["data"]["sha256"] == digest
+    straight = fit(config())
+    assert straight.run_dir is not None
+    assert json.loads((straight.run_dir / "model.json").read_text())["data"]["sha256"] == digest
 
-    from lrtrain.sources import base
 
-    hashes: list[object] = []
-
-    def counted(*start: bytes) -> object:
-        digest = hashlib.sha256(*start)
-        if start:  # the hash of the whole (of the blocks' hashes), begun with the shape
-            hashes.append(digest)
-        return digest
-
-    monkeypatch.setattr(base, "hashlib", SimpleNamespace(sha256=counted))
-    run = interrupted_run(config(), at=5)  # one load: hashed for the checkpoint
-    fit(load_config(run / "config.yaml"), resume=run)  # one load: hashed to check the checkpoint and for model.json
-    assert len(hashes) == 2
+def test_runs_lists_an_interrupted_run_with_its_engine_and_epoch(workdir: Path) -> None:
+    finished = fit(config("train.epochs=3")).run_dir
+    assert finished is not None
+    run = interrupted_run(config("train.engine=torch", "train.batch_size=32"), at=7)
+    listed = cli("runs")
+    assert listed.exit_code == 0, listed.output
+    assert listed.stderr == ""
+    (line,) = [line for line in listed.stdout.splitlines() if line.startswith(str(Path("runs") / run.name))]
+    assert {"status=interrupted", "engine=torch", "epochs=7"} <= set(line.split())
+    as_json = cli("runs", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    records = {Path(r["run"]).name: r for r in map(json.loads, as_json.stdout.splitlines())}
+    assert set(records) == {finished.name, run.name}
+    assert (records[run.name]["status"], records[run.name]["engine"], records[run.name]["epochs"]) == (
+        "interrupted",
+        "torch",
+        7,
+    )
+    assert records[run.name]["loss"] is None  # no final loss before the run has finished
+    assert (records[finished.name]["status"], records[finished.name]["epochs"]) == ("finished", 3)

@@ -253,6 +253,7 @@ def test_prediction_interval_matches_statsmodels(intercept: bool) -> None:
         )
 
 
+@pytest.mark.slow
 def test_prediction_interval_imports_scipy_special_only_when_called_and_nothing_above_stats() -> None:
     script = (
         "import sys\n"

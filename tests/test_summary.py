@@ -122,6 +122,7 @@ def test_summary_command_reads_the_newest_run_and_prints_a_table(workdir: Path) 
     assert "unscaled_covariance" not in as_json
 
 
+@pytest.mark.slow
 def test_summary_of_a_model_without_statistics_says_to_retrain(workdir: Path) -> None:
     assert cli("fit").exit_code == 0
     (run,) = (workdir / "runs").iterdir()
@@ -138,6 +139,7 @@ def test_summary_of_a_model_without_statistics_says_to_retrain(workdir: Path) ->
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_predict_interval_equals_statsmodels_on_the_fast_path(workdir: Path) -> None:
     x, y = correlated_csv(workdir / "d.csv")
     fitted = cli("fit", "--set", "data.source=csv", "--set", "data.path=d.csv", "--engine", "exact")
@@ -161,6 +163,7 @@ def test_predict_interval_equals_statsmodels_on_the_fast_path(workdir: Path) -> 
     assert as_percent.stdout == result.stdout
 
 
+@pytest.mark.slow
 def test_only_predict_interval_pays_for_scipy_and_neither_form_for_the_cli(workdir: Path) -> None:
     assert cli("fit", "--set", "data.source=synthetic", "--set", "data.rows=50").exit_code == 0
     imported = {}
@@ -175,6 +178,7 @@ def test_only_predict_interval_pays_for_scipy_and_neither_form_for_the_cli(workd
         assert not heavy & modules
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("level", ["95", "0", "1", "x", "-0.5", "nan", "100%", "0%", "%"])
 def test_predict_interval_refuses_a_level_outside_0_1(workdir: Path, level: str) -> None:
     assert cli("fit").exit_code == 0
@@ -220,6 +224,7 @@ def test_summary_of_an_interrupted_run_says_how_to_finish_it(workdir: Path) -> N
     assert "lrtrain fit --resume runs/stopped" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_interval_repeats_the_summary_notes_on_stderr(workdir: Path) -> None:
     assert cli("fit").exit_code == 0  # 100 epochs: short of the optimum
     result = run_installed("predict", "5", "--interval", "0.95", cwd=workdir)
