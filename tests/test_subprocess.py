@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path, run_installed
 
+pytestmark = pytest.mark.slow  # every test here runs the installed lrtrain in a process
+
 ANSI = re.compile(r"\x1b\[")
 
 

@@ -174,6 +174,7 @@ def test_loss_sparkline_needs_two_epochs_and_survives_zero_or_infinite_losses() 
     assert len(CONTROL.sub("", buffer.getvalue()).splitlines()[0].split()[3]) == 48  # many epochs: 48 characters
 
 
+@pytest.mark.slow
 def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) -> None:
     seen, _ = run_on_terminal(["fit", "--set", "train.epochs=20000", "--set", "log.every=5000"], tmp_path, TERMINAL)
     assert b"epochs/s" in seen
@@ -184,6 +185,7 @@ def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) 
     assert seen.count(b"\x1b[?25l") == seen.count(b"\x1b[?25h") == 1  # the cursor hidden once, shown again
 
 
+@pytest.mark.slow
 def test_fit_with_stdout_piped_has_no_live_view_even_on_a_terminal(tmp_path: Path) -> None:
     on_terminal, piped = run_on_terminal(["fit", "--set", "train.epochs=20000"], tmp_path, TERMINAL, stdout_piped=True)
     assert b"epochs/s" not in on_terminal
@@ -328,6 +330,7 @@ def test_compare_view_shows_each_engine_in_turn_on_a_terminal_only(monkeypatch: 
         ("lrtrain fit --device cu", "3", ["cuda", "cuda:0"]),
     ],
 )
+@pytest.mark.slow
 def test_shell_completion_knows_commands_engines_and_devices(
     tmp_path: Path, words: str, cword: str, expected: list[str]
 ) -> None:
