@@ -269,7 +269,7 @@ CONFIG_CASES = [
         "-c",
         "c.yaml",
         files={"c.yaml": "train:\n  momentum: 1.0\n"},
-        stderr=("line 2", "'train.momentum' must be less than 1", "got 1.0", CONFIG_FIX),
+        stderr=("line 2", "'train.momentum' must be in [0, 1) (or 'auto')", "got 1.0", CONFIG_FIX),
     ),
     case(
         "config-dtype-float16",

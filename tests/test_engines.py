@@ -33,6 +33,7 @@ def synthetic_config(*overrides: str, rows: int = 200, features: int = 3) -> Con
             "data.noise=0.5",
             "data.bias=1.5",
             "output.save=false",
+            "train.target_gap=0",  # every epoch: these tests follow trajectories (stopping has its own tests)
             *overrides,
         ],
     )

@@ -316,7 +316,14 @@ def test_a_stop_asked_between_votes_is_kept_for_the_next_one() -> None:
 @pytest.mark.slow
 @needs_torchrun
 def test_ctrl_c_on_torchrun_saves_a_checkpoint_that_one_process_resumes(tmp_path: Path) -> None:
-    settings = [*BASE, "model.dtype=float64", "train.statistics=never", "train.epochs=1000000", "log.every=1"]
+    settings = [
+        *BASE,
+        "model.dtype=float64",
+        "train.statistics=never",
+        "train.epochs=1000000",
+        "log.every=1",
+        "train.target_gap=0",
+    ]
     command, env = torchrun_fit(settings)
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with out.open("wb") as stdout, err.open("wb") as stderr:

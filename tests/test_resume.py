@@ -12,6 +12,7 @@ from lrtrain import sources
 from lrtrain.config import Config, load_config
 from lrtrain.engine import FitResult
 from lrtrain.errors import ConfigError, Interrupted
+from lrtrain.runs import CHECKPOINT_VERSION
 from lrtrain.sources import fingerprint
 from lrtrain.training import fit
 
@@ -60,7 +61,12 @@ def same(a: FitResult, b: FitResult) -> None:
 
 CASES = {
     "manual full batch": ["train.engine=manual"],
-    "manual minibatch momentum decay": ["train.batch_size=32", "train.momentum=0.9", "train.weight_decay=0.01"],
+    "manual minibatch momentum decay": [
+        "train.batch_size=32",
+        "train.momentum=0.9",
+        "train.weight_decay=0.01",
+        "train.target_gap=0",
+    ],
     "torch minibatch momentum": ["train.engine=torch", "train.batch_size=32", "train.momentum=0.5"],
     "torch float64 standardized": ["train.engine=torch", "model.dtype=float64", "data.standardize=true"],
 }
@@ -120,7 +126,8 @@ def test_resume_refuses_a_finished_run_changed_data_and_a_second_config(workdir:
 def test_resume_refuses_a_checkpoint_of_another_format_version() -> None:
     run = interrupted_run(config("train.batch_size=32"), at=5)
     checkpoint = run / "checkpoint.json"
-    checkpoint.write_text(checkpoint.read_text().replace('"format_version": 3', '"format_version": 2'))
+    version = f'"format_version": {CHECKPOINT_VERSION}'
+    checkpoint.write_text(checkpoint.read_text().replace(version, '"format_version": 2'))
     result = cli("fit", "--resume", str(run))
     assert result.exit_code == 2
     assert "format version 2" in result.stderr

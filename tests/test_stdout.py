@@ -91,7 +91,7 @@ def test_a_reader_that_leaves_ends_the_command_quietly(tmp_path: Path) -> None:
 
 
 def test_a_reader_that_leaves_during_a_saving_fit_leaves_no_run_folder(tmp_path: Path) -> None:
-    args = ["fit", "--set", "train.epochs=200000", "--set", "log.every=1"]
+    args = ["fit", "--set", "train.epochs=200000", "--set", "log.every=1", "--set", "train.target_gap=0"]
     assert read_one_line_then_close(args, tmp_path) == (0, "")
     assert not (tmp_path / "runs").exists()  # not even an empty runs/
 
@@ -131,7 +131,9 @@ def folders(root: Path) -> list[list[str]]:
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.4])
 def test_two_quick_ctrl_c_never_end_in_an_internal_error_or_an_empty_folder(tmp_path: Path, delay: float) -> None:
     # short epochs: the two signals land anywhere, in an epoch, in the checkpoint's save or while it is said
-    process = start(["fit", "--set", "train.epochs=100000000", "--set", "log.every=1000"], tmp_path)
+    process = start(
+        ["fit", "--set", "train.epochs=100000000", "--set", "log.every=1000", "--set", "train.target_gap=0"], tmp_path
+    )
     assert process.stdout is not None
     assert process.stdout.readline().startswith("Number of samples")
     time.sleep(delay)

@@ -81,7 +81,7 @@ def test_gradient_descent_to_the_optimum_gives_the_same_summary(workdir: Path) -
     write(workdir / "d.npy", iter([(x, y)]), 500, 2, ["a", "b"])
     summary = summary_of(
         ["--set", "data.source=npy", "--set", "data.path=d.npy", "--set", "model.dtype=float64",
-         "--set", "train.lr=auto", "--set", "train.epochs=400"]
+         "--set", "train.lr=auto", "--set", "train.epochs=400", "--set", "train.target_gap=0"]
     )  # fmt: skip
     assert_matches_statsmodels(summary, sm.OLS(y, sm.add_constant(x)).fit(), ["intercept", "x0", "x1"])  # .npy: x0, x1
     assert summary["warnings"] == []

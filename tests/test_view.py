@@ -176,7 +176,11 @@ def test_loss_sparkline_needs_two_epochs_and_survives_zero_or_infinite_losses() 
 
 @pytest.mark.slow
 def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) -> None:
-    seen, _ = run_on_terminal(["fit", "--set", "train.epochs=20000", "--set", "log.every=5000"], tmp_path, TERMINAL)
+    seen, _ = run_on_terminal(
+        ["fit", "--set", "train.epochs=20000", "--set", "log.every=5000", "--set", "train.target_gap=0"],
+        tmp_path,
+        TERMINAL,
+    )
     assert b"epochs/s" in seen
     assert b"ETA" in seen
     assert seen.count(b"Epoch ") == 4
@@ -187,7 +191,9 @@ def test_fit_on_a_terminal_shows_the_live_view_and_a_loss_curve(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_fit_with_stdout_piped_has_no_live_view_even_on_a_terminal(tmp_path: Path) -> None:
-    on_terminal, piped = run_on_terminal(["fit", "--set", "train.epochs=20000"], tmp_path, TERMINAL, stdout_piped=True)
+    on_terminal, piped = run_on_terminal(
+        ["fit", "--set", "train.epochs=20000", "--set", "train.target_gap=0"], tmp_path, TERMINAL, stdout_piped=True
+    )
     assert b"epochs/s" not in on_terminal
     assert b"\x1b[" not in on_terminal
     assert b"log scale" not in piped

@@ -266,6 +266,8 @@ def fit(
         if main:
             render.fit_summary(cfg, result, out)
             stats = result.summary if summary else None
+            if result.shortfall is not None:
+                print(f"warning: {result.shortfall}", file=sys.stderr)
             if isinstance(stats, str):
                 print(f"note: {stats}", file=sys.stderr)
             elif stats is not None:

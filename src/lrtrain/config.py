@@ -155,6 +155,9 @@ class EarlyStopping(_Strict):
         0, ge=0, description="stop after this many epochs without improvement (validation loss if any); 0 = off"
     )
     tolerance: float = Field(0.0, ge=0.0, description="an improvement must exceed this to count, >= 0")
+    restore_best: bool = Field(
+        True, description="when it stops, keep the weights of the best epoch (validation loss if any), not the last"
+    )
 
 
 def _check_lr(value: object) -> float | str:
@@ -170,6 +173,19 @@ def _check_lr(value: object) -> float | str:
 _LR_SCHEMA = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "auto"}]}
 
 
+def _check_momentum(value: object) -> float | str:
+    if value == "auto":
+        return "auto"
+    if not _is_number(value):  # finite numbers only
+        raise ValueError(f"must be a number in [0, 1) or 'auto'; got {value!r}")
+    if not 0 <= float(value) < 1:  # type: ignore[arg-type]
+        raise ValueError(f"must be in [0, 1) (or 'auto'); got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+_MOMENTUM_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1}, {"const": "auto"}]}
+
+
 class TrainSpec(_Strict):
     engine: Engine = Field(
         "manual", description="manual (NumPy), torch (nn.Linear + optim.SGD) or exact (least squares)"
@@ -181,9 +197,21 @@ class TrainSpec(_Strict):
     )
     batch_size: int | None = Field(None, ge=1, description="rows per step, >= 1; null = full batch")
     shuffle: bool = Field(True, description="minibatches: reshuffle the rows every epoch (from the seed)")
-    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD momentum, in [0, 1)")
+    momentum: Annotated[float | Literal["auto"], PlainValidator(_check_momentum), WithJsonSchema(_MOMENTUM_SCHEMA)] = (
+        Field(
+            0.0,
+            description="SGD (heavy-ball) momentum, in [0, 1), or auto (full batch): the optimum for the Hessian's "
+            "extreme eigenvalues",
+        )
+    )
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty on the weights (not the bias), >= 0")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="stop when the loss stalls")
+    target_gap: float = Field(
+        1e-6,
+        ge=0.0,
+        description="stop once the training loss is within this relative gap of the least-squares optimum "
+        "(absolute when the optimum is 0), so train.epochs is a cap; 0 = always train every epoch",
+    )
     diverge_patience: int = Field(5, ge=1, description="epochs of loss growth in a row that count as divergence, >= 1")
     statistics: Literal["auto", "always", "never"] = Field(
         "auto",

@@ -8,6 +8,7 @@ around it. Engines import this module and `prepare`, never `training`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,9 @@ class FitResult:
     rows: int = 0
     run_dir: Path | None = None
     summary: Summary | str | None = None  # OLS inference on the training rows; str: why there is none
+    gap: float = math.nan  # the loss's gap to the optimum's: relative, or absolute for an exact fit (see stopping)
+    converged: bool | None = None  # within train.target_gap; None: no target
+    shortfall: str | None = None  # what to say when it stopped short of the target
 
     @property
     def max_dw_to_optimum(self) -> float:

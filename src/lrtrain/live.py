@@ -70,11 +70,8 @@ class FitView(_Watching):
 
     def started(self, start: Start) -> None:
         self.out.safe_point()
-        if start.curvature is not None:  # lr: auto, said once so the user learns the number
-            self.note(
-                f"lr = auto: 1/L = {start.lr:.6g}, L = {start.curvature:.6g} the largest eigenvalue of the "
-                "loss's Hessian (2/L would be the edge of divergence)"
-            )
+        if start.rates is not None:  # lr or momentum auto: said once, so the user learns the numbers
+            self.note(start.rates)
         if self.config.log.header:
             self._line(f"Number of samples: {start.rows}, number of features: {start.features}")
         for sample, value in start.predictions:

@@ -147,18 +147,14 @@ def fit_summary(config: Config, result: FitResult, out: Out) -> None:
         ("Engine", f"{result.engine} on {result.device}, {result.dtype}"),
         ("Epochs", f"{result.epochs} in {result.seconds:.3g} s ({result.stopped})"),
         ("Final loss", f"{result.loss:.6g} (MSE on {result.rows} training rows)"),
-        ("R²", f"{result.r2:.6f}"),
+        ("R²" if config.model.bias else "R² (uncentered: no bias)", f"{result.r2:.6f}"),
     ]
     if result.val_loss is not None:
         rows.append(("Validation loss", f"{result.val_loss:.6g}"))
     rows += [
         ("Weights", weights_text(result.weights, precision)),
         ("Bias", bias),
-        (
-            "Gap to optimum",
-            f"loss {max(result.loss - result.optimum_loss, 0.0):+.3g}, max |w - w*| {result.max_dw_to_optimum:.3g} "
-            "(least squares, float64)",
-        ),
+        ("Gap to optimum", _gap_text(config, result)),
     ]
     if result.run_dir is not None:
         rows.append(("Run saved", str(result.run_dir)))
@@ -170,6 +166,18 @@ def fit_summary(config: Config, result: FitResult, out: Out) -> None:
         if curve is not None:
             out.draw(curve)
     _key_values(rows, out, "Fit summary")
+
+
+def _gap_text(config: Config, result: FitResult) -> str:
+    """How far the final loss is from the least-squares optimum's, and whether that met train.target_gap."""
+    relative = "" if math.isnan(result.gap) or result.optimum_loss == 0 else " relative"
+    verdict = ""
+    if result.converged is not None:
+        verdict = f", {'within' if result.converged else 'above'} the target {config.train.target_gap:g}"
+    return (
+        f"loss {max(result.gap, 0.0):.3g}{relative}{verdict}; max |w - w*| {result.max_dw_to_optimum:.3g} "
+        "(least squares, float64)"
+    )
 
 
 def _key_values(rows: list[tuple[str, str]], out: Out, title: str | None = None) -> None:
@@ -228,6 +236,9 @@ def fit_fields(config: Config, result: FitResult) -> dict[str, Any]:
         "loss": result.loss,
         "val_loss": result.val_loss,
         "r2": result.r2,
+        "r2_kind": "centered" if config.model.bias else "uncentered",
+        "gap": result.gap,
+        "converged": result.converged,
         "weights": result.weights,
         "bias": result.bias if config.model.bias else None,
         "optimum": {

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.json"
 CHECKPOINT_FILE = "checkpoint.json"
-CHECKPOINT_VERSION = 3  # 2: the row order comes from lrtrain.order; 3: the data's fingerprint is by blocks
+CHECKPOINT_VERSION = 4  # 2: the row order comes from lrtrain.order; 3: the data's fingerprint is by blocks;
+# 4: the stop rules keep the lowest objective and the best epoch's weights (divergence, restore_best)
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
 
@@ -39,7 +40,7 @@ class Checkpoint:
     """A run stopped after a completed epoch: enough to continue it exactly."""
 
     state: State  # in the trained (standardized) space, values exact in the run's dtype
-    stop_rules: dict[str, float]
+    stop_rules: dict[str, Any]  # stopping.StopRules.state(): numbers, and the best epoch's weights
     seconds: float
     history: list[EpochLog] = field(repr=False)  # the epochs trained since the last start, raw units
     rows: list[list[str]] = field(default_factory=list, repr=False)  # metrics.csv rows of earlier starts
@@ -190,7 +191,7 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
             None if velocity is None else np.asarray(velocity, dtype=np.float64),
             float(payload["velocity_b"]),
         )
-        stop_rules = {k: float(v) for k, v in payload["stop_rules"].items()}
+        stop_rules = _stop_rules(payload["stop_rules"])
         seconds, digest = float(payload["seconds"]), str(payload["data_sha256"])
         settings = payload["trajectory"]
     except FileNotFoundError as exc:
@@ -289,6 +290,17 @@ def _run_info(folder: Path) -> RunInfo | None:
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
         return RunInfo(folder, "unreadable", when, problem=f"{reading.name} is damaged ({detail})")
+
+
+def _stop_rules(saved: dict[str, Any]) -> dict[str, Any]:
+    """The stop rules' state as saved: numbers, and `best_state` null or [epoch, [weights], bias]."""
+    rules: dict[str, Any] = {k: float(v) for k, v in saved.items() if k != "best_state"}
+    best = saved["best_state"]
+    if best is not None:
+        epoch, weights, bias = best
+        best = [int(epoch), [float(w) for w in weights], float(bias)]
+    rules["best_state"] = best
+    return rules
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

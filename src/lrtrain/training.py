@@ -17,14 +17,13 @@ from typing import Any, NoReturn, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrtrain import model, parallel, runs, sources, stats
+from lrtrain import model, parallel, runs, sources, stats, steps
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, Schedule, State, max_abs_diff, mean_squares
-from lrtrain.errors import ConfigError, Interrupted
-from lrtrain.moments import largest_curvature
+from lrtrain.errors import ConfigError, Interrupted, TrainingFailed
 from lrtrain.prepare import Prepared, prepare
 from lrtrain.runs import Checkpoint
-from lrtrain.stopping import StopRules
+from lrtrain.stopping import StopRules, Target
 
 ENGINES = {"manual": "lrtrain.engine_manual", "torch": "lrtrain.engine_torch", "exact": "lrtrain.engine_exact"}
 SCHEMA = "lrtrain/1"
@@ -45,7 +44,7 @@ class Start:
     features: int
     predictions: list[tuple[list[float], float]]  # (input, prediction) with the initial weights
     lr: float
-    curvature: float | None  # L, when lr is auto
+    rates: str | None  # how lr or momentum `auto` was chosen, for stderr
     epochs: int = 0  # the epochs this fit will have trained when it completes
     done: int = 0  # epochs already trained (a resumed run)
 
@@ -177,43 +176,44 @@ def train(
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
     initial = prepared.scaling.to_original(w0, b0)
-    lr, curvature = _learning_rate(config, prepared)
+    rates = steps.choose(config, prepared)
     if listener:
         before = [(s, _predict(*initial, s)) for s in samples]
         epochs, done = 1 if engine == "exact" else config.train.epochs, resume.state.epoch if resume else 0
         label = device if engine == "torch" else "cpu"
-        listener.started(Start(engine, label, prepared.rows, prepared.features, before, lr, curvature, epochs, done))
-    schedule = _schedule(config, prepared, lr, device)
-    stop = StopRules(config, prepared)
+        listener.started(
+            Start(engine, label, prepared.rows, prepared.features, before, rates.lr, rates.why, epochs, done)
+        )
+    w_opt, b_opt = optimum or _optimum(prepared, config)
+    target = Target(config, prepared, prepared.scaling.to_trained(w_opt, b_opt))
+    stop = StopRules(config, prepared, rates.momentum)
     start, seconds_before = (resume.state, resume.seconds) if resume else (State(0, w0, b0), 0.0)
     if resume is not None:
         stop.restore(resume.stop_rules)
     started = time.perf_counter()
-    logs = module.train(prepared, schedule, start)
-    history, stopped = _walk(config, prepared, logs, stop, listener, should_stop, seconds_before)
+    logs = module.train(prepared, _schedule(config, prepared, rates, device), start)
+    history, stopped, kept = _walk(config, prepared, logs, stop, target, start, listener, should_stop, seconds_before)
     seconds = seconds_before + time.perf_counter() - started
     if not history:
         raise ConfigError(
             f"nothing to train: the run had already reached train.epochs = {config.train.epochs}. "
             "Raise it with --set train.epochs=N to train further."
         )
-    last = history[-1]
-    w_opt, b_opt = optimum or _optimum(prepared, config)
-    scaling, w_raw, b_raw = prepared.scaling, last.weights, last.bias
+    w_raw, b_raw = kept.weights, kept.bias
+    scaling = prepared.scaling
     final, best = scaling.to_trained(w_raw, b_raw), scaling.to_trained(w_opt, b_opt)
     loss, optimum_loss = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [final, best])
-    total = prepared.moments.tt  # |y − ȳ|², gathered with the moments: no float64 copy of y
-    r2 = 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)  # R² = 1 − SSE/|y − ȳ|²
-    return FitResult(
+    gap = target.gap_of(loss, optimum_loss)
+    result = FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
         dtype="float64" if engine == "exact" else config.model.dtype,
         weights=w_raw,
         bias=b_raw,
-        epochs=last.epoch,
+        epochs=history[-1].epoch,
         loss=loss,
-        val_loss=last.val_loss,
-        r2=r2,
+        val_loss=kept.val_loss,
+        r2=_r2(prepared, config.model.bias, loss),
         seconds=seconds,
         stopped=stopped,
         optimum_loss=optimum_loss,
@@ -222,7 +222,33 @@ def train(
         history=history,
         predictions=[(s, _predict(*initial, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
+        gap=gap,
+        converged=None if target.gap == 0 else gap <= target.gap,
     )
+    if result.converged is False and engine != "exact" and stopped == "completed":
+        result.shortfall = target.shortfall(history, gap, steps.pace(config, prepared, rates), _faster(config, rates))
+    return result
+
+
+def _r2(prepared: Prepared, bias: bool, loss: float) -> float:
+    """R² = 1 − SSE/TSS, TSS = |y − ȳ|² with a bias and |y|² without (uncentered, as the summary and
+    statsmodels have it), both gathered with the moments: no float64 copy of y."""
+    moments = prepared.moments
+    total = moments.tt if bias else moments.tt + moments.n * moments.y_mean**2
+    return 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)
+
+
+def _faster(config: Config, rates: steps.Rates) -> list[str]:
+    """The settings that would reach the target sooner than these."""
+    advice = []
+    if steps.full_batch_config(config) and config.train.momentum != "auto":
+        advice.append("train.momentum: auto (with train.lr: auto), √κ instead of κ epochs")
+    if not config.data.standardize:
+        advice.append("data.standardize: true, which often lowers κ a lot")
+    if not steps.full_batch_config(config):
+        advice.append("a decaying train.schedule, or larger batches, to get below the minibatch noise")
+    advice.append("--engine exact, the optimum in one solve")
+    return advice
 
 
 def _walk(
@@ -230,14 +256,18 @@ def _walk(
     prepared: Prepared,
     logs: Generator[EpochLog, None, None],
     stop: StopRules,
+    target: Target,
+    start: State,
     listener: Listener | None,
     should_stop: Callable[[], bool] | None,
     seconds_before: float,
-) -> tuple[list[EpochLog], str]:
-    """Run the engine's epochs through the stop rules: the epochs in raw units, and why training ended."""
+) -> tuple[list[EpochLog], str, EpochLog]:
+    """Run the engine's epochs through the stop rules: the epochs in raw units, why training ended, and the
+    epoch whose weights the run keeps (the last, or with early_stopping.restore_best the best)."""
     history: list[EpochLog] = []
     vote = parallel.StopVote(prepared.shard, should_stop) if should_stop is not None else None  # every rank alike
     started = time.perf_counter()
+    before = [start.epoch, *_listed(*prepared.scaling.to_original(start.weights, start.bias))]  # the weights so far
     limits = threadpool_limits(config.train.threads) if config.train.threads else contextlib.nullcontext()
     with limits, contextlib.closing(logs):
         for log in logs:
@@ -251,9 +281,12 @@ def _walk(
             stop.check_divergence(log)
             if listener:
                 listener.epoch(shown)
-            if stop.stalled(log):
-                patience = config.train.early_stopping.patience
-                return history, f"early stopping at epoch {log.epoch}: no improvement for {patience} epochs"
+            after = [log.epoch, *_listed(w_raw, b_raw)]
+            if stop.stalled(log, after if log.val_loss is not None else before):  # the loss is before the step
+                return history, *_early_stop(config, stop, history)
+            before = after
+            if target.reached(log):
+                return history, "converged", shown
             if vote is not None and vote() and log.epoch < config.train.epochs:
                 elapsed = seconds_before + time.perf_counter() - started
                 raise Interrupted(
@@ -261,15 +294,31 @@ def _walk(
                     "nothing was saved (output.save is false).",
                     Checkpoint(log.state(), stop.state(), elapsed, history),
                 )
-    return history, "completed"
+    return history, "completed", history[-1] if history else EpochLog(0, math.nan, start.weights, start.bias, 0.0)
 
 
-def _schedule(config: Config, prepared: Prepared, lr: float, device: str) -> Schedule:
+def _listed(w: np.ndarray, b: float) -> list[Any]:
+    return [[float(v) for v in w], float(b)]
+
+
+def _early_stop(config: Config, stop: StopRules, history: list[EpochLog]) -> tuple[str, EpochLog]:
+    patience, last = config.train.early_stopping.patience, history[-1]
+    why = f"early stopping at epoch {last.epoch}: no improvement for {patience} epochs"
+    if not config.train.early_stopping.restore_best or stop.best_state is None:
+        return why, last
+    epoch, weights, bias = stop.best_state
+    kept = EpochLog(
+        epoch, math.nan, np.asarray(weights), float(bias), last.lr, stop.best if last.val_loss is not None else None
+    )
+    return f"{why}; kept the weights of epoch {epoch}, the best", kept
+
+
+def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: str) -> Schedule:
     train = config.train
     return Schedule(
         epochs=train.epochs,
-        lr=lr,
-        momentum=train.momentum,
+        lr=rates.lr,
+        momentum=rates.momentum,
         weight_decay=train.weight_decay,
         batch_size=train.batch_size,
         shuffle=train.shuffle,
@@ -311,6 +360,12 @@ def summarize(config: Config, prepared: Prepared, result: FitResult) -> stats.Su
     return dataclasses.replace(summary, warnings=(*summary.warnings, *notes))
 
 
+def _epochs_of(config: Config, epochs: int) -> Config:
+    """The config for an engine that must take exactly `epochs` epochs, converged or not (compare)."""
+    train = config.train.model_copy(update={"epochs": epochs, "target_gap": 0.0})
+    return config.model_copy(update={"train": train})
+
+
 def _in_float64(config: Config) -> Config:
     """The config for the exact engine: it solves the data as read, not a float32 copy of it."""
     if config.model.dtype == "float64":
@@ -324,14 +379,6 @@ def _engine(name: str, device: str) -> tuple[Any, str]:
     if hasattr(module, "resolve_device"):
         device = str(module.resolve_device(device))
     return module, device
-
-
-def _learning_rate(config: Config, prepared: Prepared) -> tuple[float, float | None]:
-    """The configured lr, or for `auto` 1/L: half the largest stable step of full-batch gradient descent."""
-    if config.train.lr != "auto":
-        return float(config.train.lr), None
-    curvature = largest_curvature(prepared.moments, config.model.bias)
-    return (1.0 / curvature if curvature > 0 else 1.0), curvature
 
 
 def _use_statistics(config: Config, prepared: Prepared) -> bool:
@@ -413,15 +460,21 @@ def compare(
     prepared = prepare(source, config)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     exact = prepared if config.model.dtype == "float64" else None
-    results, labels = [], []
+    results: list[FitResult] = []
+    walked = config  # once an engine has walked its trajectory, the others walk as many epochs
     for index, (text, (name, device)) in enumerate(zip(engines, specs, strict=True)):
         listener = watch(text, index) if watch else None
-        if name == "exact":  # as in fit: the optimum of the data itself, in float64
-            exact = exact or prepare(source, _in_float64(config))
-            results.append(train(_in_float64(config), exact, name, device, listener))
-        else:
-            results.append(train(config, prepared, name, device, listener, optimum=optimum))
-        labels.append(text)
+        try:
+            if name == "exact":  # as in fit: the optimum of the data itself, in float64
+                exact = exact or prepare(source, _in_float64(config))
+                reference = optimum if exact is prepared else None
+                results.append(train(_in_float64(config), exact, name, device, listener, optimum=reference))
+            else:
+                results.append(train(walked, prepared, name, device, listener, optimum=optimum))
+                walked = _epochs_of(walked, results[-1].epochs)
+        except TrainingFailed as failed:
+            raise TrainingFailed(f"{text}: {failed}") from None
+    labels = list(engines)
     first = results[0]
     deltas = [max_abs_diff(r.weights, r.bias, first.weights, first.bias) for r in results]
     return Comparison(results, labels, deltas, config.tolerance())
