@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from lrtrain import model, parallel, runs, sources, stats
 from lrtrain.config import Config
-from lrtrain.engine import EpochLog, FitResult, Schedule, State, max_abs_diff, mean_squares
+from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.errors import ConfigError, Interrupted
 from lrtrain.moments import largest_curvature
 from lrtrain.prepare import Prepared, prepare
@@ -279,6 +279,7 @@ def _schedule(config: Config, prepared: Prepared, lr: float, device: str) -> Sch
         device=device,
         statistics=_use_statistics(config, prepared),
         threads=train.threads,
+        lr_schedule=LrSchedule(**train.schedule.settings(train.epochs)),
     )
 
 
