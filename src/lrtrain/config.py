@@ -12,7 +12,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -186,6 +187,50 @@ def _check_momentum(value: object) -> float | str:
 _MOMENTUM_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1}, {"const": "auto"}]}
 
 
+class ScheduleSpec(_Strict):
+    kind: Literal["constant", "step", "cosine", "inverse_time"] = Field(
+        "constant",
+        description="how the lr changes after each epoch: constant; step (times gamma every step_epochs); "
+        "cosine (down to min_lr over period_epochs); inverse_time (lr / (1 + decay·t) after t epochs)",
+    )
+    step_epochs: int = Field(30, ge=1, description="step: multiply the lr by gamma every this many epochs, >= 1")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step: the factor, in (0, 1]")
+    period_epochs: int | None = Field(
+        None, ge=1, description="cosine: epochs from lr down to min_lr, >= train.epochs; null = train.epochs"
+    )
+    min_lr: float = Field(
+        0.0, ge=0.0, le=1.0, description="cosine: the lr at the end of the period, a fraction of train.lr, in [0, 1]"
+    )
+    decay: float = Field(0.1, gt=0.0, description="inverse_time: the epoch after t epochs uses lr / (1 + decay·t), > 0")
+
+    PARAMETERS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "constant": (),
+        "step": ("step_epochs", "gamma"),
+        "cosine": ("period_epochs", "min_lr"),
+        "inverse_time": ("decay",),
+    }
+
+    @field_validator(*(name for names in PARAMETERS.values() for name in names))
+    @classmethod
+    def _used_by_the_kind(cls, value: object, info: ValidationInfo) -> object:
+        kind = info.data.get("kind")  # absent when kind itself was invalid: that error is enough
+        owner = next(k for k, names in cls.PARAMETERS.items() if info.field_name in names)
+        default = cls.model_fields[str(info.field_name)].default
+        if kind is not None and kind != owner and value != default:
+            raise ValueError(
+                f"{value!r} does nothing with train.schedule.kind = {kind}: it is a parameter of kind {owner}. "
+                f"Set train.schedule.kind to {owner}, or {info.field_name} back to its default ({json.dumps(default)})"
+            )
+        return value
+
+    def settings(self, epochs: int) -> dict[str, Any]:
+        """The kind and the parameters it uses, the cosine period resolved (null: train.epochs = `epochs`)."""
+        settings = {"kind": self.kind, **{name: getattr(self, name) for name in self.PARAMETERS[self.kind]}}
+        if self.kind == "cosine" and self.period_epochs is None:
+            settings["period_epochs"] = epochs
+        return settings
+
+
 class TrainSpec(_Strict):
     engine: Engine = Field(
         "manual", description="manual (NumPy), torch (nn.Linear + optim.SGD) or exact (least squares)"
@@ -195,6 +240,7 @@ class TrainSpec(_Strict):
     lr: Annotated[float | Literal["auto"], PlainValidator(_check_lr), WithJsonSchema(_LR_SCHEMA)] = Field(
         0.01, description="learning rate, > 0, or auto: 1/L, L the largest eigenvalue of the loss's Hessian"
     )
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="how the lr changes from epoch to epoch")
     batch_size: int | None = Field(None, ge=1, description="rows per step, >= 1; null = full batch")
     shuffle: bool = Field(True, description="minibatches: reshuffle the rows every epoch (from the seed)")
     momentum: Annotated[float | Literal["auto"], PlainValidator(_check_momentum), WithJsonSchema(_MOMENTUM_SCHEMA)] = (
@@ -233,6 +279,17 @@ class TrainSpec(_Strict):
         if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", device):
             raise ValueError(f"must be cpu, cuda, cuda:N, mps or auto; got {device!r}")
         return device
+
+    @model_validator(mode="after")
+    def _cosine_period_covers_the_epochs(self) -> TrainSpec:
+        period = self.schedule.period_epochs
+        if self.schedule.kind == "cosine" and period is not None and period < self.epochs:
+            raise ValueError(
+                f"train.schedule.period_epochs is {period}, shorter than train.epochs = {self.epochs}: past its "
+                "period a cosine schedule would raise the lr again. Set period_epochs to at least train.epochs, "
+                "or to null for train.epochs"
+            )
+        return self
 
 
 class LogSpec(_Strict):

@@ -53,8 +53,20 @@ class EpochLog:
 
 
 @dataclass(frozen=True)
+class LrSchedule:
+    """How the lr changes between epochs (see `Schedule.lr_at`); each kind reads only its own parameters."""
+
+    kind: str = "constant"  # constant | step | cosine | inverse_time
+    step_epochs: int = 1  # step: multiply by gamma every step_epochs epochs
+    gamma: float = 1.0
+    period_epochs: int = 1  # cosine: from lr down to min_lr·lr over this many epochs
+    min_lr: float = 0.0  # a fraction of the base lr
+    decay: float = 0.0  # inverse_time
+
+
+@dataclass(frozen=True)
 class Schedule:
-    """What every engine is told: the same steps, the same batch order."""
+    """What every engine is told: the same steps, the same batch order, the same lr in every epoch."""
 
     epochs: int
     lr: float
@@ -68,6 +80,20 @@ class Schedule:
     device: str
     statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
     threads: int | None = None
+    lr_schedule: LrSchedule = LrSchedule()
+
+    def lr_at(self, epoch: int) -> float:
+        """The lr of every step of epoch `epoch` (1-based). It changes once per epoch, after the epoch, as
+        torch's `scheduler.step()` after each epoch does; t below counts the epochs before this one."""
+        s, lr, t = self.lr_schedule, self.lr, epoch - 1
+        if s.kind == "step":
+            return lr * s.gamma ** (t // s.step_epochs)  # StepLR: lr·γ^⌊t/k⌋
+        if s.kind == "cosine":
+            low = s.min_lr * lr  # CosineAnnealingLR: low + (lr − low)·(1 + cos(πt/T))/2
+            return low + (lr - low) * (1 + math.cos(math.pi * t / s.period_epochs)) / 2
+        if s.kind == "inverse_time":
+            return lr / (1 + s.decay * t)  # lr/(1 + decay·t)
+        return lr
 
     def batches(self, epoch: int, n: int, shard: Shard = SINGLE) -> Iterator[tuple[int, slice | np.ndarray]]:
         """One epoch's minibatches of the n training rows: (the global batch size, the shard's rows of the

@@ -29,6 +29,11 @@ class _SGD:
         self.velocity_b = dtype.type(start.velocity_b)
         self.bias = schedule.bias
 
+    def set_lr(self, lr: float) -> float:
+        """Set the lr of the epoch's steps (kept in the run's dtype, like w and b); return it as given."""
+        self.lr = self.dtype.type(lr)
+        return lr
+
     def step(self, grad_w: np.ndarray, grad_b: np.floating) -> None:
         grad_w = grad_w + self.decay * self.w  # weight decay: + λw (not on the bias)
         if self.mu:
@@ -57,6 +62,7 @@ def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Ge
     shard = data.shard  # the rows data.x holds: all of them, or under torchrun this rank's block
     x, y, n = data.x, data.y, data.rows  # n: every rank's rows together
     for epoch in epochs:
+        lr = sgd.set_lr(schedule.lr_at(epoch))
         total = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # overflow shows as a non-finite loss: divergence
             for m, mine in schedule.batches(epoch, n, shard):  # m: the global batch size
@@ -65,7 +71,7 @@ def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Ge
                     grad_w, grad_b, loss = _summed(shard, grad_w, grad_b, loss)
                 sgd.step(grad_w, grad_b)
                 total += float(loss) * m
-        yield sgd.log(epoch, total / n, schedule.lr)
+        yield sgd.log(epoch, total / n, lr)
 
 
 CACHE_BYTES = 1 << 18  # a block of rows this size stays in cache between its two uses
@@ -104,6 +110,7 @@ def _on_statistics(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range)
     stats = data.moments  # centered, float64, one blocked pass (shared with lr: auto and the optimum)
     n, mu, gram, cross = stats.n, stats.x_mean, stats.gram, stats.cross
     for epoch in epochs:
+        lr = sgd.set_lr(schedule.lr_at(epoch))
         with np.errstate(over="ignore", invalid="ignore"):
             w = sgd.w.astype(np.float64)
             s = float(mu @ w) + float(sgd.b) - stats.y_mean
@@ -111,4 +118,4 @@ def _on_statistics(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range)
             loss = max((float(w @ gw) - 2 * float(w @ cross) + stats.tt) / n + s * s, 0.0)
             grad_w = (2.0 / n) * (gw - cross + n * s * mu)  # dL/dw = (2/n)·Xᵀr
             sgd.step(grad_w.astype(sgd.dtype), sgd.dtype.type(2.0 * s))  # dL/db = (2/n)·Σr = 2s
-        yield sgd.log(epoch, loss, schedule.lr)
+        yield sgd.log(epoch, loss, lr)

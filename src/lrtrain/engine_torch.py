@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 import torch._dynamo
 from torch import nn
+from torch.optim import lr_scheduler
 
 from lrtrain import parallel
 from lrtrain.engine import EpochLog, Schedule, State
@@ -104,8 +106,10 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
             optimizer.state[model.bias]["momentum_buffer"] = torch.tensor(
                 [start.velocity_b], dtype=dtype, device=device
             )
-    logs = _Logs(model, optimizer, schedule.lr, n, device)
+    scheduler = _scheduler(optimizer, schedule, start.epoch)
+    logs = _Logs(model, optimizer, n, device)
     for epoch in range(start.epoch + 1, schedule.epochs + 1):
+        lr = float(optimizer.param_groups[0]["lr"])  # this epoch's, set by the scheduler after the last one
         total = torch.zeros((), dtype=torch.float64, device=device)
         sizes, rows = zip(*schedule.batches(epoch, n, shard), strict=True)
         for m, mine in zip(sizes, _on_device(list(rows), device), strict=True):  # m: the global batch size
@@ -118,8 +122,31 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
             optimizer.step()
             optimizer.zero_grad()
             total += loss.detach().double() * m
-        yield from logs.add(epoch, total)
+        if scheduler is not None:
+            scheduler.step()  # once per epoch, after it
+        yield from logs.add(epoch, total, lr)
     yield from logs.flush()
+
+
+def _scheduler(optimizer: torch.optim.SGD, schedule: Schedule, done: int) -> lr_scheduler.LRScheduler | None:
+    """torch's scheduler for the schedule's kind (its lrs equal `Schedule.lr_at` up to rounding), stepped past
+    the `done` epochs a resumed run has behind it. Step and cosine compute each lr from the previous one, so a
+    resumed run replays every step from the start: then each later lr is the uninterrupted run's, to the bit."""
+    s = schedule.lr_schedule
+    scheduler: lr_scheduler.LRScheduler
+    if s.kind == "step":
+        scheduler = lr_scheduler.StepLR(optimizer, step_size=s.step_epochs, gamma=s.gamma)
+    elif s.kind == "cosine":
+        scheduler = lr_scheduler.CosineAnnealingLR(optimizer, T_max=s.period_epochs, eta_min=s.min_lr * schedule.lr)
+    elif s.kind == "inverse_time":  # LambdaLR: base lr·λ(t), each from the base (MultiplicativeLR would compound)
+        scheduler = lr_scheduler.LambdaLR(optimizer, lambda t: 1 / (1 + s.decay * t))
+    else:
+        return None
+    with warnings.catch_warnings():  # the replay steps before any optimizer step, on purpose
+        warnings.filterwarnings("ignore", "Detected call of", UserWarning)
+        for _ in range(done):
+            scheduler.step()
+    return scheduler
 
 
 class _Logs:
@@ -132,16 +159,16 @@ class _Logs:
     chunks: ClassVar[dict[str, int]] = {"cuda": 256, "mps": 256}  # epochs per copy, by device type; 1 elsewhere
     seconds = 0.1  # and at least this often, so logs, the live view and Ctrl-C stay responsive
 
-    def __init__(self, model: nn.Linear, optimizer: torch.optim.SGD, lr: float, n: int, device: torch.device) -> None:
-        self.model, self.optimizer, self.lr, self.n = model, optimizer, lr, n
+    def __init__(self, model: nn.Linear, optimizer: torch.optim.SGD, n: int, device: torch.device) -> None:
+        self.model, self.optimizer, self.n = model, optimizer, n
         self.chunk = self.chunks.get(device.type, 1)
         self.rows: list[torch.Tensor] = []  # per epoch: [loss sum, w..., b, has momentum, v_w..., v_b]
-        self.epochs: list[int] = []
+        self.epochs: list[tuple[int, float]] = []  # per epoch: (epoch, lr)
         self.copied = time.perf_counter()
 
-    def add(self, epoch: int, total: torch.Tensor) -> Iterator[EpochLog]:
+    def add(self, epoch: int, total: torch.Tensor, lr: float) -> Iterator[EpochLog]:
         if self.chunk == 1:  # nothing to wait for: read the state now (a dozen tensor ops a row would cost more)
-            yield self.now(epoch, total)
+            yield self.now(epoch, total, lr)
             return
         model, d = self.model, self.model.weight.shape[1]
         bias = model.bias.detach() if model.bias is not None else torch.zeros(1, device=total.device)
@@ -152,11 +179,11 @@ class _Logs:
         has_momentum = torch.ones(1, device=total.device) * (buffer_w is not None)
         parts = [total.reshape(1), model.weight.detach()[0], bias, has_momentum, velocity_w, velocity_b]
         self.rows.append(torch.cat([part.to(torch.float64) for part in parts]))
-        self.epochs.append(epoch)
+        self.epochs.append((epoch, lr))
         if len(self.rows) >= self.chunk or time.perf_counter() - self.copied >= self.seconds:
             yield from self.flush()
 
-    def now(self, epoch: int, total: torch.Tensor) -> EpochLog:
+    def now(self, epoch: int, total: torch.Tensor, lr: float) -> EpochLog:
         model, optimizer = self.model, self.optimizer
         # copies: on the CPU in float64, `.to` would hand back the live tensors the next step changes in place
         weights = model.weight.detach()[0].to("cpu", torch.float64, copy=True).numpy()
@@ -165,7 +192,7 @@ class _Logs:
         buffer_b = optimizer.state[model.bias].get("momentum_buffer") if model.bias is not None else None
         velocity_w = None if buffer_w is None else buffer_w.detach()[0].to("cpu", torch.float64, copy=True).numpy()
         velocity_b = float(buffer_b.item()) if buffer_b is not None else 0.0
-        return EpochLog(epoch, float(total.item()) / self.n, weights, bias, self.lr, None, velocity_w, velocity_b)
+        return EpochLog(epoch, float(total.item()) / self.n, weights, bias, lr, None, velocity_w, velocity_b)
 
     def flush(self) -> Iterator[EpochLog]:
         if not self.rows:
@@ -174,11 +201,11 @@ class _Logs:
         d = self.model.weight.shape[1]
         epochs, self.rows, self.epochs = self.epochs, [], []
         self.copied = time.perf_counter()
-        for epoch, row in zip(epochs, table, strict=True):
+        for (epoch, lr), row in zip(epochs, table, strict=True):
             velocity_w = row[d + 3 : 2 * d + 3].copy() if row[d + 2] else None
             velocity_b = float(row[2 * d + 3]) if row[d + 2] else 0.0
             weights, bias = row[1 : d + 1].copy(), float(row[d + 1])
-            yield EpochLog(epoch, float(row[0]) / self.n, weights, bias, self.lr, None, velocity_w, velocity_b)
+            yield EpochLog(epoch, float(row[0]) / self.n, weights, bias, lr, None, velocity_w, velocity_b)
 
 
 def _on_device(selections: list[slice | np.ndarray], device: torch.device) -> list[slice | torch.Tensor]:

@@ -155,6 +155,12 @@ def trajectory_settings(config: Config) -> dict[str, Any]:
         settings.pop(key)
     for key in ("epochs", "threads", "early_stopping", "diverge_patience", "predict"):
         settings["train"].pop(key)
+    # the lr schedule: only what its kind uses, with the cosine period that train.epochs stood for at the start;
+    # none for a constant lr, so that checkpoints from before schedules existed still resume
+    schedule = config.train.schedule.settings(config.train.epochs)
+    settings["train"]["schedule"] = schedule
+    if schedule["kind"] == "constant":
+        settings["train"].pop("schedule")
     return settings
 
 
@@ -210,9 +216,16 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
         )
     changed = _differences(settings, trajectory_settings(config))
     if changed:
+        period = "train.schedule.period_epochs"
+        cosine = (
+            f" A cosine schedule's period ({period}; null: train.epochs) is fixed when the run starts, so its "
+            "train.epochs cannot be raised on resume; start a new run with a longer period instead."
+            if period in changed
+            else ""
+        )
         raise ConfigError(
             f"--resume {run_dir}: {', '.join(changed)} differ from the interrupted run's, so it would not continue "
-            "the same trajectory. Drop those --set overrides (train.epochs, logging and output may change)."
+            f"the same trajectory. Drop those --set overrides (train.epochs, logging and output may change).{cosine}"
         )
     if len(state.weights) != prepared.features or len(rows) < state.epoch:
         raise ConfigError(f"--resume {run_dir}: checkpoint and metrics.csv disagree. Start a new run.")

@@ -174,8 +174,9 @@ def stable(config: Config, prepared: Prepared, beta: float) -> tuple[str, float]
 def pace(config: Config, prepared: Prepared, rates: Rates) -> float | None:
     """Full batch: the factor by which the loss's gap shrinks an epoch once only the slowest direction is left,
     max over the Hessian's extreme eigenvalues h of ρ(h)², ρ the spectral radius of the heavy-ball iteration
-    [[1 + β − lr·h, −β], [1, 0]] (for β = 0, |1 − lr·h|). None for minibatches, whose pace is noise."""
-    if not full_batch(config, prepared):
+    [[1 + β − lr·h, −β], [1, 0]] (for β = 0, |1 − lr·h|). None for minibatches, whose pace is noise, and for
+    an lr that changes from epoch to epoch."""
+    if not full_batch(config, prepared) or config.train.schedule.kind != "constant":
         return None
     largest, smallest = spectrum(config, prepared.moments)
     radius = 0.0

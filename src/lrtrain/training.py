@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from lrtrain import model, parallel, runs, sources, stats, steps
 from lrtrain.config import Config
-from lrtrain.engine import EpochLog, FitResult, Schedule, State, max_abs_diff, mean_squares
+from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.errors import ConfigError, Interrupted, TrainingFailed
 from lrtrain.prepare import Prepared, prepare
 from lrtrain.runs import Checkpoint
@@ -328,6 +328,7 @@ def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: st
         device=device,
         statistics=_use_statistics(config, prepared),
         threads=train.threads,
+        lr_schedule=LrSchedule(**train.schedule.settings(train.epochs)),
     )
 
 
@@ -362,7 +363,10 @@ def summarize(config: Config, prepared: Prepared, result: FitResult) -> stats.Su
 
 def _epochs_of(config: Config, epochs: int) -> Config:
     """The config for an engine that must take exactly `epochs` epochs, converged or not (compare)."""
-    train = config.train.model_copy(update={"epochs": epochs, "target_gap": 0.0})
+    schedule = config.train.schedule
+    if schedule.kind == "cosine" and schedule.period_epochs is None:  # the period stays the one it had
+        schedule = schedule.model_copy(update={"period_epochs": config.train.epochs})
+    train = config.train.model_copy(update={"epochs": epochs, "target_gap": 0.0, "schedule": schedule})
     return config.model_copy(update={"train": train})
 
 
