@@ -243,3 +243,22 @@ def test_r2_without_a_bias_is_the_uncentered_one_everywhere(workdir: Path) -> No
     assert float(listed.group(1)) == pytest.approx(record["r2"], rel=1e-12)
     plain = cli("fit", *args)
     assert "R² (uncentered: no bias)" in plain.stdout
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ["train.lr=auto", "train.momentum=auto"],
+        ["train.lr=auto", "train.momentum=0.5", "train.batch_size=50", "train.schedule.kind=cosine"],
+        ["train.lr=auto", "train.batch_size=64", "train.schedule.kind=inverse_time", "train.schedule.decay=0.05"],
+        ["train.lr=auto", "data.validation=0.2", "train.early_stopping.patience=3", "train.weight_decay=0.01"],
+    ],
+    ids=["momentum auto", "cosine minibatches", "inverse time", "early stopping and ridge"],
+)
+def test_compare_agrees_with_every_new_setting(workdir: Path, settings: list[str]) -> None:
+    path = ill_conditioned(workdir, scale=3.0)
+    config = config_for(path, "data.standardize=true", "train.epochs=300", *settings)
+    result = compare(config, ["manual", "torch"])
+    assert result.agree, result.worst
+    manual, torch_run = result.results
+    assert manual.epochs == torch_run.epochs
