@@ -19,6 +19,7 @@ from lrtrain.parallel import block
 from lrtrain.prepare import Prepared
 
 DIVERGENCE_FACTOR = 100.0  # an objective this many times its best, and above where it started, has diverged
+SCREEN = 100.0  # the epoch's own loss is checked against this many times the target before the exact check
 EXACT_FIT = 1e-12  # an optimum below this fraction of the loss of predicting the mean is an exact fit: 0
 
 
@@ -47,8 +48,12 @@ class Target:
         return loss - optimum if self.exact else (loss - optimum) / optimum
 
     def reached(self, log: EpochLog) -> bool:
-        """After this epoch's step, are the weights within the gap?"""
-        return self.gap > 0 and self.gap_of(mse_from_moments(self.moments, log.weights, log.bias)) <= self.gap
+        """After this epoch's step, are the weights within the gap? The epoch's own loss (before the step, or
+        a minibatch average) screens first, for free: only near the target is the loss of the weights after
+        the step worked out from the moments."""
+        if self.gap == 0 or not self.gap_of(log.loss) <= SCREEN * self.gap:
+            return False
+        return self.gap_of(mse_from_moments(self.moments, log.weights, log.bias)) <= self.gap
 
     def shortfall(self, history: list[EpochLog], gap: float, pace: float | None, advice: list[str]) -> str:
         """What to say when the run ends above the gap: how far, how many epochs more at the pace of its last
@@ -184,8 +189,6 @@ class StopRules:
         """Early stopping, on the validation loss if there is one, else the training loss; `state` is
         [epoch, weights, bias] of the weights that metric is the loss of, kept while it is the best."""
         patience = self.config.train.early_stopping.patience
-        if patience == 0:
-            return False
         metric = log.val_loss if log.val_loss is not None else log.loss
         if metric < self.best - self.config.train.early_stopping.tolerance:
             self.best, self.since_best, self.best_state = metric, 0, state

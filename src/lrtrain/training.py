@@ -223,7 +223,7 @@ def train(
         predictions=[(s, _predict(*initial, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
         gap=gap,
-        converged=None if target.gap == 0 else gap <= target.gap,
+        converged=None if target.gap == 0 else gap <= target.gap or stopped == "converged",  # (to rounding)
     )
     if result.converged is False and engine != "exact" and stopped == "completed":
         result.shortfall = target.shortfall(history, gap, steps.pace(config, prepared, rates), _faster(config, rates))
@@ -267,7 +267,8 @@ def _walk(
     history: list[EpochLog] = []
     vote = parallel.StopVote(prepared.shard, should_stop) if should_stop is not None else None  # every rank alike
     started = time.perf_counter()
-    before = [start.epoch, *_listed(*prepared.scaling.to_original(start.weights, start.bias))]  # the weights so far
+    watching = config.train.early_stopping.patience > 0  # then keep the weights each loss belongs to
+    before = [start.epoch, *_listed(*prepared.scaling.to_original(start.weights, start.bias))] if watching else []
     limits = threadpool_limits(config.train.threads) if config.train.threads else contextlib.nullcontext()
     with limits, contextlib.closing(logs):
         for log in logs:
@@ -281,10 +282,11 @@ def _walk(
             stop.check_divergence(log)
             if listener:
                 listener.epoch(shown)
-            after = [log.epoch, *_listed(w_raw, b_raw)]
-            if stop.stalled(log, after if log.val_loss is not None else before):  # the loss is before the step
-                return history, *_early_stop(config, stop, history)
-            before = after
+            if watching:
+                after = [log.epoch, *_listed(w_raw, b_raw)]
+                if stop.stalled(log, after if log.val_loss is not None else before):  # the loss is before the step
+                    return history, *_early_stop(config, stop, history)
+                before = after
             if target.reached(log):
                 return history, "converged", shown
             if vote is not None and vote() and log.epoch < config.train.epochs:
