@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -457,6 +458,217 @@ def case_costs(quick: bool, repeats: int) -> dict[str, Any]:
     }
 
 
+GAP = 1e-6  # issue 11: a relative gap of the training MSE to the least-squares optimum's
+TARGET_EPOCHS = 2000  # ... within this many epochs, with lr: auto and momentum: auto
+KAPPAS = (1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
+COLLINEAR = {  # where a real dataset's κ comes from, for the report
+    "longley": "macroeconomic series that trend together",
+    "macrodata": "realgdp against realcons and pop, national-accounts series that trend together",
+    "star98": "PERMINTE against its interactions with AVYRSEXP and AVSAL",
+}
+
+
+def _real_panel() -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(dataset, target, X, y) of the real datasets that ship with scikit-learn and statsmodels: numeric columns,
+    rows with a missing value dropped, each dataset's documented target (its loader's endog)."""
+    import warnings
+
+    import pandas as pd
+    import statsmodels.api as sm
+    from sklearn.datasets import load_diabetes, load_linnerud
+
+    panel = []
+
+    def add(name: str, frame: Any, target: str, features: list[str] | None = None) -> None:
+        frame = frame.select_dtypes("number").dropna()
+        features = [c for c in frame.columns if c != target] if features is None else features
+        panel.append((name, str(target), frame[features].to_numpy(float), frame[target].to_numpy(float)))
+
+    add("diabetes (sklearn)", load_diabetes(as_frame=True, scaled=False).frame, "target")
+    linnerud = load_linnerud(as_frame=True)
+    add("linnerud (sklearn)", linnerud.data.assign(Weight=linnerud.target["Weight"]), "Weight")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' deprecations inside the statsmodels loaders
+        for name in ("anes96", "cancer", "ccard", "committee", "copper", "cpunish", "fair", "heart", "longley",
+                     "randhie", "scotland", "spector", "stackloss", "statecrime", "strikes"):  # fmt: skip
+            data = getattr(sm.datasets, name).load_pandas()
+            exog = pd.DataFrame(data.exog).select_dtypes("number")
+            add(name, pd.concat([exog, data.endog], axis=1), data.endog.name, list(exog.columns))
+        add("engel", sm.datasets.engel.load_pandas().data, "foodexp")  # Engel's law: food spending on income
+        add("grunfeld", sm.datasets.grunfeld.load_pandas().data, "invest")  # value, capital, year (firm is a name)
+        add("macrodata", sm.datasets.macrodata.load_pandas().data.drop(columns=["year", "quarter"]), "realinv")
+        star98 = sm.datasets.star98.load_pandas()
+        add("star98", pd.concat([star98.exog, star98.endog.iloc[:, 0]], axis=1), star98.endog.columns[0])
+    return panel
+
+
+def _designed(kappa: float, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features whose standardized Hessian has condition number κ exactly: whitened normal draws times the square
+    root of a random correlation matrix with a geometric spectrum from 1 to κ (scipy's random_correlation), shifted
+    and scaled per column; y linear in them plus noise (R² about 0.9)."""
+    from scipy.stats import random_correlation
+
+    rng = np.random.default_rng(int(np.log10(kappa)))
+    spectrum = np.geomspace(1.0, kappa, d)
+    spectrum *= d / spectrum.sum()  # a correlation matrix's eigenvalues sum to D; the bias adds 1, inside [min, max]
+    values, vectors = np.linalg.eigh(random_correlation.rvs(spectrum, random_state=rng))
+    z = rng.standard_normal((n, d))
+    z -= z.mean(axis=0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(z.T @ z / n)).T  # sample covariance exactly I
+    z = z @ (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T  # sample covariance exactly the correlation
+    w = rng.standard_normal(d)
+    y = z @ w + np.sqrt(float(w @ w) * np.mean(values) / 9) * rng.standard_normal(n)
+    return z * rng.uniform(0.1, 100.0, d) + rng.uniform(-50.0, 50.0, d), y + 3.0
+
+
+def _standardized(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(axis=0)) / x.std(axis=0)
+
+
+def _hessian_kappa(z: np.ndarray) -> float:
+    """κ = L/μ of H = (2/n)·Z̃ᵀZ̃, Z̃ = [Z, 1], from numpy's eigvalsh."""
+    design = np.column_stack([z, np.ones(len(z))])
+    values = np.linalg.eigvalsh(design.T @ design * (2.0 / len(z)))
+    return float(values[-1] / values[0])
+
+
+def _mse_gap(z: np.ndarray, y: np.ndarray, optimum: float, w: np.ndarray, b: float) -> float:
+    """mean((Zw + b − y)²)/optimum − 1, the relative gap to the least-squares MSE."""
+    return float(np.mean((z @ w + b - y) ** 2)) / optimum - 1.0
+
+
+def _raw_gap(x: np.ndarray, z: np.ndarray, y: np.ndarray, optimum: float, w: np.ndarray, b: float) -> float:
+    """The gap of weights in raw units, moved onto the standardized Z = (X − μ)/σ: w·σ, b + μ·w."""
+    return _mse_gap(z, y, optimum, w * x.std(axis=0), b + float(x.mean(axis=0) @ w))
+
+
+def _lrtrain_run(path: Path, engine: str, momentum: str, cap: int) -> tuple[dict[str, Any], Any]:
+    """One fit through the public API, timed whole (load, moments, exact optimum, training); the FitResult, or
+    None when it diverged."""
+    from lrtrain.config import load_config
+    from lrtrain.errors import TrainingFailed
+    from lrtrain.training import fit
+
+    config = load_config(
+        None,
+        [
+            "data.source=npy", f"data.path={path}", "data.standardize=true", "model.dtype=float64",
+            f"train.engine={engine}", "train.lr=auto", f"train.momentum={momentum}", f"train.epochs={cap}",
+            f"train.target_gap={GAP}", "train.threads=1", "output.save=false",
+        ],
+    )  # fmt: skip
+    start = time.perf_counter()
+    try:
+        result = fit(config)
+    except TrainingFailed as failed:
+        return {"cap": cap, "diverged": str(failed), "seconds": time.perf_counter() - start}, None
+    seconds = time.perf_counter() - start
+    run = {"cap": cap, "epochs": result.epochs, "stopped": result.stopped, "converged": result.converged,
+           "lrtrain gap": result.gap, "seconds": seconds, "train seconds": result.seconds}  # fmt: skip
+    return run, result
+
+
+SGD_GRID = [
+    (schedule, eta0, average)
+    for schedule in ("invscaling", "adaptive")
+    for eta0 in (0.001, 0.01, 0.1)
+    for average in (False, True)
+]
+
+
+def _sgd_best(z: np.ndarray, y: np.ndarray, optimum: float, cap: int, grid: list[Any]) -> dict[str, Any]:
+    """scikit-learn's SGDRegressor on the same standardized data, every setting of `grid` for `cap` epochs
+    (tol=None: no early stop), the one with the smallest gap of MSE. Its loss is ½·squared error, whose
+    minimizer is the MSE's, so the gap is measured the same way."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDRegressor
+
+    tried = []
+    for schedule, eta0, average in grid:
+        model = SGDRegressor(
+            penalty=None, tol=None, max_iter=cap, learning_rate=schedule, eta0=eta0, average=average, random_state=0
+        )
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(z, y)
+            w, b = _sk(model)
+            gap = _mse_gap(z, y, optimum, w, b)
+        except ValueError:  # "Floating-point under-/overflow occurred at epoch #k": eta0 too large
+            gap = math.inf
+        seconds = time.perf_counter() - start
+        tried.append({"learning_rate": schedule, "eta0": eta0, "average": average, "gap": gap,
+                      "epochs": int(getattr(model, "n_iter_", 0)), "seconds": seconds})  # fmt: skip
+    best = min(tried, key=lambda t: t["gap"] if math.isfinite(t["gap"]) else math.inf)
+    return {**best, "tried": tried}
+
+
+def case_convergence(quick: bool, repeats: int) -> dict[str, Any]:
+    """Issue 11: epochs and wall time to a relative gap of 1e-6, standardized float64, `lr: auto` alone and with
+    `momentum: auto` on both engines, against SGDRegressor's best, on real datasets and designed condition numbers."""
+    n, d = (1000 if quick else 4000), 10
+    cap = TARGET_EPOCHS if quick else 10 * TARGET_EPOCHS  # past the target, to see how many epochs a miss needs
+    sgd_cap, grid = (
+        (100, [("invscaling", 0.01, True), ("adaptive", 0.01, False)]) if quick else (TARGET_EPOCHS, SGD_GRID)
+    )
+    problems = [("real", name, target, x, y) for name, target, x, y in _real_panel()]
+    kappas = (1.0, 1e2, 1e4, 1e6) if quick else KAPPAS
+    problems += [("designed", f"designed, κ 1e{math.log10(k):.0f}", "y", *_designed(k, n, d)) for k in kappas]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        warm = Path(folder) / "warm.npy"  # the first torch fit imports torch: not part of any row's time
+        np.save(warm, np.column_stack([problems[0][3], problems[0][4]]))
+        for engine in ("manual", "torch"):
+            _lrtrain_run(warm, engine, "auto", 10)
+        for kind, name, target, x, y in problems:
+            path = Path(folder) / "data.npy"
+            np.save(path, np.column_stack([x, y]))
+            z = _standardized(x)
+            design = np.column_stack([z, np.ones(len(z))])
+            optimum = float(np.mean((design @ np.linalg.lstsq(design, y, rcond=None)[0] - y) ** 2))
+            kappa = _hessian_kappa(z)
+            row: dict[str, Any] = {
+                "kind": kind, "dataset": name, "target": target, "n": len(y), "d": x.shape[1], "kappa": kappa,
+                "heavy-ball estimate": math.sqrt(kappa) * math.log(1 / GAP) / 2,
+                "gradient-descent estimate": kappa * math.log(1 / GAP) / 2, "runs": {},
+            }  # fmt: skip
+            for setting, momentum in (("lr auto", "0"), ("momentum auto", "auto")):
+                for engine in ("manual", "torch"):
+                    run, result = _lrtrain_run(path, engine, momentum, cap)
+                    if result is not None:
+                        run["gap"] = _raw_gap(x, z, y, optimum, result.weights, result.bias)
+                        run["within target"] = run["gap"] <= GAP and bool(result.converged)
+                        losses = np.array([log.loss for log in result.history]) / optimum - 1  # before each step
+                        run["first gap"], run["largest gap"] = float(losses[0]), float(losses.max())
+                        if result.epochs > TARGET_EPOCHS:
+                            at = result.history[TARGET_EPOCHS - 1]
+                            run[f"gap after {TARGET_EPOCHS}"] = _raw_gap(x, z, y, optimum, at.weights, at.bias)
+                    row["runs"][f"{setting}, {engine}"] = run
+            row["sgd"] = _sgd_best(z, y, optimum, sgd_cap, grid)
+            fast = [row["runs"][f"momentum auto, {engine}"] for engine in ("manual", "torch")]
+            row["target met"] = all(r.get("within target") and r["epochs"] <= TARGET_EPOCHS for r in fast)
+            row["momentum epochs / heavy-ball estimate"] = (
+                max(r.get("epochs", math.inf) for r in fast) / row["heavy-ball estimate"]
+            )
+            rows.append(row)
+            cells = ", ".join(f"{key} {r.get('epochs', 'diverged')}" for key, r in row["runs"].items())
+            print(f"convergence {name} (n {len(y)}, D {x.shape[1]}, κ {kappa:.3g}): {cells}; "
+                  f"SGDRegressor gap {row['sgd']['gap']:.2e}", flush=True)  # fmt: skip
+    real = [row for row in rows if row["kind"] == "real"]
+    return {
+        "rows": rows,
+        "gap": GAP,
+        "cap": cap,
+        "sgd cap": sgd_cap,
+        "target_met": all(row["target met"] for row in real),
+        "missed": [row["dataset"] for row in real if not row["target met"]],
+        "targets": {"every real dataset within 1e-6, momentum auto, both engines": f"<= {TARGET_EPOCHS} epochs"},
+    }
+
+
 CASES = {
     "epoch": case_epoch,
     "solve": case_solve,
@@ -465,6 +677,7 @@ CASES = {
     "order": case_order,
     "costs": case_costs,
     "gpu": case_gpu,
+    "convergence": case_convergence,
 }
 
 
@@ -549,7 +762,118 @@ def markdown(all_results: dict[str, Any]) -> str:
                 epoch, read = _cell(row["torch"]), _cell(row["read"])
                 lines.append(f"| {row['n']:.0e} × {row['d']} | {read} | {epoch} | {row['torch/read']:.2f} |")
             lines.append("")
+    if "convergence" in all_results:
+        lines += _convergence_report(all_results["convergence"])
     return "\n".join(lines) + "\n"
+
+
+def _convergence_report(c: dict[str, Any]) -> list[str]:
+    """The convergence case: a table per dataset, then what it shows, computed from the rows."""
+    from lrtrain.render import duration
+
+    target = TARGET_EPOCHS
+    settings = [f"{s}, {e}" for s in ("lr auto", "momentum auto") for e in ("manual", "torch")]
+
+    def run_cell(run: dict[str, Any], bold: bool) -> str:
+        if "diverged" in run:
+            return f"diverged · {duration(run['seconds'])}"
+        if not run["within target"]:
+            return f"> {run['cap']} · {duration(run['seconds'])}, gap {run['gap']:.1e}"
+        epochs = f"**{run['epochs']}**" if bold and run["epochs"] > target else str(run["epochs"])
+        return f"{epochs} · {duration(run['seconds'])}"
+
+    def sgd_cell(s: dict[str, Any]) -> str:
+        how = f"{s['learning_rate']}, η0 {s['eta0']:g}{', averaged' if s['average'] else ''}"
+        return f"{s['gap']:.1e} · {how} · {duration(s['seconds'])}"
+
+    lines = [
+        f"## Convergence to a relative gap of {c['gap']:g} (issue 11)",
+        "",
+        "Full batch, float64, `data.standardize: true`, default initial weights (seed 0), `train.threads: 1`, through "
+        f"`lrtrain.training.fit`; cap {c['cap']} epochs. A cell is epochs · wall time of the whole `fit` "
+        "(load, moments, exact optimum, training), one run each; the gap is recomputed from `np.linalg.lstsq` on the "
+        "same standardized data. κ is the condition number of the standardized Hessian (2/n)·Z̃ᵀZ̃, Z̃ = [Z, 1], from "
+        "numpy; the estimate is √κ·ln(1e6)/2 epochs. SGDRegressor: the best of "
+        f"{len(c['rows'][0]['sgd']['tried'])} settings (`penalty=None, tol=None`), {c['sgd cap']} epochs each, on "
+        "the same standardized data; its gap of MSE (its loss is ½·squared error, the same minimizer).",
+        "",
+        "| dataset | target | n | D | κ | estimate | lr auto, manual | lr auto, torch | momentum auto, manual | "
+        "momentum auto, torch | momentum / estimate | SGDRegressor best gap |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in c["rows"]:
+        cells = " | ".join(run_cell(row["runs"][key], key.startswith("momentum")) for key in settings)
+        ratio = row["momentum epochs / heavy-ball estimate"]
+        lines.append(
+            f"| {row['dataset']} | {row['target']} | {row['n']} | {row['d']} | {row['kappa']:.3g} | "
+            f"{row['heavy-ball estimate']:.0f} | {cells} | {ratio:.2f} | {sgd_cell(row['sgd'])} |"
+        )
+    real = [row for row in c["rows"] if row["kind"] == "real"]
+    runs = [row["runs"] for row in c["rows"]]
+    same = sum(
+        r[f"{s}, manual"].get("epochs") == r[f"{s}, torch"].get("epochs")
+        for r in runs
+        for s in ("lr auto", "momentum auto")
+    )
+    verdict = "**met**" if c["target_met"] else f"**not met**: {len(c['missed'])} of {len(real)} real datasets miss it"
+    lines += [
+        "",
+        f"- Target (every real dataset within {c['gap']:g} in at most {target} epochs with `lr: auto` and "
+        f"`momentum: auto`, both engines): {verdict}.",
+    ]
+    for row in (row for row in real if not row["target met"]):
+        run, kappa = row["runs"]["momentum auto, manual"], row["kappa"]
+        what = f"  - {row['dataset']} ({row['target']} on {row['d']} features, κ {kappa:.2g}): "
+        if "diverged" in run:
+            lines.append(what + f"diverged: {run['diverged']}")
+            continue
+        reached = f"{run['epochs']}" if run["within target"] else f"not within {run['cap']}"
+        after = run.get(f"gap after {target}", run["gap"])  # the final gap when the run stopped sooner
+        transient = math.sqrt(kappa) * (math.log(run["first gap"] / c["gap"]) + math.log(kappa)) / 4
+        lines.append(
+            what
+            + f"{reached} epochs, gap {after:.1e} after {min(target, run['epochs'])}"
+            + f"; the gap first climbs to {run['largest gap'] / run['first gap']:.3g}× its first value "
+            f"{run['first gap']:.2g}; √κ·(ln(first gap/{c['gap']:g}) + ln κ)/4 = {transient:.0f}."
+        )
+    momentum = [r["runs"]["momentum auto, manual"] for r in c["rows"]]
+    plain = [r["runs"]["lr auto, manual"] for r in c["rows"]]
+    speedups = [
+        p["epochs"] / m["epochs"]
+        for p, m in zip(plain, momentum, strict=True)
+        if p.get("within target") and m.get("within target") and m["epochs"] > 1
+    ]
+    torch_ratio = statistics.median(
+        r["runs"][f"{s}, torch"]["seconds"] / r["runs"][f"{s}, manual"]["seconds"]
+        for r in c["rows"]
+        for s in ("lr auto", "momentum auto")
+    )
+    sgd_within = sum(row["sgd"]["gap"] <= c["gap"] for row in real)
+    stiff = [row["sgd"]["gap"] for row in real if row["kappa"] >= 100]
+    short = [row["kappa"] for row in c["rows"] if not row["runs"]["lr auto, manual"].get("within target")]
+    lines += [
+        f"- The two engines take the same number of epochs in {same} of {2 * len(runs)} runs (they walk the same "
+        f"path); torch's whole `fit` takes {torch_ratio:.1f}× the manual engine's (median), which takes its "
+        "full-batch float64 epochs from the moments.",
+        f"- `momentum: auto` needs {min(speedups):.1f}–{max(speedups):.0f}× fewer epochs than `lr: auto` alone "
+        "where both converge"
+        + (f"; `lr: auto` alone ends its {c['cap']} epochs short from κ {min(short):.2g} up." if short else "."),
+        f"- SGDRegressor's best setting reaches {c['gap']:g} on {sgd_within} of {len(real)} real datasets in "
+        f"{c['sgd cap']} epochs (each epoch is n steps of one row); on the {len(stiff)} with κ ≥ 100 its best gap "
+        f"is {min(stiff):.1e} to {max(stiff):.1e}.",
+    ]
+    if not c["target_met"]:
+        lines += [
+            "- Why the misses: at Polyak's lr and β the error along every direction turns with modulus √β an epoch, "
+            "so the gap shrinks by β ≈ 1 − 4/√κ, √κ·ln(first gap/ε)/4 epochs; but near the ends of the spectrum "
+            "(a Jordan block at the ends) the error first grows as k·√β^k, up to about √κ/(2e), and the gap with "
+            "its square: that is the climb above, and it costs about √κ·ln(κ)/4 epochs more, which from κ between "
+            f"5e4 and 1e5 (by the first gap) no longer fits in {target}. What would fix it: a lower κ"
+            + "".join(f"; {name}: {COLLINEAR[name]}" for name in c["missed"] if name in COLLINEAR)
+            + "; a preconditioner from the moments, or conjugate gradients on the moments (at most D + 1 steps in "
+            "exact arithmetic); or a target that grows with √κ·ln κ.",
+        ]
+    return [*lines, ""]
 
 
 def _cell(t: dict[str, float]) -> str:
