@@ -1,0 +1,162 @@
+"""Tables read with pyarrow: CSV (whole, in ranges, compressed) and Parquet, against independent readers."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrtrain import sources
+from lrtrain.config import load_config
+from lrtrain.errors import DataError
+from lrtrain.sources import Table, delimited
+
+from .conftest import SUBPROCESS_TIMEOUT
+
+
+def load(tmp_path: Path, yaml_text: str) -> Table:
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    table = sources.load(load_config(tmp_path / "c.yaml"))
+    assert isinstance(table, Table)
+    return table
+
+
+def messy_csv(rows: int = 3000, seed: int = 5) -> tuple[str, np.ndarray]:
+    """A CSV with a header, CRLF line ends, quoted and blank-padded cells, blank lines and a text column."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(rows, 4)) * [1.0, 1e6, 1e-6, 3.0]
+    lines = ["a,b,note,c,y"]
+    for i, (a, b, c, y) in enumerate(table.tolist()):
+        lines.append(f'{a!r},"{b!r}",word {i}, {c:.17g} ,{y!r}')
+        if i % 700 == 0:
+            lines.append("")
+    return "\r\n".join(lines) + "\r\n", table
+
+
+def test_csv_numbers_equal_numpys_parse_whole_and_in_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text, table = messy_csv()
+    (tmp_path / "d.csv").write_text(text, newline="")
+    reference = np.loadtxt(tmp_path / "d.csv", delimiter=",", skiprows=1, usecols=(0, 1, 3, 4), quotechar='"')
+    np.testing.assert_array_equal(reference, table)  # the file holds the numbers exactly
+    whole = load(tmp_path, "data: {source: csv, path: d.csv, features: [a, b, c]}\n")
+    assert not isinstance(whole.x.base, np.memmap)
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    for size in (40, 5000, 70_000):  # shorter than a line, a few lines, a few ranges
+        monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", size)
+        ranged = load(tmp_path, "data: {source: csv, path: d.csv, features: [a, b, c]}\n")
+        assert isinstance(ranged.x.base, np.memmap)
+        np.testing.assert_array_equal(ranged.x, reference[:, :3])
+        np.testing.assert_array_equal(ranged.y, reference[:, 3])
+    np.testing.assert_array_equal(whole.x, reference[:, :3])
+    np.testing.assert_array_equal(whole.y, reference[:, 3])
+
+
+def test_a_last_line_without_a_line_end_is_read_in_ranges_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n3,4\n5,6")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 4)
+    table = load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    np.testing.assert_array_equal(table.y, [2, 4, 6])
+
+
+def compress(kind: str, raw: bytes) -> bytes:
+    if kind == "gz":
+        return gzip.compress(raw)
+    if kind == "bz2":
+        return bz2.compress(raw)
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as stream:
+        stream.write(raw)
+    return bytes(sink.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "zst"])
+def test_compressed_csv_is_streamed_with_the_same_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    text, _ = messy_csv(rows=2000)
+    (tmp_path / "d.csv").write_text(text, newline="")
+    (tmp_path / f"d.csv.{kind}").write_bytes(compress(kind, text.encode()))
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 3000)
+    plain = load(tmp_path, "data: {source: csv, path: d.csv, features: [a, b, c]}\n")
+    packed = load(tmp_path, f"data: {{source: csv, path: d.csv.{kind}, features: [a, b, c]}}\n")
+    assert isinstance(packed.x.base, np.memmap)  # a compressed file always streams into the cache
+    np.testing.assert_array_equal(packed.x, plain.x)
+    np.testing.assert_array_equal(packed.y, plain.y)
+    assert packed.features == ["a", "b", "c"]
+
+
+def test_a_bad_cell_deep_in_a_compressed_file_is_named_by_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [f"{i},{2 * i}" for i in range(3000)]
+    rows[2345] = "7,"  # an empty cell: not a silent null
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(("x,y\n" + "\n".join(rows) + "\n").encode()))
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 1000)
+    with pytest.raises(DataError, match=r"d\.csv\.gz, line 2347, column 'y': '' is not a number"):
+        load(tmp_path, "data: {source: csv, path: d.csv.gz}\n")
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_refused_in_words(tmp_path: Path) -> None:
+    (tmp_path / "d.csv.gz").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"d\.csv\.gz cannot be decompressed as gzip .*really gzip-compressed"):
+        load(tmp_path, "data: {source: csv, path: d.csv.gz}\n")
+
+
+def test_text_in_a_column_not_chosen_is_never_parsed(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes(b"x,city,y\n1,K\xf6ln,2\n2,Z\xfcrich,4\n3,Paris,7\n")  # Latin-1 names
+    table = load(tmp_path, "data: {source: csv, path: d.csv, features: [x]}\n")
+    np.testing.assert_array_equal(table.y, [2, 4, 7])
+
+
+def test_a_feature_listed_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n")
+    with pytest.raises(DataError, match=r"data\.features names column 'a' twice"):
+        load(tmp_path, "data: {source: csv, path: d.csv, features: [a, 0]}\n")
+
+
+@pytest.mark.slow
+def test_a_streamed_csv_holds_a_range_in_memory_not_the_file(tmp_path: Path) -> None:
+    """Peak resident memory of a process reading a 40 MB CSV in 1 MB ranges, over what imports take."""
+    rng = np.random.default_rng(0)
+    np.savetxt(
+        tmp_path / "d.csv",
+        rng.normal(size=(200_000, 10)),
+        delimiter=",",
+        fmt="%.17g",
+        header="a,b,c,d,e,f,g,h,i,y",
+        comments="",
+    )
+    script = textwrap.dedent(
+        f"""
+        import re
+        from pathlib import Path
+        import numpy as np, pyarrow, pyarrow.csv
+        from lrtrain.config import load_config
+        from lrtrain.sources import delimited
+
+        def status(key):
+            return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) >> 10
+
+        delimited.CSV_RANGE_BYTES = 1 << 20
+        spec = load_config(None, ["data.source=csv", "data.path={tmp_path / "d.csv"}"]).data
+        before = status("VmRSS")
+        table = delimited.read(spec, scratch=True)
+        assert table.x.shape == (200_000, 9)
+        print(status("VmHWM") - before)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True
+    )
+    grown = int(done.stdout.split()[-1])
+    # the ranges, pyarrow's threads and buffers: about 20 MB; the whole file parsed at once: 32 MB of numbers and more
+    assert grown < 30, f"{grown} MB over the imports for 1 MB ranges of a 40 MB file"
