@@ -160,3 +160,109 @@ def test_a_streamed_csv_holds_a_range_in_memory_not_the_file(tmp_path: Path) -> 
     grown = int(done.stdout.split()[-1])
     # the ranges, pyarrow's threads and buffers: about 20 MB; the whole file parsed at once: 32 MB of numbers and more
     assert grown < 30, f"{grown} MB over the imports for 1 MB ranges of a 40 MB file"
+
+
+def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:
+    """A table with int32, float32 and float64 columns and a text column; also its numbers as float64."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-1000, 1000, size=rows).astype(np.int32)
+    b = rng.normal(size=rows).astype(np.float32)
+    y = 2.0 * a - 3.0 * b + rng.normal(size=rows)
+    table = pa.table({"a": a, "city": [f"c{i % 7}" for i in range(rows)], "b": b, "y": y})
+    return table, np.column_stack([a.astype(np.float64), b.astype(np.float64), y])
+
+
+def test_parquet_columns_by_name_equal_the_numbers_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    from lrtrain.sources import parquet
+
+    table, numbers = parquet_table()
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=1000)  # 5 row groups
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 300)
+    read = load(tmp_path, "data: {source: parquet, path: d.parquet, features: [a, b], target: y}\n")
+    assert (read.features, read.target, read.first_line) == (["a", "b"], "y", None)
+    assert not isinstance(read.x.base, np.memmap)
+    np.testing.assert_array_equal(read.x, numbers[:, :2])
+    np.testing.assert_array_equal(read.y, numbers[:, 2])
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    mapped = load(tmp_path, "data: {source: parquet, path: d.parquet, features: [0, b]}\n")  # an index works too
+    assert isinstance(mapped.x.base, np.memmap)
+    np.testing.assert_array_equal(mapped.x, numbers[:, :2])
+    np.testing.assert_array_equal(mapped.y, numbers[:, 2])
+
+
+def test_a_folder_of_parquet_files_is_one_table_in_name_order(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table, numbers = parquet_table(rows=3000)
+    (tmp_path / "set" / "part=b").mkdir(parents=True)
+    pq.write_table(table.slice(0, 1000), tmp_path / "set" / "a-0.parquet")
+    pq.write_table(table.slice(1000, 1500), tmp_path / "set" / "a-1.parquet")
+    pq.write_table(table.slice(2500), tmp_path / "set" / "part=b" / "z.parquet")
+    (tmp_path / "set" / "_SUCCESS").write_text("")
+    (tmp_path / "set" / ".a-0.parquet.crc").write_text("not parquet")
+    read = load(tmp_path, "data: {source: parquet, path: set, features: [a, b]}\n")
+    assert read.origin.startswith("data folder")
+    np.testing.assert_array_equal(read.x, numbers[:, :2])
+    np.testing.assert_array_equal(read.y, numbers[:, 2])
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [("city", r"column 'city' holds text, not numbers"), ("kind", r"column 'kind' holds categories")],
+)
+def test_a_text_or_categorical_parquet_column_is_refused_by_name(tmp_path: Path, column: str, message: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table, _ = parquet_table(rows=10)
+    table = table.append_column("kind", pa.array(["u", "v"] * 5).dictionary_encode())
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=message + r".*data\.features"):
+        load(tmp_path, f"data: {{source: parquet, path: d.parquet, features: [a, {column}], target: y}}\n")
+    assert load(tmp_path, "data: {source: parquet, path: d.parquet, features: [a, b], target: y}\n").x.shape == (10, 2)
+
+
+def test_a_null_in_parquet_is_named_by_file_row_and_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lrtrain.sources import parquet
+
+    b = [float(i) for i in range(500)]
+    b[432] = None  # type: ignore[call-overload]
+    pq.write_table(pa.table({"a": np.arange(500.0), "b": b, "y": np.ones(500)}), tmp_path / "d.parquet")
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 100)
+    with pytest.raises(DataError, match=r"d\.parquet, row 432, column 'b': the value is missing \(null\)"):
+        load(tmp_path, "data: {source: parquet, path: d.parquet}\n")
+
+
+def test_a_file_that_is_not_parquet_is_refused_in_words(tmp_path: Path) -> None:
+    (tmp_path / "d.parquet").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"d\.parquet is not a readable Parquet file"):
+        load(tmp_path, "data: {source: parquet, path: d.parquet}\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"data folder .*empty holds no \.parquet files"):
+        load(tmp_path, "data: {source: parquet, path: empty}\n")
+
+
+def test_the_exact_model_from_parquet_is_numpys_least_squares(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from lrtrain.prepare import prepare
+    from lrtrain.training import train
+
+    table, numbers = parquet_table(rows=2000)
+    pq.write_table(table, tmp_path / "d.parquet")
+    path = tmp_path / "d.parquet"
+    config = load_config(
+        None, ["data.source=parquet", f"data.path={path}", "data.features=[a, b]", "model.dtype=float64"]
+    )
+    result = train(config, prepare(sources.load(config), config), "exact", "cpu", None)
+    design = np.column_stack([numbers[:, :2], np.ones(len(numbers))])
+    coef = np.linalg.lstsq(design, numbers[:, 2], rcond=None)[0]
+    np.testing.assert_allclose(result.weights, coef[:2], rtol=1e-10)
+    assert result.bias == pytest.approx(coef[2], rel=1e-9)

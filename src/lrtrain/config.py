@@ -63,7 +63,7 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-SOURCE_HELP = "where the data comes from: inline, synthetic, csv or npy"
+SOURCE_HELP = "where the data comes from: inline, synthetic, csv, parquet or npy"
 
 
 class _DataCommon(_Strict):
@@ -119,6 +119,17 @@ class CsvData(_DataCommon):
     delimiter: str = Field(",", min_length=1, max_length=1, description="field separator, one character")
 
 
+class ParquetData(_DataCommon):
+    source: Literal["parquet"] = Field(description=SOURCE_HELP)
+    path: str = Field(
+        description=".parquet file, or a folder of them read as one table in name order; relative to the config file"
+    )
+    target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
+    features: list[str | int] | None = Field(
+        None, description="feature columns (names or 0-based indices), numeric; null = every column but the target"
+    )
+
+
 class NpyData(_DataCommon):
     source: Literal["npy"] = Field(description=SOURCE_HELP)
     path: str = Field(
@@ -129,11 +140,12 @@ class NpyData(_DataCommon):
     y_key: str = Field("y", description=".npz only: name of the target array")
 
 
-DataSpec = Annotated[InlineData | SyntheticData | CsvData | NpyData, Discriminator("source")]
+DataSpec = Annotated[InlineData | SyntheticData | CsvData | ParquetData | NpyData, Discriminator("source")]
 DATA_SOURCES: dict[str, type[_DataCommon]] = {
     "inline": InlineData,
     "synthetic": SyntheticData,
     "csv": CsvData,
+    "parquet": ParquetData,
     "npy": NpyData,
 }
 

@@ -54,11 +54,13 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     if spec.header and len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"data file {path}: column name {dup!r} appears twice in the header. Rename one of them.")
-    target = _column(spec.target if spec.target is not None else width - 1, names, path, "data.target", spec.header)
+    target = column_index(
+        spec.target if spec.target is not None else width - 1, names, path, "data.target", spec.header
+    )
     if spec.features is None:
         features = [i for i in range(width) if i != target]
     else:
-        features = [_column(f, names, path, "data.features", spec.header) for f in spec.features]
+        features = [column_index(f, names, path, "data.features", spec.header) for f in spec.features]
         if target in features:
             raise DataError(
                 f"data file {path}: column {names[target]!r} is both the target and a feature. "
@@ -77,7 +79,7 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     reader = _Reader(path, spec, names, columns)
     first_line = 2 if spec.header else 1
     skip = len(first) if spec.header else 0
-    if scratch or compression is not None or path.stat().st_size > _stream_bytes():
+    if scratch or compression is not None or path.stat().st_size > stream_bytes():
         table = scratch_mapping(lambda out: reader.streamed(compression, skip, out), np.dtype(np.float64))
     else:
         table = reader.whole(skip)
@@ -87,7 +89,7 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     return Table(x, y, [names[i] for i in features], names[target], f"data file {path}", first_line)
 
 
-def _stream_bytes() -> int:
+def stream_bytes() -> int:
     """CSV files above this size are parsed in ranges into a memory-mapped table on disk."""
     return int(os.environ.get("LRTRAIN_CSV_STREAM_BYTES", str(256 << 20)))
 
@@ -279,7 +281,7 @@ def doubles(array: pa.Array) -> np.ndarray:
     return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
 
 
-def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
+def column_index(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
     if isinstance(ref, int):
         index = ref if ref >= 0 else len(names) + ref
         if not 0 <= index < len(names):
