@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import subprocess
 import sys
 import textwrap
@@ -14,10 +15,10 @@ import pytest
 
 from lrtrain import sources
 from lrtrain.config import load_config
-from lrtrain.errors import DataError
+from lrtrain.errors import DataError, LrtrainError
 from lrtrain.sources import Table, delimited
 
-from .conftest import SUBPROCESS_TIMEOUT
+from .conftest import SUBPROCESS_TIMEOUT, cli
 
 
 def load(tmp_path: Path, yaml_text: str) -> Table:
@@ -266,3 +267,50 @@ def test_the_exact_model_from_parquet_is_numpys_least_squares(tmp_path: Path) ->
     coef = np.linalg.lstsq(design, numbers[:, 2], rcond=None)[0]
     np.testing.assert_allclose(result.weights, coef[:2], rtol=1e-10)
     assert result.bias == pytest.approx(coef[2], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "delimiter"),
+    [
+        ("d.csv", "csv", ","),
+        ("d.CSV.GZ", "csv", ","),
+        ("d.csv.bz2", "csv", ","),
+        ("d.tsv.zst", "csv", "\t"),
+        ("d.tsv", "csv", "\t"),
+        ("d.parquet", "parquet", None),
+        ("d.npy", "npy", None),
+        ("d.npz", "npy", None),
+    ],
+)
+def test_a_data_path_whose_name_says_the_format_needs_no_source(name: str, source: str, delimiter: str | None) -> None:
+    data = load_config(None, [f"data.path={name}"]).data
+    assert data.source == source
+    assert getattr(data, "delimiter", None) == delimiter
+
+
+def test_a_folder_is_parquet_and_a_given_source_or_delimiter_wins(tmp_path: Path) -> None:
+    (tmp_path / "set").mkdir()
+    (tmp_path / "c.yaml").write_text("data:\n  path: set\n")
+    assert load_config(tmp_path / "c.yaml").data.source == "parquet"  # relative to the config file
+    data = load_config(None, ["data.path=d.tsv", "data.delimiter=;"]).data
+    assert getattr(data, "delimiter", None) == ";"
+    assert load_config(None, ["data.path=d.txt", "data.source=csv"]).data.source == "csv"
+    with pytest.raises(LrtrainError, match=r"data\.path = 'd\.txt'.*Set data\.source to csv, parquet or npy"):
+        load_config(None, ["data.path=d.txt"])
+
+
+def test_data_make_parquet_then_fit_without_a_source(workdir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    made = cli("data", "make", "d.parquet", "--rows", "300", "--features", "2", "--weights", "2,-1", "--noise", "0")
+    assert made.exit_code == 0, made.output
+    assert "lrtrain fit --set data.path=d.parquet" in made.stdout
+    table = pq.read_table(workdir / "d.parquet")
+    assert table.column_names == ["x0", "x1", "y"]
+    x = np.column_stack([table.column("x0").to_numpy(), table.column("x1").to_numpy()])
+    np.testing.assert_allclose(table.column("y").to_numpy(), x @ [2.0, -1.0], atol=1e-12)
+    fit = cli("fit", "--set", "data.path=d.parquet", "--engine", "exact", "--json", "--set", "model.dtype=float64")
+    assert fit.exit_code == 0, fit.output
+    final = json.loads(fit.stdout.splitlines()[-1])
+    assert final["weights"] == pytest.approx([2.0, -1.0], abs=1e-9)
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []  # no temporary file left
