@@ -314,3 +314,48 @@ def test_data_make_parquet_then_fit_without_a_source(workdir: Path) -> None:
     final = json.loads(fit.stdout.splitlines()[-1])
     assert final["weights"] == pytest.approx([2.0, -1.0], abs=1e-9)
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_a_header_of_numbers_is_a_data_row_and_says_to_turn_the_header_off(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("1.5,2,3\n4,5,6\n7,8,10\n")
+    with pytest.raises(
+        DataError, match=r"d\.csv: the header line holds only numbers \(1\.5, 2, 3\).*data\.header: false"
+    ):
+        load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    table = load(tmp_path, "data: {source: csv, path: d.csv, header: false}\n")
+    np.testing.assert_array_equal(table.y, [3, 6, 10])
+    (tmp_path / "d.csv").write_text("x,2020\n4,5\n")  # one name that is a number is a name
+    assert load(tmp_path, "data: {source: csv, path: d.csv}\n").target == "2020"
+
+
+@pytest.mark.parametrize("place", ["target", "features"])
+def test_a_column_name_that_yaml_read_as_a_number_says_to_quote_it(tmp_path: Path, place: str) -> None:
+    (tmp_path / "d.csv").write_text("year,2020,2021,y\n1,2,3,4\n2,3,5,7\n3,5,8,12\n")
+    path = tmp_path / "d.csv"
+    setting = "data.target=2021" if place == "target" else "data.features=[2020]"
+    with pytest.raises(DataError, match=rf"data\.{place} = 202\d is read as a 0-based column index.*quote its name"):
+        sources.load(load_config(None, [f"data.path={path}", setting]))
+    quoted = load_config(None, [f"data.path={path}", "data.target='2021'", "data.features=['2020', year]"])
+    table = sources.load(quoted)
+    assert (table.target, table.features) == ("2021", ["2020", "year"])
+    np.testing.assert_array_equal(table.y, [3, 5, 8])
+    (tmp_path / "e.csv").write_text("2,a,b,y\n1,2,3,4\n")  # index 2 is 'b', but a column is named '2'
+    with pytest.raises(DataError, match=r"data\.target = 2 is read as a 0-based column index"):
+        sources.load(load_config(None, [f"data.path={tmp_path / 'e.csv'}", "data.target=2"]))
+
+
+def test_a_column_name_that_yaml_read_as_a_boolean_says_to_quote_it(workdir: Path) -> None:
+    (workdir / "d.csv").write_text("x,YES\n1,2\n2,4\n3,7\n")
+    result = cli("fit", "--set", "data.path=d.csv", "--set", "data.target=YES")
+    assert result.exit_code == 2
+    assert "YAML reads YES as the boolean true" in result.stderr
+    assert "--set data.target='\"YES\"'" in result.stderr
+    (workdir / "c.yaml").write_text("data:\n  path: d.csv\n  features: [x]\n  target: yes\n")
+    result = cli("fit", "-c", "c.yaml")
+    assert result.exit_code == 2
+    assert "c.yaml, line 4" in result.stderr
+    assert "'data.target': holds a boolean" in result.stderr
+    assert "Quote the name" in result.stderr
+    assert sorted(p.name for p in workdir.iterdir()) == ["c.yaml", "d.csv"]  # nothing written
+    result = cli("fit", "--set", "data.path=d.csv", "--set", "data.target='YES'", "--engine", "exact")
+    assert result.exit_code == 0, result.output

@@ -108,7 +108,22 @@ class SyntheticData(_DataCommon):
         return self
 
 
-class CsvData(_DataCommon):
+class _Columns(_DataCommon):
+    """A table whose data.target and data.features name columns (or give their indices)."""
+
+    @field_validator("target", "features", mode="before", check_fields=False)
+    @classmethod
+    def _no_yaml_boolean(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            example = "'\"YES\"'" if info.field_name == "target" else "'[\"YES\", b]'"
+            raise ValueError(
+                "holds a boolean: YAML reads an unquoted yes, no, on, off, true or false (any case) as one, never as "
+                f"a column name. Quote the name, e.g. --set data.{info.field_name}={example}"
+            )
+        return value
+
+
+class CsvData(_Columns):
     source: Literal["csv"] = Field(description=SOURCE_HELP)
     path: str = Field(description="CSV file; a relative path is relative to the config file")
     header: bool = Field(True, description="the first line holds column names")
@@ -119,7 +134,7 @@ class CsvData(_DataCommon):
     delimiter: str = Field(",", min_length=1, max_length=1, description="field separator, one character")
 
 
-class ParquetData(_DataCommon):
+class ParquetData(_Columns):
     source: Literal["parquet"] = Field(description=SOURCE_HELP)
     path: str = Field(
         description=".parquet file, or a folder of them read as one table in name order; relative to the config file"
@@ -428,6 +443,11 @@ def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
         value = yaml.load(text, Loader=Loader) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    if parts in (("data", "target"), ("data", "features")) and isinstance(value, bool):
+        raise ConfigError(
+            f"--set {item!r}: YAML reads {text.strip()} as the boolean {json.dumps(value)}, not a column name. "
+            f"Quote the name: --set {key}='\"{text.strip()}\"'."
+        )
     return parts, value
 
 

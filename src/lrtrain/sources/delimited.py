@@ -51,6 +51,13 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     cells = next(csv.reader([text], delimiter=spec.delimiter), [])
     width = len(cells)
     names = [n.strip() for n in cells] if spec.header else [f"x{i}" for i in range(width)]
+    if spec.header and width > 1 and all(NUMBER.fullmatch(name) for name in names):
+        shown = ", ".join(names[:5]) + (", ..." if width > 5 else "")
+        raise DataError(
+            f"data file {path}: the header line holds only numbers ({shown}), so it looks like a data row, not "
+            "column names. If the file has no header, set data.header: false (--set data.header=false): the columns "
+            "are then x0, x1, ... and data.target and data.features take 0-based indices."
+        )
     if spec.header and len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"data file {path}: column name {dup!r} appears twice in the header. Rename one of them.")
@@ -284,6 +291,13 @@ def doubles(array: pa.Array) -> np.ndarray:
 def column_index(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
     if isinstance(ref, int):
         index = ref if ref >= 0 else len(names) + ref
+        if header and str(ref) in names and (not 0 <= index < len(names) or names[index] != str(ref)):
+            quoted = f"'\"{ref}\"'" if key == "data.target" else f"'[\"{ref}\", ...]'"
+            raise DataError(
+                f"{key} = {ref} is read as a 0-based column index (YAML reads an unquoted {ref} as a number), "
+                f"but data file {path} has a column named '{ref}'. To mean that column, quote its name: "
+                f'--set {key}={quoted} (in a config file: "{ref}"). To mean the index, give the column\'s name.'
+            )
         if not 0 <= index < len(names):
             raise DataError(
                 f"data file {path} has {len(names)} columns, so {key} = {ref} is out of range. "
