@@ -359,3 +359,26 @@ def test_a_column_name_that_yaml_read_as_a_boolean_says_to_quote_it(workdir: Pat
     assert sorted(p.name for p in workdir.iterdir()) == ["c.yaml", "d.csv"]  # nothing written
     result = cli("fit", "--set", "data.path=d.csv", "--set", "data.target='YES'", "--engine", "exact")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_help_and_predict_never_import_pyarrow(workdir: Path) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lrtrain', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('lrtrain', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('pyarrow imported:', 'pyarrow' in sys.modules, file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["predict", "5"]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
+        )
+        assert "pyarrow imported: False" in done.stderr, (args, done.stderr)

@@ -28,7 +28,7 @@ from lrtrain.sources.base import Table, open_checked, scratch_mapping
 if TYPE_CHECKING:
     import pyarrow as pa
 
-CSV_RANGE_BYTES = 64 << 20  # bytes parsed at a time when a file is streamed (threads and bounded memory)
+CSV_RANGE_BYTES = 32 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
 
