@@ -61,21 +61,7 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     if spec.header and len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"data file {path}: column name {dup!r} appears twice in the header. Rename one of them.")
-    target = column_index(
-        spec.target if spec.target is not None else width - 1, names, path, "data.target", spec.header
-    )
-    if spec.features is None:
-        features = [i for i in range(width) if i != target]
-    else:
-        features = [column_index(f, names, path, "data.features", spec.header) for f in spec.features]
-        if target in features:
-            raise DataError(
-                f"data file {path}: column {names[target]!r} is both the target and a feature. "
-                "Remove it from data.features or choose another data.target."
-            )
-        if len(set(features)) != len(features):
-            twice = next(names[f] for f in features if features.count(f) > 1)
-            raise DataError(f"data file {path}: data.features names column {twice!r} twice. List each column once.")
+    features, target = chosen_columns(spec.target, spec.features, names, path, spec.header)
     if not features:
         raise DataError(
             f"data file {path} has only one column ({names[target]!r}), the target: there are no features. "
@@ -286,6 +272,26 @@ def doubles(array: pa.Array) -> np.ndarray:
     """A float64 Arrow array without nulls as a NumPy view of its buffer (no copy; Array.to_numpy would import
     pandas, 60 MB and 0.2 s, where it is installed)."""
     return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
+
+
+def chosen_columns(
+    target_ref: str | int | None, feature_refs: list[str | int] | None, names: list[str], path: Path, header: bool
+) -> tuple[list[int], int]:
+    """The feature columns and the target column (indices into `names`) that data.features and data.target give:
+    by default every column but the target, the last."""
+    target = column_index(target_ref if target_ref is not None else -1, names, path, "data.target", header)
+    if feature_refs is None:
+        return [i for i in range(len(names)) if i != target], target
+    features = [column_index(f, names, path, "data.features", header) for f in feature_refs]
+    if target in features:
+        raise DataError(
+            f"data file {path}: column {names[target]!r} is both the target and a feature. "
+            "Remove it from data.features or choose another data.target."
+        )
+    if len(set(features)) != len(features):
+        twice = next(names[f] for f in features if features.count(f) > 1)
+        raise DataError(f"data file {path}: data.features names column {twice!r} twice. List each column once.")
+    return features, target
 
 
 def column_index(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError
 from lrtrain.sources.base import Table, scratch_mapping
-from lrtrain.sources.delimited import column_index, doubles, stream_bytes
+from lrtrain.sources.delimited import chosen_columns, doubles, stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
 
@@ -35,19 +35,7 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
         raise DataError(f"data file {files[0]}: column name {dup!r} appears twice. Rename one of them.")
     if not names:
         raise DataError(f"data file {files[0]} has no columns. Write the table with its columns.")
-    target = column_index(spec.target if spec.target is not None else -1, names, path, "data.target", True)
-    if spec.features is None:
-        features = [i for i in range(len(names)) if i != target]
-    else:
-        features = [column_index(f, names, path, "data.features", True) for f in spec.features]
-        if target in features:
-            raise DataError(
-                f"data file {path}: column {names[target]!r} is both the target and a feature. "
-                "Remove it from data.features or choose another data.target."
-            )
-        if len(set(features)) != len(features):
-            twice = next(names[f] for f in features if features.count(f) > 1)
-            raise DataError(f"data file {path}: data.features names column {twice!r} twice. List each column once.")
+    features, target = chosen_columns(spec.target, spec.features, names, path, True)
     if not features:
         raise DataError(f"data file {path} has only one column ({names[target]!r}), the target: there are no features.")
     chosen = [names[i] for i in [*features, target]]
