@@ -308,6 +308,89 @@ def case_stream(quick: bool, repeats: int) -> dict[str, Any]:
     }
 
 
+def case_tables(quick: bool, repeats: int) -> dict[str, Any]:
+    """A table file in, the exact model out, whole process: lrtrain against pandas + scikit-learn, CSV and Parquet,
+    with each process's peak resident memory."""
+    rows, d = (100_000 if quick else 1_000_000), 19  # 19 features and the target: 20 columns
+    wrapper = (  # runs one command; prints its wall time and peak RSS (the only child of this process)
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "seconds = time.perf_counter() - start\n"
+        "sys.stdout.write(done.stdout)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "print('MEASURED', seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.returncode)\n"
+    )
+    peer = (
+        "import json, sys\n"
+        "import pandas as pd\n"
+        "from sklearn.linear_model import LinearRegression\n"
+        "path = sys.argv[1]\n"
+        "table = pd.read_parquet(path) if path.endswith('.parquet') else pd.read_csv(path)\n"
+        "model = LinearRegression().fit(table.drop(columns='y').to_numpy(), table['y'].to_numpy())\n"
+        "print(json.dumps({'weights': model.coef_.tolist(), 'bias': float(model.intercept_)}))\n"
+    )
+    lrtrain = [sys.executable, "-m", "lrtrain"]
+    script = Path(sys.executable).parent / "lrtrain"
+    if script.exists():
+        lrtrain = [str(script)]
+    results: dict[str, Any] = {"rows": rows, "columns": d + 1, "formats": {}}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("LRTRAIN_BENCH_TMP")) as folder:
+        for kind in ("csv", "parquet"):
+            path = Path(folder) / f"big.{kind}"
+            make = [*lrtrain, "data", "make", str(path), "--rows", str(rows), "--features", str(d), "--seed", "1"]
+            subprocess.run(make, check=True, capture_output=True, timeout=3600)
+            commands = {
+                "lrtrain": [
+                    *lrtrain,
+                    "fit",
+                    "--engine",
+                    "exact",
+                    "--json",
+                    "--set",
+                    f"data.path={path}",
+                    "--set",
+                    "model.dtype=float64",
+                    "--set",
+                    "output.save=false",
+                ],
+                "pandas + sklearn": [sys.executable, "-c", peer, str(path)],
+            }
+            measured: dict[str, Any] = {}
+            weights: dict[str, np.ndarray] = {}
+            for name, command in commands.items():
+                times, peaks = [], []
+                for _ in range(max(1, min(repeats, 3))):
+                    done = subprocess.run(
+                        [sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=3600
+                    )
+                    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("MEASURED"))
+                    _, seconds, peak_kb, code = line.split()
+                    if code != "0":
+                        raise RuntimeError(f"{name} on {path.name} failed: {done.stderr[-2000:]}")
+                    times.append(float(seconds))
+                    peaks.append(int(peak_kb) / 1024)
+                    answer = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
+                    weights[name] = np.asarray(answer["weights"])
+                measured[name] = {
+                    "seconds": {"median": statistics.median(times), "min": min(times), "max": max(times)},
+                    "peak_rss_mb": max(peaks),
+                }
+                print(
+                    f"tables {kind} {name}: {statistics.median(times):.2f} s, peak RSS {max(peaks):.0f} MB", flush=True
+                )
+            ratio = measured["lrtrain"]["seconds"]["median"] / measured["pandas + sklearn"]["seconds"]["median"]
+            results["formats"][kind] = {
+                "file_bytes": path.stat().st_size,
+                "commands": measured,
+                "lrtrain/peer": ratio,
+                "max |dw|": float(np.max(np.abs(weights["lrtrain"] - weights["pandas + sklearn"]))),
+            }
+            path.unlink()
+    results["targets"] = {"csv lrtrain/peer": 0.5, "csv peak_rss_mb": 300, "parquet lrtrain/peer": 0.25}
+    return results
+
+
 def case_gpu(quick: bool, repeats: int) -> dict[str, Any]:
     """On CUDA: the torch engine's full-batch epoch against one read of X from device memory,
     and the epoch on the 4-row cheat-sheet data (launch-bound)."""
@@ -674,6 +757,7 @@ CASES = {
     "solve": case_solve,
     "startup": case_startup,
     "stream": case_stream,
+    "tables": case_tables,
     "order": case_order,
     "costs": case_costs,
     "gpu": case_gpu,
@@ -733,6 +817,20 @@ def markdown(all_results: dict[str, Any]) -> str:
             f"{s['peak_rss_anon_mb']:.0f} MB (target ≤ 300 MB), exit code {s['exit']}, {s['seconds']:.0f} s."
         )
         lines += ["## Training on a large .npy", "", summary, ""]
+    if "tables" in all_results:
+        t = all_results["tables"]
+        title = f"## A table file in, the exact model out: {t['rows']:.0e} rows × {t['columns']} columns, whole process"
+        lines += [title, "", "| file | who | time | peak RSS | lrtrain / peer | max \\|dw\\| |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for kind, f in t["formats"].items():
+            for name, m in f["commands"].items():
+                ratio = f"{f['lrtrain/peer']:.2f}" if name == "lrtrain" else "1"
+                size = f"{kind}, {f['file_bytes'] / 1e6:.0f} MB"
+                lines.append(
+                    f"| {size} | {name} | {_cell(m['seconds'])} | {m['peak_rss_mb']:.0f} MB | {ratio} | "
+                    f"{f['max |dw|']:.1e} |"
+                )
+        lines += ["", "Targets: CSV ≤ 0.5× the peer's time with peak RSS ≤ 300 MB; Parquet ≤ 0.25×.", ""]
     if "order" in all_results:
         o = all_results["order"]
         lines += [f"## One epoch's shuffled batch order, N = {o['n']:.0e}, batches of {o['batch']}", "",

@@ -331,8 +331,8 @@ CONFIG_CASES = [
         "fit",
         "-c",
         "c.yaml",
-        files={"c.yaml": "data:\n  source: parquet\n"},
-        stderr=("line 2", "data.source", "'parquet'", "inline, synthetic, csv, npy"),
+        files={"c.yaml": "data:\n  source: excel\n"},
+        stderr=("line 2", "data.source", "'excel'", "inline, synthetic, csv, parquet, npy"),
     ),
     case(
         "config-validate-checks-too",

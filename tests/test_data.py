@@ -229,7 +229,7 @@ def test_a_large_csv_streams_into_a_mapped_table_with_the_same_numbers(
     (tmp_path / "d.csv").write_text(lines)
     in_memory = load(tmp_path, "data: {source: csv, path: d.csv, features: [c, a]}\n")
     monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
-    monkeypatch.setattr(delimited, "CSV_CHUNK_ROWS", 128)  # 8 chunks
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 9000)  # about 8 ranges
     streamed = load(tmp_path, "data: {source: csv, path: d.csv, features: [c, a]}\n")
     assert isinstance(streamed.x.base, np.memmap) or isinstance(streamed.x, np.memmap)
     np.testing.assert_array_equal(streamed.x, in_memory.x)
@@ -242,6 +242,6 @@ def test_a_streamed_csv_still_names_the_bad_line(tmp_path: Path, monkeypatch: py
     rows[321] = "5,oops"
     (tmp_path / "d.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
     monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
-    monkeypatch.setattr(delimited, "CSV_CHUNK_ROWS", 100)
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 500)
     with pytest.raises(LrtrainError, match=r"line 323, column 'y': 'oops' is not a number"):
         load(tmp_path, "data: {source: csv, path: d.csv}\n")

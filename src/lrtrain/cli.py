@@ -473,7 +473,10 @@ def config_schema() -> None:
 @handled
 def data_make(
     path: Annotated[
-        Path, typer.Argument(help="Output file: .csv, .npy (target in the last column) or .npz (x, y).", metavar="PATH")
+        Path,
+        typer.Argument(
+            help="Output file: .csv, .parquet, .npy (target in the last column) or .npz (x, y).", metavar="PATH"
+        ),
     ],
     rows: Annotated[int, typer.Option(min=1, metavar="N", help="Number of rows, >= 1.")] = 1000,
     features: Annotated[int, typer.Option(min=1, metavar="D", help="Number of features, >= 1.")] = 1,
@@ -496,8 +499,10 @@ def data_make(
     from lrtrain.sources import synthetic
     from lrtrain.sources.writers import write
 
-    if path.suffix.lower() not in (".csv", ".npy", ".npz"):
-        raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz (that picks the format).")
+    if path.suffix.lower() not in (".csv", ".parquet", ".npy", ".npz"):
+        raise DataError(
+            f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz (that picks the format)."
+        )
     if path.exists() and not force:
         raise DataError(
             f"{path} already exists; nothing was written. Pass --force to overwrite it, or pick another name."
@@ -524,9 +529,8 @@ def data_make(
     )
     names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
     write(path, synthetic.chunks(spec, seed), rows, features, names)
-    source = "csv" if path.suffix.lower() == ".csv" else "npy"
     _line(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
-    _line(f"  lrtrain fit --set data.source={source} --set data.path={path}")
+    _line(f"  lrtrain fit --set data.path={path}")  # the name says the format: data.source follows
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-SOURCE_HELP = "where the data comes from: inline, synthetic, csv or npy"
+SOURCE_HELP = "where the data comes from: inline, synthetic, csv, parquet or npy"
 
 
 class _DataCommon(_Strict):
@@ -108,7 +108,22 @@ class SyntheticData(_DataCommon):
         return self
 
 
-class CsvData(_DataCommon):
+class _Columns(_DataCommon):
+    """A table whose data.target and data.features name columns (or give their indices)."""
+
+    @field_validator("target", "features", mode="before", check_fields=False)
+    @classmethod
+    def _no_yaml_boolean(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            example = "'\"YES\"'" if info.field_name == "target" else "'[\"YES\", b]'"
+            raise ValueError(
+                "holds a boolean: YAML reads an unquoted yes, no, on, off, true or false (any case) as one, never as "
+                f"a column name. Quote the name, e.g. --set data.{info.field_name}={example}"
+            )
+        return value
+
+
+class CsvData(_Columns):
     source: Literal["csv"] = Field(description=SOURCE_HELP)
     path: str = Field(description="CSV file; a relative path is relative to the config file")
     header: bool = Field(True, description="the first line holds column names")
@@ -117,6 +132,17 @@ class CsvData(_DataCommon):
         None, description="feature columns (names or 0-based indices); null = every column but the target"
     )
     delimiter: str = Field(",", min_length=1, max_length=1, description="field separator, one character")
+
+
+class ParquetData(_Columns):
+    source: Literal["parquet"] = Field(description=SOURCE_HELP)
+    path: str = Field(
+        description=".parquet file, or a folder of them read as one table in name order; relative to the config file"
+    )
+    target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
+    features: list[str | int] | None = Field(
+        None, description="feature columns (names or 0-based indices), numeric; null = every column but the target"
+    )
 
 
 class NpyData(_DataCommon):
@@ -129,11 +155,12 @@ class NpyData(_DataCommon):
     y_key: str = Field("y", description=".npz only: name of the target array")
 
 
-DataSpec = Annotated[InlineData | SyntheticData | CsvData | NpyData, Discriminator("source")]
+DataSpec = Annotated[InlineData | SyntheticData | CsvData | ParquetData | NpyData, Discriminator("source")]
 DATA_SOURCES: dict[str, type[_DataCommon]] = {
     "inline": InlineData,
     "synthetic": SyntheticData,
     "csv": CsvData,
+    "parquet": ParquetData,
     "npy": NpyData,
 }
 
@@ -355,6 +382,8 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
         _set_path(raw, key, value)
         set_keys.add(key)
     if isinstance(raw.get("data"), dict):
+        base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
+        _imply_source(raw["data"], base)
         raw["data"].setdefault("source", "inline")
     if path is not None and "name" not in raw:
         raw["name"] = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).lstrip(".") or "run"
@@ -368,6 +397,36 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
         base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
         config.data.path = str((base / data_path).resolve())  # type: ignore[union-attr]
     return config
+
+
+# what a data.path's name says it is (a compressed CSV ends in one of COMPRESSED after .csv or .tsv)
+FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".npy": "npy", ".npz": "npy"}
+COMPRESSED = (".gz", ".bz2", ".zst")
+
+
+def _imply_source(data: dict[str, Any], base: Path) -> None:
+    """Without data.source, a data.path whose name says the format chooses it (a folder: Parquet);
+    a .tsv file read as CSV is tab-separated unless data.delimiter says otherwise."""
+    where = data.get("path")
+    if not isinstance(where, str):
+        return
+    name = where.lower()
+    for suffix in COMPRESSED:
+        if name.endswith((f".csv{suffix}", f".tsv{suffix}")):
+            name = name.removesuffix(suffix)
+    suffix = Path(name).suffix
+    if "source" not in data:
+        if suffix in FORMATS:
+            data["source"] = FORMATS[suffix]
+        elif (base / where).is_dir():
+            data["source"] = "parquet"
+        else:
+            raise ConfigError(
+                f"data.path = {where!r}: its name does not say what it holds (.csv, .csv.gz, .csv.bz2, .csv.zst, "
+                ".tsv, .parquet or a folder of them, .npy, .npz). Set data.source to csv, parquet or npy."
+            )
+    if data["source"] == "csv" and suffix == ".tsv" and "delimiter" not in data:
+        data["delimiter"] = "\t"
 
 
 def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
@@ -384,6 +443,11 @@ def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
         value = yaml.load(text, Loader=Loader) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    if parts in (("data", "target"), ("data", "features")) and isinstance(value, bool):
+        raise ConfigError(
+            f"--set {item!r}: YAML reads {text.strip()} as the boolean {json.dumps(value)}, not a column name. "
+            f"Quote the name: --set {key}='\"{text.strip()}\"'."
+        )
     return parts, value
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lrtrain.config import Config, CsvData, InlineData, SyntheticData
+from lrtrain.config import Config, CsvData, InlineData, ParquetData, SyntheticData
 from lrtrain.parallel import SINGLE, Shard
-from lrtrain.sources import arrays, delimited, synthetic
+from lrtrain.sources import arrays, delimited, parquet, synthetic
 from lrtrain.sources.base import Source, Table, checked, fingerprint, row_count
 
 __all__ = ["Source", "Table", "checked", "fingerprint", "load", "row_count"]
@@ -19,4 +19,6 @@ def load(config: Config, group: Shard = SINGLE) -> Source:
         return synthetic.read(spec, config.seed, scratch)  # finite by construction
     if isinstance(spec, CsvData):
         return checked(delimited.read(spec, scratch), group)
+    if isinstance(spec, ParquetData):
+        return checked(parquet.read(spec, scratch), group)
     return checked(arrays.inline(spec) if isinstance(spec, InlineData) else arrays.npy(spec), group)

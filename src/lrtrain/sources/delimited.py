@@ -1,19 +1,23 @@
 """CSV files: a header (or none), a delimiter, the target and feature columns by name or index.
 
-A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larger one, or any under
-torchrun, in chunks into a memory-mapped table in a nameless temporary file, so memory stays
-bounded by the chunk. Every problem names the file, the line and the column.
+pyarrow parses them, the chosen columns typed float64 up front (no type inference), on every
+core. A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larger one, a
+compressed one (.gz, .bz2, .zst) or any under torchrun is read in ranges of CSV_RANGE_BYTES cut
+at line ends, each range parsed (still threaded) and appended to a memory-mapped table in a
+nameless temporary file, so memory stays bounded by the range, never the file. Every problem
+names the file, the line and the column: when pyarrow refuses a block, the block is scanned
+again row by row for the exact cell.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
+import io
 import os
-import warnings
-from collections.abc import Iterable
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -21,33 +25,43 @@ from lrtrain.config import CsvData
 from lrtrain.errors import DataError
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CSV_RANGE_BYTES = 32 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
+COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
+HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
+
+# a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
+NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
+
 
 def read(spec: CsvData, scratch: bool = False) -> Table:
     """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table."""
     path = Path(spec.path)
     open_checked(path, "CSV")
+    compression = COMPRESSION.get(path.suffix.lower())
+    first = _first_line(path, compression)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM (Excel) is not a name
-            first = next(csv.reader(handle, delimiter=spec.delimiter), [])
+        text = first.decode("utf-8-sig")  # -sig: a BOM (Excel) is not a name
     except UnicodeDecodeError:
         raise DataError(f"data file {path} is not UTF-8 text. Is it a CSV file? Save it as UTF-8 CSV.") from None
-    except OSError as exc:
-        raise DataError(f"cannot read data file {path}: {exc.strerror}. Check its permissions.") from None
-    width = len(first)
-    names = [n.strip() for n in first] if spec.header else [f"x{i}" for i in range(width)]
+    if not first:
+        raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
+    cells = next(csv.reader([text], delimiter=spec.delimiter), [])
+    width = len(cells)
+    names = [n.strip() for n in cells] if spec.header else [f"x{i}" for i in range(width)]
+    if spec.header and width > 1 and all(NUMBER.fullmatch(name) for name in names):
+        shown = ", ".join(names[:5]) + (", ..." if width > 5 else "")
+        raise DataError(
+            f"data file {path}: the header line holds only numbers ({shown}), so it looks like a data row, not "
+            "column names. If the file has no header, set data.header: false (--set data.header=false): the columns "
+            "are then x0, x1, ... and data.target and data.features take 0-based indices."
+        )
     if spec.header and len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DataError(f"data file {path}: column name {dup!r} appears twice in the header. Rename one of them.")
-    target = _column(spec.target if spec.target is not None else width - 1, names, path, "data.target", spec.header)
-    if spec.features is None:
-        features = [i for i in range(width) if i != target]
-    else:
-        features = [_column(f, names, path, "data.features", spec.header) for f in spec.features]
-        if target in features:
-            raise DataError(
-                f"data file {path}: column {names[target]!r} is both the target and a feature. "
-                "Remove it from data.features or choose another data.target."
-            )
+    features, target = chosen_columns(spec.target, spec.features, names, path, spec.header)
     if not features:
         raise DataError(
             f"data file {path} has only one column ({names[target]!r}), the target: there are no features. "
@@ -55,78 +69,241 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
             "set data.delimiter (e.g. ';' or '\\t')."
         )
     columns = [*features, target]
-    try:
-        if scratch or path.stat().st_size > _stream_bytes():
-            table = _csv_streamed(path, spec, names, columns)
-        else:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                if spec.header:
-                    handle.readline()
-                table = _csv_parsed(handle, spec, names, columns, path)
-    except UnicodeDecodeError as exc:  # a bad byte past the first line
-        raise DataError(
-            f"data file {path} is not UTF-8 text: byte {exc.start} of a read block cannot be decoded. "
-            "Save the file as UTF-8 CSV."
-        ) from None
+    reader = _Reader(path, spec, names, columns)
+    first_line = 2 if spec.header else 1
+    skip = len(first) if spec.header else 0
+    if scratch or compression is not None or path.stat().st_size > stream_bytes():
+        table = scratch_mapping(lambda out: reader.streamed(compression, skip, out), np.dtype(np.float64))
+    else:
+        table = reader.whole(skip)
     if table.shape[0] == 0:
         raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
-    x, y, first_line = table[:, :-1], table[:, -1], 2 if spec.header else 1
+    x, y = table[:, :-1], table[:, -1]
     return Table(x, y, [names[i] for i in features], names[target], f"data file {path}", first_line)
 
 
-CSV_CHUNK_ROWS = 65536  # rows parsed at a time when a CSV file is streamed
-
-
-def _stream_bytes() -> int:
-    """CSV files above this size are parsed in chunks into a memory-mapped table on disk."""
+def stream_bytes() -> int:
+    """CSV files above this size are parsed in ranges into a memory-mapped table on disk."""
     return int(os.environ.get("LRTRAIN_CSV_STREAM_BYTES", str(256 << 20)))
 
 
-def _csv_parsed(lines: Iterable[str], spec: CsvData, names: list[str], columns: list[int], path: Path) -> np.ndarray:
-    """Rows of numbers, columns in the order asked for; any problem becomes an exact DataError."""
-    every_column = len(columns) == len(names)  # then rows of the wrong length are caught too
+def _open(path: Path, compression: str | None) -> io.RawIOBase:
+    """The file's bytes, decompressed as its name says."""
+    if compression is None:
+        return path.open("rb", buffering=0)
+    import pyarrow as pa
+
+    stream: io.RawIOBase = pa.input_stream(str(path), compression=compression)  # the same methods
+    return stream
+
+
+def _first_line(path: Path, compression: str | None) -> bytes:
+    """Line 1 with its line end, as bytes ('' for an empty file)."""
+    line = b""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data": reported by the caller, in words
-            table = np.loadtxt(
-                lines,
-                delimiter=spec.delimiter,
-                usecols=None if every_column else columns,
-                ndmin=2,
-                dtype=np.float64,
-                comments=None,
-                quotechar='"',
+        with _open(path, compression) as stream:
+            while b"\n" not in line and (piece := stream.read(HEADER_BYTES)):
+                line += piece
+    except OSError as exc:
+        raise _unreadable(path, compression, exc) from None
+    return line[: line.index(b"\n") + 1] if b"\n" in line else line
+
+
+def _unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
+    if compression is None:
+        return DataError(f"cannot read data file {path}: {getattr(exc, 'strerror', None) or exc}. Check it.")
+    return DataError(
+        f"data file {path} cannot be decompressed as {compression} ({str(exc).splitlines()[0]}). The name ends in "
+        f"{path.suffix}: is the file really {compression}-compressed CSV? Rename or recompress it."
+    )
+
+
+class _Reader:
+    """Parses the CSV's chosen columns with pyarrow, in one go or range by range."""
+
+    def __init__(self, path: Path, spec: CsvData, names: list[str], columns: list[int]) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        self.path, self.spec, self.names, self.columns = path, spec, names, columns
+        keys = [f"c{i}" for i in range(len(names))]  # our own names: the header is read (and checked) by us
+        self.parse = pacsv.ParseOptions(delimiter=spec.delimiter)
+        self.convert = pacsv.ConvertOptions(
+            column_types={keys[i]: pa.float64() for i in columns},
+            include_columns=[keys[i] for i in columns],
+            null_values=[],  # an empty cell is an error, not a silent null
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        self.keys = keys
+
+    def _options(self, skip: int) -> object:
+        import pyarrow.csv as pacsv
+
+        return pacsv.ReadOptions(column_names=self.keys, skip_rows=skip, use_threads=True)
+
+    def whole(self, skip: int) -> np.ndarray:
+        """The file parsed at once (it is under the streaming threshold)."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        try:
+            table = pacsv.read_csv(
+                str(self.path),
+                read_options=self._options(1 if skip else 0),
+                parse_options=self.parse,
+                convert_options=self.convert,
             )
-    except UnicodeDecodeError:
-        raise
-    except (ValueError, IndexError):
-        raise DataError(_csv_problem(path, spec, names, columns)) from None
-    if table.shape[0] > 0 and table.shape[1] != (len(names) if every_column else len(columns)):
-        raise DataError(_csv_problem(path, spec, names, columns))  # e.g. one data row, shorter than the header
-    return table[:, columns] if every_column and columns != list(range(len(names))) else table
+        except pa.ArrowInvalid as exc:
+            with self.path.open("rb") as handle:
+                handle.seek(skip)
+                raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
+        return _numbers(table, len(self.columns))
 
+    def streamed(self, compression: str | None, skip: int, out: IO[bytes]) -> tuple[int, ...]:
+        """Parse range by range, appending float64 rows to `out`; returns the table's shape."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
 
-def _csv_streamed(path: Path, spec: CsvData, names: list[str], columns: list[int]) -> np.ndarray:
-    """Parse a large CSV chunk by chunk into a float64 table in a temporary file, memory-mapped:
-    memory stays bounded by the chunk, whatever the file's size."""
-
-    def fill(out: IO[bytes]) -> tuple[int, ...]:
         rows = 0
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            if spec.header:
-                handle.readline()
-            while chunk := list(itertools.islice(handle, CSV_CHUNK_ROWS)):
-                table = _csv_parsed(chunk, spec, names, columns, path)
-                table.tofile(out)
-                rows += len(table)
-        return (rows, len(columns))
+        for data, line in self._ranges(compression, skip):
+            try:
+                table = pacsv.read_csv(
+                    pa.BufferReader(pa.py_buffer(data)),
+                    read_options=self._options(0),
+                    parse_options=self.parse,
+                    convert_options=self.convert,
+                )
+            except pa.ArrowInvalid as exc:
+                raise DataError(self._problem(bytes(data), line, exc)) from None
+            block = _numbers(table, len(self.columns))
+            del table
+            block.tofile(out)
+            rows += len(block)
+        return (rows, len(self.columns))
 
-    return scratch_mapping(fill, np.dtype(np.float64))
+    def _ranges(self, compression: str | None, skip: int) -> Iterator[tuple[memoryview, int]]:
+        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a line end, with the file line
+        each starts on. One range is in memory at a time: each is read into a buffer of its own (pyarrow may
+        still hold the last one), after the tail of the one before."""
+        line = 2 if skip else 1
+        carry = b""
+        try:
+            with _open(self.path, compression) as stream:
+                if skip:
+                    stream.read(skip)  # the header line, already read and checked
+                while True:
+                    data = bytearray(len(carry) + CSV_RANGE_BYTES)
+                    data[: len(carry)] = carry
+                    end = len(carry) + _fill(stream, memoryview(data)[len(carry) :])
+                    if end < len(data):  # the end of the file: the last line may have no line end
+                        if end:
+                            yield memoryview(data)[:end], line
+                        return
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:  # one line longer than a range: read on
+                        carry = bytes(data)
+                        continue
+                    yield memoryview(data)[:cut], line
+                    line += data.count(b"\n", 0, cut)
+                    carry = bytes(data[cut:])
+        except OSError as exc:
+            raise _unreadable(self.path, compression, exc) from None
+
+    def _problem(self, data: bytes, line: int, exc: Exception) -> str:
+        """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
+        names neither the line nor the column."""
+        path, names, columns, delimiter = self.path, self.names, self.columns, self.spec.delimiter
+        text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        width = len(names)
+        for row in reader:
+            number = line + reader.line_num - 1
+            if not row:
+                continue
+            if len(row) != width:
+                return (
+                    f"data file {path}, line {number}: has {len(row)} fields but the first line has {width}. "
+                    f"Every row needs {width} fields separated by {delimiter!r}; check that line "
+                    "(or data.delimiter)."
+                )
+            for col in columns:
+                cell = row[col]
+                if "\ufffd" in cell:
+                    return (
+                        f"data file {path}, line {number}, column {names[col]!r}: the cell is not UTF-8 text. "
+                        "Save the file as UTF-8 CSV."
+                    )
+                if not NUMBER.fullmatch(cell.strip()):
+                    fix = (
+                        "Fix the cell or drop the row (this is the target column)."
+                        if col == columns[-1]
+                        else "Fix the cell, or leave the column out by listing the others in data.features."
+                    )
+                    return f"data file {path}, line {number}, column {names[col]!r}: {cell!r} is not a number. " + fix
+        reason = str(exc).splitlines()[0]
+        return (
+            f"data file {path} could not be parsed as CSV with delimiter {delimiter!r} ({reason}). "
+            "Check data.delimiter."
+        )
 
 
-def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
+def _fill(stream: io.RawIOBase, into: memoryview) -> int:
+    """Read until `into` is full or the stream ends; the bytes read."""
+    done = 0
+    while done < len(into) and (got := stream.readinto(into[done:])):
+        done += got
+    return done
+
+
+def _numbers(table: pa.Table, width: int) -> np.ndarray:
+    """A parsed table's columns side by side in a float64 array (rows, width), batch by batch."""
+    out = np.empty((table.num_rows, width))
+    at = 0
+    for batch in table.to_batches():
+        end = at + batch.num_rows
+        for j in range(width):
+            out[at:end, j] = doubles(batch.column(j))
+        at = end
+    return out
+
+
+def doubles(array: pa.Array) -> np.ndarray:
+    """A float64 Arrow array without nulls as a NumPy view of its buffer (no copy; Array.to_numpy would import
+    pandas, 60 MB and 0.2 s, where it is installed)."""
+    return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
+
+
+def chosen_columns(
+    target_ref: str | int | None, feature_refs: list[str | int] | None, names: list[str], path: Path, header: bool
+) -> tuple[list[int], int]:
+    """The feature columns and the target column (indices into `names`) that data.features and data.target give:
+    by default every column but the target, the last."""
+    target = column_index(target_ref if target_ref is not None else -1, names, path, "data.target", header)
+    if feature_refs is None:
+        return [i for i in range(len(names)) if i != target], target
+    features = [column_index(f, names, path, "data.features", header) for f in feature_refs]
+    if target in features:
+        raise DataError(
+            f"data file {path}: column {names[target]!r} is both the target and a feature. "
+            "Remove it from data.features or choose another data.target."
+        )
+    if len(set(features)) != len(features):
+        twice = next(names[f] for f in features if features.count(f) > 1)
+        raise DataError(f"data file {path}: data.features names column {twice!r} twice. List each column once.")
+    return features, target
+
+
+def column_index(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
     if isinstance(ref, int):
         index = ref if ref >= 0 else len(names) + ref
+        if header and str(ref) in names and (not 0 <= index < len(names) or names[index] != str(ref)):
+            quoted = f"'\"{ref}\"'" if key == "data.target" else f"'[\"{ref}\", ...]'"
+            raise DataError(
+                f"{key} = {ref} is read as a 0-based column index (YAML reads an unquoted {ref} as a number), "
+                f"but data file {path} has a column named '{ref}'. To mean that column, quote its name: "
+                f'--set {key}={quoted} (in a config file: "{ref}"). To mean the index, give the column\'s name.'
+            )
         if not 0 <= index < len(names):
             raise DataError(
                 f"data file {path} has {len(names)} columns, so {key} = {ref} is out of range. "
@@ -145,35 +322,3 @@ def _column(ref: str | int, names: list[str], path: Path, key: str, header: bool
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise DataError(f"data file {path} has no column {ref!r} ({key}).{hint} Its columns are: {', '.join(names)}.")
     return names.index(ref)
-
-
-def _csv_problem(path: Path, spec: CsvData, names: list[str], columns: list[int]) -> str:
-    """Find the first malformed row for an exact message (the fast parser's is vague)."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=spec.delimiter)
-        width = len(names)
-        for line_number, row in enumerate(reader, start=1):
-            if line_number == 1 and spec.header:
-                continue
-            if not row:
-                continue
-            if len(row) != width:
-                return (
-                    f"data file {path}, line {line_number}: has {len(row)} fields but the first line has {width}. "
-                    f"Every row needs {width} fields separated by {spec.delimiter!r}; check that line "
-                    "(or data.delimiter)."
-                )
-            for col in columns:
-                try:
-                    float(row[col])
-                except ValueError:
-                    fix = (
-                        "Fix the cell or drop the row (this is the target column)."
-                        if col == columns[-1]
-                        else "Fix the cell, or leave the column out by listing the others in data.features."
-                    )
-                    return (
-                        f"data file {path}, line {line_number}, column {names[col]!r}: {row[col]!r} is not a number. "
-                        + fix
-                    )
-    return f"data file {path} could not be parsed as CSV with delimiter {spec.delimiter!r}. Check data.delimiter."

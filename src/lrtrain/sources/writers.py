@@ -1,4 +1,4 @@
-"""Data files for `lrtrain data make`: .csv, .npy (target last column) or .npz, written atomically."""
+"""Data files for `lrtrain data make`: .csv, .parquet, .npy (target last column) or .npz, written atomically."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lrtrain.files import atomic_writer
 def write(
     path: Path, chunks: Iterator[tuple[np.ndarray, np.ndarray]], rows: int, features: int, names: list[str]
 ) -> None:
-    """Write chunks of (x, y) to .csv, .npy (target last column) or .npz, atomically."""
+    """Write chunks of (x, y) to .csv, .parquet, .npy (target last column) or .npz, atomically."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with atomic_writer(path, "w") as handle:
@@ -46,5 +46,13 @@ def write(
                 np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (rows,)})
                 targets.seek(0)
                 shutil.copyfileobj(targets, member, 1 << 18)
+    elif suffix == ".parquet":  # a row group per chunk, float64 columns named as in the CSV
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([(name, pa.float64()) for name in [*names, "y"]])
+        with atomic_writer(path, "wb") as handle, pq.ParquetWriter(handle, schema) as writer:
+            for x, y in chunks:
+                writer.write_table(pa.table([*(x[:, j] for j in range(features)), y], schema=schema))
     else:
-        raise DataError(f"cannot write {path}: the name must end in .csv, .npy or .npz.")
+        raise DataError(f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz.")

@@ -1,0 +1,154 @@
+"""Parquet: a .parquet file, or a folder of them read as one table; numeric columns by name or index.
+
+The footers give the column names, types and the row count before a row is read; the rows are
+then read in record batches (threads decode the columns) into a float64 table: in memory when it
+is small, else appended to a memory-mapped table in a nameless temporary file, so memory stays
+bounded by a batch (and the row group pyarrow decodes it from), never the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from lrtrain.config import ParquetData
+from lrtrain.errors import DataError
+from lrtrain.sources.base import Table, scratch_mapping
+from lrtrain.sources.delimited import chosen_columns, doubles, stream_bytes
+
+BATCH_ROWS = 1 << 16  # rows decoded at a time
+
+
+def read(spec: ParquetData, scratch: bool = False) -> Table:
+    """The chosen columns as float64; with `scratch` (under torchrun), or when large, in a mapped temporary table."""
+    import pyarrow as pa
+
+    path = Path(spec.path)
+    files = _files(path)
+    opened = [_open(file) for file in files]
+    schema = opened[0].schema_arrow
+    names = list(schema.names)
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise DataError(f"data file {files[0]}: column name {dup!r} appears twice. Rename one of them.")
+    if not names:
+        raise DataError(f"data file {files[0]} has no columns. Write the table with its columns.")
+    features, target = chosen_columns(spec.target, spec.features, names, path, True)
+    if not features:
+        raise DataError(f"data file {path} has only one column ({names[target]!r}), the target: there are no features.")
+    chosen = [names[i] for i in [*features, target]]
+    for file, handle in zip(files, opened, strict=True):
+        _check_columns(file, handle.schema_arrow, chosen, schema, pa)
+    rows = sum(handle.metadata.num_rows for handle in opened)
+    origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
+    if scratch or rows * len(chosen) * 8 > stream_bytes():
+        table = scratch_mapping(lambda out: _append(files, opened, chosen, out), np.dtype(np.float64))
+    else:
+        table = np.empty((rows, len(chosen)))
+        at = 0
+        for block in _blocks(files, opened, chosen):
+            table[at : at + len(block)] = block
+            at += len(block)
+    if table.shape[0] == 0:
+        raise DataError(f"{origin} has no rows. Training needs at least one row.")
+    return Table(table[:, :-1], table[:, -1], chosen[:-1], chosen[-1], origin)
+
+
+def _files(path: Path) -> list[Path]:
+    """The .parquet files of `path`: itself, or those under the folder in name order (hidden and _ names left out,
+    as Spark and pyarrow write them beside the data)."""
+    if not path.exists():
+        raise DataError(
+            f"data file {path} does not exist (data.path). Check the path: a relative path is relative to the "
+            f"config file. `lrtrain data make {path.name}` writes a synthetic Parquet file to try things."
+        )
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise DataError(f"data file {path} is empty. Write a Parquet table there (pyarrow, pandas, polars, Spark).")
+        return [path]
+    found = sorted(
+        file
+        for file in path.rglob("*.parquet")
+        if file.is_file() and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+    )
+    if not found:
+        raise DataError(
+            f"data folder {path} holds no .parquet files (data.path). Point data.path at one or at a folder of them."
+        )
+    return found
+
+
+def _open(file: Path) -> Any:
+    """A pyarrow ParquetFile: its footer read, no rows yet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"data file {file} is not a readable Parquet file ({str(exc).splitlines()[0]}). "
+            "Write it with pyarrow, pandas, polars or Spark, or give the CSV with data.source: csv."
+        ) from None
+
+
+def _check_columns(file: Path, schema: Any, chosen: list[str], first: Any, pa: Any) -> None:
+    """Every chosen column is there, numeric, and of the first file's type."""
+    for name in chosen:
+        if name not in schema.names:
+            raise DataError(
+                f"data file {file} has no column {name!r}, which the first file of the folder has. "
+                "Every file of a folder must hold the same columns."
+            )
+        kind = schema.field(name).type
+        if kind != first.field(name).type:
+            raise DataError(
+                f"data file {file}: column {name!r} holds {kind} values but the first file's holds "
+                f"{first.field(name).type}. Write every file of the folder with the same types."
+            )
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+            what = (
+                "categories (dictionary-encoded)"
+                if pa.types.is_dictionary(kind)
+                else "text"
+                if pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                else f"{kind} values"
+            )
+            raise DataError(
+                f"data file {file}: column {name!r} holds {what}, not numbers; lrtrain reads numeric columns only "
+                "for now. Leave it out by listing the other columns in data.features, or encode it as numbers."
+            )
+
+
+def _blocks(files: list[Path], opened: list[Any], chosen: list[str]) -> Any:
+    """The chosen columns, batch by batch, as float64 arrays (rows, columns); a null is an error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for file, handle in zip(files, opened, strict=True):
+        at = 0  # the file's row of the batch's first
+        for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=chosen, use_threads=True):
+            block = np.empty((batch.num_rows, len(chosen)))
+            for j, name in enumerate(chosen):
+                column = batch.column(j)
+                if column.null_count:
+                    row = at + pc.index(pc.is_null(column), True).as_py()
+                    raise DataError(
+                        f"data file {file}, row {row}, column {name!r}: the value is missing (null). lrtrain needs "
+                        "a number in every chosen cell for now: fill or drop those rows, or leave the column out."
+                    )
+                if column.type != pa.float64():
+                    column = pc.cast(column, pa.float64())
+                block[:, j] = doubles(column)
+            at += batch.num_rows
+            yield block
+
+
+def _append(files: list[Path], opened: list[Any], chosen: list[str], out: IO[bytes]) -> tuple[int, ...]:
+    rows = 0
+    for block in _blocks(files, opened, chosen):
+        block.tofile(out)
+        rows += len(block)
+    return (rows, len(chosen))

@@ -1,0 +1,384 @@
+"""Tables read with pyarrow: CSV (whole, in ranges, compressed) and Parquet, against independent readers."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrtrain import sources
+from lrtrain.config import load_config
+from lrtrain.errors import DataError, LrtrainError
+from lrtrain.sources import Table, delimited
+
+from .conftest import SUBPROCESS_TIMEOUT, cli
+
+
+def load(tmp_path: Path, yaml_text: str) -> Table:
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    table = sources.load(load_config(tmp_path / "c.yaml"))
+    assert isinstance(table, Table)
+    return table
+
+
+def messy_csv(rows: int = 3000, seed: int = 5) -> tuple[str, np.ndarray]:
+    """A CSV with a header, CRLF line ends, quoted and blank-padded cells, blank lines and a text column."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(rows, 4)) * [1.0, 1e6, 1e-6, 3.0]
+    lines = ["a,b,note,c,y"]
+    for i, (a, b, c, y) in enumerate(table.tolist()):
+        lines.append(f'{a!r},"{b!r}",word {i}, {c:.17g} ,{y!r}')
+        if i % 700 == 0:
+            lines.append("")
+    return "\r\n".join(lines) + "\r\n", table
+
+
+def test_csv_numbers_equal_numpys_parse_whole_and_in_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text, table = messy_csv()
+    (tmp_path / "d.csv").write_text(text, newline="")
+    reference = np.loadtxt(tmp_path / "d.csv", delimiter=",", skiprows=1, usecols=(0, 1, 3, 4), quotechar='"')
+    np.testing.assert_array_equal(reference, table)  # the file holds the numbers exactly
+    whole = load(tmp_path, "data: {source: csv, path: d.csv, features: [a, b, c]}\n")
+    assert not isinstance(whole.x.base, np.memmap)
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    for size in (40, 5000, 70_000):  # shorter than a line, a few lines, a few ranges
+        monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", size)
+        ranged = load(tmp_path, "data: {source: csv, path: d.csv, features: [a, b, c]}\n")
+        assert isinstance(ranged.x.base, np.memmap)
+        np.testing.assert_array_equal(ranged.x, reference[:, :3])
+        np.testing.assert_array_equal(ranged.y, reference[:, 3])
+    np.testing.assert_array_equal(whole.x, reference[:, :3])
+    np.testing.assert_array_equal(whole.y, reference[:, 3])
+
+
+def test_a_last_line_without_a_line_end_is_read_in_ranges_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n3,4\n5,6")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 4)
+    table = load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    np.testing.assert_array_equal(table.y, [2, 4, 6])
+
+
+def compress(kind: str, raw: bytes) -> bytes:
+    if kind == "gz":
+        return gzip.compress(raw)
+    if kind == "bz2":
+        return bz2.compress(raw)
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as stream:
+        stream.write(raw)
+    return bytes(sink.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "zst"])
+def test_compressed_csv_is_streamed_with_the_same_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    text, _ = messy_csv(rows=2000)
+    (tmp_path / "d.csv").write_text(text, newline="")
+    (tmp_path / f"d.csv.{kind}").write_bytes(compress(kind, text.encode()))
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 3000)
+    plain = load(tmp_path, "data: {source: csv, path: d.csv, features: [a, b, c]}\n")
+    packed = load(tmp_path, f"data: {{source: csv, path: d.csv.{kind}, features: [a, b, c]}}\n")
+    assert isinstance(packed.x.base, np.memmap)  # a compressed file always streams into the cache
+    np.testing.assert_array_equal(packed.x, plain.x)
+    np.testing.assert_array_equal(packed.y, plain.y)
+    assert packed.features == ["a", "b", "c"]
+
+
+def test_a_bad_cell_deep_in_a_compressed_file_is_named_by_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [f"{i},{2 * i}" for i in range(3000)]
+    rows[2345] = "7,"  # an empty cell: not a silent null
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(("x,y\n" + "\n".join(rows) + "\n").encode()))
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 1000)
+    with pytest.raises(DataError, match=r"d\.csv\.gz, line 2347, column 'y': '' is not a number"):
+        load(tmp_path, "data: {source: csv, path: d.csv.gz}\n")
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_refused_in_words(tmp_path: Path) -> None:
+    (tmp_path / "d.csv.gz").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"d\.csv\.gz cannot be decompressed as gzip .*really gzip-compressed"):
+        load(tmp_path, "data: {source: csv, path: d.csv.gz}\n")
+
+
+def test_text_in_a_column_not_chosen_is_never_parsed(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes(b"x,city,y\n1,K\xf6ln,2\n2,Z\xfcrich,4\n3,Paris,7\n")  # Latin-1 names
+    table = load(tmp_path, "data: {source: csv, path: d.csv, features: [x]}\n")
+    np.testing.assert_array_equal(table.y, [2, 4, 7])
+
+
+def test_a_feature_listed_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n")
+    with pytest.raises(DataError, match=r"data\.features names column 'a' twice"):
+        load(tmp_path, "data: {source: csv, path: d.csv, features: [a, 0]}\n")
+
+
+@pytest.mark.slow
+def test_a_streamed_csv_holds_a_range_in_memory_not_the_file(tmp_path: Path) -> None:
+    """Peak resident memory of a process reading a 40 MB CSV in 1 MB ranges, over what imports take."""
+    rng = np.random.default_rng(0)
+    np.savetxt(
+        tmp_path / "d.csv",
+        rng.normal(size=(200_000, 10)),
+        delimiter=",",
+        fmt="%.17g",
+        header="a,b,c,d,e,f,g,h,i,y",
+        comments="",
+    )
+    script = textwrap.dedent(
+        f"""
+        import re
+        from pathlib import Path
+        import numpy as np, pyarrow, pyarrow.csv
+        from lrtrain.config import load_config
+        from lrtrain.sources import delimited
+
+        def status(key):
+            return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) >> 10
+
+        delimited.CSV_RANGE_BYTES = 1 << 20
+        spec = load_config(None, ["data.source=csv", "data.path={tmp_path / "d.csv"}"]).data
+        before = status("VmRSS")
+        table = delimited.read(spec, scratch=True)
+        assert table.x.shape == (200_000, 9)
+        print(status("VmHWM") - before)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True
+    )
+    grown = int(done.stdout.split()[-1])
+    # the ranges, pyarrow's threads and buffers: about 20 MB; the whole file parsed at once: 32 MB of numbers and more
+    assert grown < 30, f"{grown} MB over the imports for 1 MB ranges of a 40 MB file"
+
+
+def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:
+    """A table with int32, float32 and float64 columns and a text column; also its numbers as float64."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-1000, 1000, size=rows).astype(np.int32)
+    b = rng.normal(size=rows).astype(np.float32)
+    y = 2.0 * a - 3.0 * b + rng.normal(size=rows)
+    table = pa.table({"a": a, "city": [f"c{i % 7}" for i in range(rows)], "b": b, "y": y})
+    return table, np.column_stack([a.astype(np.float64), b.astype(np.float64), y])
+
+
+def test_parquet_columns_by_name_equal_the_numbers_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    from lrtrain.sources import parquet
+
+    table, numbers = parquet_table()
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=1000)  # 5 row groups
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 300)
+    read = load(tmp_path, "data: {source: parquet, path: d.parquet, features: [a, b], target: y}\n")
+    assert (read.features, read.target, read.first_line) == (["a", "b"], "y", None)
+    assert not isinstance(read.x.base, np.memmap)
+    np.testing.assert_array_equal(read.x, numbers[:, :2])
+    np.testing.assert_array_equal(read.y, numbers[:, 2])
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    mapped = load(tmp_path, "data: {source: parquet, path: d.parquet, features: [0, b]}\n")  # an index works too
+    assert isinstance(mapped.x.base, np.memmap)
+    np.testing.assert_array_equal(mapped.x, numbers[:, :2])
+    np.testing.assert_array_equal(mapped.y, numbers[:, 2])
+
+
+def test_a_folder_of_parquet_files_is_one_table_in_name_order(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table, numbers = parquet_table(rows=3000)
+    (tmp_path / "set" / "part=b").mkdir(parents=True)
+    pq.write_table(table.slice(0, 1000), tmp_path / "set" / "a-0.parquet")
+    pq.write_table(table.slice(1000, 1500), tmp_path / "set" / "a-1.parquet")
+    pq.write_table(table.slice(2500), tmp_path / "set" / "part=b" / "z.parquet")
+    (tmp_path / "set" / "_SUCCESS").write_text("")
+    (tmp_path / "set" / ".a-0.parquet.crc").write_text("not parquet")
+    read = load(tmp_path, "data: {source: parquet, path: set, features: [a, b]}\n")
+    assert read.origin.startswith("data folder")
+    np.testing.assert_array_equal(read.x, numbers[:, :2])
+    np.testing.assert_array_equal(read.y, numbers[:, 2])
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [("city", r"column 'city' holds text, not numbers"), ("kind", r"column 'kind' holds categories")],
+)
+def test_a_text_or_categorical_parquet_column_is_refused_by_name(tmp_path: Path, column: str, message: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table, _ = parquet_table(rows=10)
+    table = table.append_column("kind", pa.array(["u", "v"] * 5).dictionary_encode())
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=message + r".*data\.features"):
+        load(tmp_path, f"data: {{source: parquet, path: d.parquet, features: [a, {column}], target: y}}\n")
+    assert load(tmp_path, "data: {source: parquet, path: d.parquet, features: [a, b], target: y}\n").x.shape == (10, 2)
+
+
+def test_a_null_in_parquet_is_named_by_file_row_and_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lrtrain.sources import parquet
+
+    b = [float(i) for i in range(500)]
+    b[432] = None  # type: ignore[call-overload]
+    pq.write_table(pa.table({"a": np.arange(500.0), "b": b, "y": np.ones(500)}), tmp_path / "d.parquet")
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 100)
+    with pytest.raises(DataError, match=r"d\.parquet, row 432, column 'b': the value is missing \(null\)"):
+        load(tmp_path, "data: {source: parquet, path: d.parquet}\n")
+
+
+def test_a_file_that_is_not_parquet_is_refused_in_words(tmp_path: Path) -> None:
+    (tmp_path / "d.parquet").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"d\.parquet is not a readable Parquet file"):
+        load(tmp_path, "data: {source: parquet, path: d.parquet}\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"data folder .*empty holds no \.parquet files"):
+        load(tmp_path, "data: {source: parquet, path: empty}\n")
+
+
+def test_the_exact_model_from_parquet_is_numpys_least_squares(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from lrtrain.prepare import prepare
+    from lrtrain.training import train
+
+    table, numbers = parquet_table(rows=2000)
+    pq.write_table(table, tmp_path / "d.parquet")
+    path = tmp_path / "d.parquet"
+    config = load_config(
+        None, ["data.source=parquet", f"data.path={path}", "data.features=[a, b]", "model.dtype=float64"]
+    )
+    result = train(config, prepare(sources.load(config), config), "exact", "cpu", None)
+    design = np.column_stack([numbers[:, :2], np.ones(len(numbers))])
+    coef = np.linalg.lstsq(design, numbers[:, 2], rcond=None)[0]
+    np.testing.assert_allclose(result.weights, coef[:2], rtol=1e-10)
+    assert result.bias == pytest.approx(coef[2], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "delimiter"),
+    [
+        ("d.csv", "csv", ","),
+        ("d.CSV.GZ", "csv", ","),
+        ("d.csv.bz2", "csv", ","),
+        ("d.tsv.zst", "csv", "\t"),
+        ("d.tsv", "csv", "\t"),
+        ("d.parquet", "parquet", None),
+        ("d.npy", "npy", None),
+        ("d.npz", "npy", None),
+    ],
+)
+def test_a_data_path_whose_name_says_the_format_needs_no_source(name: str, source: str, delimiter: str | None) -> None:
+    data = load_config(None, [f"data.path={name}"]).data
+    assert data.source == source
+    assert getattr(data, "delimiter", None) == delimiter
+
+
+def test_a_folder_is_parquet_and_a_given_source_or_delimiter_wins(tmp_path: Path) -> None:
+    (tmp_path / "set").mkdir()
+    (tmp_path / "c.yaml").write_text("data:\n  path: set\n")
+    assert load_config(tmp_path / "c.yaml").data.source == "parquet"  # relative to the config file
+    data = load_config(None, ["data.path=d.tsv", "data.delimiter=;"]).data
+    assert getattr(data, "delimiter", None) == ";"
+    assert load_config(None, ["data.path=d.txt", "data.source=csv"]).data.source == "csv"
+    with pytest.raises(LrtrainError, match=r"data\.path = 'd\.txt'.*Set data\.source to csv, parquet or npy"):
+        load_config(None, ["data.path=d.txt"])
+
+
+def test_data_make_parquet_then_fit_without_a_source(workdir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    made = cli("data", "make", "d.parquet", "--rows", "300", "--features", "2", "--weights", "2,-1", "--noise", "0")
+    assert made.exit_code == 0, made.output
+    assert "lrtrain fit --set data.path=d.parquet" in made.stdout
+    table = pq.read_table(workdir / "d.parquet")
+    assert table.column_names == ["x0", "x1", "y"]
+    x = np.column_stack([table.column("x0").to_numpy(), table.column("x1").to_numpy()])
+    np.testing.assert_allclose(table.column("y").to_numpy(), x @ [2.0, -1.0], atol=1e-12)
+    fit = cli("fit", "--set", "data.path=d.parquet", "--engine", "exact", "--json", "--set", "model.dtype=float64")
+    assert fit.exit_code == 0, fit.output
+    final = json.loads(fit.stdout.splitlines()[-1])
+    assert final["weights"] == pytest.approx([2.0, -1.0], abs=1e-9)
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_a_header_of_numbers_is_a_data_row_and_says_to_turn_the_header_off(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("1.5,2,3\n4,5,6\n7,8,10\n")
+    with pytest.raises(
+        DataError, match=r"d\.csv: the header line holds only numbers \(1\.5, 2, 3\).*data\.header: false"
+    ):
+        load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    table = load(tmp_path, "data: {source: csv, path: d.csv, header: false}\n")
+    np.testing.assert_array_equal(table.y, [3, 6, 10])
+    (tmp_path / "d.csv").write_text("x,2020\n4,5\n")  # one name that is a number is a name
+    assert load(tmp_path, "data: {source: csv, path: d.csv}\n").target == "2020"
+
+
+@pytest.mark.parametrize("place", ["target", "features"])
+def test_a_column_name_that_yaml_read_as_a_number_says_to_quote_it(tmp_path: Path, place: str) -> None:
+    (tmp_path / "d.csv").write_text("year,2020,2021,y\n1,2,3,4\n2,3,5,7\n3,5,8,12\n")
+    path = tmp_path / "d.csv"
+    setting = "data.target=2021" if place == "target" else "data.features=[2020]"
+    with pytest.raises(DataError, match=rf"data\.{place} = 202\d is read as a 0-based column index.*quote its name"):
+        sources.load(load_config(None, [f"data.path={path}", setting]))
+    quoted = load_config(None, [f"data.path={path}", "data.target='2021'", "data.features=['2020', year]"])
+    table = sources.load(quoted)
+    assert (table.target, table.features) == ("2021", ["2020", "year"])
+    np.testing.assert_array_equal(table.y, [3, 5, 8])
+    (tmp_path / "e.csv").write_text("2,a,b,y\n1,2,3,4\n")  # index 2 is 'b', but a column is named '2'
+    with pytest.raises(DataError, match=r"data\.target = 2 is read as a 0-based column index"):
+        sources.load(load_config(None, [f"data.path={tmp_path / 'e.csv'}", "data.target=2"]))
+
+
+def test_a_column_name_that_yaml_read_as_a_boolean_says_to_quote_it(workdir: Path) -> None:
+    (workdir / "d.csv").write_text("x,YES\n1,2\n2,4\n3,7\n")
+    result = cli("fit", "--set", "data.path=d.csv", "--set", "data.target=YES")
+    assert result.exit_code == 2
+    assert "YAML reads YES as the boolean true" in result.stderr
+    assert "--set data.target='\"YES\"'" in result.stderr
+    (workdir / "c.yaml").write_text("data:\n  path: d.csv\n  features: [x]\n  target: yes\n")
+    result = cli("fit", "-c", "c.yaml")
+    assert result.exit_code == 2
+    assert "c.yaml, line 4" in result.stderr
+    assert "'data.target': holds a boolean" in result.stderr
+    assert "Quote the name" in result.stderr
+    assert sorted(p.name for p in workdir.iterdir()) == ["c.yaml", "d.csv"]  # nothing written
+    result = cli("fit", "--set", "data.path=d.csv", "--set", "data.target='YES'", "--engine", "exact")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_help_and_predict_never_import_pyarrow(workdir: Path) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lrtrain', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('lrtrain', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('pyarrow imported:', 'pyarrow' in sys.modules, file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["predict", "5"]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
+        )
+        assert "pyarrow imported: False" in done.stderr, (args, done.stderr)
