@@ -104,6 +104,34 @@ def npz_without_y(folder: Path) -> None:
     np.savez(folder / "d.npz", x=np.arange(5.0))
 
 
+def npz_claiming_a_huge_shape(folder: Path) -> None:
+    """An .npz whose x.npy header claims 2**40 float64 values (8 TiB) in a member of a few bytes."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)})
+    y = io.BytesIO()
+    np.save(y, np.arange(4.0))
+    with zipfile.ZipFile(folder / "d.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(32))
+        archive.writestr("y.npy", y.getvalue())
+
+
+def symlink_loop(folder: Path) -> None:
+    (folder / "d.npy").symlink_to("d.npy")
+
+
+def folder_named_like_a_file(folder: Path) -> None:
+    (folder / "d.csv").mkdir()
+
+
+MODEL_HEAD = '{"format": "lrtrain.model", "format_version": 1, '
+MODEL_TAIL = '"features": ["x"], "target": "y", "dtype": "float64"}'
+HUGE = "9" * 5000  # Python refuses to convert an integer of more than 4,300 digits
+BIG = "9" * 400  # converts, but overflows a float
+
+
 # --------------------------------------------------------------------------- the catalogue
 
 
@@ -791,7 +819,182 @@ NUMBER_AND_NAME_CASES = [
     case("compare-device-misspelled", "compare", "manual", "torch:tpu", stderr=("'torch:tpu'", "cpu, cuda, cuda:N")),
 ]
 
-CASES = CONFIG_CASES + SET_CASES + DATA_CASES + MODEL_CASES + ENGINE_CASES + NUMBER_AND_NAME_CASES
+# An endless file, a "billion laughs" and a huge model are in test_faults.py: without their limits they
+# would take the machine's memory, so they run in a process of their own with a memory limit.
+LIMIT_CASES = [
+    case(
+        "config-larger-than-the-limit",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "#" * (4 * 2**20 + 1)},
+        stderr=("c.yaml", "larger than 4 MB", "4,194,305 bytes", "LRTRAIN_MAX_CONFIG_MB"),
+    ),
+    case(
+        "config-alias-inside-itself",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train: &t {lr: 0.1, more: *t}\n"},
+        stderr=("c.yaml, line 1", "alias refers to a node that contains it"),
+    ),
+    case(
+        "npz-member-claims-a-huge-shape",
+        "fit",
+        "--set",
+        "data.source=npy",
+        "--set",
+        "data.path=d.npz",
+        setup=npz_claiming_a_huge_shape,
+        stderr=("d.npz", "'x' (member x.npy)", "claims shape (1099511627776,)", "damaged"),
+    ),
+]
+
+OVERFLOW_AND_PATH_CASES = [
+    case(
+        "config-integer-of-thousands-of-digits",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": f"seed: {HUGE}\n"},
+        stderr=("c.yaml, line 1, column 7", "(5,000 characters)", "64-bit range", "floating point"),
+    ),
+    case(
+        "config-lr-of-hundreds-of-digits",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": f"train:\n  lr: {BIG}\n"},
+        stderr=("c.yaml, line 2", "(400 characters)", "64-bit range"),
+    ),
+    case(
+        "config-integer-in-inline-data",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": f"data:\n  x: [1, 2, {BIG}, 4]\n"},
+        stderr=("c.yaml, line 2", "64-bit range"),
+    ),
+    case(
+        "set-epochs-of-thousands-of-digits",
+        "fit",
+        "--set",
+        f"train.epochs={HUGE}",
+        stderr=("--set 'train.epochs=", "64-bit range"),
+    ),
+    case(
+        "config-int-tag-without-digits",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "seed: !!int\n"},
+        stderr=("c.yaml", "not valid YAML", "a value cannot be read", "!!tag"),
+    ),
+    case(
+        "predict-model-integer-of-thousands-of-digits",
+        "predict",
+        "5",
+        "--model",
+        "m.json",
+        files={"m.json": MODEL_HEAD + f'"weights": [{HUGE}], "bias": 0, ' + MODEL_TAIL},
+        stderr=("m.json", "not a readable lrtrain model", "integer of 5,000 digits"),
+    ),
+    case(
+        "predict-model-weight-beyond-float",
+        "predict",
+        "5",
+        "--model",
+        "m.json",
+        files={"m.json": MODEL_HEAD + f'"weights": [1], "bias": {BIG}, ' + MODEL_TAIL},
+        stderr=("m.json", "integer of 400 digits"),
+    ),
+    case(
+        "predict-model-weights-a-string",
+        "predict",
+        "5",
+        "--model",
+        "m.json",
+        files={"m.json": MODEL_HEAD + '"weights": "12", "bias": 0, ' + MODEL_TAIL},
+        stderr=("m.json", "damaged: weights missing or malformed", "Retrain it"),
+    ),
+    case(
+        "predict-model-nested-deeply",
+        "predict",
+        "5",
+        "--model",
+        "m.json",
+        files={"m.json": MODEL_HEAD + '"x": ' + "[" * 100_000 + "]" * 100_000 + "}"},
+        stderr=("m.json", "nested too deeply"),
+    ),
+    case(
+        "data-path-symlink-loop",
+        "fit",
+        "--set",
+        "data.source=npy",
+        "--set",
+        "data.path=d.npy",
+        setup=symlink_loop,
+        stderr=("d.npy", "cannot be opened", "symbolic links", "data.path"),
+    ),
+    case(
+        "make-force-into-a-folder",
+        "data",
+        "make",
+        "d.csv",
+        "--force",
+        setup=folder_named_like_a_file,
+        stderr=("d.csv is a folder", "Name a file"),
+    ),
+    case(
+        "synthetic-rows-beyond-memory",
+        "config",
+        "validate",
+        "--set",
+        "data.source=synthetic",
+        "--set",
+        "data.rows=10000000000000",
+        stderr=("data.rows = 10,000,000,000,000", "GB available", "Lower data.rows", "lrtrain data make data.npy"),
+    ),
+]
+
+MESSAGE_CASES = [
+    case(
+        "config-path-with-escape-sequences",
+        "fit",
+        "-c",
+        "a\x1b[31mred\nerror: fake line.yaml",
+        stderr=("a\\x1b[31mred\\x0aerror: fake line.yaml", "does not exist"),
+        absent=("\x1b", "red\n"),
+    ),
+    case(
+        "config-key-with-escape-sequences",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": 'train:\n  "lr\\e[2J\\x9b": 1\n'},
+        stderr=("unknown key 'train.lr\\x1b[2J\\x9b'",),
+        absent=("\x1b", "\x9b"),
+    ),
+    case(
+        "summary-of-a-missing-run",
+        "summary",
+        "nowhere",
+        stderr=("nowhere", "does not exist", "as RUN"),
+        absent=("--model",),
+    ),
+]
+
+CASES = (
+    CONFIG_CASES
+    + SET_CASES
+    + DATA_CASES
+    + MODEL_CASES
+    + ENGINE_CASES
+    + NUMBER_AND_NAME_CASES
+    + LIMIT_CASES
+    + OVERFLOW_AND_PATH_CASES
+    + MESSAGE_CASES
+)
 
 
 # --------------------------------------------------------------------------- the one test
@@ -802,6 +1005,9 @@ def snapshot(folder: Path) -> dict[str, str | None]:
     result: dict[str, str | None] = {}
     for name in sorted(files_under(folder)):
         path = folder / name
+        if path.is_symlink():  # a link is its target's name (it may point nowhere, or at itself)
+            result[name] = f"-> {path.readlink()}"
+            continue
         result[name] = None if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return result
 

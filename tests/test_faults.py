@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from lrtrain.config import Config, load_config
 from lrtrain.errors import LrtrainError
 from lrtrain.prepare import prepare
 
-from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path, run_on_terminal
+from .conftest import SUBPROCESS_TIMEOUT, cli, lrtrain_path, run_on_terminal
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -180,3 +183,371 @@ def test_colour_only_on_a_terminal_that_wants_it(tmp_path: Path, env: dict[str, 
     output, _ = run_on_terminal(["compare", "manual", "exact"], tmp_path, {**clean, **env})
     assert b"Nothing to hold to the tolerance" in output  # one trained engine: nothing to compare
     assert bool(ESCAPE.search(output)) is coloured
+
+
+# --------------------------------------------------------------------------- limits: nothing read or built without one
+
+
+def limited(
+    args: list[str], cwd: Path, stdin: Any = subprocess.DEVNULL, memory: int = 3 << 30, cpu: int = 60
+) -> subprocess.CompletedProcess[str]:
+    """The installed lrtrain with at most `memory` bytes of address space and `cpu` seconds (the kernel ends it
+    past either), and a timeout: a run that reads without a limit dies instead of taking the machine with it."""
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+
+    return subprocess.run([lrtrain_path(), *args], cwd=cwd, stdin=stdin, capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT, preexec_fn=limits, check=False)  # fmt: skip
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
+
+
+@pytest.mark.slow
+def test_a_config_of_dev_zero_or_an_endless_pipe_is_refused_at_the_limit(tmp_path: Path) -> None:
+    refused(limited(["fit", "-c", "/dev/zero"], tmp_path), "/dev/zero", "4 MB", "LRTRAIN_MAX_CONFIG_MB")
+    endless = subprocess.Popen(["yes", "a: 1"], stdout=subprocess.PIPE)
+    try:
+        refused(limited(["fit", "-c", "/dev/stdin"], tmp_path, stdin=endless.stdout), "goes on past that")
+    finally:
+        endless.kill()
+        endless.wait(timeout=10)
+        if endless.stdout is not None:
+            endless.stdout.close()
+
+
+@pytest.mark.slow
+def test_a_model_of_dev_zero_is_refused_at_the_limit(tmp_path: Path) -> None:
+    refused(limited(["predict", "5", "--model", "/dev/zero"], tmp_path), "64 MB", "LRTRAIN_MAX_MODEL_MB")
+
+
+BILLION_LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.slow
+def test_billion_laughs_is_refused_at_once_in_little_memory(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(BILLION_LAUGHS)
+    started = time.monotonic()
+    result = limited(["config", "validate", "-c", "c.yaml"], tmp_path, memory=2 << 30, cpu=20)
+    refused(result, "c.yaml, line 1", "aliases", "more than the 100,000", "fewer aliases")
+    assert len(result.stderr) < 1000
+    assert time.monotonic() - started < 20
+    laughs = "[&a [1, 1, 1, 1, 1, 1, 1, 1], " + ", ".join(
+        f"&{n} [{', '.join([f'*{p}'] * 8)}]" for p, n in zip("abcdefg", "bcdefgh", strict=True)
+    )
+    result = limited(["fit", "--set", f"train.predict={laughs}]"], tmp_path, memory=2 << 30, cpu=20)
+    refused(result, "--set 'train.predict=", "aliases")
+
+
+def npz_bomb(path: Path, declared: int) -> None:
+    """An .npz of a few hundred bytes whose member x.npy declares `declared` bytes unpacked, its header agreeing,
+    as a zip bomb's does (the sizes are patched: compressing gigabytes would take the test's time)."""
+    import io
+    import struct
+    import zipfile
+
+    import numpy as np
+
+    header = io.BytesIO()
+    header_fields = {"descr": "<f8", "fortran_order": False, "shape": ((declared - 128) // 8,)}
+    np.lib.format.write_array_header_1_0(header, header_fields)
+    assert len(header.getvalue()) == 128
+    y = io.BytesIO()
+    np.save(y, np.arange(4.0))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(64))
+        archive.writestr("y.npy", y.getvalue())
+    data = bytearray(path.read_bytes())
+    local = data.index(b"PK\x03\x04")
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, declared)  # uncompressed size, local header
+    struct.pack_into("<I", data, central + 24, declared)  # and central directory
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("x.npy").file_size == declared
+
+
+@pytest.mark.slow
+def test_an_npz_bomb_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
+    npz_bomb(tmp_path / "d.npz", 0xFFFFFF00)  # 4 GB declared, in a 2 GB address space
+    result = limited(["fit", "--set", "data.source=npy", "--set", "data.path=d.npz"], tmp_path, memory=2 << 30)
+    refused(result, "d.npz", "'x'", "GB of memory available", "read whole")
+    assert (tmp_path / "d.npz").stat().st_size < 1000
+
+
+@pytest.mark.slow
+def test_synthetic_rows_beyond_the_memory_left_are_refused(tmp_path: Path) -> None:
+    # 2.4 GB of rows: fine on most machines, not in the 2 GB address space the process has
+    args = ["fit", "--set", "data.source=synthetic", "--set", "data.rows=100000000", "--set", "data.features=2"]
+    refused(limited(args, tmp_path, memory=2 << 30), "Lower data.rows", "lrtrain data make data.npy")
+
+
+def test_the_read_limits_can_be_raised_and_a_bad_setting_is_named(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workdir / "c.yaml").write_text("train:\n  epochs: 2\n" + "#" * (2 << 20) + "\n")
+    monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "1")
+    small = cli("config", "validate", "-c", "c.yaml")
+    assert small.exit_code == 2
+    assert "larger than 1 MB" in small.stderr
+    assert "LRTRAIN_MAX_CONFIG_MB=4" in small.stderr
+    monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "3")
+    assert cli("config", "validate", "-c", "c.yaml").exit_code == 0
+    monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "lots")
+    bad = cli("config", "validate", "-c", "c.yaml")
+    assert bad.exit_code == 2
+    assert "LRTRAIN_MAX_CONFIG_MB='lots' is not a size in megabytes" in bad.stderr
+
+
+def test_aliases_within_reason_still_work(workdir: Path) -> None:
+    (workdir / "c.yaml").write_text("data:\n  x: &xs [1, 2, 3, 4]\n  y: [2, 4, 6, 8]\ntrain:\n  predict: *xs\n")
+    result = cli("config", "show", "-c", "c.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert "predict: [1.0, 2.0, 3.0, 4.0]" in result.stdout
+
+
+# --------------------------------------------------------------------------- the checkpoint: refused when it lies
+
+
+def checkpointed(workdir: Path, *overrides: str) -> Path:
+    """An interrupted run (Ctrl-C after epoch 5) of 3 features with momentum, so every field is in use."""
+    from lrtrain.errors import Interrupted
+    from lrtrain.training import fit
+
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 5
+
+    settings = ["data.source=synthetic", "data.rows=200", "data.features=3", "train.epochs=40", "train.lr=0.05"]
+    config = load_config(None, [*settings, "train.momentum=0.5", "train.early_stopping.patience=30", *overrides])
+    with pytest.raises(Interrupted):
+        fit(config, should_stop=stop)
+    (run,) = (workdir / "runs").iterdir()
+    return run
+
+
+def edit(run: Path, change: Any, checksum: bool) -> None:
+    """Change the checkpoint's payload; with `checksum`, write the checksum of the changed content too (a
+    deliberate edit), else leave the one of the original (damage)."""
+    from lrtrain.runs import CHECKSUM_FIELD, content_checksum
+
+    path = run / "checkpoint.json"
+    payload = json.loads(path.read_text())
+    change(payload)
+    if checksum:
+        payload[CHECKSUM_FIELD] = content_checksum(payload)
+    path.write_text(json.dumps(payload))
+
+
+def put(key: str, value: Any) -> Any:
+    def change(payload: dict[str, Any]) -> None:
+        target, *path = key.split(".")
+        node = payload
+        for part in path:
+            node = node[target]
+            target = part
+        node[target] = value
+
+    return change
+
+
+LIES = {
+    "momentum buffer null": (put("velocity_w", None), "content does not match"),
+    "momentum buffer shortened": (lambda p: p["velocity_w"].pop(), "content does not match"),
+    "a weight edited": (lambda p: p["weights"].__setitem__(0, p["weights"][0] + 1e-9), "content does not match"),
+    "fractional epoch": (put("epoch", 4.5), "content does not match"),
+}
+STRICT = {
+    "negative epoch": (put("epoch", -1), "'epoch' must be a whole number from 0 to 5"),
+    "fractional epoch": (put("epoch", 4.5), "'epoch' must be a whole number"),
+    "epoch past metrics.csv": (put("epoch", 6), "'epoch' must be a whole number from 0 to 5"),
+    "epoch a string": (put("epoch", "5"), "'epoch' must be"),
+    "epoch true": (put("epoch", True), "'epoch' must be"),
+    "momentum buffer shortened": (lambda p: p["velocity_w"].pop(), "'velocity_w' must be null or a list of 3"),
+    "a weight a string": (lambda p: p["weights"].__setitem__(1, "0.5"), "'weights' must be a list of 3 finite"),
+    "a weight NaN": (lambda p: p["weights"].__setitem__(1, math.nan), "'weights' must be a list of 3 finite"),
+    "bias null": (put("bias", None), "'bias' must be a finite number"),
+    "seconds negative": (put("seconds", -3.0), "'seconds' must be a finite number >= 0"),
+    "data digest a number": (put("data_sha256", 7), "'data_sha256' must be a SHA-256"),
+    "stop rule missing": (lambda p: p["stop_rules"].pop("lowest"), "'stop_rules' must hold exactly"),
+    "stop rule count fractional": (put("stop_rules.since_best", 1.5), "'stop_rules.since_best' must be a whole"),
+    "best state short": (put("stop_rules.best_state", [1, [0.0], 0.0]), "'stop_rules.best_state' must be null or"),
+    "trajectory a list": (put("trajectory", []), "'trajectory' must be a mapping"),
+    "an integer of 5,000 digits": (put("seconds", "INT"), "integer of 5,000 digits"),
+}
+
+
+@pytest.mark.parametrize(("change", "words"), LIES.values(), ids=LIES.keys())
+def test_a_damaged_checkpoint_is_refused_by_its_checksum(workdir: Path, change: Any, words: str) -> None:
+    run = checkpointed(workdir)
+    edit(run, change, checksum=False)
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+    assert "Start a new run" in result.stderr
+    assert not (run / "model.json").exists()
+
+
+@pytest.mark.parametrize(("change", "words"), STRICT.values(), ids=STRICT.keys())
+def test_a_checkpoint_with_a_matching_checksum_is_still_checked_field_by_field(
+    workdir: Path, change: Any, words: str
+) -> None:
+    run = checkpointed(workdir)
+    edit(run, change, checksum=True)
+    path = run / "checkpoint.json"
+    path.write_text(path.read_text().replace('"INT"', "9" * 5000))
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr, result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_an_untouched_checkpoint_resumes_and_its_checksum_covers_every_field(workdir: Path) -> None:
+    from lrtrain.runs import CHECKSUM_FIELD, STOP_RULE_COUNTS, STOP_RULE_NUMBERS, content_checksum
+    from lrtrain.stopping import StopRules
+
+    assert {*STOP_RULE_COUNTS, *STOP_RULE_NUMBERS, "best_state"} == set(StopRules._COUNTERS)
+    run = checkpointed(workdir)
+    payload = json.loads((run / "checkpoint.json").read_text())
+    assert payload[CHECKSUM_FIELD] == content_checksum(payload)
+    assert payload["stop_rules"]["best_state"] is not None
+    assert payload["velocity_w"] is not None
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_checkpoint_beyond_its_read_limit_is_refused(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = checkpointed(workdir)
+    edit(run, put("padding", "x" * (2 << 20)), checksum=True)
+    monkeypatch.setenv("LRTRAIN_MAX_CHECKPOINT_MB", "1")
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 2, result.output
+    assert "larger than 1 MB" in result.stderr
+    assert "LRTRAIN_MAX_CHECKPOINT_MB" in result.stderr
+
+
+# --------------------------------------------------------------------------- one bad run folder hides none
+
+
+def test_runs_lists_a_deeply_nested_or_huge_model_as_unreadable_and_the_others_still(workdir: Path) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    (good,) = (workdir / "runs").iterdir()
+    for name, text in (("deep", "[" * 100_000 + "]" * 100_000), ("huge", '{"metrics": {"epochs": 1e400}}')):
+        bad = workdir / "runs" / name
+        shutil.copytree(good, bad)
+        (bad / "model.json").write_text(text)
+    result = cli("runs", "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    text = json.dumps(records)
+    assert "nested too deeply" in text
+    assert good.name in text
+    assert text.count("unreadable") == 2, text
+
+
+# --------------------------------------------------------------------------- messages: printable, bounded
+
+
+def test_a_message_of_megabytes_is_cut_in_the_middle_and_keeps_its_fix(workdir: Path) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    values = ",".join(["1"] * 300_000)
+    for json_output in ((), ("--json",)):
+        result = cli("predict", values, *json_output)
+        assert result.exit_code == 2
+        message = result.stderr.rstrip("\n")
+        assert len(message) <= 4000
+        assert message.startswith("error: the model in ")
+        assert "characters cut" in message
+        assert message.endswith("lrtrain predict 1.")  # the fix, at the end, is kept
+    record = json.loads(result.stdout)
+    assert len(record["message"]) <= 4000
+    assert "characters cut" in record["message"]
+
+
+def test_printable_escapes_every_control_character_and_keeps_the_rest() -> None:
+    from lrtrain.errors import printable
+
+    assert printable("a\x1b[31mb\nc\td\x7fe\x9bf\u202eg") == "a\\x1b[31mb\\x0ac\\x09d\\x7fe\\x9bf\\u202eg"
+    assert printable("R² = 0.9 · w = [1, 2] 'é'") == "R² = 0.9 · w = [1, 2] 'é'"
+    cut = printable("a" * 10_000 + "\x1b" * 10_000, limit=4000)
+    assert len(cut) <= 4000
+    assert "\x1b" not in cut
+    assert "characters cut" in cut
+    assert cut.startswith("a" * 1900)
+    assert cut.endswith("\\x1b" * 400)
+
+
+@pytest.mark.parametrize(
+    ("file", "name"),
+    [("-x.yaml", "x"), (".-+hidden.yaml", "hidden"), (f"{'long' * 60}.yaml", "long" * 25), ("---.yaml", "run")],
+    ids=["leading dash", "leading dot dash plus", "240 characters", "only dashes"],
+)
+def test_a_config_file_name_always_gives_a_valid_run_name(workdir: Path, file: str, name: str) -> None:
+    (workdir / file).write_text("train:\n  epochs: 2\n")
+    result = cli("fit", "-c", f"./{file}")
+    assert result.exit_code == 0, result.output
+    (run,) = (workdir / "runs").iterdir()
+    assert run.name.rsplit("-", 2)[0] == name
+
+
+def test_the_fit_summary_shows_small_weights_and_bias_with_significant_digits(workdir: Path) -> None:
+    result = cli("fit", "--engine", "exact", "--set", "data.y=[0.00012, 0.00024, 0.00036, 0.00049]")
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert lines["Weights"] == "0.000123"  # fixed decimals: 0.000
+    assert lines["Bias"] == "-5e-06"
+    assert lines["Prediction after training"] == "f(5) = 0.00061"
+
+
+# --------------------------------------------------------------------------- fuzz: the bounded readers
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([10**400, -(10**40), 2**63])
+    | st.floats(allow_nan=False)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+model_fields = st.fixed_dictionaries(
+    {"format": st.just("lrtrain.model"), "format_version": st.sampled_from([1, 1.0, True, "1"])},
+    optional={key: json_values for key in ("weights", "bias", "features", "target", "dtype", "statistics")},
+)
+YAML_PIECES = ["a: ", "&x ", "*x", "[", "]", "{", "}", ", ", "\n", "  ", "- ", "train:", "lr: ", "9" * 400, "1e400",
+               "data:", "x: ", "'", "\\e", "\x1b", "!!int ", "0x", "<<: ", "seed: ", "~", "#"]  # fmt: skip
+
+
+def exits_0_or_2(result: Any) -> None:
+    assert result.exit_code in (0, 2), result.output
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200) | st.lists(st.sampled_from(YAML_PIECES), max_size=30).map("".join).map(str.encode))
+def test_any_config_file_validates_or_is_refused_with_exit_2(workdir: Path, raw: bytes) -> None:
+    (workdir / "c.yaml").write_bytes(raw)
+    exits_0_or_2(cli("config", "validate", "-c", "c.yaml"))
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=json_values | model_fields, raw=st.binary(max_size=100), as_bytes=st.booleans())
+def test_any_model_file_predicts_or_is_refused_with_exit_2(
+    workdir: Path, payload: Any, raw: bytes, as_bytes: bool
+) -> None:
+    (workdir / "m.json").write_bytes(raw if as_bytes else json.dumps(payload).encode())
+    exits_0_or_2(cli("predict", "1", "--model", "m.json"))

@@ -378,7 +378,11 @@ def summary(
     from lrtrain import model as model_module
     from lrtrain import render
 
-    loaded = model_module.load(run) if run is not None else model_module.load_latest(Path("runs"), _warn, "name a RUN")
+    loaded = (
+        model_module.load(run, "Name a run folder or its model.json as RUN")
+        if run is not None
+        else model_module.load_latest(Path("runs"), _warn, "name a RUN")
+    )
     stored = loaded.require_statistics("lrtrain summary")
     render.statistics(stored, str(loaded.path.parent), _out(json_output))
 
@@ -503,6 +507,11 @@ def data_make(
         raise DataError(
             f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz (that picks the format)."
         )
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder; `data make` writes a file, and --force overwrites files only. "
+            f"Name a file, e.g. {path / ('data' + path.suffix.lower())}."
+        )
     if path.exists() and not force:
         raise DataError(
             f"{path} already exists; nothing was written. Pass --force to overwrite it, or pick another name."
@@ -528,7 +537,10 @@ def data_make(
         source="synthetic", rows=rows, features=features, weights=true_weights, bias=bias, noise=noise, seed=seed
     )
     names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
-    write(path, synthetic.chunks(spec, seed), rows, features, names)
+    try:
+        write(path, synthetic.chunks(spec, seed), rows, features, names)
+    except OSError as exc:  # no such folder, no permission, a full disk: the file is whole or absent
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}. Check the folder and the free space.") from None
     _line(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
     _line(f"  lrtrain fit --set data.path={path}")  # the name says the format: data.source follows
 

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from lrtrain.config_text import Key, Loader, Positions, Schema, describe, did_you_mean, read_yaml_file
+from lrtrain.config_text import Key, Positions, Schema, describe, did_you_mean, parse_value, read_yaml_file
 from lrtrain.errors import ConfigError
 
 Engine = Literal["manual", "torch", "exact"]
@@ -386,7 +386,7 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
         _imply_source(raw["data"], base)
         raw["data"].setdefault("source", "inline")
     if path is not None and "name" not in raw:
-        raw["name"] = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).lstrip(".") or "run"
+        raw["name"] = run_name_of(path)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -395,7 +395,11 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
     data_path = getattr(config.data, "path", None)
     if data_path is not None and not Path(data_path).is_absolute():  # saved configs rerun from anywhere
         base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
-        config.data.path = str((base / data_path).resolve())  # type: ignore[union-attr]
+        try:
+            resolved = (base / data_path).resolve()
+        except (OSError, RuntimeError):  # a loop of symbolic links: reading the file names it
+            resolved = (base / data_path).absolute()
+        config.data.path = str(resolved)  # type: ignore[union-attr]
     return config
 
 
@@ -429,6 +433,13 @@ def _imply_source(data: dict[str, Any], base: Path) -> None:
         data["delimiter"] = "\t"
 
 
+def run_name_of(path: Path) -> str:
+    """The run name a config file gives when it sets none: its name made a valid `name` (the characters a
+    folder name may hold, starting with a letter, digit or _, at most 100), so that no file name is refused."""
+    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).lstrip(".-+")[:100]
+    return name or "run"
+
+
 def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
@@ -439,10 +450,7 @@ def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:
         )
     parts = tuple(key.split("."))
     _check_key_exists(parts, item)
-    try:
-        value = yaml.load(text, Loader=Loader) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
+    value = parse_value(text, f"--set {item[:200]!r}") if text.strip() else None
     if parts in (("data", "target"), ("data", "features")) and isinstance(value, bool):
         raise ConfigError(
             f"--set {item!r}: YAML reads {text.strip()} as the boolean {json.dumps(value)}, not a column name. "

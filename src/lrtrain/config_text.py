@@ -16,7 +16,11 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lrtrain.errors import ConfigError
+from lrtrain.errors import ConfigError, read_limited
+
+ALIAS_NODES = 100_000  # nodes that aliases (*name) may repeat in all: a config has no use for more, and a
+# "billion laughs" (aliases of aliases, each doubling what the last stands for) would need billions
+INT_LIMIT = 2**63 - 1  # integers beyond 64 bits mean nothing to any key, NumPy or torch
 
 
 class Key(NamedTuple):
@@ -55,6 +59,27 @@ Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+
+class Refused(yaml.MarkedYAMLError):
+    """YAML that parses but that lrtrain does not build: `problem` says what, `note` the fix."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer within 64 bits; longer text is not even converted (Python refuses 4,300 digits, slowly)."""
+    text = str(node.value)
+    value = yaml.SafeLoader.construct_yaml_int(loader, node) if len(text) <= 100 else None
+    if value is None or abs(value) > INT_LIMIT:
+        shown = text if len(text) <= 30 else f"{text[:12]}...{text[-4:]} ({len(text):,} characters)"
+        raise Refused(
+            problem=f"the integer {shown} is beyond the 64-bit range lrtrain reads (±{INT_LIMIT})",
+            problem_mark=node.start_mark,
+            note="Use a smaller value; to mean a real number, write it in floating point (e.g. 1.5e30).",
+        )
+    return value
+
+
+Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
 Positions = dict[tuple[str, ...], int]
 
 
@@ -66,9 +91,14 @@ def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _check_aliases(node)  # before anything walks the nodes as a tree
         positions: Positions = {}
         _walk(node, (), positions, where)
-        return loader.construct_document(node), positions
+        return _construct(loader, node), positions
+    except Refused as exc:
+        mark = exc.problem_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{where}{at}: {exc.problem}. {exc.note}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -84,6 +114,76 @@ def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def parse_value(text: str, where: str) -> Any:
+    """A value given on the command line (--set KEY=VALUE), read as YAML with the limits of a config file;
+    text that is not valid YAML stays the string it is."""
+    loader = Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node)
+        return _construct(loader, node)
+    except Refused as exc:
+        raise ConfigError(f"{where}: {exc.problem}. {exc.note}") from None
+    except (yaml.YAMLError, RecursionError):
+        return text
+    finally:
+        loader.dispose()
+
+
+def _construct(loader: Loader, node: yaml.Node) -> Any:
+    """The document's values. PyYAML fails with IndexError, ValueError or AttributeError on some tagged values
+    (`!!int` with no digits, `!!float abc`, `!!timestamp x`): those are YAML errors too, at the value's line."""
+    try:
+        return loader.construct_document(node)
+    except (Refused, RecursionError):
+        raise
+    except (ArithmeticError, LookupError, ValueError, AttributeError, TypeError) as exc:
+        raise yaml.MarkedYAMLError(
+            problem=f"a value cannot be read ({exc.__class__.__name__}: {exc}); check its !!tag", problem_mark=None
+        ) from None
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse a document whose aliases repeat more than ALIAS_NODES nodes, or refer to a node that holds them.
+
+    An alias is the node of its anchor itself, so the document is a graph: each node's size as a tree (1 +
+    its children's) is counted once, from its children's, and the work is linear in the text."""
+    sizes: dict[int, int] = {}
+    within: set[int] = set()  # the nodes on the path from the root: an alias to one of them is a loop
+    cap = 10**18  # sizes stop growing here: enough to compare, and never a number of a million digits
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in within:
+            raise Refused(
+                problem="an alias refers to a node that contains it, a loop no config can hold",
+                problem_mark=node.start_mark,
+                note="Write the value out instead of the alias.",
+            )
+        within.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        total = min(cap, 1 + sum(size(child) for child in children))
+        within.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    total = size(root)
+    if total - len(sizes) > ALIAS_NODES:
+        repeated = f"{total - len(sizes):,}" if total < cap else "more than 10^18"
+        raise Refused(
+            problem=f"its aliases (*name) repeat {repeated} nodes, more than the {ALIAS_NODES:,} a config may "
+            "hold (aliases of aliases multiply)",
+            problem_mark=root.start_mark,
+            note="Write the values out, or use fewer aliases.",
+        )
 
 
 def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: str) -> None:
@@ -105,7 +205,7 @@ def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: s
 
 def read_yaml_file(path: Path) -> tuple[dict[str, Any], Positions]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, "config", ConfigError, "config file").decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist. Check the path, or run without --config to train "
@@ -189,7 +289,7 @@ def _clean_loc(loc: tuple[int | str, ...], schema: Schema) -> tuple[int | str, .
         p
         for i, p in enumerate(loc)
         if not (i == 1 and loc[0] == "data" and p in schema.sources)
-        and not (isinstance(p, str) and (p in ("float", "int", "str", "bool") or "[" in p))
+        and not (isinstance(p, str) and (p in ("float", "int", "str", "bool") or re.fullmatch(r"\w+\[.+\]", p)))
     )
 
 

@@ -1,13 +1,17 @@
-"""Domain errors and the exit codes they map to: the one place both are defined."""
+"""Domain errors and the exit codes they map to: the one place both are defined; how an error reaches the
+user (printable, bounded); and the bounded read that every file lrtrain parses whole goes through (here,
+in the lowest room, so that the config text below `files` can use it too)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -74,8 +78,13 @@ class Interrupted(LrtrainError):
         self.checkpoint = checkpoint
 
 
+MESSAGE_LIMIT = 4000  # characters of an error message shown: the middle of a longer one is cut out
+
+
 def report(code: ExitCode, message: str, json_output: bool, stderr: bool = True) -> None:
-    """How every error reaches the user: one paragraph on stderr; with --json, a last record on stdout too."""
+    """How every error reaches the user: one paragraph on stderr; with --json, a last record on stdout too.
+    The message is made printable and bounded first: it may quote a path, a YAML value or a CSV header."""
+    message = printable(message)
     if json_output:
         text = message.removeprefix("error: ")
         record = json.dumps({"schema": "lrtrain/1", "event": "error", "exit_code": int(code), "message": text})
@@ -107,3 +116,81 @@ def writing_stdout() -> Iterator[None]:
     except OSError as exc:
         discard_stdout()  # what is still buffered would fail again at exit
         raise OutputError(f"cannot write the results to stdout: {exc.strerror or exc}.") from None
+
+
+def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` safe to show on a terminal: every character that is not printable (C0 and C1 controls, DEL, so
+    the ESC that starts an ANSI sequence, line breaks, Unicode format characters) becomes its escape, as
+    `\\x1b`; beyond `limit` characters the middle is cut out, with a note of how much."""
+    head, used = _escaped(text, limit)
+    if used == len(text):
+        return "".join(head)
+    room = (limit - 60) // 2  # the note takes the rest
+    head, start = _escaped(text, room)
+    tail, end = _escaped(reversed(text), room)
+    return f"{''.join(head)} [... {len(text) - start - end:,} characters cut ...] {''.join(reversed(tail))}"
+
+
+def _escaped(chars: Iterable[str], room: int) -> tuple[list[str], int]:
+    """The leading characters, each printable or escaped, that fit in `room`, and how many of them there are.
+    Only what fits is looked at: a message of megabytes costs no more than a short one."""
+    pieces: list[str] = []
+    used = count = 0
+    for char in chars:
+        piece = char if char.isprintable() else _escape(char)
+        if used + len(piece) > room:
+            break
+        pieces.append(piece)
+        used += len(piece)
+        count += 1
+    return pieces, count
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+# --------------------------------------------------------------------------- reading with a limit
+
+# What lrtrain reads whole, the most it reads of each (megabytes) and the variable that raises it. A config is
+# a page of keys (inline data included, 4 MB is thousands of rows); a model.json holds up to 256 x 256
+# covariance numbers (~1.5 MB) beside the weights; a checkpoint holds three weight vectors (weights, momentum,
+# the best epoch's), so four times a model's room.
+READ_LIMITS = {
+    "config": (4, "LRTRAIN_MAX_CONFIG_MB"),
+    "model": (64, "LRTRAIN_MAX_MODEL_MB"),
+    "checkpoint": (256, "LRTRAIN_MAX_CHECKPOINT_MB"),
+}
+
+
+def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) -> bytes:
+    """The bytes of `path`, which holds a `kind` (a READ_LIMITS key), read up to the limit and no further:
+    beyond it (a huge file, /dev/zero, an endless pipe) `error` names the file, the limit and how to raise it.
+    OSError (missing, a folder, no permission) is the caller's to put into words."""
+    default, variable = READ_LIMITS[kind]
+    megabytes = float(default)
+    setting = os.environ.get(variable, "").strip()
+    if setting:
+        try:
+            megabytes = float(setting)
+        except ValueError:
+            megabytes = -1.0
+        if not 0 < megabytes < 1 << 40:
+            raise error(
+                f"{variable}={setting!r} is not a size in megabytes; set it to a number such as "
+                f"{default * 4} (the default is {default}), or unset it."
+            )
+    limit = int(megabytes * (1 << 20))
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        size = info.st_size if stat.S_ISREG(info.st_mode) else None
+        data = handle.read(limit + 1) if size is None or size <= limit else b""
+    if (size or 0) > limit or len(data) > limit:
+        how_big = f"it has {size:,} bytes" if size else "it goes on past that: a device, a stream or a growing file"
+        raise error(
+            f"{what} {path} is larger than {megabytes:g} MB, the most lrtrain reads of a {kind} file ({how_big}). "
+            f"Check that it is the right file; if it is, raise the limit with the environment variable "
+            f"{variable} (megabytes), e.g. {variable}={megabytes * 4:g}."
+        )
+    return data

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from lrtrain.errors import InputError, ModelError
+from lrtrain.files import read_json
 from lrtrain.runs import CHECKPOINT_FILE, MODEL_FILE, newest_models
 
 if TYPE_CHECKING:
@@ -130,8 +131,8 @@ def _to_float32(value: float) -> float:
     return float(struct.unpack("f", struct.pack("f", value))[0])
 
 
-def load(path: Path) -> Model:
-    """Read a model file (or a run folder holding one) and check its format."""
+def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --model") -> Model:
+    """Read a model file (or a run folder holding one) and check its format, field by field."""
     if path.is_dir():
         if not (path / MODEL_FILE).exists() and (path / CHECKPOINT_FILE).exists():
             raise ModelError(
@@ -140,15 +141,13 @@ def load(path: Path) -> Model:
             )
         path = path / MODEL_FILE
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = read_json(path, "model", ModelError, "model file")
     except FileNotFoundError:
+        raise ModelError(f"model file {path} does not exist. {how_to_pass}, or train one with `lrtrain fit`.") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{exc.__class__.__name__}: {exc}"
         raise ModelError(
-            f"model file {path} does not exist. Pass a model.json or a run folder to --model, "
-            "or train one with `lrtrain fit`."
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelError(
-            f"model file {path} is not a readable lrtrain model ({exc.__class__.__name__}: {exc}). "
+            f"model file {path} is not a readable lrtrain model ({reason}). "
             "It may be truncated or not a model at all; train a new one with `lrtrain fit`."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -158,25 +157,45 @@ def load(path: Path) -> Model:
         )
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
+        written_by = payload.get("lrtrain_version")
         raise ModelError(
             f"model file {path} has format version {version!r}, but this lrtrain reads version {FORMAT_VERSION}. "
-            f"It was written by lrtrain {payload.get('lrtrain_version', '?')}; upgrade lrtrain "
+            f"It was written by lrtrain {written_by if isinstance(written_by, str) else '?'}; upgrade lrtrain "
             "(pip install -U lrtrain) or retrain the model with this one."
         )
-    try:
-        weights = [float(w) for w in payload["weights"]]
-        bias = float(payload["bias"])
-        features = [str(f) for f in payload["features"]]
-        target = str(payload["target"])
-        dtype = str(payload["dtype"])
-    except (KeyError, TypeError, ValueError) as exc:
+    shapes: dict[str, Callable[[Any], bool]] = {
+        "weights": lambda v: isinstance(v, list) and all(_is_finite(w) for w in v),
+        "bias": _is_finite,
+        "features": lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v),
+        "target": lambda v: isinstance(v, str),
+        "dtype": lambda v: v in ("float32", "float64"),
+    }
+    damaged = [key for key, fits in shapes.items() if not fits(payload.get(key))]
+    if damaged:
         raise ModelError(
-            f"model file {path} is damaged: field {exc} is missing or malformed. Retrain it with `lrtrain fit`."
-        ) from None
-    if len(features) != len(weights) or not all(math.isfinite(v) for v in (*weights, bias)):
-        raise ModelError(f"model file {path} is damaged: weights and features disagree or are not finite. Retrain it.")
+            f"model file {path} is damaged: {', '.join(damaged)} missing or malformed (weights and bias must be "
+            "finite numbers). Retrain it with `lrtrain fit`."
+        )
+    weights, features = [float(w) for w in payload["weights"]], payload["features"]
+    if len(features) != len(weights):
+        raise ModelError(
+            f"model file {path} is damaged: {len(weights)} weights but {len(features)} feature names. Retrain it."
+        )
     statistics = payload.get("statistics")
-    return Model(weights, bias, features, target, dtype, path, statistics if isinstance(statistics, dict) else None)
+    return Model(
+        weights,
+        float(payload["bias"]),
+        features,
+        payload["target"],
+        payload["dtype"],
+        path,
+        statistics if isinstance(statistics, dict) else None,
+    )
+
+
+def _is_finite(value: Any) -> bool:
+    """A JSON number (not true or false) that is finite; integers are bounded by files.read_json."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(value: Any) -> float:

@@ -122,13 +122,22 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def weights_text(w: np.ndarray, precision: int) -> str:
-    values = [f"{v:.{precision}f}" for v in w]
+def weights_text(w: np.ndarray, precision: int, summary: bool = False) -> str:
+    """Epoch lines: `precision` decimals (the cheat sheet's format); a `summary` shows small values too."""
+    values = [summary_number(v, precision) if summary else f"{v:.{precision}f}" for v in w]
     if len(values) == 1:
         return values[0]
     if len(values) > 6:
         return "[" + ", ".join(values[:5]) + f", ... ({len(values)} weights)]"
     return "[" + ", ".join(values) + "]"
+
+
+def summary_number(value: float, precision: int) -> str:
+    """`precision` decimals, as on epoch lines, unless they keep fewer than two significant digits of the value
+    (0.000 for 0.0004): then `precision` (at least two) significant digits."""
+    if value != 0 and abs(value) < 10.0 ** (1 - precision):
+        return f"{value:.{max(precision, 2)}g}"
+    return f"{value:.{precision}f}"
 
 
 def inputs_text(sample: list[float]) -> str:
@@ -141,8 +150,8 @@ def fit_summary(config: Config, result: FitResult, out: Out) -> None:
         out.record("fit", **fit_fields(config, result))
         return
     for sample, _, after in result.predictions:
-        out.line(f"Prediction after training: f({inputs_text(sample)}) = {after:.{precision}f}")
-    bias = f"{result.bias:.{precision}f}" if config.model.bias else "off"
+        out.line(f"Prediction after training: f({inputs_text(sample)}) = {summary_number(after, precision)}")
+    bias = summary_number(result.bias, precision) if config.model.bias else "off"
     rows = [
         ("Engine", f"{result.engine} on {result.device}, {result.dtype}"),
         ("Epochs", f"{result.epochs} in {result.seconds:.3g} s ({result.stopped})"),
@@ -152,7 +161,7 @@ def fit_summary(config: Config, result: FitResult, out: Out) -> None:
     if result.val_loss is not None:
         rows.append(("Validation loss", f"{result.val_loss:.6g}"))
     rows += [
-        ("Weights", weights_text(result.weights, precision)),
+        ("Weights", weights_text(result.weights, precision, summary=True)),
         ("Bias", bias),
         ("Gap to optimum", _gap_text(config, result)),
     ]

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrtrain import __version__
-from lrtrain.errors import ConfigError
-from lrtrain.files import atomic_writer, write_json
+from lrtrain.errors import ConfigError, LrtrainError
+from lrtrain.files import atomic_writer, read_json, write_json
 
 if TYPE_CHECKING:
     from lrtrain.config import Config
@@ -29,8 +33,10 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.json"
 CHECKPOINT_FILE = "checkpoint.json"
-CHECKPOINT_VERSION = 4  # 2: the row order comes from lrtrain.order; 3: the data's fingerprint is by blocks;
-# 4: the stop rules keep the lowest objective and the best epoch's weights (divergence, restore_best)
+CHECKPOINT_VERSION = 5  # 2: the row order comes from lrtrain.order; 3: the data's fingerprint is by blocks;
+# 4: the stop rules keep the lowest objective and the best epoch's weights (divergence, restore_best);
+# 5: a SHA-256 of its own content (CHECKSUM_FIELD), so that a damaged or edited checkpoint is refused
+CHECKSUM_FIELD = "content_sha256"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
 
@@ -143,7 +149,16 @@ def save_checkpoint(
         "data_sha256": prepared.fingerprint,
         "trajectory": trajectory_settings(config),
     }
+    payload = json.loads(json.dumps(payload, allow_nan=True))  # the values as they will read back
+    payload[CHECKSUM_FIELD] = content_checksum(payload)
     write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
+
+
+def content_checksum(payload: dict[str, Any]) -> str:
+    """SHA-256 of the checkpoint's canonical JSON (sorted keys, no spaces), the checksum field left out."""
+    content = {key: value for key, value in payload.items() if key != CHECKSUM_FIELD}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def trajectory_settings(config: Config) -> dict[str, Any]:
@@ -180,41 +195,47 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
         )
     path = run_dir / CHECKPOINT_FILE
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        if payload["format_version"] != CHECKPOINT_VERSION:
-            raise ConfigError(
-                f"--resume {run_dir}: the checkpoint has format version {payload['format_version']!r}, and this "
-                f"lrtrain continues version {CHECKPOINT_VERSION} only: the order of the rows or the data's "
-                "fingerprint differs between them, so the run would not continue as it was. Start a new run."
-            )
+        payload = read_json(path, "checkpoint", ConfigError, f"--resume {run_dir}: the checkpoint")
         with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))[1:]
-        velocity = payload["velocity_w"]
-        state = State(
-            int(payload["epoch"]),
-            np.asarray(payload["weights"], dtype=np.float64),
-            float(payload["bias"]),
-            None if velocity is None else np.asarray(velocity, dtype=np.float64),
-            float(payload["velocity_b"]),
-        )
-        stop_rules = _stop_rules(payload["stop_rules"])
-        seconds, digest = float(payload["seconds"]), str(payload["data_sha256"])
-        settings = payload["trajectory"]
     except FileNotFoundError as exc:
         raise ConfigError(
             f"--resume {run_dir}: {Path(exc.filename).name} is missing, so the run cannot be continued. "
             "Only a fit stopped by Ctrl-C or SIGTERM leaves a checkpoint; start a new run instead."
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, csv.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{exc.__class__.__name__}: {exc}"
+        raise ConfigError(f"--resume {run_dir}: the checkpoint is damaged ({reason}). Start a new run.") from None
+    if not isinstance(payload, dict) or payload.get("format") != "lrtrain.checkpoint":
+        raise ConfigError(f"--resume {run_dir}: {CHECKPOINT_FILE} is not an lrtrain checkpoint. Start a new run.")
+    if payload.get("format_version") != CHECKPOINT_VERSION:
         raise ConfigError(
-            f"--resume {run_dir}: the checkpoint is damaged ({exc.__class__.__name__}: {exc}). Start a new run."
-        ) from None
-    if digest != prepared.fingerprint:  # under torchrun, each rank hashed its share
+            f"--resume {run_dir}: the checkpoint has format version {payload.get('format_version')!r}, and this "
+            f"lrtrain continues version {CHECKPOINT_VERSION} only: each version changed what a checkpoint holds "
+            "or how it is checked, so the run would not continue as it was. Start a new run."
+        )
+    if payload.get(CHECKSUM_FIELD) != content_checksum(payload):
+        raise ConfigError(
+            f"--resume {run_dir}: the checkpoint is damaged: its content does not match its checksum "
+            f"({CHECKSUM_FIELD}), so it was changed after it was written. Start a new run."
+        )
+    damaged = _damaged_fields(payload, prepared.features, len(rows))
+    if damaged:
+        raise ConfigError(f"--resume {run_dir}: the checkpoint is damaged: {'; '.join(damaged)}. Start a new run.")
+    velocity = payload["velocity_w"]
+    state = State(
+        payload["epoch"],
+        np.asarray(payload["weights"], dtype=np.float64),
+        float(payload["bias"]),
+        None if velocity is None else np.asarray(velocity, dtype=np.float64),
+        float(payload["velocity_b"]),
+    )
+    if payload["data_sha256"] != prepared.fingerprint:  # under torchrun, each rank hashed its share
         raise ConfigError(
             f"--resume {run_dir}: the training data changed since the checkpoint ({prepared.raw.origin}), so "
             "the run cannot continue the same trajectory. Restore the data or start a new run."
         )
-    changed = _differences(settings, trajectory_settings(config))
+    changed = _differences(payload["trajectory"], trajectory_settings(config))
     if changed:
         period = "train.schedule.period_epochs"
         cosine = (
@@ -227,10 +248,55 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
             f"--resume {run_dir}: {', '.join(changed)} differ from the interrupted run's, so it would not continue "
             f"the same trajectory. Drop those --set overrides (train.epochs, logging and output may change).{cosine}"
         )
-    if len(state.weights) != prepared.features or len(rows) < state.epoch:
-        raise ConfigError(f"--resume {run_dir}: checkpoint and metrics.csv disagree. Start a new run.")
     # metrics.csv is written before checkpoint.json: rows past the checkpoint are from a save cut short
-    return Checkpoint(state, stop_rules, seconds, [], rows[: state.epoch])
+    return Checkpoint(state, _stop_rules(payload["stop_rules"]), float(payload["seconds"]), [], rows[: state.epoch])
+
+
+def _damaged_fields(payload: dict[str, Any], features: int, rows: int) -> list[str]:
+    """What is wrong with each field of a checkpoint, in words; none for a sound one. `features` is the data's,
+    `rows` the epochs metrics.csv holds."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    def finite(v: Any) -> bool:
+        return number(v) and math.isfinite(v)
+
+    def count(v: Any, most: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= most
+
+    def vector(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == features and all(finite(x) for x in v)
+
+    epoch = payload.get("epoch")
+    fields: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "epoch": (lambda v: count(v, rows), f"a whole number from 0 to {rows} (the epochs in {METRICS_FILE})"),
+        "weights": (vector, f"a list of {features} finite numbers (one per feature)"),
+        "bias": (finite, "a finite number"),
+        "velocity_w": (lambda v: v is None or vector(v), f"null or a list of {features} finite numbers"),
+        "velocity_b": (finite, "a finite number"),
+        "seconds": (lambda v: finite(v) and v >= 0, "a finite number >= 0"),
+        "data_sha256": (lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None, "a SHA-256"),
+        "trajectory": (lambda v: isinstance(v, dict), "a mapping of settings"),
+    }
+    problems = [f"'{key}' must be {what}" for key, (fits, what) in fields.items() if not fits(payload.get(key))]
+    rules = payload.get("stop_rules")
+    if not isinstance(rules, dict) or set(rules) != set(STOP_RULE_COUNTS) | set(STOP_RULE_NUMBERS) | {"best_state"}:
+        return [*problems, f"'stop_rules' must hold exactly {', '.join((*STOP_RULE_COUNTS, *STOP_RULE_NUMBERS))} "
+                "and best_state"]  # fmt: skip
+    most = epoch if isinstance(epoch, int) and count(epoch, rows) else rows
+    problems += [f"'stop_rules.{k}' must be a whole number >= 0" for k in STOP_RULE_COUNTS if not count(rules[k], most)]
+    problems += [f"'stop_rules.{k}' must be a number" for k in STOP_RULE_NUMBERS if not number(rules[k])]
+    best = rules["best_state"]
+    if best is not None and not (
+        isinstance(best, list) and len(best) == 3 and count(best[0], most) and vector(best[1]) and finite(best[2])
+    ):
+        problems.append(f"'stop_rules.best_state' must be null or [epoch, {features} finite weights, finite bias]")
+    return problems
+
+
+STOP_RULE_COUNTS = ("growing", "since_best")  # stopping.StopRules: epochs counted
+STOP_RULE_NUMBERS = ("previous", "first_growth", "first", "lowest", "best")  # losses, inf or nan before any
 
 
 def newest_models(root: Path) -> list[Path]:
@@ -288,26 +354,30 @@ def _run_info(folder: Path) -> RunInfo | None:
     reading = model_file
     try:
         if model_file.is_file():
-            payload = json.loads(model_file.read_text(encoding="utf-8"))
+            payload = read_json(model_file, "model", ConfigError, "model file")
             metrics = payload["metrics"]
             engine, epochs = str(payload["engine"]), int(metrics["epochs"])
             return RunInfo(folder, "finished", when, engine, epochs, float(metrics["loss"]), float(metrics["r2"]))
         if checkpoint_file.is_file():
             reading = checkpoint_file
-            epoch = int(json.loads(checkpoint_file.read_text(encoding="utf-8"))["epoch"])
+            epoch = int(read_json(checkpoint_file, "checkpoint", ConfigError, "checkpoint")["epoch"])
             reading = config_file
             from lrtrain.config import load_config
 
             return RunInfo(folder, "interrupted", when, load_config(config_file).train.engine, epoch)
         return RunInfo(folder, "incomplete", when)
-    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, LrtrainError) as exc:
+        # one damaged folder is listed as such; it never hides the others
         detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
         return RunInfo(folder, "unreadable", when, problem=f"{reading.name} is damaged ({detail})")
 
 
 def _stop_rules(saved: dict[str, Any]) -> dict[str, Any]:
-    """The stop rules' state as saved: numbers, and `best_state` null or [epoch, [weights], bias]."""
-    rules: dict[str, Any] = {k: float(v) for k, v in saved.items() if k != "best_state"}
+    """The stop rules' state as saved (checked by _damaged_fields): counts of epochs, losses, and `best_state`
+    null or [epoch, [weights], bias]."""
+    rules: dict[str, Any] = {k: int(saved[k]) for k in STOP_RULE_COUNTS} | {
+        k: float(saved[k]) for k in STOP_RULE_NUMBERS
+    }
     best = saved["best_state"]
     if best is not None:
         epoch, weights, bias = best

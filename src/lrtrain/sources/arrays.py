@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from lrtrain.config import InlineData, NpyData
 from lrtrain.errors import DataError
-from lrtrain.sources.base import Table, default_names, open_checked
+from lrtrain.sources.base import Table, available_memory, default_names, gigabytes, open_checked
 
 
 def inline(spec: InlineData) -> Table:
@@ -79,7 +80,40 @@ def _npz_arrays(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndar
                     f"data file {path} has no array {key!r}; it holds {', '.join(archive.files) or 'nothing'}. "
                     "Set data.x_key and data.y_key to the arrays' names."
                 )
+        _check_members(path, archive.zip, (x_key, y_key))
         return archive[x_key], archive[y_key]
+
+
+def _check_members(path: Path, archive: zipfile.ZipFile, keys: tuple[str, str]) -> None:
+    """Before an array is unpacked: its .npy header's shape x itemsize must be what the member's declared size
+    holds (more is a damaged or forged header), and the members together must fit in the memory available (a
+    zip bomb declares gigabytes in a small archive; zipfile never unpacks more than the declared size)."""
+    total = 0
+    for key in dict.fromkeys(keys):
+        name = key if key in archive.namelist() else f"{key}.npy"
+        info = archive.getinfo(name)
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            room = info.file_size - member.tell()
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed > room:
+            raise DataError(
+                f"data file {path}: array {key!r} (member {name}) claims shape {shape} of {dtype}, "
+                f"{claimed:,} bytes, but the member holds {max(room, 0):,}: the archive is damaged. "
+                "Write it again with numpy.savez or `lrtrain data make`."
+            )
+        total += info.file_size
+    if total > available_memory():
+        raise DataError(
+            f"data file {path}: arrays {' and '.join(repr(k) for k in dict.fromkeys(keys))} unpack to "
+            f"{gigabytes(total)}, more than the {gigabytes(available_memory())} of memory available, and an .npz "
+            "archive is read whole. Save the data as one 2-D .npy instead (read from disk as training goes: "
+            "features and the target in columns), or free memory."
+        )
 
 
 def _floating(a: np.ndarray) -> np.ndarray:

@@ -8,8 +8,12 @@ interface, so a new format is one module that returns a `Source`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
+import resource
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,15 +150,44 @@ def default_names(d: int) -> list[str]:
 
 def open_checked(path: Path, what: str) -> None:
     """A data file that exists, is a file and is not empty; else an error that says what to do."""
-    if not path.exists():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
         raise DataError(
             f"data file {path} does not exist (data.path). Check the path: a relative path is relative to "
             f"the config file. `lrtrain data make {path.name}` writes a synthetic {what} file to try things."
-        )
-    if path.is_dir():
+        ) from None
+    except OSError as exc:  # a loop of symbolic links, a folder without permission on the way
+        raise DataError(
+            f"data file {path} cannot be opened (data.path): {exc.strerror or exc}. Point data.path at a {what} file."
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
         raise DataError(f"data file {path} is a directory (data.path). Point data.path at a {what} file.")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
+
+
+def available_memory() -> int:
+    """Bytes this process can still take: the system's available memory (Linux's MemAvailable, else all of
+    it), less where `ulimit -v` (RLIMIT_AS) leaves less room."""
+    available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        used = 0
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            with open("/proc/self/status", encoding="ascii") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+            used = int(fields["VmSize"].split()[0]) * 1024
+        available = min(available, max(soft - used, 0))
+    return available
+
+
+def gigabytes(size: int) -> str:
+    return f"{size / 2**30:.3g} GB"
 
 
 def scratch_mapping(

@@ -9,7 +9,8 @@ from typing import IO
 import numpy as np
 
 from lrtrain.config import SyntheticData
-from lrtrain.sources.base import Table, default_names, scratch_mapping
+from lrtrain.errors import DataError
+from lrtrain.sources.base import Table, available_memory, default_names, gigabytes, scratch_mapping
 
 
 def chunks(spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -45,6 +46,14 @@ def read(spec: SyntheticData, seed: int, scratch: bool = False) -> Table:
             targets.flush()
             y: np.ndarray = np.memmap(targets, dtype=np.float64, mode="r", shape=(spec.rows,))
         return Table(x, y, default_names(spec.features), "y", origin)
+    needed = spec.rows * (spec.features + 1) * 8  # x and y, float64
+    if needed > available_memory():
+        raise DataError(
+            f"synthetic data: data.rows = {spec.rows:,} rows of {spec.features:,} feature(s) and a target take "
+            f"{gigabytes(needed)} in memory, more than the {gigabytes(available_memory())} available. Lower data.rows, "
+            f"or write the rows to a file that training reads from disk as it goes: lrtrain data make data.npy "
+            f"--rows {spec.rows} --features {spec.features}, then --set data.source=npy --set data.path=data.npy."
+        )
     x, y = np.empty((spec.rows, spec.features)), np.empty(spec.rows)
     start = 0
     for xs, ys in chunks(spec, seed):
