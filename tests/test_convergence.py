@@ -51,10 +51,13 @@ def test_momentum_auto_is_polyaks_choice_and_reaches_the_target_in_sqrt_kappa_ep
     kappa = big / small
     assert kappa > 1000
     heavy = fit(config_for(path, "train.lr=auto", "train.momentum=auto", "train.epochs=20000"))
-    first = heavy.history[0]
-    assert first.lr == pytest.approx(4 / (math.sqrt(big) + math.sqrt(small)) ** 2, rel=1e-9)
+    first, second = heavy.history[:2]
     beta = ((math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)) ** 2
+    assert second.lr == pytest.approx(4 / (math.sqrt(big) + math.sqrt(small)) ** 2, rel=1e-9)
+    assert first.lr == pytest.approx((1 + math.sqrt(beta)) / big, rel=1e-9)  # the warm first step
     assert first.velocity_w is not None
+    # no transient: heavy ball from rest would first climb about √κ/e-fold in the stiffest direction
+    assert max(log.loss for log in heavy.history) <= heavy.history[0].loss
     assert heavy.stopped == "converged"
     assert heavy.converged is True
     assert heavy.gap <= 1e-6

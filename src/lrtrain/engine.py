@@ -81,10 +81,13 @@ class Schedule:
     statistics: bool = False  # full-batch epochs from sufficient statistics (engines that can)
     threads: int | None = None
     lr_schedule: LrSchedule = LrSchedule()
+    first_lr: float | None = None  # momentum: auto's first epoch: one gradient step of this size (lrtrain.steps)
 
     def lr_at(self, epoch: int) -> float:
         """The lr of every step of epoch `epoch` (1-based). It changes once per epoch, after the epoch, as
         torch's `scheduler.step()` after each epoch does; t below counts the epochs before this one."""
+        if epoch == 1 and self.first_lr is not None:
+            return self.first_lr
         s, lr, t = self.lr_schedule, self.lr, epoch - 1
         if s.kind == "step":
             return lr * s.gamma ** (t // s.step_epochs)  # StepLR: lr·γ^⌊t/k⌋
@@ -94,6 +97,11 @@ class Schedule:
         if s.kind == "inverse_time":
             return lr / (1 + s.decay * t)  # lr/(1 + decay·t)
         return lr
+
+    def carried(self, epoch: int) -> float:
+        """What the momentum buffers are multiplied by after epoch `epoch`: first_lr/lr after a first epoch of
+        first_lr, so that the buffer is the step just taken in units of lr (heavy ball's w_k − w_{k−1}); else 1."""
+        return self.first_lr / self.lr if epoch == 1 and self.first_lr is not None else 1.0
 
     def batches(self, epoch: int, n: int, shard: Shard = SINGLE) -> Iterator[tuple[int, slice | np.ndarray]]:
         """One epoch's minibatches of the n training rows: (the global batch size, the shard's rows of the

@@ -44,6 +44,12 @@ class _SGD:
         if self.bias:
             self.b = self.b - self.lr * grad_b  # b ← b − lr·∂L/∂b
 
+    def carry(self, factor: float) -> None:
+        """Scale the momentum buffers (Schedule.carried)."""
+        if factor != 1.0:
+            self.velocity_w = self.velocity_w * self.dtype.type(factor)
+            self.velocity_b = self.velocity_b * self.dtype.type(factor)
+
     def log(self, epoch: int, loss: float, lr: float) -> EpochLog:
         velocity = (self.velocity_w.astype(np.float64), float(self.velocity_b)) if self.mu else (None, 0.0)
         return EpochLog(epoch, loss, self.w.astype(np.float64), float(self.b), lr, None, *velocity)
@@ -71,6 +77,7 @@ def _on_data(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range) -> Ge
                     grad_w, grad_b, loss = _summed(shard, grad_w, grad_b, loss)
                 sgd.step(grad_w, grad_b)
                 total += float(loss) * m
+        sgd.carry(schedule.carried(epoch))
         yield sgd.log(epoch, total / n, lr)
 
 
@@ -118,4 +125,5 @@ def _on_statistics(data: Prepared, schedule: Schedule, sgd: _SGD, epochs: range)
             loss = max((float(w @ gw) - 2 * float(w @ cross) + stats.tt) / n + s * s, 0.0)
             grad_w = (2.0 / n) * (gw - cross + n * s * mu)  # dL/dw = (2/n)·Xᵀr
             sgd.step(grad_w.astype(sgd.dtype), sgd.dtype.type(2.0 * s))  # dL/db = (2/n)·Σr = 2s
+        sgd.carry(schedule.carried(epoch))
         yield sgd.log(epoch, loss, lr)

@@ -109,6 +109,9 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
     scheduler = _scheduler(optimizer, schedule, start.epoch)
     logs = _Logs(model, optimizer, n, device)
     for epoch in range(start.epoch + 1, schedule.epochs + 1):
+        if schedule.carried(epoch) != 1.0:  # momentum: auto's first epoch (a constant lr: no scheduler)
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.first_lr
         lr = float(optimizer.param_groups[0]["lr"])  # this epoch's, set by the scheduler after the last one
         total = torch.zeros((), dtype=torch.float64, device=device)
         sizes, rows = zip(*schedule.batches(epoch, n, shard), strict=True)
@@ -124,6 +127,12 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
             total += loss.detach().double() * m
         if scheduler is not None:
             scheduler.step()  # once per epoch, after it
+        if (factor := schedule.carried(epoch)) != 1.0:
+            with torch.no_grad():
+                for group in optimizer.param_groups:
+                    group["lr"] = schedule.lr
+                    for p in group["params"]:
+                        optimizer.state[p]["momentum_buffer"].mul_(factor)
         yield from logs.add(epoch, total, lr)
     yield from logs.flush()
 

@@ -13,6 +13,12 @@ gradient either) decide the full-batch steps:
   κ = L/μ. Every direction then shrinks by √β an epoch, so a gap ε takes about √κ·ln(1/ε)/2 epochs
   instead of gradient descent's κ·ln(1/ε)/2. With a given lr, it is the smallest β at which every
   direction shrinks by √β: max((1 − √(lr·μ))², (1 − √(lr·L))²).
+- Started from rest, heavy ball's stiffest direction (h = L, a double root −√β at Polyak's choice)
+  first grows about √κ/e-fold before it shrinks, which on κ ≈ 1e5 costs a thousand epochs. So the
+  first epoch of `momentum: auto` is one gradient step of lr₁ = (lr·L + 1 − β)/(2L) ((1 + √β)/L at
+  Polyak's choice), which puts that direction on its path without growth, and the momentum buffer
+  is then scaled by lr₁/lr, making it the step just taken in units of lr (w₁ − w₀ in heavy ball's
+  w ← w − lr·g + β(w − w_prev)). With a schedule other than constant the first step is plain.
 
 Minibatches of B of the n rows meet more curvature than the whole: the expected smoothness of
 sampling B rows without replacement (Gower et al., "SGD: general analysis and improved rates",
@@ -45,6 +51,7 @@ class Rates:
     lr: float
     momentum: float
     why: str | None = None  # how an `auto` value was chosen, for stderr
+    first_lr: float | None = None  # momentum: auto: the first epoch's gradient step (see the module docstring)
 
 
 def full_batch(config: Config, prepared: Prepared) -> bool:
@@ -97,8 +104,9 @@ def choose(config: Config, prepared: Prepared) -> Rates:
                 f"{4 / largest:.4g} on this data (L = {largest:.4g}). Lower train.lr, or set it to auto."
             )
         how = f"lr = {lr:g}"
+    first = (lr * largest + 1 - beta) / (2 * largest) if config.train.schedule.kind == "constant" else None
     return Rates(lr, beta, f"momentum = auto: {beta:.6g}, {how}; L = {largest:.6g}, μ = {smallest:.6g} "
-                 f"(κ = {kappa:.4g}), the extreme eigenvalues of the loss's Hessian")  # fmt: skip
+                 f"(κ = {kappa:.4g}), the extreme eigenvalues of the loss's Hessian", first)  # fmt: skip
 
 
 def hessian(moments: Moments, bias: bool, weight_decay: float) -> np.ndarray:

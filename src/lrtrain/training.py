@@ -331,6 +331,7 @@ def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: st
         statistics=_use_statistics(config, prepared),
         threads=train.threads,
         lr_schedule=LrSchedule(**train.schedule.settings(train.epochs)),
+        first_lr=rates.first_lr,
     )
 
 
