@@ -265,3 +265,12 @@ def test_compare_agrees_with_every_new_setting(workdir: Path, settings: list[str
     assert result.agree, result.worst
     manual, torch_run = result.results
     assert manual.epochs == torch_run.epochs
+
+
+def test_momentum_auto_on_a_perfectly_conditioned_loss_is_no_momentum_on_both_engines() -> None:
+    settings = ["data.source=synthetic", "data.features=1", "data.standardize=true", "model.dtype=float64"]
+    config = load_config(None, [*settings, "train.lr=auto", "train.momentum=auto", "output.save=false"])
+    result = compare(config, ["manual", "torch"])
+    assert result.agree
+    assert all(log.velocity_w is None for log in result.results[0].history)  # κ = 1: β = 0
+    assert result.results[0].stopped == "converged"

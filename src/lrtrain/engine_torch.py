@@ -132,7 +132,8 @@ def _epochs(data: Prepared, schedule: Schedule, start: State, device: torch.devi
                 for group in optimizer.param_groups:
                     group["lr"] = schedule.lr
                     for p in group["params"]:
-                        optimizer.state[p]["momentum_buffer"].mul_(factor)
+                        if "momentum_buffer" in optimizer.state[p]:
+                            optimizer.state[p]["momentum_buffer"].mul_(factor)
         yield from logs.add(epoch, total, lr)
     yield from logs.flush()
 

@@ -104,7 +104,8 @@ def choose(config: Config, prepared: Prepared) -> Rates:
                 f"{4 / largest:.4g} on this data (L = {largest:.4g}). Lower train.lr, or set it to auto."
             )
         how = f"lr = {lr:g}"
-    first = (lr * largest + 1 - beta) / (2 * largest) if config.train.schedule.kind == "constant" else None
+    warm = beta > 0 and config.train.schedule.kind == "constant"  # no momentum, no transient to avoid
+    first = (lr * largest + 1 - beta) / (2 * largest) if warm else None
     return Rates(lr, beta, f"momentum = auto: {beta:.6g}, {how}; L = {largest:.6g}, μ = {smallest:.6g} "
                  f"(κ = {kappa:.4g}), the extreme eigenvalues of the loss's Hessian", first)  # fmt: skip
 
