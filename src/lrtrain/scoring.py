@@ -22,9 +22,9 @@ import numpy as np
 from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
-from lrtrain.sources.delimited import COMPRESSION, NUMBER
+from lrtrain.sources.delimited import COMPRESSION, NUMBER, doubles
 
-CSV_BATCH_BYTES = 1 << 20  # CSV bytes parsed per batch: memory is a few of these, whatever the file's size
+CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
 HEADER_BYTES = 1 << 16  # the header line is read in pieces of this size
 PREDICTED = ("prediction", "lower", "upper")  # the columns `predict --data` adds
@@ -198,7 +198,7 @@ def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndar
         )
     if column.null_count:
         raise _missing(table, first_row + pc.index(pc.is_null(column), True).as_py(), name)
-    values = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    values = doubles(pc.cast(column, pa.float64()))
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argmax(bad))
