@@ -6,6 +6,7 @@ so `lrtrain --help` and `lrtrain predict` start fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -331,18 +332,40 @@ def compare(
         )
 
 
+def _values_or_data(ctx: typer.Context, param: typer.CallbackParam, values: list[str] | None) -> list[str] | None:
+    """VALUE is required unless --data names a table. The parser handles the parameters given before those
+    left out, so ctx.params holds --data here when it was given."""
+    if not values and ctx.params.get("data") is None:
+        # click's "Missing argument", from the click typer uses (its own copy in typer 0.19 and later)
+        missing = sys.modules[typer.BadParameter.__module__].MissingParameter
+        raise missing(ctx=ctx, param=param)
+    return values
+
+
+DataOption = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        metavar="FILE",
+        help="A table: CSV (.csv, .tsv, also .gz, .bz2, .zst) or Parquet (.parquet), its columns matched by name "
+        "to the model's features.",
+    ),
+]
+
+
 @app.command(cls=_Command, context_settings={"ignore_unknown_options": True}, epilog=EXIT_CODES)
 @handled
 def predict(
     values: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Samples, one per argument; features separated by commas (e.g. 1.5,2). "
             "'-' reads samples from stdin, one per line.",
             show_default=False,
             metavar="VALUE",
+            callback=_values_or_data,
         ),
-    ],
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -354,16 +377,100 @@ def predict(
         typer.Option(
             metavar="LEVEL",
             help="Also print the prediction interval at this level (e.g. 0.95 or 95%): three numbers per line, "
-            "prediction, low, high. Uses the training statistics stored in the model.",
+            "prediction, low, high (with --data: columns lower and upper). Uses the training statistics stored in "
+            "the model.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Predict every row of this table instead of VALUEs: CSV (.csv, .tsv, also .gz, .bz2, .zst) or "
+            "Parquet, columns matched by name to the model's features. Prints CSV: the table plus a prediction "
+            "column.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="OUT", help="With --data: write the CSV to this file (whole or not at all)."
         ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Print the model's prediction for each sample, one number per line and nothing else."""
+    """Print the model's prediction for each sample, one number per line and nothing else; with --data, the
+    table as CSV with a prediction column added."""
     from lrtrain import model as model_module
+    from lrtrain.errors import InputError
 
     level = model_module.parse_level(interval) if interval is not None else None
-    model_module.predict(values, model, json_output, sys.stdin, sys.stdout, sys.stderr, level)
+    if data is None:
+        if output is not None:
+            raise InputError(f"-o {output} writes the predictions of a table: give the table with --data FILE.")
+        model_module.predict(values or [], model, json_output, sys.stdin, sys.stdout, sys.stderr, level)
+        return
+    if values:
+        raise InputError(
+            f"predict takes VALUEs or --data FILE, not both (got {' '.join(values)} and --data {data}). "
+            "Put the samples in the table, or predict them in a second command."
+        )
+    if json_output:
+        raise InputError("predict --data writes CSV; --json is for VALUEs. Leave --json out.")
+    _predict_table(model, data, output, level)
+
+
+def _predict_table(model: Path | None, data: Path, output: Path | None, level: float | None) -> None:
+    from lrtrain import model as model_module
+    from lrtrain import scoring
+    from lrtrain.errors import DataError
+    from lrtrain.files import atomic_writer
+
+    if output is not None:
+        scoring.check_output(output, data)
+    loaded = model_module.load(model) if model is not None else model_module.load_latest(Path("runs"), _warn)
+    table = scoring.open_table(data)
+    if level is not None:
+        for note in loaded.require_statistics("predict --interval")["warnings"]:
+            _warn(f"note: {note}")
+    chunks = scoring.predictions(loaded, table, level)
+    if output is None:
+        for text, _ in chunks:
+            _line(text.removesuffix("\n"))
+        return
+    rows = 0
+    try:
+        with atomic_writer(output) as handle:
+            for text, count in chunks:
+                handle.write(text)
+                rows += count
+    except OSError as exc:  # no permission, a full disk: the file is whole or absent
+        raise DataError(f"cannot write {output}: {exc.strerror or exc}. Check the folder and the free space.") from None
+    _line(f"wrote {output}: {rows} rows with predictions")
+
+
+@app.command(cls=_Command, epilog=EXIT_CODES)
+@handled
+def evaluate(
+    run: RunArgument = None,
+    data: DataOption = ...,  # type: ignore[assignment]
+    json_output: JsonOption = False,
+) -> None:
+    """MSE, RMSE, MAE and R² of a model on a table that holds its features and its target (columns by name).
+
+    R² is as fit reports it: 1 - SSE/sum((y - mean y)^2) for a model with a bias, uncentered
+    (1 - SSE/sum(y^2)) without one. The table is read in batches: any size fits in memory.
+    """
+    from lrtrain import model as model_module
+    from lrtrain import render, scoring
+
+    loaded = (
+        model_module.load(run, "Name a run folder or its model.json as RUN")
+        if run is not None
+        else model_module.load_latest(Path("runs"), _warn, "name a RUN")
+    )
+    result = scoring.evaluate(loaded, scoring.open_table(data))
+    render.evaluation(dataclasses.asdict(result), _out(json_output))
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)

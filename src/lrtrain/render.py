@@ -421,6 +421,23 @@ def info(facts: dict[str, Any], out: Out) -> None:
     _key_values(rows, out)
 
 
+def evaluation(fields: dict[str, Any], out: Out) -> None:
+    """`lrtrain evaluate`: the model's errors on a table; one `evaluation` record with --json."""
+    if out.mode == "json":
+        out.record("evaluation", **fields)
+        return
+    convention = "1 - SSE/sum((y - mean y)^2)" if fields["r2_centered"] else "1 - SSE/sum(y^2), uncentered: no bias"
+    rows = [
+        ("model", fields["model"]),
+        ("data", fields["data"]),
+        ("target", fields["target"]),
+        ("rows", str(fields["rows"])),
+        *((key, f"{fields[key]:.6g}") for key in ("mse", "rmse", "mae")),
+        ("r2", f"{fields['r2']:.6g}  ({convention})"),
+    ]
+    _key_values(rows, out)
+
+
 def statistics(summary: dict[str, Any], heading: str, out: Out) -> None:
     """The OLS table, statsmodels style: model statistics, one row per term, then the warnings."""
     if out.mode == "json":

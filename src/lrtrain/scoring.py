@@ -1,0 +1,345 @@
+"""A saved model on a table: `lrtrain predict --data` (the table plus predictions, as CSV) and `lrtrain evaluate`
+(MSE, RMSE, MAE and R² on it).
+
+The table is a CSV (.csv, .tsv, compressed .gz/.bz2/.zst) or Parquet file, read batch by batch with pyarrow
+(`open_csv`, `ParquetFile.iter_batches`), so memory is bounded by a batch, never the file. Its columns are
+matched to the model's features by name in one place, `design_of`. CSV cells are read as text: `predict`
+writes them back exactly as they were, and a cell that is not a number is named by its line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrtrain.errors import DataError, ModelError
+from lrtrain.files import read_json
+from lrtrain.model import Model
+from lrtrain.sources.delimited import COMPRESSION, NUMBER, doubles
+
+CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
+PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
+HEADER_BYTES = 1 << 16  # the header line is read in pieces of this size
+PREDICTED = ("prediction", "lower", "upper")  # the columns `predict --data` adds
+FORMATS = "CSV (.csv, .tsv, also compressed: .csv.gz, .csv.bz2, .csv.zst) or Parquet (.parquet)"
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """A CSV or Parquet file, its column names read, no rows yet."""
+
+    path: Path
+    kind: str  # "csv" or "parquet"
+    names: list[str]
+    compression: str | None = None
+    delimiter: str = ","
+
+    @property
+    def origin(self) -> str:
+        return f"data file {self.path}"
+
+    def place(self, row: int) -> str:
+        """Where row `row` (0-based, of the data) is, for messages: a line of a text file, a row of Parquet."""
+        return f"line {row + 2}" if self.kind == "csv" else f"row {row}"
+
+    def batches(self) -> Iterator[tuple[Any, int]]:
+        """(pyarrow RecordBatch, index of its first row); CSV columns as text, Parquet columns as stored."""
+        import pyarrow as pa
+
+        at = 0
+        try:
+            for batch in self._csv() if self.kind == "csv" else self._parquet():
+                if batch.num_rows:
+                    yield batch, at
+                    at += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            what = "CSV" if self.kind == "csv" else "Parquet"
+            near = f" near {self.place(at)}" if self.kind == "csv" else ""
+            raise DataError(
+                f"{self.origin} could not be read as {what}{near} ({reason}). Check the file: it must be {FORMATS}, "
+                "with the same number of fields on every line, in UTF-8."
+            ) from None
+        if at == 0:
+            raise DataError(f"{self.origin} has a header but no data rows. Add rows below the header.")
+
+    def _csv(self) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        keys = [f"c{i}" for i in range(len(self.names))]  # our own names: the header is read (and checked) by us
+        reader = pacsv.open_csv(
+            pa.input_stream(str(self.path), compression=self.compression),
+            read_options=pacsv.ReadOptions(column_names=keys, skip_rows=1, block_size=CSV_BATCH_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(keys, pa.string()),
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        with reader:
+            for batch in reader:
+                yield pa.RecordBatch.from_arrays(batch.columns, names=self.names)
+
+    def _parquet(self) -> Iterator[Any]:
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(self.path) as handle:
+            yield from handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
+
+
+def open_table(path: Path) -> TableFile:
+    """The table in `path`, its format from its name; an error that says what to do when it is not one."""
+    import pyarrow as pa
+
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist. Check the path (--data FILE): a CSV or Parquet file.")
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder. Give --data a CSV or Parquet file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSION.get(suffixes[-1]) if suffixes else None
+    kind = suffixes[-2 if compression else -1] if len(suffixes) > int(compression is not None) else ""
+    if kind == ".parquet" and compression is None:
+        import pyarrow.parquet as pq
+
+        try:
+            names = list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(
+                f"data file {path} is not a readable Parquet file ({str(exc).splitlines()[0]}). "
+                "Write it with pyarrow, pandas, polars or Spark, or give a CSV file."
+            ) from None
+        table = TableFile(path, "parquet", names)
+    elif kind in (".csv", ".tsv"):
+        delimiter = "\t" if kind == ".tsv" else ","
+        table = TableFile(path, "csv", _header(path, compression, delimiter), compression, delimiter)
+    else:
+        raise DataError(
+            f"data file {path}: lrtrain reads {FORMATS} tables, and the name says neither. "
+            "Rename the file if it is one of these, or convert it."
+        )
+    if not table.names or table.names == [""]:
+        raise DataError(f"{table.origin} has no column names. Its first line must name the columns.")
+    if len(set(table.names)) != len(table.names):
+        twice = next(n for n in table.names if table.names.count(n) > 1)
+        raise DataError(f"{table.origin}: column name {twice!r} appears twice. Rename one of them.")
+    return table
+
+
+def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
+    """The column names on the CSV's first line."""
+    import pyarrow as pa
+
+    line = b""
+    try:
+        with pa.input_stream(str(path), compression=compression) as stream:
+            while b"\n" not in line and (piece := stream.read(HEADER_BYTES)):
+                line += piece
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"data file {path} cannot be read{f' as {compression}' if compression else ''} "
+            f"({str(exc).splitlines()[0]}). Is it really {FORMATS}?"
+        ) from None
+    first = line.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = first.decode("utf-8-sig")  # -sig: a BOM (Excel) is not a name
+    except UnicodeDecodeError:
+        raise DataError(f"data file {path} is not UTF-8 text, so not a CSV file. Save it as UTF-8 CSV.") from None
+    return [name.strip() for name in next(csv.reader([text], delimiter=delimiter), [])]
+
+
+# --------------------------------------------------------------------------- columns to numbers
+
+
+def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.ndarray:
+    """The model's inputs for the rows of `batch`, (rows, features) float64: each feature is the file's column of
+    the same name. (A categorical feature, `column[level]`, will be encoded here.)"""
+    names = batch.schema.names
+    missing = [name for name in model.features if name not in names]
+    if missing:
+        raise DataError(
+            f"{table.origin} has no column {', '.join(map(repr, missing))}, which the model in {model.path} takes "
+            f"as input (its features: {', '.join(model.features)}). The file's columns are: {', '.join(names)}. "
+            "Name the file's columns as the model's features, or use a model trained on these columns."
+        )
+    x = np.empty((batch.num_rows, len(model.features)))
+    for j, name in enumerate(model.features):
+        x[:, j] = numbers(batch.column(name), name, table, first_row)
+    return x
+
+
+def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndarray:
+    """A column as finite float64 values; an error naming the first cell that is missing or not a finite number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        column = pc.utf8_trim_whitespace(column)
+        try:
+            column = pc.cast(column, pa.float64())
+        except pa.ArrowInvalid:
+            raise _not_numbers(column.to_pylist(), name, table, first_row) from None
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise DataError(
+            f"{table.origin}: column {name!r} holds {kind} values, not numbers. "
+            "Write it as a numeric column (integer, float or decimal)."
+        )
+    if column.null_count:
+        raise _missing(table, first_row + pc.index(pc.is_null(column), True).as_py(), name)
+    values = doubles(pc.cast(column, pa.float64()))
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(
+            f"{table.origin}, {table.place(first_row + row)}, column {name!r}: the value is {values[row]}, "
+            "not a finite number. Fix or drop those rows."
+        )
+    return values
+
+
+def _not_numbers(cells: list[str], name: str, table: TableFile, first_row: int) -> DataError:
+    """The first cell of a text column that is empty or not a number, in words."""
+    for row, cell in enumerate(cells):
+        if not cell:
+            return _missing(table, first_row + row, name)
+        if not NUMBER.fullmatch(cell):
+            return DataError(
+                f"{table.origin}, {table.place(first_row + row)}, column {name!r}: {cell!r} is not a number. "
+                "Fix the cell or drop the row."
+            )
+    return DataError(f"{table.origin}, column {name!r}: a cell near {table.place(first_row)} is not a number.")
+
+
+def _missing(table: TableFile, row: int, name: str) -> DataError:
+    return DataError(
+        f"{table.origin}, {table.place(row)}, column {name!r}: the cell is empty. "
+        "Every row needs a number for each of the model's features (and the target in evaluate): "
+        "fill or drop those rows."
+    )
+
+
+# --------------------------------------------------------------------------- predict --data
+
+
+def check_output(output: Path, data: Path) -> None:
+    """`-o OUT` names a new or existing file in an existing folder, other than the input."""
+    if output.is_dir():
+        raise DataError(f"-o {output} is a folder; name the CSV file to write, e.g. {output / 'predictions.csv'}.")
+    if not output.parent.is_dir():
+        raise DataError(f"-o {output}: the folder {output.parent} does not exist. Create it, or write elsewhere.")
+    if output.exists() and data.exists() and output.resolve() == data.resolve():
+        raise DataError(f"-o {output} is the input file itself. Write the predictions to another file.")
+
+
+def predictions(model: Model, table: TableFile, level: float | None = None) -> Iterator[tuple[str, int]]:
+    """The table as CSV text with `prediction` (and, with `level`, `lower` and `upper`) added: (text, rows) per
+    batch, the header with the first."""
+    added = list(PREDICTED if level is not None else PREDICTED[:1])
+    taken = [name for name in added if name in table.names]
+    if taken:
+        raise DataError(
+            f"{table.origin} already has a column {taken[0]!r}, which predict adds. Rename or drop that column."
+        )
+    header = True
+    for batch, first in table.batches():
+        x = design_of(model, batch, table, first)
+        columns = [batch.column(j).to_pylist() for j in range(batch.num_columns)]  # CSV: the cells as read
+        y_hat = x @ np.asarray(model.weights, dtype=np.float64) + model.bias
+        columns.append([model.format(v) for v in y_hat.tolist()])
+        if level is not None:
+            low, high = intervals(model, x, y_hat, level)
+            columns += [[model.format(v) for v in low.tolist()], [model.format(v) for v in high.tolist()]]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        if header:
+            writer.writerow([*table.names, *added])
+            header = False
+        writer.writerows(zip(*columns, strict=True))
+        yield text.getvalue(), batch.num_rows
+
+
+def intervals(model: Model, x: np.ndarray, y_hat: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the `level` prediction interval at each row of `x`, as `Model.interval` gives them:
+    ŷ ± t_((1 + level)/2, df) · √(σ²·(1 + x̃ᵀCx̃)), x̃ = [1, x] with an intercept."""
+    from scipy.special import stdtrit
+
+    model.interval([float(v) for v in x[0]], level)  # the model's own checks: statistics, covariance, df
+    statistics = model.require_statistics("predict --interval")
+    covariance = np.array(statistics["unscaled_covariance"], dtype=np.float64)  # null (nan) stays nan
+    rows = np.hstack([np.ones((len(x), 1)), x]) if statistics["intercept"] else x
+    leverage = np.einsum("ij,jk,ik->i", rows, covariance, rows)
+    sigma2 = math.nan if statistics["sigma2"] is None else float(statistics["sigma2"])
+    half = -float(stdtrit(statistics["df_resid"], (1 - level) / 2)) * np.sqrt(sigma2 * (1 + np.maximum(leverage, 0)))
+    return y_hat - half, y_hat + half
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    model: str
+    data: str
+    target: str
+    rows: int
+    mse: float
+    rmse: float
+    mae: float
+    r2: float
+    r2_centered: bool  # 1 − SSE/Σ(y − ȳ)² for a model with a bias; 1 − SSE/Σy² without one, as `fit` reports it
+
+
+def evaluate(model: Model, table: TableFile) -> Evaluation:
+    """The model's errors on every row of `table`, in one pass: sums of squared and absolute residuals, and the
+    target's spread merged batch by batch (Chan et al.), so memory is one batch's."""
+    if model.target not in table.names:
+        raise DataError(
+            f"{table.origin} has no column {model.target!r}, the target of the model in {model.path}: evaluate "
+            f"compares the predictions with it. The file's columns are: {', '.join(table.names)}. "
+            "Add the true values under that name, or use `lrtrain predict --data` for predictions alone."
+        )
+    weights = np.asarray(model.weights, dtype=np.float64)
+    n, sse, sae, mean, m2, squares = 0, 0.0, 0.0, 0.0, 0.0, 0.0
+    for batch, first in table.batches():
+        x = design_of(model, batch, table, first)
+        y = numbers(batch.column(model.target), model.target, table, first)
+        residual = y - (x @ weights + model.bias)
+        sse += float(np.dot(residual, residual))
+        sae += float(np.abs(residual).sum())
+        squares += float(np.dot(y, y))
+        k = len(y)  # merge the batch's (k, mean, M2) into the running one: no cancellation, whatever the offset
+        batch_mean = float(y.mean())
+        batch_m2 = float(np.dot(y - batch_mean, y - batch_mean))
+        delta = batch_mean - mean
+        mean += delta * k / (n + k)
+        m2 += batch_m2 + delta * delta * n * k / (n + k)
+        n += k
+    centered = has_bias(model)
+    total = m2 if centered else squares
+    r2 = 1.0 - sse / total if total > 0 else (1.0 if sse == 0 else 0.0)
+    mse = sse / n
+    return Evaluation(str(model.path), str(table.path), model.target, n, mse, math.sqrt(mse), sae / n, r2, centered)
+
+
+def has_bias(model: Model) -> bool:
+    """Whether the model was fitted with a bias (model.bias in its config), which decides its R² convention."""
+    statistics = model.statistics
+    if isinstance(statistics, dict) and isinstance(statistics.get("intercept"), bool):
+        return bool(statistics["intercept"])
+    try:
+        config = read_json(model.path, "model", ModelError, "model file").get("config")
+        return bool(config["model"]["bias"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return model.bias != 0.0

@@ -1,0 +1,359 @@
+"""`predict --data` and `evaluate`: a saved model on a CSV or Parquet table, as a user meets it, every number
+against NumPy and scikit-learn on the same file."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from lrtrain import scoring
+from lrtrain.model import load
+
+from .conftest import SUBPROCESS_TIMEOUT, cli, files_under, run_installed
+
+WEIGHTS = np.array([2.0, -1.0, 0.5])
+
+
+def _fit(workdir: Path, bias: bool = True) -> Path:
+    """An exact model of y on a, b, c (with or without a bias); its run folder."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ WEIGHTS + (3.0 if bias else 0.0) + rng.normal(scale=0.1, size=200)
+    with (workdir / "train.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["a", "b", "c", "y"])
+        writer.writerows(np.column_stack([x, y]).tolist())
+    settings = ["--set", "data.path=train.csv", "--set", f"model.bias={str(bias).lower()}", "--engine", "exact"]
+    result = cli("fit", *settings)
+    assert result.exit_code == 0, result.output
+    return next((workdir / "runs").iterdir())
+
+
+def _test_table(rows: int = 150, offset: float = 3.0, seed: int = 1) -> dict[str, np.ndarray]:
+    """Test rows, the columns in another order than the model's and with an extra text column."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 3))
+    y = x @ WEIGHTS + offset + rng.normal(scale=0.2, size=rows)
+    return {"id": np.array([f"r{i}" for i in range(rows)]), "c": x[:, 2], "y": y, "b": x[:, 1], "a": x[:, 0]}
+
+
+def _write_csv(path: Path, table: dict[str, np.ndarray], delimiter: str = ",") -> Path:
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(list(table))
+    writer.writerows(zip(*(col.tolist() for col in table.values()), strict=True))
+    data = text.getvalue().encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def _reference(model_dir: Path, table: dict[str, np.ndarray], centered: bool = True) -> dict[str, float]:
+    model = load(model_dir)
+    x = np.column_stack([table[name] for name in model.features])
+    y_true, y_hat = table["y"], x @ np.array(model.weights) + model.bias
+    mse = mean_squared_error(y_true, y_hat)
+    total = np.sum((y_true - y_true.mean()) ** 2) if centered else np.sum(y_true**2)
+    r2 = r2_score(y_true, y_hat) if centered else 1 - np.sum((y_true - y_hat) ** 2) / total
+    return {"mse": mse, "rmse": np.sqrt(mse), "mae": mean_absolute_error(y_true, y_hat), "r2": r2}
+
+
+def _evaluation(*args: str) -> dict[str, object]:
+    result = cli("evaluate", *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    (line,) = result.stdout.splitlines()
+    record: dict[str, object] = json.loads(line)
+    assert record["schema"] == "lrtrain/1"
+    assert record["event"] == "evaluation"
+    return record
+
+
+@pytest.mark.parametrize("name", ["test.csv", "test.csv.gz", "test.tsv", "test.parquet"])
+def test_evaluate_matches_scikit_learn_in_every_format(workdir: Path, name: str) -> None:
+    run = _fit(workdir)
+    table = _test_table()
+    path = workdir / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.table(table), path)
+    else:
+        _write_csv(path, table, "\t" if name.endswith(".tsv") else ",")
+    record = _evaluation("--data", str(path))  # the newest run, as summary finds it
+    expected = _reference(run, table)
+    assert record["rows"] == 150
+    assert record["r2_centered"] is True
+    assert record["target"] == "y"
+    for key, value in expected.items():
+        assert record[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def test_evaluate_in_many_batches_is_exact_far_from_zero(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of a few hundred bytes (CSV) or 7 rows (Parquet): the same numbers; and a target around 1e8,
+    whose spread a one-pass Σy² − (Σy)²/n would lose, gives NumPy's two-pass R²."""
+    run = _fit(workdir)
+    monkeypatch.setattr(scoring, "CSV_BATCH_BYTES", 512)
+    monkeypatch.setattr(scoring, "PARQUET_BATCH_ROWS", 7)
+    table = _test_table(rows=1000, offset=1e8, seed=2)
+    _write_csv(workdir / "far.csv", table)
+    pq.write_table(pa.table(table), workdir / "far.parquet")
+    expected = _reference(run, table)
+    for path in ("far.csv", "far.parquet"):
+        record = _evaluation(str(run), "--data", path)
+        assert record["rows"] == 1000
+        assert record["mse"] == pytest.approx(expected["mse"], rel=1e-12)
+        assert record["mae"] == pytest.approx(expected["mae"], rel=1e-12)
+        assert record["r2"] == pytest.approx(expected["r2"], rel=1e-9, abs=1e-12)
+
+
+def test_evaluate_without_a_bias_reports_the_uncentered_r2_as_fit_does(workdir: Path) -> None:
+    run = _fit(workdir, bias=False)
+    table = _test_table(offset=0.0)
+    _write_csv(workdir / "test.csv", table)
+    record = _evaluation(str(run / "model.json"), "--data", "test.csv")
+    assert record["r2_centered"] is False
+    assert record["r2"] == pytest.approx(_reference(run, table, centered=False)["r2"], rel=1e-12)
+    # on the training rows, evaluate's R² is fit's
+    stored = json.loads((run / "model.json").read_text())["metrics"]["r2"]
+    assert _evaluation(str(run), "--data", "train.csv")["r2"] == pytest.approx(stored, rel=1e-9)
+
+
+def test_evaluate_prints_key_value_lines_when_piped(workdir: Path) -> None:
+    _fit(workdir)
+    _write_csv(workdir / "test.csv", _test_table())
+    result = cli("evaluate", "--data", "test.csv")
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert list(lines) == ["model", "data", "target", "rows", "mse", "rmse", "mae", "r2"]
+    assert lines["rows"] == "150"
+    assert lines["r2"].startswith("0.9")
+
+
+def _predict_rows(result_stdout: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(result_stdout)))
+
+
+def test_predict_data_writes_the_table_and_a_prediction_per_row(workdir: Path) -> None:
+    run = _fit(workdir)
+    (workdir / "t.csv").write_text('id,c,a,b\n"x, 1",1.50,0,2\nplain, -1 ,3e0,0.25\n')
+    result = cli("predict", "--data", "t.csv")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == "id,c,a,b,prediction"
+    assert lines[1].startswith('"x, 1",1.50,0,2,')  # the cells as they were, quoted where needed
+    assert lines[2].startswith("plain, -1 ,3e0,0.25,")
+    model = load(run)
+    for row, sample in zip(_predict_rows(result.stdout), ([0, 2, 1.5], [3, 0.25, -1]), strict=True):
+        assert float(row["prediction"]) == pytest.approx(model.predict([float(v) for v in sample]), rel=1e-12)
+
+
+def test_predict_data_from_parquet_in_batches_matches_predict_values(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _fit(workdir)
+    monkeypatch.setattr(scoring, "PARQUET_BATCH_ROWS", 16)
+    table = _test_table(rows=100)
+    pq.write_table(pa.table(table), workdir / "t.parquet")
+    result = cli("predict", "--model", str(run), "--data", "t.parquet", "--interval", "0.9")
+    assert result.exit_code == 0, result.output
+    rows = _predict_rows(result.stdout)
+    assert len(rows) == 100
+    assert list(rows[0]) == ["id", "c", "y", "b", "a", "prediction", "lower", "upper"]
+    model = load(run)
+    for i, row in enumerate(rows):
+        sample = [table[name][i] for name in model.features]
+        expected = model.interval(sample, 0.9)  # the one-sample path, plain Python
+        got = [float(row[key]) for key in ("prediction", "lower", "upper")]
+        assert got == pytest.approx(list(expected), rel=1e-10)
+        assert row["id"] == f"r{i}"
+        assert float(row["a"]) == table["a"][i]
+
+
+def test_predict_data_to_a_file_is_atomic(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fit(workdir)
+    table = _test_table(rows=400)
+    _write_csv(workdir / "t.csv", table)
+    result = cli("predict", "--data", "t.csv", "-o", "out.csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "wrote out.csv: 400 rows with predictions\n"
+    written = (workdir / "out.csv").read_text()
+    assert written == cli("predict", "--data", "t.csv").stdout
+    # a bad cell in the last batch: the earlier batches were predicted, but nothing is written, out.csv kept
+    monkeypatch.setattr(scoring, "CSV_BATCH_BYTES", 1024)
+    text = (workdir / "t.csv").read_text().splitlines()
+    text[-1] = "r399,oops," + text[-1].split(",", 2)[2]
+    (workdir / "bad.csv").write_text("\n".join(text) + "\n")
+    before = files_under(workdir)
+    result = cli("predict", "--data", "bad.csv", "-o", "out.csv")
+    assert result.exit_code == 2
+    assert "bad.csv, line 401, column 'c': 'oops' is not a number" in result.stderr
+    assert result.stdout == ""
+    assert files_under(workdir) == before
+    assert (workdir / "out.csv").read_text() == written
+
+
+BAD_INPUTS = {
+    "missing feature": ("a,b,y\n1,2,3\n", "t.csv", "has no column 'c', which the model in"),
+    "not a number": ("a,b,c,y\n1,2,3,4\n1,x,3,4\n", "t.csv", "t.csv, line 3, column 'b': 'x' is not a number"),
+    "empty cell": ("a,b,c,y\n1,2,3,4\n1,2,,4\n", "t.csv", "t.csv, line 3, column 'c': the cell is empty"),
+    "not finite": ("a,b,c,y\n1,2,inf,4\n", "t.csv", "t.csv, line 2, column 'c': the value is inf, not a finite"),
+    "empty file": ("", "t.csv", "t.csv is empty"),
+    "header only": ("a,b,c,y\n", "t.csv", "has a header but no data rows"),
+    "ragged line": ("a,b,c,y\n1,2,3,4\n1,2\n", "t.csv", "could not be read as CSV"),
+    "not a table": ("\x93NUMPY", "t.npy", "lrtrain reads CSV"),
+    "csv named parquet": ("a,b,c,y\n1,2,3,4\n", "t.parquet", "is not a readable Parquet file"),
+    "not utf-8": (b"a,b,c,y\n1,2,3,\xff\n", "t.csv", "could not be read as CSV"),
+    "bad gzip": ("a,b,c,y\n1,2,3,4\n", "t.csv.gz", "t.csv.gz cannot be read as gzip"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_bad_input_exits_2_naming_the_file_and_writes_nothing(workdir: Path, case: str, command: str) -> None:
+    _fit(workdir)
+    content, name, expected = BAD_INPUTS[case]
+    path = workdir / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before = files_under(workdir)
+    args = ["--data", name] + (["-o", "out.csv"] if command == "predict" else [])
+    result = cli(command, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert expected in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1  # one paragraph
+    assert "Traceback" not in result.stderr
+    assert files_under(workdir) == before
+
+
+def test_missing_column_names_the_file_columns_and_the_fix(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "t.csv").write_text("a,x,y\n1,2,3\n")
+    result = cli("predict", "--data", "t.csv")
+    assert result.exit_code == 2
+    assert "has no column 'b', 'c'" in result.stderr
+    assert "The file's columns are: a, x, y" in result.stderr
+    assert "Name the file's columns as the model's features" in result.stderr
+
+
+def test_evaluate_needs_the_target(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "t.csv").write_text("a,b,c\n1,2,3\n")
+    result = cli("evaluate", "--data", "t.csv")
+    assert result.exit_code == 2
+    assert "has no column 'y', the target of the model" in result.stderr
+    assert "lrtrain predict --data" in result.stderr
+    assert cli("predict", "--data", "t.csv").exit_code == 0  # predict does not need it
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [("missing/out.csv", "the folder missing does not exist"), ("folder", "is a folder"), ("t.csv", "input file")],
+)
+def test_output_into_a_missing_folder_onto_a_folder_or_the_input_is_refused(
+    workdir: Path, output: str, expected: str
+) -> None:
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table())
+    (workdir / "folder").mkdir()
+    before = files_under(workdir)
+    result = cli("predict", "--data", "t.csv", "-o", output)
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert files_under(workdir) == before
+
+
+def test_predict_refuses_values_with_data_json_with_data_and_output_without_data(workdir: Path) -> None:
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table())
+    for args, expected in [
+        (["1,2,3", "--data", "t.csv"], "VALUEs or --data FILE, not both"),
+        (["--data", "t.csv", "--json"], "predict --data writes CSV"),
+        (["1,2,3", "-o", "out.csv"], "give the table with --data FILE"),
+    ]:
+        result = cli("predict", *args)
+        assert result.exit_code == 2, args
+        assert expected in result.stderr
+
+
+def test_predict_without_values_or_data_is_still_a_usage_error(workdir: Path) -> None:
+    result = cli("predict")
+    assert result.exit_code == 2
+    assert "Missing argument 'VALUE'" in result.stderr
+    result = cli("evaluate")
+    assert result.exit_code == 2
+    assert "Missing option '--data'" in result.stderr
+
+
+def test_evaluate_without_a_run_says_how_to_make_one(workdir: Path) -> None:
+    _write_csv(workdir / "t.csv", _test_table())
+    result = cli("evaluate", "--data", "t.csv")
+    assert result.exit_code == 2
+    assert "no model found" in result.stderr
+
+
+@pytest.mark.slow
+def test_installed_predict_data_into_a_closed_pipe_ends_quietly(workdir: Path) -> None:
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table(rows=200_000))
+    script = f"{sys.executable} -m lrtrain predict --data t.csv | head -n 2"
+    pipeline = ["bash", "-o", "pipefail", "-c", script]
+    done = subprocess.run(pipeline, cwd=workdir, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.splitlines()[0] == "id,c,y,b,a,prediction"
+    plain = run_installed("predict", "5,1,1", cwd=workdir)  # the fast path is untouched
+    assert plain.returncode == 0, plain.stderr
+
+
+@pytest.mark.slow
+def test_memory_is_bounded_by_the_batch_not_the_file(workdir: Path) -> None:
+    """A 32 MB CSV evaluated and predicted in a fresh process with batches of 128 KiB: Python's heap (tracemalloc,
+    after the imports) and Arrow's pool (which reads some 32 batches ahead) each peak far below the file."""
+    run = _fit(workdir)
+    rng = np.random.default_rng(3)
+    rows = 400_000
+    x = rng.normal(size=(rows, 3))
+    data = np.column_stack([x, x @ WEIGHTS + 3.0])
+    np.savetxt(workdir / "big.csv", data, delimiter=",", header="a,b,c,y", comments="", fmt="%.17g")
+    size = (workdir / "big.csv").stat().st_size
+    assert size > 30e6
+    probe = textwrap.dedent(
+        f"""
+        import json, tracemalloc
+        from pathlib import Path
+        import pyarrow as pa
+        from lrtrain import scoring
+        from lrtrain.model import load
+        scoring.CSV_BATCH_BYTES = 128 << 10
+        model, table = load(Path({str(run)!r})), scoring.open_table(Path("big.csv"))
+        small = scoring.open_table(Path("train.csv"))  # the imports, before the count starts
+        scoring.evaluate(model, small), list(scoring.predictions(model, small, 0.95))
+        tracemalloc.start()
+        result = scoring.evaluate(model, table)
+        written = sum(len(text) for text, _ in scoring.predictions(model, table, 0.95))
+        _, peak = tracemalloc.get_traced_memory()
+        print(json.dumps({{"rows": result.rows, "peak": peak, "arrow": pa.default_memory_pool().max_memory(),
+                          "written": written}}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=workdir, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["rows"] == rows
+    assert found["written"] > size
+    assert found["peak"] < size / 4, found
+    assert found["arrow"] < size / 4, found
