@@ -48,11 +48,9 @@ def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool, str | 
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text.split(",")[0])
-    except ValueError:
-        return False
-    return True
+    from lrtrain.model import is_number
+
+    return is_number(text.replace(",", " ").split(maxsplit=1)[0]) if text.strip() else False
 
 
 def _predict(values: list[str], model: str | None, json_output: bool, interval: str | None) -> int:
