@@ -12,6 +12,9 @@ import sys
 
 
 def main() -> None:
+    from lrtrain.errors import tolerant_streams
+
+    tolerant_streams()  # before anything is written: an ASCII-only stdout escapes "R²", it does not fail on it
     args = sys.argv[1:]
     if args[:1] == ["predict"] and os.environ.get("WORLD_SIZE", "1") == "1":  # under torchrun the CLI refuses
         plain = _plain_predict(args[1:])
