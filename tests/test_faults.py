@@ -466,7 +466,7 @@ def test_a_message_of_megabytes_is_cut_in_the_middle_and_keeps_its_fix(workdir: 
         assert result.exit_code == 2
         message = result.stderr.rstrip("\n")
         assert len(message) <= 4000
-        assert message.startswith("error: argument 1: the model in ")
+        assert message.startswith("error: the model in ")
         assert "characters cut" in message
         assert message.endswith("lrtrain predict 1.")  # the fix, at the end, is kept
     record = json.loads(result.stdout)

@@ -246,6 +246,7 @@ def test_a_second_resume_of_the_same_run_is_refused_while_the_first_holds_it(wor
     assert f"already being resumed by process {os.getpid()}" in result.stderr
     assert not (run / "model.json").exists()
     assert cli("fit", "--resume", str(run)).exit_code == 0  # the lock went with its holder
+    assert not (run / runs.LOCK_FILE).exists()  # and a clean end leaves no lock file in the folder
 
 
 @pytest.mark.slow

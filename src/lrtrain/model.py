@@ -304,11 +304,11 @@ def predict_lines(
     values: list[str], stdin: Iterable[str], check: Callable[[list[float]], None] = lambda sample: None
 ) -> Iterator[list[float]]:
     """Samples from arguments (all parsed and checked before the first is used) and, for '-', stdin as a stream
-    (a UTF-8 byte-order mark before its first line is skipped); an error names the argument or the line."""
+    (a UTF-8 byte-order mark before its first line is skipped); an error on stdin names its line."""
     parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
-    for i, sample in enumerate(parsed, start=1):
+    for sample in parsed:
         if sample is not None:
-            _checked(check, sample, f"argument {i}")
+            check(sample)
     for sample in parsed:
         if sample is not None:
             yield sample
@@ -321,6 +321,7 @@ def predict_lines(
 
 
 def _checked(check: Callable[[list[float]], None], sample: list[float], where: str) -> list[float]:
+    """`sample`, checked; a wrong one's error starts with `where` it came from."""
     try:
         check(sample)
     except InputError as exc:

@@ -238,29 +238,46 @@ def trajectory_settings(config: Config) -> dict[str, Any]:
 def resuming(run_dir: Path) -> Iterator[None]:
     """Hold the run folder's lock (flock on LOCK_FILE, which names the holder) while the run is resumed: a
     second `fit --resume` of it is refused at once, instead of both training and one result replacing the
-    other. The lock goes with the process, however it ends."""
-    import fcntl
-
+    other. The lock goes with the process, however it ends; a clean end removes the file too."""
+    path = run_dir / LOCK_FILE
+    fd = _locked(path, run_dir)
     try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:  # no such folder, or a read-only one: load_checkpoint says what is wrong
-        fd = None
-    try:
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-                raise ConfigError(
-                    f"--resume {run_dir}: that run is already being resumed by process {holder}. Wait for it to "
-                    f"finish (lrtrain runs shows it), or stop it first (kill -INT {holder} saves a checkpoint)."
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
     finally:
         if fd is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()  # before the lock is let go: a waiter that opened this file sees it gone, retries
             os.close(fd)
+
+
+def _locked(path: Path, run_dir: Path) -> int | None:
+    """An open, flock-ed descriptor of `path` holding this process's PID; None where the folder cannot hold one
+    (no such folder, read-only: load_checkpoint says what is wrong)."""
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"--resume {run_dir}: that run is already being resumed by process {holder}. Wait for it to "
+                f"finish (lrtrain runs shows it), or stop it first (kill -INT {holder} saves a checkpoint)."
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino  # not a file its last holder removed meanwhile
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            return fd
+        os.close(fd)
 
 
 def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkpoint:
