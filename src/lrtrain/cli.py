@@ -22,7 +22,16 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from lrtrain import __version__
-from lrtrain.errors import ExitCode, Interrupted, LrtrainError, OutputError, discard_stdout, report, writing_stdout
+from lrtrain.errors import (
+    ExitCode,
+    Interrupted,
+    LrtrainError,
+    OutputError,
+    discard_stdout,
+    report,
+    tolerant_streams,
+    writing_stdout,
+)
 from lrtrain.interrupts import Signals, silent
 
 EXIT_CODES = (
@@ -656,6 +665,7 @@ def main() -> None:
     # fit and compare count signals and stop at a safe point (Signals); the other commands are short, or
     # stream to files through atomic writers: for them SIGTERM is Ctrl-C, Python's KeyboardInterrupt
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    tolerant_streams()
     try:
         code = app(prog_name="lrtrain", standalone_mode=False)
     except typer.TyperException as exc:  # the parser's usage errors: bad option, missing argument

@@ -21,6 +21,7 @@ import numpy as np
 
 from lrtrain.blocks import BLOCK_ROWS
 from lrtrain.engine import EpochLog, Schedule, State, mse
+from lrtrain.errors import DataError
 from lrtrain.moments import Moments, combined, moments
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.prepare import Prepared
@@ -109,5 +110,20 @@ def _stacked_factors(a: np.ndarray, t: np.ndarray, shard: Shard) -> tuple[np.nda
 
 
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
-    w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments, data.shard)
-    yield EpochLog(1, mse(data.x, data.y, w, b), w, b, 0.0)  # blocked: no float64 copy of X
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite answer is checked, in words
+        w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments, data.shard)
+        loss = mse(data.x, data.y, w, b)  # blocked: no float64 copy of X
+    if not (np.all(np.isfinite(w)) and np.isfinite(b) and np.isfinite(loss)):
+        raise DataError(unrepresentable(data, "the least-squares solution"))
+    yield EpochLog(1, loss, w, b, 0.0)
+
+
+def unrepresentable(data: Prepared, what: str) -> str:
+    """Why data that cannot be fitted in floating point is refused, and the fix."""
+    float32 = data.x.dtype == np.float32
+    return (
+        f"{data.raw.origin}: {what} is not a finite number: the data's values are too large or too small for "
+        f"their squares and sums in {data.x.dtype} (which holds magnitudes up to "
+        f"{float(np.finfo(data.x.dtype).max):.2g}). Rescale the data (e.g. divide a column of values near 1e150 by "
+        f"1e150; the weights scale with it){', or set model.dtype to float64' if float32 else ''}."
+    )

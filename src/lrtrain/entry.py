@@ -12,6 +12,9 @@ import sys
 
 
 def main() -> None:
+    from lrtrain.errors import tolerant_streams
+
+    tolerant_streams()  # before anything is written: an ASCII-only stdout escapes "R²", it does not fail on it
     args = sys.argv[1:]
     if args[:1] == ["predict"] and os.environ.get("WORLD_SIZE", "1") == "1":  # under torchrun the CLI refuses
         plain = _plain_predict(args[1:])
@@ -48,11 +51,9 @@ def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool, str | 
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text.split(",")[0])
-    except ValueError:
-        return False
-    return True
+    from lrtrain.model import is_number
+
+    return is_number(text.replace(",", " ").split(maxsplit=1)[0]) if text.strip() else False
 
 
 def _predict(values: list[str], model: str | None, json_output: bool, interval: str | None) -> int:

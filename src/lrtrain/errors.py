@@ -68,6 +68,13 @@ class OutputError(LrtrainError):
     exit_code = ExitCode.TRAINING_FAILED
 
 
+class SaveError(LrtrainError):
+    """A run folder could not be written (a full disk, a quota, a vanished folder): what was trained is fine, the
+    machine is not, so the exit code is that of an unwritable stdout, not of a mistake in the command."""
+
+    exit_code = ExitCode.TRAINING_FAILED
+
+
 class Interrupted(LrtrainError):
     """Ctrl-C or SIGTERM stopped training after a completed epoch; `checkpoint` holds it."""
 
@@ -116,6 +123,17 @@ def writing_stdout() -> Iterator[None]:
     except OSError as exc:
         discard_stdout()  # what is still buffered would fail again at exit
         raise OutputError(f"cannot write the results to stdout: {exc.strerror or exc}.") from None
+
+
+def tolerant_streams() -> None:
+    """Let stdout and stderr write any text: on a terminal or pipe whose encoding cannot say "R²" (ASCII, LC_ALL=C
+    before Python 3.7's UTF-8 coercion, PYTHONIOENCODING=ascii), such a character becomes its escape (R\\xb2)
+    instead of failing a command whose work is already done."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:

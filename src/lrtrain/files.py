@@ -6,12 +6,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from lrtrain.errors import LrtrainError, read_limited
 
+TEMP_SUFFIX = ".tmp"
+TEMP_NAME = re.compile(r"\.(?P<target>.+?)\.(?:(?P<pid>[0-9]+)\.)?[^.]+\.tmp")  # .NAME.PID.RANDOM.tmp; older: no PID
+STALE_SECONDS = 600  # a temporary file untouched this long whose writer is gone is a leftover
 INT_DIGITS = 40  # an integer in lrtrain's JSON (an epoch, a count) has a few digits; thousands are damage
 
 
@@ -21,7 +26,8 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     import tempfile  # not at the top: `predict` never writes, and every millisecond of start-up counts
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's PID in the name: a leftover of a writer killed mid-write (kill -9) can be told from a live one
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     os.fchmod(fd, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's private 0600
     text = "b" not in mode
     try:
@@ -34,6 +40,47 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def leftovers(folder: Path) -> list[tuple[Path, int | None]]:
+    """The atomic writer's temporary files in `folder` with their writer's PID (None in an older name)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = TEMP_NAME.fullmatch(entry.name)
+            if match:
+                found.append((Path(entry.path), int(match["pid"]) if match["pid"] else None))
+    return sorted(found)
+
+
+def writer_alive(pid: int | None) -> bool:
+    """Whether the process that named a temporary file still runs (unknown for an older name: assumed gone)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
+
+
+def remove_stale(folder: Path, stale_seconds: float = STALE_SECONDS) -> list[str]:
+    """Remove the temporary files in `folder` whose writer is gone and which nobody touched for `stale_seconds`
+    (a PID may be reused, or belong to another machine's namespace: the age keeps a live write safe); their
+    names."""
+    removed = []
+    now = time.time()
+    for path, pid in leftovers(folder):
+        try:
+            if writer_alive(pid) or now - path.stat().st_mtime < stale_seconds:
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path.name)
+    return removed
 
 
 def _umask() -> int:

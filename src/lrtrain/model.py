@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -85,10 +86,23 @@ class Model(NamedTuple):
             )
         bias = self.bias if statistics["intercept"] else None
         sigma2 = _number(statistics["sigma2"])
+        damaged = ModelError(
+            f"model file {self.path} has a damaged covariance or noise estimate (statistics.unscaled_covariance "
+            "and sigma2 must be finite numbers), so no interval can be computed. Retrain it with `lrtrain fit` "
+            "(the same config gives the same weights), or predict without --interval."
+        )
+        finite = all(_is_finite(v) for row in covariance for v in row)
+        if not (
+            finite and math.isfinite(sigma2) and sigma2 >= 0 and all(row[i] >= 0 for i, row in enumerate(covariance))
+        ):
+            raise damaged
+        prediction = self.predict(sample)
         _, low, high = prediction_interval(
             sample, self.weights, bias, covariance, sigma2, statistics["df_resid"], level
         )
-        return self.predict(sample), low, high
+        if math.isfinite(prediction) and not (math.isfinite(low) and math.isfinite(high)):
+            raise damaged  # e.g. a covariance that is not positive semi-definite: a negative variance
+        return prediction, low, high
 
     def predict(self, sample: list[float]) -> float:
         self.check(sample)
@@ -249,20 +263,37 @@ def load_latest(runs: Path, warn: Callable[[str], None], how_to_pass: str = "pas
     )
 
 
+# ASCII decimal or float syntax only: float() alone also takes 1_000, full-width and other scripts' digits
+NUMBER = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.IGNORECASE)
+
+
+def is_number(text: str) -> bool:
+    """Whether `text` is one number as lrtrain reads it (ASCII digits, a point, an exponent)."""
+    return NUMBER.fullmatch(text) is not None
+
+
 def parse_sample(text: str, where: str) -> list[float]:
-    """'1.5, 2' or '1.5 2' -> [1.5, 2.0]."""
-    fields = text.replace(",", " ").split()
-    if not fields:
+    """'1.5, 2' or '1.5 2' -> [1.5, 2.0]; an empty field between commas ('1,,2') is an error, not skipped."""
+    if not text.strip():
         raise InputError(f"{where} is empty. Give one sample per line: feature values separated by commas or spaces.")
+    fields = []
+    for place, part in enumerate(text.split(","), start=1):
+        words = part.split()
+        if not words:
+            raise InputError(
+                f"{where}: field {place} of {text.strip()!r} is empty (two commas in a row, or one at an end). "
+                "Give one number between each pair of commas."
+            )
+        fields += words
     values = []
     for field in fields:
-        try:
-            value = float(field)
-        except ValueError:
+        if not is_number(field):
             raise InputError(
-                f"{where}: {field!r} is not a number (in {text.strip()!r}). "
-                "Give feature values as numbers separated by commas or spaces."
-            ) from None
+                f"{where}: {field!r} is not a number (in {text.strip()!r}). Give feature values as numbers "
+                "separated by commas or spaces, in plain ASCII (1000, -2.5, 1e-3; not 1_000 nor other scripts' "
+                "digits)."
+            )
+        value = float(field)
         if not math.isfinite(value):
             raise InputError(f"{where}: {field!r} is not a finite number. Give finite feature values.")
         values.append(value)
@@ -272,7 +303,8 @@ def parse_sample(text: str, where: str) -> list[float]:
 def predict_lines(
     values: list[str], stdin: Iterable[str], check: Callable[[list[float]], None] = lambda sample: None
 ) -> Iterator[list[float]]:
-    """Samples from arguments (all parsed and checked before the first is used) and, for '-', stdin as a stream."""
+    """Samples from arguments (all parsed and checked before the first is used) and, for '-', stdin as a stream
+    (a UTF-8 byte-order mark before its first line is skipped); an error on stdin names its line."""
     parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
     for sample in parsed:
         if sample is not None:
@@ -282,8 +314,19 @@ def predict_lines(
             yield sample
             continue
         for number, line in enumerate(stdin, start=1):
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # Notepad and PowerShell start a UTF-8 file with one
             if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
-                yield parse_sample(line, f"stdin line {number}")
+                yield _checked(check, parse_sample(line, f"stdin line {number}"), f"stdin line {number}")
+
+
+def _checked(check: Callable[[list[float]], None], sample: list[float], where: str) -> list[float]:
+    """`sample`, checked; a wrong one's error starts with `where` it came from."""
+    try:
+        check(sample)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    return sample
 
 
 def parse_level(text: str) -> float:

@@ -21,6 +21,11 @@ from lrtrain.moments import Moments, Scaling, combined, moments
 from lrtrain.parallel import SINGLE, Shard, block
 from lrtrain.sources import Source, fingerprint, row_count
 
+# a column is constant when its spread about the mean is below this fraction of the mean's rounding offset: every
+# value is the same float64, only the summation's rounding made a spread (relative to the feature's own magnitude,
+# so a real spread of 1e-13 around 0 is a feature, as the exact engine shows)
+CONSTANT = 1e-3
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -60,15 +65,23 @@ class Prepared:
 
 def _blocked_mean_and_std(
     x: np.ndarray, rows: slice | np.ndarray, count: int, shard: Shard
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Column means and (population) standard deviations of the selected rows of every rank (`count` in all),
-    in two blocked passes (no N×D temporaries), each pass's sums all-reduced: μ = Σx / n, then σ² = Σ(x − μ)² / n."""
+    in two blocked passes (no N×D temporaries), each pass's sums all-reduced: μ = Σx / n, then σ² = Σ(x − μ)² / n.
+    Third, how constant each column is: its spread about the rounded mean's own offset, o = Σ(x − μ) / n, compared
+    with o (the corrected two-pass variance, σ² − o²): a constant column is all offset."""
     mean = shard.reduce(blocked_sum(x, rows)) / count
-    total = np.zeros(x.shape[1])
-    for _, part in row_blocks(x, rows):
-        centered = np.asarray(part, dtype=np.float64) - mean
-        total += np.einsum("ij,ij->j", centered, centered)
-    return mean, np.sqrt(shard.reduce(total) / count)
+    d = x.shape[1]
+    total = np.zeros(2 * d)  # Σ(x − μ)², then Σ(x − μ)
+    with np.errstate(over="ignore", invalid="ignore"):  # squares beyond float64 are refused by the caller, in words
+        for _, part in row_blocks(x, rows):
+            centered = np.asarray(part, dtype=np.float64) - mean
+            total[:d] += np.einsum("ij,ij->j", centered, centered)
+            total[d:] += centered.sum(axis=0)
+        total = shard.reduce(total) / count
+        std, offset = np.sqrt(total[:d]), total[d:]
+        spread = np.sqrt(np.maximum(total[:d] - offset**2, 0.0))
+    return mean, std, np.where(np.isfinite(spread), spread, np.inf) <= CONSTANT * np.abs(offset)
 
 
 def _taken(a: np.ndarray, rows: slice | np.ndarray, dtype: np.dtype[Any], scaling: Scaling | None) -> np.ndarray:
@@ -143,9 +156,16 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
         )
     scaling = Scaling(np.zeros(d), np.ones(d))
     if config.data.standardize:
-        scaling = Scaling(*_blocked_mean_and_std(x, train, rows, shard))
-        mean, scale = scaling.mean, scaling.scale
-        constant = np.flatnonzero(scale <= 1e-12 * np.maximum(1.0, np.abs(mean)))  # rounding of a constant's mean
+        mean, scale, flat = _blocked_mean_and_std(x, train, rows, shard)
+        scaling = Scaling(mean, scale)
+        if not np.all(np.isfinite(scale)):
+            name = source.features[int(np.flatnonzero(~np.isfinite(scale))[0])]
+            raise DataError(
+                f"{source.origin}: feature {name!r} cannot be standardized: its squares overflow float64 (values "
+                "beyond about 1e154). Rescale the data (e.g. divide that column by a power of 10), or set "
+                "data.standardize to false."
+            )
+        constant = np.flatnonzero(flat)
         if constant.size:
             name = source.features[int(constant[0])]
             raise DataError(

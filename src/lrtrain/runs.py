@@ -7,6 +7,7 @@ here without NumPy; NumPy and the config are imported where a checkpoint or a co
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -16,15 +17,23 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrtrain import __version__
-from lrtrain.errors import ConfigError, LrtrainError
-from lrtrain.files import atomic_writer, read_json, write_json
+from lrtrain.errors import ConfigError, LrtrainError, SaveError
+from lrtrain.files import (
+    STALE_SECONDS,
+    atomic_writer,
+    leftovers,
+    read_json,
+    remove_stale,
+    write_json,
+    writer_alive,
+)
 
 if TYPE_CHECKING:
     from lrtrain.config import Config
@@ -39,6 +48,7 @@ CHECKPOINT_VERSION = 5  # 2: the row order comes from lrtrain.order; 3: the data
 CHECKSUM_FIELD = "content_sha256"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".resume.lock"  # held (flock) by the process that resumes the run; it holds that process's PID
 
 
 @dataclass
@@ -117,12 +127,23 @@ def save_run(
 ) -> Path:
     """Write config.yaml, metrics.csv and `model` as model.json (last) into the run folder."""
     run_dir = resumed or reserve_run_dir(config)
+    writing = _Writing()
     try:
-        _write_config_and_metrics(run_dir, config, features, checkpoint.rows if checkpoint else [], result.history)
-        write_json(run_dir / MODEL_FILE, model)
-    except BaseException:
+        _write_config_and_metrics(
+            run_dir, config, features, checkpoint.rows if checkpoint else [], result.history, writing
+        )
+        write_json(writing(run_dir / MODEL_FILE), model)
+    except BaseException as exc:
         if resumed is None:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            kept = (
+                f"the run was not saved; its checkpoint in {run_dir} is kept, so `lrtrain fit --resume {run_dir}` "
+                "trains the epochs since then again"
+                if resumed is not None
+                else "the run was not saved (its folder was removed)"
+            )
+            raise SaveError(f"{writing.failed(exc)}; {kept}. {SAVE_FIX}") from None
         raise
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return run_dir
@@ -131,9 +152,43 @@ def save_run(
 def save_checkpoint(
     run_dir: Path, config: Config, checkpoint: Checkpoint, prepared: Prepared, earlier: Checkpoint | None
 ) -> None:
-    """config.yaml, metrics.csv of the epochs so far, then checkpoint.json; no model.json."""
+    """config.yaml, metrics.csv of the epochs so far, then checkpoint.json; no model.json. SaveError names the
+    file the machine refused to write (a full disk)."""
     rows = earlier.rows if earlier else []
-    _write_config_and_metrics(run_dir, config, prepared.raw.features, rows, checkpoint.history)
+    writing = _Writing()
+    try:
+        _write_checkpoint(run_dir, config, checkpoint, prepared, rows, writing)
+    except OSError as exc:
+        raise SaveError(writing.failed(exc)) from None
+
+
+SAVE_FIX = "Free some space (or fix the folder) and run it again, or set output.dir to another disk."
+
+
+class _Writing:
+    """Which file of a run folder is being written, to name it when the machine refuses (a full disk)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def __call__(self, path: Path) -> Path:
+        self.path = path
+        return path
+
+    def failed(self, exc: OSError) -> str:
+        reason = exc.strerror.lower() if exc.strerror else f"{exc.__class__.__name__}: {exc}"
+        return f"{reason} while writing {self.path or exc.filename}"
+
+
+def _write_checkpoint(
+    run_dir: Path,
+    config: Config,
+    checkpoint: Checkpoint,
+    prepared: Prepared,
+    rows: list[list[str]],
+    writing: _Writing,
+) -> None:
+    _write_config_and_metrics(run_dir, config, prepared.raw.features, rows, checkpoint.history, writing)
     state = checkpoint.state
     payload = {
         "format": "lrtrain.checkpoint",
@@ -151,7 +206,7 @@ def save_checkpoint(
     }
     payload = json.loads(json.dumps(payload, allow_nan=True))  # the values as they will read back
     payload[CHECKSUM_FIELD] = content_checksum(payload)
-    write_json(run_dir / CHECKPOINT_FILE, payload, allow_nan=True)
+    write_json(writing(run_dir / CHECKPOINT_FILE), payload, allow_nan=True)
 
 
 def content_checksum(payload: dict[str, Any]) -> str:
@@ -179,6 +234,52 @@ def trajectory_settings(config: Config) -> dict[str, Any]:
     return settings
 
 
+@contextlib.contextmanager
+def resuming(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock (flock on LOCK_FILE, which names the holder) while the run is resumed: a
+    second `fit --resume` of it is refused at once, instead of both training and one result replacing the
+    other. The lock goes with the process, however it ends; a clean end removes the file too."""
+    path = run_dir / LOCK_FILE
+    fd = _locked(path, run_dir)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()  # before the lock is let go: a waiter that opened this file sees it gone, retries
+            os.close(fd)
+
+
+def _locked(path: Path, run_dir: Path) -> int | None:
+    """An open, flock-ed descriptor of `path` holding this process's PID; None where the folder cannot hold one
+    (no such folder, read-only: load_checkpoint says what is wrong)."""
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"--resume {run_dir}: that run is already being resumed by process {holder}. Wait for it to "
+                f"finish (lrtrain runs shows it), or stop it first (kill -INT {holder} saves a checkpoint)."
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino  # not a file its last holder removed meanwhile
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            return fd
+        os.close(fd)
+
+
 def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkpoint:
     """The checkpoint of an interrupted run, checked against the data and the settings it must continue with."""
     import numpy as np
@@ -193,6 +294,7 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
             "To train longer, start a new run from its config: lrtrain fit --config "
             f"{run_dir / CONFIG_FILE} --set train.epochs=N."
         )
+    remove_stale(run_dir)  # what a killed writer left behind (kill -9) goes before the run continues
     path = run_dir / CHECKPOINT_FILE
     try:
         payload = read_json(path, "checkpoint", ConfigError, f"--resume {run_dir}: the checkpoint")
@@ -347,8 +449,14 @@ def _run_info(folder: Path) -> RunInfo | None:
         folder / CHECKPOINT_FILE,
         folder / CONFIG_FILE,
     )
+    removed = remove_stale(folder)
+    left = [(path.name, pid, writer_alive(pid)) for path, pid in leftovers(folder)]
+    cut_short = _cut_short(removed, left)
     if not config_file.is_file():
-        return None
+        if not cut_short:
+            return None
+        when = datetime.fromtimestamp(_modified(folder)).astimezone()
+        return RunInfo(folder, "incomplete", when, problem=cut_short)  # a save killed before its first file
     written = next(f for f in (model_file, checkpoint_file, config_file) if f.is_file())
     when = datetime.fromtimestamp(written.stat().st_mtime).astimezone()  # local time, with its offset
     reading = model_file
@@ -365,11 +473,31 @@ def _run_info(folder: Path) -> RunInfo | None:
             from lrtrain.config import load_config
 
             return RunInfo(folder, "interrupted", when, load_config(config_file).train.engine, epoch)
-        return RunInfo(folder, "incomplete", when)
+        return RunInfo(folder, "incomplete", when, problem=cut_short)
     except (OSError, ValueError, KeyError, TypeError, OverflowError, LrtrainError) as exc:
         # one damaged folder is listed as such; it never hides the others
         detail = f"no {exc} field" if isinstance(exc, KeyError) else str(exc)
         return RunInfo(folder, "unreadable", when, problem=f"{reading.name} is damaged ({detail})")
+
+
+def _cut_short(removed: list[str], left: list[tuple[str, int | None, bool]]) -> str | None:
+    """What the atomic writer's temporary files in a run folder say: a save in progress, or one cut short
+    (kill -9, a power cut) whose leftovers were removed or will be once they are stale."""
+    notes = [f"being written by process {pid} ({name})" for name, pid, alive in left if alive]
+    notes += [
+        f"a save was cut short: leftover {name}, removed after {STALE_SECONDS // 60} minutes"
+        for name, _, alive in left
+        if not alive
+    ]
+    notes += [f"a save was cut short: removed its leftover {name}" for name in removed]
+    return "; ".join(notes) or None
+
+
+def _modified(folder: Path) -> float:
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _stop_rules(saved: dict[str, Any]) -> dict[str, Any]:
@@ -397,13 +525,18 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _write_config_and_metrics(
-    run_dir: Path, config: Config, features: list[str], rows: list[list[str]], history: list[EpochLog]
+    run_dir: Path,
+    config: Config,
+    features: list[str],
+    rows: list[list[str]],
+    history: list[EpochLog],
+    writing: _Writing,
 ) -> None:
     from lrtrain.config import to_yaml
 
-    with atomic_writer(run_dir / CONFIG_FILE) as handle:
+    with atomic_writer(writing(run_dir / CONFIG_FILE)) as handle:
         handle.write(to_yaml(config))
-    with atomic_writer(run_dir / METRICS_FILE) as handle:
+    with atomic_writer(writing(run_dir / METRICS_FILE)) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["epoch", "loss", "val_loss", "lr", "bias", *[f"w_{n}" for n in features]])
         writer.writerows(rows)

@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 from lrtrain import model, parallel, runs, sources, stats, steps
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
-from lrtrain.errors import ConfigError, Interrupted, TrainingFailed
+from lrtrain.engine_exact import unrepresentable
+from lrtrain.errors import ConfigError, DataError, Interrupted, LrtrainError, SaveError, TrainingFailed
 from lrtrain.prepare import Prepared, prepare
 from lrtrain.runs import Checkpoint
 from lrtrain.stopping import StopRules, Target
@@ -96,8 +97,21 @@ def fit(
 
     `should_stop` is asked after every epoch (under torchrun, after the epochs the ranks vote on:
     parallel.StopVote); when it says yes, the last completed epoch is written as a checkpoint (by
-    rank 0) and `Interrupted` is raised. `resume` continues such a run, with any number of ranks.
+    rank 0) and `Interrupted` is raised. `resume` continues such a run, with any number of ranks;
+    its folder stays locked (by rank 0) until the run is saved, so that no other process resumes it too.
     """
+    held = runs.resuming(resume) if resume is not None and parallel.is_main() else contextlib.nullcontext()
+    with held:
+        return _fit(config, listener, should_stop, resume, with_summary)
+
+
+def _fit(
+    config: Config,
+    listener: Listener | None,
+    should_stop: Callable[[], bool] | None,
+    resume: Path | None,
+    with_summary: bool,
+) -> FitResult:
     engine, device = config.train.engine, config.train.device
     if engine != "torch" and device not in ("cpu", "auto"):
         raise ConfigError(
@@ -115,7 +129,8 @@ def fit(
     finished = False
     group = parallel.start(device)  # under torchrun, join the others: from here on every rank must keep step
     try:
-        prepared = prepare(sources.load(config, group), config, group)  # under torchrun, this rank's rows only
+        with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
+            prepared = prepare(sources.load(config, group), config, group)  # under torchrun, this rank's rows only
         if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
             prepared.fingerprint  # noqa: B018  a process slow to stop), nor on rank 0 alone once the others left
         checkpoint = runs.load_checkpoint(resume, prepared, config) if resume is not None else None
@@ -142,12 +157,24 @@ def _save_checkpoint(
     config: Config, prepared: Prepared, stopped: Checkpoint, resume: Path | None, earlier: Checkpoint | None
 ) -> NoReturn:
     """Write an interrupted run's checkpoint (into its own folder when it was resumed), then say where."""
-    run_dir = resume or runs.reserve_run_dir(config)
+    reached = f"interrupted after epoch {stopped.state.epoch} of {config.train.epochs}, but"
+    try:
+        run_dir = resume or runs.reserve_run_dir(config)
+    except LrtrainError as exc:  # never lost silently: the epoch reached and why it was not kept
+        raise SaveError(f"{reached} no checkpoint could be saved: {exc}") from None
     try:
         runs.save_checkpoint(run_dir, config, stopped, prepared, earlier)
-    except BaseException:  # e.g. a second Ctrl-C while saving: "stop now, saving nothing"
+    except BaseException as exc:  # e.g. a second Ctrl-C while saving: "stop now, saving nothing"
         if resume is None:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, SaveError):  # a full disk: say what is lost, and what is kept
+            kept = (
+                f"the checkpoint of epoch {earlier.state.epoch if earlier else 0} in {run_dir} is kept, so "
+                f"`lrtrain fit --resume {run_dir}` continues from there"
+                if resume is not None
+                else "nothing was kept"
+            )
+            raise SaveError(f"{reached} the checkpoint could not be saved: {exc}; {kept}. {runs.SAVE_FIX}") from None
         raise
     raise Interrupted(
         f"interrupted after epoch {stopped.state.epoch} of {config.train.epochs}; the run so far "
@@ -172,7 +199,10 @@ def train(
     rows is all-reduced, so every rank computes what one process would, collective for collective.
     """
     module, device = _engine(engine, device)
-    prepared.moments  # noqa: B018  under torchrun a collective: gathered here, at the same point on every rank
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow is checked just below, in words
+        moments = prepared.moments  # under torchrun a collective: gathered here, at the same point on every rank
+    if not all(np.all(np.isfinite(v)) for v in (moments.gram, moments.cross, moments.x_mean, moments.tt)):
+        raise DataError(unrepresentable(prepared, "the sum of squares of the data"))
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
     initial = prepared.scaling.to_original(w0, b0)
@@ -185,6 +215,8 @@ def train(
             Start(engine, label, prepared.rows, prepared.features, before, rates.lr, rates.why, epochs, done)
         )
     w_opt, b_opt = optimum or _optimum(prepared, config)
+    if not (np.all(np.isfinite(w_opt)) and math.isfinite(b_opt)):
+        raise DataError(unrepresentable(prepared, "the least-squares optimum"))
     target = Target(config, prepared, prepared.scaling.to_trained(w_opt, b_opt))
     stop = StopRules(config, prepared, rates.momentum)
     start, seconds_before = (resume.state, resume.seconds) if resume else (State(0, w0, b0), 0.0)
@@ -202,7 +234,12 @@ def train(
     w_raw, b_raw = kept.weights, kept.bias
     scaling = prepared.scaling
     final, best = scaling.to_trained(w_raw, b_raw), scaling.to_trained(w_opt, b_opt)
-    loss, optimum_loss = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [final, best])
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, optimum_loss = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [final, best])
+    if not (math.isfinite(loss) and math.isfinite(optimum_loss)):  # never "Final loss: nan" and exit 0
+        raise DataError(
+            unrepresentable(prepared, "the final loss" if math.isfinite(optimum_loss) else "the optimum's loss")
+        )
     gap = target.gap_of(loss, optimum_loss)
     result = FitResult(
         engine=engine,
@@ -403,8 +440,11 @@ def _use_statistics(config: Config, prepared: Prepared) -> bool:
 def _optimum(prepared: Prepared, config: Config) -> tuple[np.ndarray, float]:
     from lrtrain.engine_exact import solve
 
-    w, b = solve(prepared.x, prepared.y, config.model.bias, config.train.weight_decay, prepared.moments, prepared.shard)
-    return prepared.scaling.to_original(w, b)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the caller checks the result is finite
+        w, b = solve(
+            prepared.x, prepared.y, config.model.bias, config.train.weight_decay, prepared.moments, prepared.shard
+        )
+        return prepared.scaling.to_original(w, b)
 
 
 def _predict(w: np.ndarray, b: float, sample: list[float]) -> float:
@@ -464,7 +504,8 @@ def compare(
     """
     specs = [parse_engine(text, config.train.device) for text in engines]
     source = sources.load(config)
-    prepared = prepare(source, config)
+    with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
+        prepared = prepare(source, config)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     exact = prepared if config.model.dtype == "float64" else None
     results: list[FitResult] = []
