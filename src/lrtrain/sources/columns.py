@@ -45,8 +45,8 @@ class Coder:
         if missing == "error" and np.isnan(out).any():
             row = int(np.flatnonzero(np.isnan(out))[0])
             raise DataError(
-                f"{place(row)}, column {self.name!r}: the cell is empty (missing). Fill it, or drop the rows with a "
-                "missing cell: data.missing: drop (--set data.missing=drop)."
+                f"{place(row)}, column {self.name!r}: '' is not a level: the cell is empty. Fill it, or drop the "
+                "rows with a missing cell: data.missing: drop (--set data.missing=drop)."
             )
         return out
 

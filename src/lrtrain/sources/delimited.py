@@ -269,9 +269,10 @@ class _Reader:
                     and not NUMBER.fullmatch(cell.strip())
                     and (col not in self.text or not cell)
                 ):
-                    what = f"missing ({cell.strip()!r})" if cell.strip() else "empty (missing)"
+                    noun = "a level" if col in self.text else "a number"
+                    what = f"{cell!r} is not {noun}: the cell is {'missing' if cell.strip() else 'empty'}"
                     return (
-                        f"{where}: the cell is {what}. Fill it, or drop the rows with a missing cell: "
+                        f"{where}: {what}. Fill it, or drop the rows with a missing cell: "
                         "data.missing: drop (--set data.missing=drop)."
                     )
                 if col in self.text:

@@ -133,7 +133,7 @@ def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], f
                 )
             shown = ", ".join(repr(v) for v in _some_values(handle, name))
             raise DataError(
-                f"data file {file}: column {name!r} holds {what} ({shown}, ...), not numbers. To use it as a "
+                f"data file {file}: column {name!r} holds {what}, not numbers ({shown}, ...). To use it as a "
                 f"categorical feature, one indicator column per level, declare it: data.categorical: [{name}] "
                 f"(--set 'data.categorical=[{name}]'); or leave it out by listing the other columns in data.features."
             )
