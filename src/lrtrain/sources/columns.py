@@ -64,7 +64,6 @@ def block(
     """One batch of the chosen columns as float64 rows, categorical columns as codes. A null is an error, or
     with data.missing: drop its row is left out and counted in `counts` (per column), as is a NaN then."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     rows = len(columns[0]) if columns else 0
     out = np.empty((rows, len(columns)))
@@ -72,6 +71,8 @@ def block(
         if j in coders:
             out[:, j] = coders[j].codes(column, missing, place)
             continue
+        if column.null_count or column.type != pa.float64():
+            import pyarrow.compute as pc  # only here: a plain float64 column needs none of it (nor its memory)
         if column.null_count:
             if missing == "error":
                 row = pc.index(pc.is_null(column), True).as_py()
