@@ -111,7 +111,15 @@ class SyntheticData(_DataCommon):
 class _Columns(_DataCommon):
     """A table whose data.target and data.features name columns (or give their indices)."""
 
-    @field_validator("target", "features", mode="before", check_fields=False)
+    categorical: list[str | int] = Field(
+        default_factory=list,
+        description="feature columns (names or 0-based indices) encoded as indicators against their first level",
+    )
+    missing: Literal["error", "drop"] = Field(
+        "error", description="a row with an empty or null cell in a used column: error, or drop the row"
+    )
+
+    @field_validator("target", "features", "categorical", mode="before", check_fields=False)
     @classmethod
     def _no_yaml_boolean(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):

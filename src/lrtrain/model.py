@@ -36,6 +36,7 @@ class Model(NamedTuple):
     dtype: str
     path: Path
     statistics: dict[str, Any] | None = None  # the OLS summary on the training rows; None in older files
+    categorical: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, its levels, the baseline first) each
 
     def require_statistics(self, command: str) -> dict[str, Any]:
         """The stored OLS summary, checked field by field (a damaged file is an error, not a crash)."""
@@ -204,7 +205,34 @@ def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --
         payload["dtype"],
         path,
         statistics if isinstance(statistics, dict) else None,
+        _categorical(payload.get("categorical", []), features, path),
     )
+
+
+def _categorical(entries: Any, features: list[str], path: Path) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The categorical columns' levels, checked: distinct text levels, the first the baseline, and one feature
+    `column[level]` for each of the others."""
+    found = []
+    for entry in entries if isinstance(entries, list) else [None]:
+        column = entry.get("column") if isinstance(entry, dict) else None
+        levels = entry.get("levels") if isinstance(entry, dict) else None
+        if not (
+            isinstance(column, str)
+            and isinstance(levels, list)
+            and len(levels) >= 2
+            and all(isinstance(level, str) for level in levels)
+            and len(set(levels)) == len(levels)
+            and isinstance(entry, dict)
+            and entry.get("baseline") == levels[0]
+            and all(f"{column}[{level}]" in features for level in levels[1:])
+        ):
+            raise ModelError(
+                f"model file {path} is damaged: its categorical levels are missing or malformed (each needs a column, "
+                "two or more distinct levels, the first of them the baseline, and a feature column[level] for every "
+                "other). Retrain it with `lrtrain fit`."
+            )
+        found.append((column, tuple(levels)))
+    return tuple(found)
 
 
 def _is_finite(value: Any) -> bool:
@@ -432,7 +460,13 @@ def payload(config: Config, result: FitResult, prepared: Prepared) -> dict[str, 
             "max_abs_dw_to_optimum": result.max_dw_to_optimum,
             "stopped": result.stopped,
         },
-        "data": {"origin": dataset.origin, "rows": prepared.rows + prepared.val_rows, "sha256": prepared.fingerprint},
+        "categorical": [levels.to_json() for levels in dataset.levels],
+        "data": {
+            "origin": dataset.origin,
+            "rows": prepared.rows + prepared.val_rows,
+            "sha256": prepared.fingerprint,
+            "dropped": dataset.dropped.to_json() if dataset.dropped is not None else None,
+        },
         "statistics": _stored_statistics(result),
         "config": to_dict(config),
     }

@@ -35,6 +35,7 @@ class Listener(Protocol):
 
     def started(self, start: Start) -> None: ...
     def epoch(self, log: EpochLog) -> None: ...
+    def note(self, text: str) -> None: ...  # a line for stderr
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ def _fit(
     try:
         with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
             prepared = prepare(sources.load(config, group), config, group)  # under torchrun, this rank's rows only
+        if listener is not None and main and (note := sources.dropped_note(prepared.raw)):
+            listener.note(note)
         if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
             prepared.fingerprint  # noqa: B018  a process slow to stop), nor on rank 0 alone once the others left
         checkpoint = runs.load_checkpoint(resume, prepared, config) if resume is not None else None

@@ -7,7 +7,7 @@ from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources import arrays, delimited, parquet, synthetic
 from lrtrain.sources.base import Source, Table, checked, fingerprint, row_count
 
-__all__ = ["Source", "Table", "checked", "fingerprint", "load", "row_count"]
+__all__ = ["Source", "Table", "checked", "dropped_note", "fingerprint", "load", "row_count"]
 
 
 def load(config: Config, group: Shard = SINGLE) -> Source:
@@ -22,3 +22,16 @@ def load(config: Config, group: Shard = SINGLE) -> Source:
     if isinstance(spec, ParquetData):
         return checked(parquet.read(spec, scratch), group)
     return checked(arrays.inline(spec) if isinstance(spec, InlineData) else arrays.npy(spec), group)
+
+
+def dropped_note(source: Source) -> str | None:
+    """What data.missing: drop left out, for stderr; None when it dropped nothing."""
+    dropped = source.dropped
+    if dropped is None:
+        return None
+    read = row_count(source) + dropped.rows
+    where = ", ".join(f"{name} {count}" for name, count in dropped.columns.items())
+    return (
+        f"note: dropped {dropped.rows} of {read} rows of {source.origin} with a missing cell (data.missing: drop); "
+        f"missing cells per column: {where}."
+    )

@@ -23,6 +23,7 @@ from typing import IO, Any, Literal, Protocol
 import numpy as np
 
 from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.design import Levels
 from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard, block
 
@@ -42,6 +43,10 @@ class Source(Protocol):
     def first_line(self) -> int | None: ...  # the file line of row 0 (a text file's), for messages
     @property
     def rows(self) -> int | None: ...  # None: not known before the rows are read
+    @property
+    def levels(self) -> tuple[Levels, ...]: ...  # the categorical columns' levels (their indicators are features)
+    @property
+    def dropped(self) -> Dropped | None: ...  # data.missing: drop: the rows left out, None when nothing was
 
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = BLOCK_ROWS
@@ -49,6 +54,17 @@ class Source(Protocol):
         """(x, y) of the rows start..stop in blocks of `size` rows; size None: one block, a view where the
         rows lie in memory or in a mapped file (no copy is made of them)."""
         ...
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """The rows data.missing: drop left out: how many, and how many had a missing cell in each column."""
+
+    rows: int
+    columns: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "columns": dict(self.columns)}
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,8 @@ class Table:
     target: str
     origin: str
     first_line: int | None = None
+    levels: tuple[Levels, ...] = ()
+    dropped: Dropped | None = None
 
     @property
     def rows(self) -> int:

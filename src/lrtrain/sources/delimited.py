@@ -12,7 +12,9 @@ again row by row for the exact cell.
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import numpy as np
 
 from lrtrain.config import CsvData
 from lrtrain.errors import DataError
+from lrtrain.sources import columns as tabular
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 
 if TYPE_CHECKING:
@@ -31,6 +34,12 @@ if TYPE_CHECKING:
 CSV_RANGE_BYTES = 32 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
+
+# the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
+MISSING = (
+    *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN"),
+    *("N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"),
+)
 
 # a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
 NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
@@ -69,17 +78,19 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
             "set data.delimiter (e.g. ';' or '\\t')."
         )
     columns = [*features, target]
-    reader = _Reader(path, spec, names, columns)
+    categorical = categorical_columns(spec.categorical, names, features, target, path, spec.header)
+    reader = _Reader(path, spec, names, columns, categorical)
     first_line = 2 if spec.header else 1
     skip = len(first) if spec.header else 0
     if scratch or compression is not None or path.stat().st_size > stream_bytes():
         table = scratch_mapping(lambda out: reader.streamed(compression, skip, out), np.dtype(np.float64))
     else:
         table = reader.whole(skip)
-    if table.shape[0] == 0:
+    if reader.read == 0:
         raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
-    x, y = table[:, :-1], table[:, -1]
-    return Table(x, y, [names[i] for i in features], names[target], f"data file {path}", first_line)
+    chosen = [names[i] for i in columns]
+    origin = f"data file {path}"
+    return tabular.finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
 
 
 def stream_bytes() -> int:
@@ -121,21 +132,35 @@ def _unreadable(path: Path, compression: str | None, exc: Exception) -> DataErro
 class _Reader:
     """Parses the CSV's chosen columns with pyarrow, in one go or range by range."""
 
-    def __init__(self, path: Path, spec: CsvData, names: list[str], columns: list[int]) -> None:
+    def __init__(self, path: Path, spec: CsvData, names: list[str], columns: list[int], categorical: set[int]) -> None:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
         self.path, self.spec, self.names, self.columns = path, spec, names, columns
         keys = [f"c{i}" for i in range(len(names))]  # our own names: the header is read (and checked) by us
+        drop = spec.missing == "drop"
         self.parse = pacsv.ParseOptions(delimiter=spec.delimiter)
         self.convert = pacsv.ConvertOptions(
-            column_types={keys[i]: pa.float64() for i in columns},
+            column_types={keys[i]: pa.string() if i in categorical else pa.float64() for i in columns},
             include_columns=[keys[i] for i in columns],
-            null_values=[],  # an empty cell is an error, not a silent null
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
+            null_values=list(MISSING) if drop else [],  # without drop, an empty cell is an error, not a silent null
+            strings_can_be_null=drop,
+            quoted_strings_can_be_null=drop,
         )
         self.keys = keys
+        self.text = categorical
+        self.coders = {j: tabular.Coder(names[i]) for j, i in enumerate(columns) if i in categorical}
+        self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
+        self.read = 0  # data rows parsed, before any is dropped
+
+    def _rows(self, table: pa.Table, line: int) -> Iterator[np.ndarray]:
+        """A parsed table's rows (its first on file line `line`) as float64 blocks, batch by batch."""
+        names = [self.names[i] for i in self.columns]
+        for batch in table.to_batches():
+            at = line + self.read
+            place = functools.partial(_line, self.path, at)
+            yield tabular.block(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
+            self.read += batch.num_rows
 
     def _options(self, skip: int) -> object:
         import pyarrow.csv as pacsv
@@ -158,7 +183,8 @@ class _Reader:
             with self.path.open("rb") as handle:
                 handle.seek(skip)
                 raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
-        return _numbers(table, len(self.columns))
+        blocks = list(self._rows(table, (2 if skip else 1)))
+        return np.concatenate(blocks) if blocks else np.empty((0, len(self.columns)))
 
     def streamed(self, compression: str | None, skip: int, out: IO[bytes]) -> tuple[int, ...]:
         """Parse range by range, appending float64 rows to `out`; returns the table's shape."""
@@ -167,6 +193,7 @@ class _Reader:
 
         rows = 0
         for data, line in self._ranges(compression, skip):
+            first = line - self.read  # self._rows numbers the rows from the file's first data line
             try:
                 table = pacsv.read_csv(
                     pa.BufferReader(pa.py_buffer(data)),
@@ -176,10 +203,10 @@ class _Reader:
                 )
             except pa.ArrowInvalid as exc:
                 raise DataError(self._problem(bytes(data), line, exc)) from None
-            block = _numbers(table, len(self.columns))
+            for block in self._rows(table, first):
+                block.tofile(out)
+                rows += len(block)
             del table
-            block.tofile(out)
-            rows += len(block)
         return (rows, len(self.columns))
 
     def _ranges(self, compression: str | None, skip: int) -> Iterator[tuple[memoryview, int]]:
@@ -229,23 +256,85 @@ class _Reader:
                 )
             for col in columns:
                 cell = row[col]
+                if self.spec.missing == "drop" and cell.strip() in MISSING:
+                    continue
                 if "\ufffd" in cell:
                     return (
                         f"data file {path}, line {number}, column {names[col]!r}: the cell is not UTF-8 text. "
                         "Save the file as UTF-8 CSV."
                     )
+                where = f"data file {path}, line {number}, column {names[col]!r}"
+                if (
+                    cell.strip() in MISSING
+                    and not NUMBER.fullmatch(cell.strip())
+                    and (col not in self.text or not cell)
+                ):
+                    noun = "a level" if col in self.text else "a number"
+                    what = f"{cell!r} is not {noun}: the cell is {'missing' if cell.strip() else 'empty'}"
+                    return (
+                        f"{where}: {what}. Fill it, or drop the rows with a missing cell: "
+                        "data.missing: drop (--set data.missing=drop)."
+                    )
+                if col in self.text:
+                    continue
                 if not NUMBER.fullmatch(cell.strip()):
+                    words = _words(text, col, delimiter)
+                    if col != columns[-1] and words:
+                        shown = ", ".join(repr(w) for w in words)
+                        return (
+                            f"{where}: {cell!r} is not a number: the column holds text ({shown}, ...). To use it as a "
+                            f"categorical feature, one indicator column per level, declare it: data.categorical: "
+                            f"[{names[col]}] (--set 'data.categorical=[{names[col]}]'); or leave it out by listing "
+                            "the other columns in data.features."
+                        )
                     fix = (
                         "Fix the cell or drop the row (this is the target column)."
                         if col == columns[-1]
                         else "Fix the cell, or leave the column out by listing the others in data.features."
                     )
-                    return f"data file {path}, line {number}, column {names[col]!r}: {cell!r} is not a number. " + fix
+                    return f"{where}: {cell!r} is not a number. " + fix
         reason = str(exc).splitlines()[0]
         return (
             f"data file {path} could not be parsed as CSV with delimiter {delimiter!r} ({reason}). "
             "Check data.delimiter."
         )
+
+
+def _words(text: str, col: int, delimiter: str, rows: int = 1000) -> list[str]:
+    """A few distinct cells of column `col` when most of its first `rows` cells are text, not numbers; else []."""
+    words: list[str] = []
+    numbers = others = 0
+    for row in itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), rows):
+        if len(row) <= col or not row[col].strip():
+            continue
+        if NUMBER.fullmatch(row[col].strip()):
+            numbers += 1
+            continue
+        others += 1
+        if row[col] not in words and len(words) < 4:
+            words.append(row[col])
+    return words if others > numbers else []
+
+
+def categorical_columns(
+    refs: list[str | int], names: list[str], features: list[int], target: int, path: Path, header: bool
+) -> set[int]:
+    """The feature columns data.categorical names (or gives the indices of)."""
+    chosen = set()
+    for ref in refs:
+        index = column_index(ref, names, path, "data.categorical", header)
+        if index == target:
+            raise DataError(
+                f"data file {path}: column {names[index]!r} is the target, and the target must be numeric; "
+                "data.categorical lists feature columns. Remove it from data.categorical or choose another data.target."
+            )
+        if index not in features:
+            raise DataError(
+                f"data file {path}: data.categorical names column {names[index]!r}, which is not among the features "
+                "(data.features). Add it to data.features or remove it from data.categorical."
+            )
+        chosen.add(index)
+    return chosen
 
 
 def _fill(stream: io.RawIOBase, into: memoryview) -> int:
@@ -256,22 +345,8 @@ def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     return done
 
 
-def _numbers(table: pa.Table, width: int) -> np.ndarray:
-    """A parsed table's columns side by side in a float64 array (rows, width), batch by batch."""
-    out = np.empty((table.num_rows, width))
-    at = 0
-    for batch in table.to_batches():
-        end = at + batch.num_rows
-        for j in range(width):
-            out[at:end, j] = doubles(batch.column(j))
-        at = end
-    return out
-
-
-def doubles(array: pa.Array) -> np.ndarray:
-    """A float64 Arrow array without nulls as a NumPy view of its buffer (no copy; Array.to_numpy would import
-    pandas, 60 MB and 0.2 s, where it is installed)."""
-    return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array), offset=array.offset * 8)
+def _line(path: Path, at: int, row: int) -> str:
+    return f"data file {path}, line {at + row}"
 
 
 def chosen_columns(

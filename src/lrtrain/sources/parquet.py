@@ -8,6 +8,8 @@ bounded by a batch (and the row group pyarrow decodes it from), never the file.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,8 +17,9 @@ import numpy as np
 
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError
+from lrtrain.sources import columns as tabular
 from lrtrain.sources.base import Table, scratch_mapping
-from lrtrain.sources.delimited import chosen_columns, doubles, stream_bytes
+from lrtrain.sources.delimited import categorical_columns, chosen_columns, stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
 
@@ -39,21 +42,24 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
     if not features:
         raise DataError(f"data file {path} has only one column ({names[target]!r}), the target: there are no features.")
     chosen = [names[i] for i in [*features, target]]
+    text = {chosen.index(names[i]) for i in categorical_columns(spec.categorical, names, features, target, path, True)}
     for file, handle in zip(files, opened, strict=True):
-        _check_columns(file, handle.schema_arrow, chosen, schema, pa)
+        _check_columns(file, handle, chosen, text, schema, pa)
     rows = sum(handle.metadata.num_rows for handle in opened)
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
+    reading = _Reading(files, opened, chosen, {j: tabular.Coder(chosen[j]) for j in text}, spec.missing)
     if scratch or rows * len(chosen) * 8 > stream_bytes():
-        table = scratch_mapping(lambda out: _append(files, opened, chosen, out), np.dtype(np.float64))
+        table = scratch_mapping(reading.append, np.dtype(np.float64))
     else:
         table = np.empty((rows, len(chosen)))
         at = 0
-        for block in _blocks(files, opened, chosen):
+        for block in reading.blocks():
             table[at : at + len(block)] = block
             at += len(block)
-    if table.shape[0] == 0:
+        table = table[:at]
+    if rows == 0:
         raise DataError(f"{origin} has no rows. Training needs at least one row.")
-    return Table(table[:, :-1], table[:, -1], chosen[:-1], chosen[-1], origin)
+    return tabular.finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
 
 
 def _files(path: Path) -> list[Path]:
@@ -94,9 +100,10 @@ def _open(file: Path) -> Any:
         ) from None
 
 
-def _check_columns(file: Path, schema: Any, chosen: list[str], first: Any, pa: Any) -> None:
-    """Every chosen column is there, numeric, and of the first file's type."""
-    for name in chosen:
+def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], first: Any, pa: Any) -> None:
+    """Every chosen column is there, of the first file's type, and numeric, or text (or integer) when categorical."""
+    schema = handle.schema_arrow
+    for j, name in enumerate(chosen):
         if name not in schema.names:
             raise DataError(
                 f"data file {file} has no column {name!r}, which the first file of the folder has. "
@@ -108,47 +115,65 @@ def _check_columns(file: Path, schema: Any, chosen: list[str], first: Any, pa: A
                 f"data file {file}: column {name!r} holds {kind} values but the first file's holds "
                 f"{first.field(name).type}. Write every file of the folder with the same types."
             )
+        textual = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
+        if j in text:
+            if not (textual or pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+                raise DataError(
+                    f"data file {file}: column {name!r} holds {kind} values; a categorical column (data.categorical) "
+                    "holds text, categories or integers. Remove it from data.categorical to use it as a number."
+                )
+            continue
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
-            what = (
-                "categories (dictionary-encoded)"
-                if pa.types.is_dictionary(kind)
-                else "text"
-                if pa.types.is_string(kind) or pa.types.is_large_string(kind)
-                else f"{kind} values"
-            )
+            what = "categories (dictionary-encoded)" if pa.types.is_dictionary(kind) else "text" if textual else None
+            if what is None or j == len(chosen) - 1:
+                raise DataError(
+                    f"data file {file}: column {name!r} holds {what or f'{kind} values'}, not numbers; lrtrain reads "
+                    "numeric columns and text ones declared categorical. Leave it out by listing the other columns "
+                    "in data.features, or encode it as numbers."
+                )
+            shown = ", ".join(repr(v) for v in _some_values(handle, name))
             raise DataError(
-                f"data file {file}: column {name!r} holds {what}, not numbers; lrtrain reads numeric columns only "
-                "for now. Leave it out by listing the other columns in data.features, or encode it as numbers."
+                f"data file {file}: column {name!r} holds {what}, not numbers ({shown}, ...). To use it as a "
+                f"categorical feature, one indicator column per level, declare it: data.categorical: [{name}] "
+                f"(--set 'data.categorical=[{name}]'); or leave it out by listing the other columns in data.features."
             )
 
 
-def _blocks(files: list[Path], opened: list[Any], chosen: list[str]) -> Any:
-    """The chosen columns, batch by batch, as float64 arrays (rows, columns); a null is an error."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for file, handle in zip(files, opened, strict=True):
-        at = 0  # the file's row of the batch's first
-        for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=chosen, use_threads=True):
-            block = np.empty((batch.num_rows, len(chosen)))
-            for j, name in enumerate(chosen):
-                column = batch.column(j)
-                if column.null_count:
-                    row = at + pc.index(pc.is_null(column), True).as_py()
-                    raise DataError(
-                        f"data file {file}, row {row}, column {name!r}: the value is missing (null). lrtrain needs "
-                        "a number in every chosen cell for now: fill or drop those rows, or leave the column out."
-                    )
-                if column.type != pa.float64():
-                    column = pc.cast(column, pa.float64())
-                block[:, j] = doubles(column)
-            at += batch.num_rows
-            yield block
+def _some_values(handle: Any, name: str) -> list[str]:
+    """A few distinct values of a column, from its first rows."""
+    values: list[str] = []
+    for batch in handle.iter_batches(batch_size=100, columns=[name]):
+        for value in batch.column(0).to_pylist():
+            if value is not None and str(value) not in values:
+                values.append(str(value))
+        break
+    return values[:4]
 
 
-def _append(files: list[Path], opened: list[Any], chosen: list[str], out: IO[bytes]) -> tuple[int, ...]:
-    rows = 0
-    for block in _blocks(files, opened, chosen):
-        block.tofile(out)
-        rows += len(block)
-    return (rows, len(chosen))
+class _Reading:
+    """The chosen columns of every file, batch by batch, as float64 rows (categorical columns as codes)."""
+
+    def __init__(
+        self, files: list[Path], opened: list[Any], chosen: list[str], coders: dict[int, tabular.Coder], missing: str
+    ) -> None:
+        self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
+        self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for file, handle in zip(self.files, self.opened, strict=True):
+            at = 0  # the file's row of the batch's first
+            for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=self.chosen, use_threads=True):
+                place = functools.partial(_place, file, at)
+                yield tabular.block(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                at += batch.num_rows
+
+    def append(self, out: IO[bytes]) -> tuple[int, ...]:
+        rows = 0
+        for block in self.blocks():
+            block.tofile(out)
+            rows += len(block)
+        return (rows, len(self.chosen))
+
+
+def _place(file: Path, at: int, row: int) -> str:
+    return f"data file {file}, row {at + row}"

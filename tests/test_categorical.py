@@ -1,0 +1,192 @@
+"""Categorical columns (indicators against a baseline, as statsmodels' C(column)) and data.missing: drop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import statsmodels.formula.api as smf
+
+from lrtrain import model, sources
+from lrtrain.config import load_config
+from lrtrain.design import Levels, indicators, levels_of, ordered
+from lrtrain.errors import DataError, ModelError
+
+from .conftest import cli
+
+CITIES = ["Paris", "Berlin", "Lyon", "Nice"]
+
+
+def frame(rows: int = 300, seed: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    city = rng.choice(CITIES, size=rows)
+    x1 = rng.normal(size=rows) * 3 + 10
+    effect = {"Paris": 2.0, "Berlin": 0.0, "Lyon": -1.0, "Nice": 0.5}
+    y = 1.5 * x1 + np.array([effect[c] for c in city]) + 3 + rng.normal(scale=0.5, size=rows)
+    return pd.DataFrame({"x1": x1, "city": city, "y": y})
+
+
+def fit_json(*args: str) -> list[dict[str, object]]:
+    result = cli("fit", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def fail(*args: str) -> str:
+    result = cli("fit", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    return " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "parquet-dictionary"])
+def test_fit_equals_statsmodels_formula_with_c_column(workdir: Path, kind: str) -> None:
+    df = frame()
+    if kind == "csv":
+        df.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+        path = "d.csv"
+    else:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if kind == "parquet-dictionary":
+            table = table.set_column(1, "city", table.column("city").dictionary_encode())
+        pq.write_table(table, workdir / "d.parquet")
+        path = "d.parquet"
+    records = fit_json(
+        "--set", f"data.path={path}", "--set", "data.categorical=[city]", "--engine", "exact", "--summary"
+    )
+    fitted, summary = records[-2], records[-1]
+    reference = smf.ols("y ~ x1 + C(city)", data=df).fit()
+    names = [t["name"] for t in summary["terms"]]  # type: ignore[index, union-attr]
+    assert names == ["intercept", "x1", "city[Lyon]", "city[Nice]", "city[Paris]"]  # Berlin, first sorted, is the base
+    theirs = {"intercept": "Intercept", "x1": "x1"} | {
+        f"city[{c}]": f"C(city)[T.{c}]" for c in ("Lyon", "Nice", "Paris")
+    }
+    coef = {t["name"]: t["coef"] for t in summary["terms"]}  # type: ignore[index, union-attr]
+    for ours, name in theirs.items():
+        np.testing.assert_allclose(coef[ours], reference.params[name], rtol=1e-8)
+    w, b = np.array(fitted["weights"]), float(fitted["bias"])  # type: ignore[arg-type]
+    design = np.column_stack([df.x1, *(df.city == c for c in ("Lyon", "Nice", "Paris"))]).astype(float)
+    np.testing.assert_allclose(design @ w + b, reference.fittedvalues, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(summary["r2"], reference.rsquared, rtol=1e-8)
+    np.testing.assert_allclose(summary["f_stat"], reference.fvalue, rtol=1e-8)
+    saved = json.loads(next((workdir / "runs").glob("*/model.json")).read_text())
+    assert saved["categorical"] == [
+        {"column": "city", "levels": ["Berlin", "Lyon", "Nice", "Paris"], "baseline": "Berlin"}
+    ]
+    loaded = model.load(next((workdir / "runs").glob("*/model.json")))
+    assert loaded.categorical == (("city", ("Berlin", "Lyon", "Nice", "Paris")),)
+
+
+def test_standardizing_leaves_the_saved_weights_in_indicator_units(workdir: Path) -> None:
+    frame().to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    common = ["--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact"]
+    raw = fit_json(*common)[-1]
+    scaled = fit_json(*common, "--set", "data.standardize=true")[-1]
+    np.testing.assert_allclose(scaled["weights"], raw["weights"], rtol=1e-8)  # type: ignore[arg-type]
+    np.testing.assert_allclose(scaled["bias"], raw["bias"], rtol=1e-8)  # type: ignore[arg-type]
+
+
+def test_a_text_column_not_declared_categorical_says_how(workdir: Path) -> None:
+    frame().to_csv(workdir / "d.csv", index=False)
+    message = fail("--set", "data.path=d.csv")
+    assert "d.csv, line 2, column 'city'" in message
+    assert "'Berlin'" in message or "'Paris'" in message
+    assert "data.categorical: [city]" in message
+    pq.write_table(pa.Table.from_pandas(frame(), preserve_index=False), workdir / "d.parquet")
+    message = fail("--set", "data.path=d.parquet")
+    assert "column 'city' holds text, not numbers ('" in message
+    assert "data.categorical: [city]" in message
+    assert not (workdir / "runs").exists()
+
+
+def test_a_single_level_and_a_categorical_target_are_refused(workdir: Path) -> None:
+    df = frame()
+    df["city"] = "Paris"
+    df.to_csv(workdir / "d.csv", index=False)
+    message = fail("--set", "data.path=d.csv", "--set", "data.categorical=[city]")
+    assert "categorical column 'city' has a single level ('Paris' in every row)" in message
+    message = fail("--set", "data.path=d.csv", "--set", "data.categorical=[y]")
+    assert "column 'y' is the target" in message
+    message = fail("--set", "data.path=d.csv", "--set", "data.categorical=[x1]", "--set", "data.features=[city]")
+    assert "not among the features" in message
+
+
+def test_indicators_encode_known_levels_and_name_an_unseen_one() -> None:
+    levels = levels_of("city", ["Paris", "Berlin", "Paris", "Lyon"], "test")
+    assert levels == Levels("city", ("Berlin", "Lyon", "Paris"))
+    assert levels.baseline == "Berlin"
+    assert levels.names == ["city[Lyon]", "city[Paris]"]
+    np.testing.assert_array_equal(indicators(levels, ["Lyon", "Berlin", "Paris"]), [[1, 0], [0, 0], [0, 1]])
+    with pytest.raises(DataError, match=r"data file new\.csv, row 7, column 'city': level 'Rome' was not seen") as info:
+        indicators(levels, ["Paris", "Rome"], "data file new.csv", first=6)
+    assert "'Berlin', 'Lyon', 'Paris'" in str(info.value)
+    assert ordered(["10", "9", "1.5"]) == ["1.5", "9", "10"]  # numbers in numeric order, as statsmodels sorts them
+    assert ordered(["b", "10", "a"]) == ["10", "a", "b"]
+
+
+def test_damaged_levels_in_a_model_file_are_refused(workdir: Path) -> None:
+    frame().to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    fit_json("--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact")
+    path = next((workdir / "runs").glob("*/model.json"))
+    saved = json.loads(path.read_text())
+    saved["categorical"][0]["baseline"] = "Paris"
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ModelError, match="categorical levels are missing or malformed"):
+        model.load(path)
+
+
+MESSY = (
+    "x1,city,y\n1,Paris,2.5\n2,,3\n3,Berlin,NA\n4,Lyon,5\n5,Paris,7.5\n"
+    "6,Berlin,8\n7,Lyon,8\n8,Paris,11\n9,Berlin,10\n10,Lyon,11\n"
+)
+
+
+def test_missing_cells_are_an_error_by_default_naming_the_line(workdir: Path) -> None:
+    (workdir / "d.csv").write_text(MESSY)
+    message = fail("--set", "data.path=d.csv", "--set", "data.categorical=[city]")
+    assert "d.csv, line 3, column 'city': '' is not a level: the cell is empty" in message
+    assert "data.missing: drop" in message
+    (workdir / "n.csv").write_text("x1,y\n1,2\n2,\n3,4\n")
+    message = fail("--set", "data.path=n.csv")
+    assert "n.csv, line 3, column 'y': '' is not a number: the cell is empty" in message
+
+
+def test_drop_leaves_out_rows_with_a_missing_cell_and_says_so(workdir: Path) -> None:
+    (workdir / "d.csv").write_text(MESSY)
+    clean = "\n".join(line for i, line in enumerate(MESSY.splitlines()) if i not in (2, 3)) + "\n"
+    (workdir / "clean.csv").write_text(clean)
+    common = ["--set", "data.categorical=[city]", "--set", "data.validation=0.25", "--engine", "exact"]
+    result = cli("fit", "--set", "data.path=d.csv", "--set", "data.missing=drop", *common, "--json")
+    assert result.exit_code == 0, result.output
+    assert f"note: dropped 2 of 10 rows of data file {workdir / 'd.csv'} with a missing cell" in result.stderr
+    assert "city 1, y 1" in result.stderr
+    dropped = json.loads(result.stdout.splitlines()[-1])
+    reference = fit_json("--set", "data.path=clean.csv", *common)[-1]
+    assert dropped["weights"] == reference["weights"]
+    assert dropped["val_loss"] == reference["val_loss"]
+    first, second = sorted((workdir / "runs").glob("*/model.json"))
+    saved, clean_model = json.loads(first.read_text()), json.loads(second.read_text())
+    assert saved["data"]["dropped"] == {"rows": 2, "columns": {"city": 1, "y": 1}}
+    assert saved["data"]["rows"] == 8
+    assert saved["data"]["sha256"] == clean_model["data"]["sha256"]
+    assert clean_model["data"]["dropped"] is None
+
+
+def test_drop_in_parquet_counts_nulls_and_keeps_numbers_checked(workdir: Path) -> None:
+    table = pa.table({"a": [1.0, None, 3.0, 4.0, 5.0], "b": [1, 2, None, 4, 0], "y": [1.0, 2.0, 3.0, 5.0, 4.0]})
+    pq.write_table(table, workdir / "d.parquet")
+    message = fail("--set", "data.path=d.parquet")
+    assert "d.parquet, row 1, column 'a': the value is missing (null)" in message
+    (workdir / "c.yaml").write_text("data: {path: d.parquet, missing: drop}\n")
+    source = sources.load(load_config(workdir / "c.yaml"))
+    assert source.rows == 3
+    assert source.dropped is not None
+    assert source.dropped.to_json() == {"rows": 2, "columns": {"a": 1, "b": 1}}
+    pq.write_table(pa.table({"a": [1.0, None, np.inf, 2.0], "y": [1.0, 2.0, 3.0, 4.0]}), workdir / "i.parquet")
+    message = fail("--set", "data.path=i.parquet", "--set", "data.missing=drop")
+    assert "i.parquet, row 2, column 'a': the value is inf, not a finite number" in message
