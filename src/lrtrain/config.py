@@ -139,7 +139,16 @@ class CsvData(_Columns):
     features: list[str | int] | None = Field(
         None, description="feature columns (names or 0-based indices); null = every column but the target"
     )
-    delimiter: str = Field(",", min_length=1, max_length=1, description="field separator, one character")
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1, description="field separator, one character (not a quote or a line break)"
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _separable(cls, delimiter: str) -> str:
+        if delimiter in '"\r\n':
+            raise ValueError(f"{delimiter!r} cannot separate fields: it quotes them or ends lines; use e.g. ',' or ';'")
+        return delimiter
 
 
 class ParquetData(_Columns):

@@ -330,6 +330,10 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
         return f"'{dotted}' must be {bound}{_range_of(loc, schema)}; got {value!r}."
     if kind == "finite_number":
         return f"'{dotted}' must be a finite number; got {value!r}."
+    if kind in ("string_too_short", "string_too_long") and dotted != "name":
+        size = ctx.get("max_length") if kind == "string_too_long" else ctx.get("min_length")
+        bound = "at most" if kind == "string_too_long" else "at least"
+        return f"'{dotted}' must be {bound} {size} character{'s' if size != 1 else ''} long; got {value!r}."
     if kind in ("string_pattern_mismatch", "string_too_long"):
         return (
             f"'{dotted}' names a folder, so it may hold only letters, digits and _ . + - "
