@@ -190,3 +190,37 @@ def test_drop_in_parquet_counts_nulls_and_keeps_numbers_checked(workdir: Path) -
     pq.write_table(pa.table({"a": [1.0, None, np.inf, 2.0], "y": [1.0, 2.0, 3.0, 4.0]}), workdir / "i.parquet")
     message = fail("--set", "data.path=i.parquet", "--set", "data.missing=drop")
     assert "i.parquet, row 2, column 'a': the value is inf, not a finite number" in message
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_evaluate_and_predict_data_encode_level_names_as_training_did(workdir: Path, kind: str) -> None:
+    df = frame()
+    train, test = df.iloc[:200], df.iloc[200:]
+    if kind == "csv":
+        train.to_csv(workdir / "train.csv", index=False, float_format="%.17g")
+        test[["city", "x1", "y"]].to_csv(workdir / "test.csv", index=False, float_format="%.17g")  # columns reordered
+    else:
+        pq.write_table(pa.Table.from_pandas(train, preserve_index=False), workdir / "train.parquet")
+        pq.write_table(pa.Table.from_pandas(test, preserve_index=False), workdir / "test.parquet")
+    source = "train.csv" if kind == "csv" else "train.parquet"
+    fitted = cli("fit", "--set", f"data.path={source}", "--set", "data.categorical=[city]", "--engine", "exact")
+    assert fitted.exit_code == 0, fitted.output
+    reference = smf.ols("y ~ x1 + C(city)", data=train).fit()
+    test_file = "test.csv" if kind == "csv" else "test.parquet"
+    predicted = cli("predict", "--data", test_file)
+    assert predicted.exit_code == 0, predicted.output
+    rows = [line.split(",") for line in predicted.stdout.splitlines()]
+    column = rows[0].index("prediction")
+    values = np.array([float(row[column]) for row in rows[1:]])
+    np.testing.assert_allclose(values, reference.predict(test).to_numpy(), rtol=1e-9)
+    evaluated = cli("evaluate", "--data", test_file, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    record = json.loads(evaluated.stdout.splitlines()[-1])
+    residual = test["y"].to_numpy() - reference.predict(test).to_numpy()
+    assert record["mse"] == pytest.approx(float(np.mean(residual**2)), rel=1e-9)
+    unseen = test.assign(city=["Rome", *test["city"].iloc[1:]])
+    unseen[["x1", "city", "y"]].to_csv(workdir / "unseen.csv", index=False)
+    refused = cli("predict", "--data", "unseen.csv")
+    assert refused.exit_code == 2
+    assert "level 'Rome' was not seen in training" in refused.stderr
+    assert "'Berlin'" in refused.stderr

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lrtrain.design import Levels, indicators
 from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
@@ -165,9 +166,12 @@ def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
 
 def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.ndarray:
     """The model's inputs for the rows of `batch`, (rows, features) float64: each feature is the file's column of
-    the same name. (A categorical feature, `column[level]`, will be encoded here.)"""
+    the same name, and a categorical column's level names become its indicator features, `column[level]`
+    (lrtrain.design, as in training; a level the model never saw is an error naming it)."""
     names = batch.schema.names
-    missing = [name for name in model.features if name not in names]
+    coded = {name: Levels(name, levels) for name, levels in model.categorical}
+    made = {feature: name for name, levels in coded.items() for feature in levels.names}  # indicator -> column
+    missing = sorted({made.get(name, name) for name in model.features if made.get(name, name) not in names})
     if missing:
         raise DataError(
             f"{table.origin} has no column {', '.join(map(repr, missing))}, which the model in {model.path} takes "
@@ -175,9 +179,26 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
             "Name the file's columns as the model's features, or use a model trained on these columns."
         )
     x = np.empty((batch.num_rows, len(model.features)))
+    encoded = {
+        name: dict(zip(levels.names, indicators(levels, _texts(batch.column(name)), table.origin, first_row).T,
+                       strict=True))
+        for name, levels in coded.items()
+    }  # fmt: skip
     for j, name in enumerate(model.features):
-        x[:, j] = numbers(batch.column(name), name, table, first_row)
+        x[:, j] = encoded[made[name]][name] if name in made else numbers(batch.column(name), name, table, first_row)
     return x
+
+
+def _texts(column: Any) -> list[str]:
+    """A categorical column's cells as the text the levels were read as (a number as its shortest form)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    return [str(value) for value in column.to_pylist()]
 
 
 def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndarray:
