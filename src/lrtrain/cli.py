@@ -1,7 +1,8 @@
 """The command line: parse, call `training`, hand results to `render`, map errors to exit codes.
 
 Heavy modules (NumPy, pydantic, Rich, torch) are imported inside the commands that need them,
-so `lrtrain --help` and `lrtrain predict` start fast.
+so `lrtrain --help` and `lrtrain predict` start fast. Most of this module's length is the options'
+declarations and help texts; what the commands do lives in the modules they call.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import signal
 import sys
@@ -426,36 +426,9 @@ def predict(
         )
     if json_output:
         raise InputError("predict --data writes CSV; --json is for VALUEs. Leave --json out.")
-    _predict_table(model, data, output, level)
-
-
-def _predict_table(model: Path | None, data: Path, output: Path | None, level: float | None) -> None:
-    from lrtrain import model as model_module
     from lrtrain import scoring
-    from lrtrain.errors import DataError
-    from lrtrain.files import atomic_writer
 
-    if output is not None:
-        scoring.check_output(output, data)
-    loaded = model_module.load(model) if model is not None else model_module.load_latest(Path("runs"), _warn)
-    table = scoring.open_table(data)
-    if level is not None:
-        for note in loaded.require_statistics("predict --interval")["warnings"]:
-            _warn(f"note: {note}")
-    chunks = scoring.predictions(loaded, table, level)
-    if output is None:
-        for text, _ in chunks:
-            _line(text.removesuffix("\n"))
-        return
-    rows = 0
-    try:
-        with atomic_writer(output) as handle:
-            for text, count in chunks:
-                handle.write(text)
-                rows += count
-    except OSError as exc:  # no permission, a full disk: the file is whole or absent
-        raise DataError(f"cannot write {output}: {exc.strerror or exc}. Check the folder and the free space.") from None
-    _line(f"wrote {output}: {rows} rows with predictions")
+    scoring.predict_file(model, data, output, level, _warn, _line)
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES)
@@ -614,49 +587,9 @@ def data_make(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a synthetic data set y = x.w + bias + noise (streamed: any size fits in memory)."""
-    from lrtrain.config import SyntheticData
-    from lrtrain.errors import ConfigError, DataError
-    from lrtrain.sources import synthetic
-    from lrtrain.sources.writers import write
+    from lrtrain.sources.writers import make
 
-    if path.suffix.lower() not in (".csv", ".parquet", ".npy", ".npz"):
-        raise DataError(
-            f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz (that picks the format)."
-        )
-    if path.is_dir():
-        raise DataError(
-            f"{path} is a folder; `data make` writes a file, and --force overwrites files only. "
-            f"Name a file, e.g. {path / ('data' + path.suffix.lower())}."
-        )
-    if path.exists() and not force:
-        raise DataError(
-            f"{path} already exists; nothing was written. Pass --force to overwrite it, or pick another name."
-        )
-    for option, value in (("--bias", bias), ("--noise", noise)):
-        if not math.isfinite(value):
-            raise ConfigError(f"{option} {value} is not a finite number; give a finite one.")
-    true_weights = None
-    if weights is not None:
-        try:
-            true_weights = [float(v) for v in weights.replace(",", " ").split()]
-        except ValueError:
-            raise ConfigError(
-                f"--weights {weights!r} is not a comma-separated list of numbers, e.g. --weights 2,-1,0.5."
-            ) from None
-        if not all(math.isfinite(w) for w in true_weights):
-            raise ConfigError(f"--weights {weights!r} holds a value that is not a finite number.")
-        if len(true_weights) != features:
-            raise ConfigError(
-                f"--weights has {len(true_weights)} value(s) but --features is {features}; give one weight per feature."
-            )
-    spec = SyntheticData(
-        source="synthetic", rows=rows, features=features, weights=true_weights, bias=bias, noise=noise, seed=seed
-    )
-    names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
-    try:
-        write(path, synthetic.chunks(spec, seed), rows, features, names)
-    except OSError as exc:  # no such folder, no permission, a full disk: the file is whole or absent
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}. Check the folder and the free space.") from None
+    make(path, rows, features, weights, bias, noise, seed, force)
     _line(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
     _line(f"  lrtrain fit --set data.path={path}")  # the name says the format: data.source follows
 

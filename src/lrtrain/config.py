@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from lrtrain.config_paths import imply_source, run_name_of
 from lrtrain.config_text import Key, Positions, Schema, describe, did_you_mean, parse_value, read_yaml_file
 from lrtrain.errors import ConfigError
 
@@ -400,7 +401,7 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
         set_keys.add(key)
     if isinstance(raw.get("data"), dict):
         base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
-        _imply_source(raw["data"], base)
+        imply_source(raw["data"], base)
         raw["data"].setdefault("source", "inline")
     if path is not None and "name" not in raw:
         raw["name"] = run_name_of(path)
@@ -418,43 +419,6 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
             resolved = (base / data_path).absolute()
         config.data.path = str(resolved)  # type: ignore[union-attr]
     return config
-
-
-# what a data.path's name says it is (a compressed CSV ends in one of COMPRESSED after .csv or .tsv)
-FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".npy": "npy", ".npz": "npy"}
-COMPRESSED = (".gz", ".bz2", ".zst")
-
-
-def _imply_source(data: dict[str, Any], base: Path) -> None:
-    """Without data.source, a data.path whose name says the format chooses it (a folder: Parquet);
-    a .tsv file read as CSV is tab-separated unless data.delimiter says otherwise."""
-    where = data.get("path")
-    if not isinstance(where, str):
-        return
-    name = where.lower()
-    for suffix in COMPRESSED:
-        if name.endswith((f".csv{suffix}", f".tsv{suffix}")):
-            name = name.removesuffix(suffix)
-    suffix = Path(name).suffix
-    if "source" not in data:
-        if suffix in FORMATS:
-            data["source"] = FORMATS[suffix]
-        elif (base / where).is_dir():
-            data["source"] = "parquet"
-        else:
-            raise ConfigError(
-                f"data.path = {where!r}: its name does not say what it holds (.csv, .csv.gz, .csv.bz2, .csv.zst, "
-                ".tsv, .parquet or a folder of them, .npy, .npz). Set data.source to csv, parquet or npy."
-            )
-    if data["source"] == "csv" and suffix == ".tsv" and "delimiter" not in data:
-        data["delimiter"] = "\t"
-
-
-def run_name_of(path: Path) -> str:
-    """The run name a config file gives when it sets none: its name made a valid `name` (the characters a
-    folder name may hold, starting with a letter, digit or _, at most 100), so that no file name is refused."""
-    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).lstrip(".-+")[:100]
-    return name or "run"
 
 
 def _parse_override(item: str) -> tuple[tuple[str, ...], Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -365,3 +365,39 @@ def has_bias(model: Model) -> bool:
         return bool(config["model"]["bias"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return model.bias != 0.0
+
+
+def predict_file(
+    model: Path | None,
+    data: Path,
+    output: Path | None,
+    level: float | None,
+    warn: Callable[[str], None],
+    line: Callable[[str], None],
+) -> None:
+    """`lrtrain predict --data`: the table's rows with their predictions, as CSV on stdout (`line`, a line at a
+    time) or into `output`, written whole or not at all; `warn` takes the notes for stderr."""
+    from lrtrain import model as model_module
+    from lrtrain.files import atomic_writer
+
+    if output is not None:
+        check_output(output, data)
+    loaded = model_module.load(model) if model is not None else model_module.load_latest(Path("runs"), warn)
+    table = open_table(data)
+    if level is not None:
+        for note in loaded.require_statistics("predict --interval")["warnings"]:
+            warn(f"note: {note}")
+    chunks = predictions(loaded, table, level)
+    if output is None:
+        for text, _ in chunks:
+            line(text.removesuffix("\n"))
+        return
+    rows = 0
+    try:
+        with atomic_writer(output) as handle:
+            for text, count in chunks:
+                handle.write(text)
+                rows += count
+    except OSError as exc:  # no permission, a full disk: the file is whole or absent
+        raise DataError(f"cannot write {output}: {exc.strerror or exc}. Check the folder and the free space.") from None
+    line(f"wrote {output}: {rows} rows with predictions")

@@ -65,7 +65,7 @@ class Coder:
         return code
 
 
-def block(
+def batch_rows(
     columns: list[Any], names: list[str], coders: dict[int, Coder], missing: str, place: Place, counts: np.ndarray
 ) -> np.ndarray:
     """One batch of the chosen columns as float64 rows, categorical columns as codes. A null is an error, or

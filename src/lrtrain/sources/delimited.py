@@ -25,8 +25,8 @@ import numpy as np
 
 from lrtrain.config import CsvData
 from lrtrain.errors import DataError
-from lrtrain.sources import columns as tabular
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
+from lrtrain.sources.columns import Coder, batch_rows, finish
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,7 +90,7 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
         raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
     chosen = [names[i] for i in columns]
     origin = f"data file {path}"
-    return tabular.finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
+    return finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
 
 
 def stream_bytes() -> int:
@@ -149,7 +149,7 @@ class _Reader:
         )
         self.keys = keys
         self.text = categorical
-        self.coders = {j: tabular.Coder(names[i]) for j, i in enumerate(columns) if i in categorical}
+        self.coders = {j: Coder(names[i]) for j, i in enumerate(columns) if i in categorical}
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
 
@@ -159,7 +159,7 @@ class _Reader:
         for batch in table.to_batches():
             at = line + self.read
             place = functools.partial(_line, self.path, at)
-            yield tabular.block(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
+            yield batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
             self.read += batch.num_rows
 
     def _options(self, skip: int) -> object:

@@ -17,8 +17,8 @@ import numpy as np
 
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError
-from lrtrain.sources import columns as tabular
 from lrtrain.sources.base import Table, scratch_mapping
+from lrtrain.sources.columns import Coder, batch_rows, finish
 from lrtrain.sources.delimited import categorical_columns, chosen_columns, stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
@@ -47,7 +47,7 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
         _check_columns(file, handle, chosen, text, schema, pa)
     rows = sum(handle.metadata.num_rows for handle in opened)
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
-    reading = _Reading(files, opened, chosen, {j: tabular.Coder(chosen[j]) for j in text}, spec.missing)
+    reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec.missing)
     if scratch or rows * len(chosen) * 8 > stream_bytes():
         table = scratch_mapping(reading.append, np.dtype(np.float64))
     else:
@@ -59,7 +59,7 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
         table = table[:at]
     if rows == 0:
         raise DataError(f"{origin} has no rows. Training needs at least one row.")
-    return tabular.finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
+    return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
 
 
 def _files(path: Path) -> list[Path]:
@@ -154,7 +154,7 @@ class _Reading:
     """The chosen columns of every file, batch by batch, as float64 rows (categorical columns as codes)."""
 
     def __init__(
-        self, files: list[Path], opened: list[Any], chosen: list[str], coders: dict[int, tabular.Coder], missing: str
+        self, files: list[Path], opened: list[Any], chosen: list[str], coders: dict[int, Coder], missing: str
     ) -> None:
         self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
         self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
@@ -164,7 +164,7 @@ class _Reading:
             at = 0  # the file's row of the batch's first
             for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=self.chosen, use_threads=True):
                 place = functools.partial(_place, file, at)
-                yield tabular.block(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
                 at += batch.num_rows
 
     def append(self, out: IO[bytes]) -> tuple[int, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import zipfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrtrain.errors import DataError
+from lrtrain.errors import ConfigError, DataError
 from lrtrain.files import atomic_writer
 
 
@@ -56,3 +57,50 @@ def write(
                 writer.write_table(pa.table([*(x[:, j] for j in range(features)), y], schema=schema))
     else:
         raise DataError(f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz.")
+
+
+def make(
+    path: Path, rows: int, features: int, weights: str | None, bias: float, noise: float, seed: int, force: bool
+) -> None:
+    """`lrtrain data make`: check the options as given on the command line, then write the synthetic rows."""
+    from lrtrain.config import SyntheticData
+    from lrtrain.sources import synthetic
+
+    if path.suffix.lower() not in (".csv", ".parquet", ".npy", ".npz"):
+        raise DataError(
+            f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz (that picks the format)."
+        )
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder; `data make` writes a file, and --force overwrites files only. "
+            f"Name a file, e.g. {path / ('data' + path.suffix.lower())}."
+        )
+    if path.exists() and not force:
+        raise DataError(
+            f"{path} already exists; nothing was written. Pass --force to overwrite it, or pick another name."
+        )
+    for option, value in (("--bias", bias), ("--noise", noise)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{option} {value} is not a finite number; give a finite one.")
+    true_weights = None
+    if weights is not None:
+        try:
+            true_weights = [float(v) for v in weights.replace(",", " ").split()]
+        except ValueError:
+            raise ConfigError(
+                f"--weights {weights!r} is not a comma-separated list of numbers, e.g. --weights 2,-1,0.5."
+            ) from None
+        if not all(math.isfinite(w) for w in true_weights):
+            raise ConfigError(f"--weights {weights!r} holds a value that is not a finite number.")
+        if len(true_weights) != features:
+            raise ConfigError(
+                f"--weights has {len(true_weights)} value(s) but --features is {features}; give one weight per feature."
+            )
+    spec = SyntheticData(
+        source="synthetic", rows=rows, features=features, weights=true_weights, bias=bias, noise=noise, seed=seed
+    )
+    names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
+    try:
+        write(path, synthetic.chunks(spec, seed), rows, features, names)
+    except OSError as exc:  # no such folder, no permission, a full disk: the file is whole or absent
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}. Check the folder and the free space.") from None
