@@ -53,9 +53,11 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
         table = scratch_mapping(reading.append, np.dtype(np.float64))
     else:
         table = np.empty((rows, len(chosen)))
+        direct = spec.missing == "error"  # every row is kept: each batch is written in place, not copied there
         at = 0
-        for block in reading.blocks():
-            table[at : at + len(block)] = block
+        for block in reading.blocks(table if direct else None):
+            if not direct:
+                table[at : at + len(block)] = block
             at += len(block)
         table = table[:at]
     if rows == 0:
@@ -162,13 +164,17 @@ class _Reading:
         self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
         self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def blocks(self, table: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """The batches' rows; with `table` (every row kept), each written into its place there, a view of it."""
+        done = 0  # rows of the files before
         for file, handle in zip(self.files, self.opened, strict=True):
             at = 0  # the file's row of the batch's first
             for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=self.chosen, use_threads=True):
                 place = functools.partial(_place, file, at)
-                yield tabular.block(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                into = None if table is None else table[done + at : done + at + batch.num_rows]
+                yield tabular.block(batch.columns, self.chosen, self.coders, self.missing, place, self.counts, into)
                 at += batch.num_rows
+            done += at
 
     def append(self, out: IO[bytes]) -> tuple[int, ...]:
         rows = 0
