@@ -66,14 +66,21 @@ class Coder:
 
 
 def batch_rows(
-    columns: list[Any], names: list[str], coders: dict[int, Coder], missing: str, place: Place, counts: np.ndarray
+    columns: list[Any],
+    names: list[str],
+    coders: dict[int, Coder],
+    missing: str,
+    place: Place,
+    counts: np.ndarray,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """One batch of the chosen columns as float64 rows, categorical columns as codes. A null is an error, or
-    with data.missing: drop its row is left out and counted in `counts` (per column), as is a NaN then."""
+    with data.missing: drop its row is left out and counted in `counts` (per column), as is a NaN then.
+    `into` (the batch's rows of the table, data.missing: error only) receives the rows, and is returned."""
     import pyarrow as pa
 
     rows = len(columns[0]) if columns else 0
-    out = np.empty((rows, len(columns)))
+    out = np.empty((rows, len(columns))) if into is None else into
     for j, column in enumerate(columns):
         if j in coders:
             out[:, j] = coders[j].codes(column, missing, place)

@@ -17,7 +17,7 @@ import io
 import itertools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -153,12 +153,12 @@ class _Reader:
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
 
-    def _rows(self, table: pa.Table, line: int) -> Iterator[np.ndarray]:
-        """A parsed table's rows (its first on file line `line`) as float64 blocks, batch by batch."""
+    def _rows(self, table: pa.Table, line: Callable[[], int]) -> Iterator[np.ndarray]:
+        """A parsed table's rows as float64 blocks, batch by batch; `line()` + self.read is the file line of the
+        table's first row (asked only for a message)."""
         names = [self.names[i] for i in self.columns]
         for batch in table.to_batches():
-            at = line + self.read
-            place = functools.partial(_line, self.path, at)
+            place = functools.partial(_line, self.path, line, self.read)
             yield batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
             self.read += batch.num_rows
 
@@ -183,7 +183,7 @@ class _Reader:
             with self.path.open("rb") as handle:
                 handle.seek(skip)
                 raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
-        blocks = list(self._rows(table, (2 if skip else 1)))
+        blocks = list(self._rows(table, lambda: 2 if skip else 1))
         return np.concatenate(blocks) if blocks else np.empty((0, len(self.columns)))
 
     def streamed(self, compression: str | None, skip: int, out: IO[bytes]) -> tuple[int, ...]:
@@ -192,8 +192,9 @@ class _Reader:
         import pyarrow.csv as pacsv
 
         rows = 0
-        for data, line in self._ranges(compression, skip):
-            first = line - self.read  # self._rows numbers the rows from the file's first data line
+        for data, start in self._ranges(compression, skip):
+            # the range's first line, counted only for a message; self._rows adds the rows read before it
+            first = functools.partial(self._line_at, compression, start, -self.read)
             try:
                 table = pacsv.read_csv(
                     pa.BufferReader(pa.py_buffer(data)),
@@ -202,40 +203,58 @@ class _Reader:
                     convert_options=self.convert,
                 )
             except pa.ArrowInvalid as exc:
-                raise DataError(self._problem(bytes(data), line, exc)) from None
+                raise DataError(self._problem(bytes(data), first() + self.read, exc)) from None
             for block in self._rows(table, first):
                 block.tofile(out)
                 rows += len(block)
             del table
+        pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))
 
     def _ranges(self, compression: str | None, skip: int) -> Iterator[tuple[memoryview, int]]:
-        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a line end, with the file line
-        each starts on. One range is in memory at a time: each is read into a buffer of its own (pyarrow may
-        still hold the last one), after the tail of the one before."""
-        line = 2 if skip else 1
+        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a line end, with the byte offset
+        (in the decompressed file) each starts at. One range is in memory at a time, in one buffer that every
+        range reuses (its pages are faulted in once), after the tail of the one before: the consumer is done
+        with a range when it asks for the next."""
+        start = skip
         carry = b""
+        data = bytearray()
         try:
             with _open(self.path, compression) as stream:
                 if skip:
                     stream.read(skip)  # the header line, already read and checked
                 while True:
-                    data = bytearray(len(carry) + CSV_RANGE_BYTES)
+                    size = len(carry) + CSV_RANGE_BYTES
+                    if len(data) < size:
+                        data = bytearray(size + HEADER_BYTES)  # room for the tails of ordinary lines
                     data[: len(carry)] = carry
-                    end = len(carry) + _fill(stream, memoryview(data)[len(carry) :])
-                    if end < len(data):  # the end of the file: the last line may have no line end
+                    end = len(carry) + _fill(stream, memoryview(data)[len(carry) : size])
+                    if end < size:  # the end of the file: the last line may have no line end
                         if end:
-                            yield memoryview(data)[:end], line
+                            yield memoryview(data)[:end], start
                         return
-                    cut = data.rfind(b"\n") + 1
+                    cut = data.rfind(b"\n", 0, end) + 1
                     if cut == 0:  # one line longer than a range: read on
-                        carry = bytes(data)
+                        carry = bytes(data[:end])
                         continue
-                    yield memoryview(data)[:cut], line
-                    line += data.count(b"\n", 0, cut)
-                    carry = bytes(data[cut:])
+                    yield memoryview(data)[:cut], start
+                    start += cut
+                    carry = bytes(data[cut:end])
         except OSError as exc:
             raise _unreadable(self.path, compression, exc) from None
+
+    def _line_at(self, compression: str | None, offset: int, shift: int = 0) -> int:
+        """The file line that starts at byte `offset` of the (decompressed) file, plus `shift`: the line ends
+        before it, counted again from the start (only a message needs it)."""
+        ends = 0
+        try:
+            with _open(self.path, compression) as stream:
+                while offset > 0 and (piece := stream.read(min(offset, CSV_RANGE_BYTES))):
+                    ends += piece.count(b"\n")
+                    offset -= len(piece)
+        except OSError as exc:
+            raise _unreadable(self.path, compression, exc) from None
+        return 1 + ends + shift
 
     def _problem(self, data: bytes, line: int, exc: Exception) -> str:
         """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
@@ -345,8 +364,8 @@ def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     return done
 
 
-def _line(path: Path, at: int, row: int) -> str:
-    return f"data file {path}, line {at + row}"
+def _line(path: Path, line: Callable[[], int], at: int, row: int) -> str:
+    return f"data file {path}, line {line() + at + row}"
 
 
 def chosen_columns(
