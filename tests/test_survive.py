@@ -97,6 +97,7 @@ def test_threads_far_beyond_the_machine_are_refused_before_torch_crashes(workdir
     cores = len(os.sched_getaffinity(0))
     assert f"train.threads = 100000 is far more than this machine's {cores} usable CPU core" in result.stderr
     assert f"--set train.threads={cores}" in result.stderr
+    assert result.stdout == ""  # refused before the data is read, as a missing device is
 
 
 def test_runs_lists_an_unreadable_folder_and_still_the_others(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

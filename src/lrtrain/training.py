@@ -124,7 +124,9 @@ def _fit(
     if engine == "exact":
         config = _in_float64(config)
     device = parallel.local_device(device)
-    _engine(engine, device)  # a missing device fails before the data is even read
+    module, _ = _engine(engine, device)  # a missing device fails before the data is even read,
+    if hasattr(module, "check_threads"):  # and so do more threads than the engine can take
+        module.check_threads(config.train.threads)
     main = parallel.is_main()  # under torchrun, rank 0 speaks and writes; the others only train
     save = config.output.save and main
     finished = False
