@@ -117,3 +117,13 @@ def fast_path_interval(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[
 
 def math_nan() -> float:
     return float("nan")
+
+
+@pytest.mark.parametrize("level", ["9_5%", "0.9_5", "９５%", "0.٩٥"])
+@pytest.mark.usefixtures("two_features")
+def test_an_interval_level_is_an_ascii_number_only(level: str) -> None:
+    result = cli("predict", "1,2", "--interval", level)
+    assert result.exit_code == 2
+    assert "is not a probability between 0 and 1" in result.stderr
+    assert "write 0.95" not in result.stderr  # no hint read from a number that is not one
+    assert cli("predict", "1,2", "--interval", "95%").exit_code == 0

@@ -361,10 +361,7 @@ def parse_level(text: str) -> float:
     """`--interval 0.95` or `--interval 95%` -> 0.95, a probability strictly between 0 and 1."""
     text = text.strip()
     number, percent = (text[:-1], 100.0) if text.endswith("%") else (text, 1.0)
-    try:
-        level = float(number) / percent
-    except ValueError:
-        level = math.nan
+    level = float(number) / percent if is_number(number.strip()) else math.nan  # ASCII numbers only: not 9_5
     if not 0 < level < 1:
         hint = f" (for {text}% write {float(text) / 100:g})" if _is_percent(text) else ""
         raise InputError(
@@ -375,10 +372,7 @@ def parse_level(text: str) -> float:
 
 
 def _is_percent(text: str) -> bool:
-    try:
-        return 1 < float(text) < 100
-    except ValueError:
-        return False
+    return is_number(text) and 1 < float(text) < 100
 
 
 def predict(
