@@ -58,6 +58,60 @@ def test_csv_numbers_equal_numpys_parse_whole_and_in_ranges(tmp_path: Path, monk
     np.testing.assert_array_equal(whole.y, reference[:, 3])
 
 
+def test_a_large_csv_whose_table_fits_in_memory_is_read_in_ranges_into_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the threshold, the file is parsed in ranges; its float64 table (smaller than the text) is kept in
+    memory, features and target each contiguous, even when the first lines make the row count look smaller."""
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(6000, 3))
+    lines = ["a,b,y"] + [f"{a!r},{b!r},{y!r}" for a, b, y in table[:200].tolist()]
+    lines += [f"{a:.3f},{b:.3f},{y:.3f}" for a, b, y in table[200:].tolist()]  # shorter lines after the sampled ones
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    reference = np.loadtxt(tmp_path / "d.csv", delimiter=",", skiprows=1)
+    size = (tmp_path / "d.csv").stat().st_size
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", str(size // 2))  # the file is over it, its table under it
+    monkeypatch.setattr(delimited, "SAMPLE_BYTES", 2000)  # long lines only: the row count estimated falls short
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 9000)
+    ranged = load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    assert not isinstance(ranged.x.base, np.memmap)
+    assert ranged.x.flags.c_contiguous
+    assert ranged.y.flags.c_contiguous
+    np.testing.assert_array_equal(ranged.x, reference[:, :2])
+    np.testing.assert_array_equal(ranged.y, reference[:, 2])
+    monkeypatch.setattr(delimited, "SAMPLE_BYTES", 1 << 20)  # every line: the estimate is about right
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", str(size * 4 // 5))  # the table is over it too: on disk
+    assert size * 4 // 5 < 6000 * 3 * 8
+    cached = load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    assert isinstance(cached.x.base, np.memmap)
+    np.testing.assert_array_equal(cached.x, reference[:, :2])
+
+
+def test_a_resident_table_is_an_ordinary_writable_array_and_falls_back_where_it_cannot_be_mapped() -> None:
+    script = textwrap.dedent(
+        """
+        import resource
+        import numpy as np
+        from lrtrain.sources.base import resident
+
+        table = resident((1 << 20, 5))  # 40 MB: mapped at once
+        table[:] = 1.5
+        assert table.dtype == np.float64 and table.shape == (1 << 20, 5) and table.flags.c_contiguous
+        assert float(table.sum()) == 1.5 * 5 * (1 << 20)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, hard))
+        try:
+            resident((1 << 30, 8))  # 64 GB: neither the mapping nor NumPy's array fits
+        except MemoryError:
+            print("refused")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True
+    )
+    assert done.stdout.split() == ["refused"]
+
+
 def test_a_last_line_without_a_line_end_is_read_in_ranges_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "d.csv").write_text("x,y\n1,2\n3,4\n5,6")
     monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")

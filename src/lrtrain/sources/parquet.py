@@ -18,7 +18,7 @@ import numpy as np
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError
 from lrtrain.sources.base import Table, scratch_mapping
-from lrtrain.sources.columns import Coder, batch_rows, finish
+from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
 from lrtrain.sources.delimited import categorical_columns, chosen_columns, stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
@@ -49,19 +49,14 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
     rows = sum(handle.metadata.num_rows for handle in opened)
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
     reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec.missing)
+    table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or rows * len(chosen) * 8 > stream_bytes():
         table = scratch_mapping(reading.append, np.dtype(np.float64))
     else:
-        table = np.empty((rows, len(chosen)))
-        direct = spec.missing == "error"  # every row is kept: each batch is written in place, not copied there
-        at = 0
-        for block in reading.blocks(table if direct else None):
-            if not direct:
-                table[at : at + len(block)] = block
-            at += len(block)
-        table = table[:at]
-    if rows == 0:
-        raise DataError(f"{origin} has no rows. Training needs at least one row.")
+        filling = Filling(rows, len(chosen))
+        for block in reading.blocks(filling if spec.missing == "error" else None):
+            filling.append(block)  # rows left after dropping; every row was written in place already otherwise
+        table = filling.table()
     return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
 
 
@@ -164,17 +159,18 @@ class _Reading:
         self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
         self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
 
-    def blocks(self, table: np.ndarray | None = None) -> Iterator[np.ndarray]:
-        """The batches' rows; with `table` (every row kept), each written into its place there, a view of it."""
-        done = 0  # rows of the files before
+    def blocks(self, into: Filling | None = None) -> Iterator[np.ndarray]:
+        """The batches' rows; with `into` (every row kept), each batch is written there instead, and nothing
+        is yielded."""
         for file, handle in zip(self.files, self.opened, strict=True):
             at = 0  # the file's row of the batch's first
             for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=self.chosen, use_threads=True):
                 place = functools.partial(_place, file, at)
-                into = None if table is None else table[done + at : done + at + batch.num_rows]
-                yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts, into)
+                if into is None:
+                    yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                else:
+                    batch_into(batch.columns, self.chosen, self.coders, place, into)
                 at += batch.num_rows
-            done += at
 
     def append(self, out: IO[bytes]) -> tuple[int, ...]:
         rows = 0
