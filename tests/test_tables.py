@@ -217,6 +217,53 @@ def test_a_streamed_csv_holds_a_range_in_memory_not_the_file(tmp_path: Path) -> 
     assert grown < 30, f"{grown} MB over the imports for 1 MB ranges of a 40 MB file"
 
 
+def test_passes_over_a_table_cached_on_disk_hold_a_block_of_it_at_a_time_not_all_they_read() -> None:
+    """The finite check, the fingerprint, the moments, the exact solve's refinement and the loss each read a
+    48 MB table mapped from disk whole; the pages each has read leave the process as it moves on (else the
+    kernel counts all 48 MB as the process's own, and a 4 GB file as 4 GB)."""
+    script = textwrap.dedent(
+        """
+        import re
+        from pathlib import Path
+        import numpy as np
+        from lrtrain.engine import mean_squares
+        from lrtrain.engine_exact import solve
+        from lrtrain.moments import moments
+        from lrtrain.parallel import SINGLE
+        from lrtrain.sources.base import Table, checked, fingerprint, scratch_mapping
+
+        def status(key):
+            return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) >> 10
+
+        rng = np.random.default_rng(4)
+        block = rng.normal(size=(50_000, 20))
+        block[:, -1] = block[:, :-1] @ np.arange(19.0) + rng.normal(size=50_000)
+        expected = solve(block[:, :-1], block[:, -1], True)[0]
+
+        def fill(out):
+            for _ in range(6):
+                block.tofile(out)
+            return (300_000, 20)
+
+        rows = scratch_mapping(fill, np.dtype(np.float64))
+        table = Table(rows[:, :-1], rows[:, -1], [f"x{i}" for i in range(19)], "y", "test")
+        before = status("VmHWM")
+        checked(table)
+        fingerprint(table)
+        stats = moments(table.x, table.y)
+        w, b = solve(table.x, table.y, True, centered=stats)
+        mean_squares(table.x, table.y, 300_000, SINGLE, [(w, b)])
+        print(status("VmHWM") - before, float(np.max(np.abs(w - expected))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True
+    )
+    grown, error = done.stdout.split()
+    assert int(grown) < 16, f"the passes over a 48 MB mapped table grew the peak by {grown} MB"
+    assert float(error) < 1e-9  # six copies of a block: the same least squares as the block
+
+
 def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:
     """A table with int32, float32 and float64 columns and a text column; also its numbers as float64."""
     import pyarrow as pa

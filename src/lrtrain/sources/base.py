@@ -23,7 +23,7 @@ from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 
-from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.blocks import BLOCK_ROWS, passing
 from lrtrain.design import Levels
 from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard, block
@@ -92,9 +92,7 @@ class Table:
         if size is None:
             yield self.x[start:stop], self.y[start:stop]
             return
-        for at in range(start, stop, size):
-            end = min(at + size, stop)
-            yield self.x[at:end], self.y[at:end]
+        yield from passing(self.x, self.y, start, stop, size)
 
 
 def row_count(source: Source) -> int:
@@ -153,9 +151,9 @@ def fingerprint(source: Source, group: Shard = SINGLE) -> str:
     for b in range(mine.start, mine.stop):
         start, stop = b * HASH_ROWS, min((b + 1) * HASH_ROWS, n)
         digest = hashlib.sha256()
-        parts = list(source.blocks(start, stop))
-        for part in [x for x, _ in parts] + [y for _, y in parts]:
-            digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+        for which in (0, 1):  # the block's x, then its y: each part hashed while the source still holds it
+            for part in source.blocks(start, stop):
+                digest.update(np.ascontiguousarray(part[which], dtype=np.float64).tobytes())
         table[b] = np.frombuffer(digest.digest(), dtype=np.uint8)
     group.reduce(table)  # every rank's block digests (a single process: its own, all of them)
     whole = hashlib.sha256(f"{n}x{len(source.features)}:".encode())
