@@ -14,7 +14,7 @@ import statsmodels.formula.api as smf
 
 from lrtrain import model, sources
 from lrtrain.config import load_config
-from lrtrain.design import Levels, indicators, levels_of, ordered
+from lrtrain.design import Levels, indicators, levels_of, number_text, ordered
 from lrtrain.errors import DataError, ModelError
 
 from .conftest import cli
@@ -224,3 +224,129 @@ def test_evaluate_and_predict_data_encode_level_names_as_training_did(workdir: P
     assert refused.exit_code == 2
     assert "level 'Rome' was not seen in training" in refused.stderr
     assert "'Berlin'" in refused.stderr
+
+
+def test_a_cell_names_a_level_by_its_number_when_every_cell_is_one_else_by_its_text() -> None:
+    numeric = levels_of("c", ["1", "1.0", "01", " 1", "+1e0", "2.50", "10", "-0"], "test")
+    assert numeric.levels == ("0", "1", "2.5", "10")  # one level per number, named by its shortest text
+    assert numeric.numeric
+    assert [numeric.find(cell) for cell in ("1.00", " 10 ", "25e-1", "-0.0", "3", "one")] == [1, 3, 2, 0, None, None]
+    mixed = levels_of("c", ["1", "1.0", "a", " a ", "b"], "test")
+    assert mixed.levels == ("1", "1.0", "a", "b")  # text, as pandas keeps a column that is not all numbers
+    assert not mixed.numeric
+    assert [mixed.find(cell) for cell in ("1", " 1.0", "01", "a ")] == [0, 1, None, 2]
+    assert number_text("12345678901234567891") == "12345678901234567891"  # integers exactly, however long
+    assert [number_text(cell) for cell in ("1_000", "inf", "nan", "1e999", "١", "")] == [None] * 6
+    assert Levels("c", ("1.0", "2.0")).find("1") is None  # levels that are not shortest texts match as text
+
+
+SPELLINGS = {1: ["1", "1.0", "01", " 1", "+1"], 2: ["2", "2.0", "2e0"], 3: ["3", "3.00"]}
+
+
+def spelled(rows: int = 90, seed: int = 6) -> tuple[pd.DataFrame, list[str]]:
+    """Rows with a numeric category c (1, 2 or 3), and c's cells written in several ways each."""
+    rng = np.random.default_rng(seed)
+    c = rng.choice([1, 2, 3], size=rows)
+    x1 = rng.normal(size=rows)
+    y = 2 * x1 + np.array([0.0, 1.5, -0.5])[c - 1] + 1 + rng.normal(scale=0.3, size=rows)
+    cells = [SPELLINGS[v][i % len(SPELLINGS[v])] for i, v in enumerate(c)]
+    return pd.DataFrame({"x1": x1, "c": c, "y": y}), cells
+
+
+def test_numeric_levels_spelled_differently_are_one_level_in_csv_and_parquet_as_statsmodels_has_them(
+    workdir: Path,
+) -> None:
+    df, cells = spelled()
+    lines = [f"{x!r},{cell},{y!r}" for x, cell, y in zip(df.x1, cells, df.y, strict=True)]
+    (workdir / "d.csv").write_text("x1,c,y\n" + "\n".join(lines) + "\n")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), workdir / "int.parquet")
+    pq.write_table(pa.Table.from_pandas(df.astype({"c": float}), preserve_index=False), workdir / "float.parquet")
+    reference = smf.ols("y ~ x1 + C(c)", data=pd.read_csv(workdir / "d.csv")).fit()  # pandas reads c as 1.0, 2.0, 3.0
+    fits = {}
+    for path in ("d.csv", "int.parquet", "float.parquet"):
+        fits[path] = fit_json(
+            "--set", f"data.path={path}", "--set", "data.categorical=[c]", "--engine", "exact", "--summary"
+        )
+    for records in fits.values():
+        summary = records[-1]
+        assert [t["name"] for t in summary["terms"]] == ["intercept", "x1", "c[2]", "c[3]"]  # type: ignore[index, union-attr]
+        coef = [t["coef"] for t in summary["terms"]]  # type: ignore[index, union-attr]
+        theirs = reference.params[["Intercept", "x1", "C(c)[T.2.0]", "C(c)[T.3.0]"]].to_numpy()
+        np.testing.assert_allclose(coef, theirs, rtol=1e-8)
+        np.testing.assert_allclose(summary["r2"], reference.rsquared, rtol=1e-8)
+        np.testing.assert_allclose(summary["f_stat"], reference.fvalue, rtol=1e-8)
+        np.testing.assert_allclose(records[-2]["weights"], fits["d.csv"][-2]["weights"], rtol=1e-12)  # type: ignore[arg-type]
+    for path in (workdir / "runs").glob("*/model.json"):
+        assert json.loads(path.read_text())["categorical"] == [
+            {"column": "c", "levels": ["1", "2", "3"], "baseline": "1"}
+        ]
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet-float"])
+def test_predict_data_and_evaluate_find_a_numeric_level_however_it_is_spelled(workdir: Path, kind: str) -> None:
+    df, _ = spelled()
+    df.to_csv(workdir / "train.csv", index=False, float_format="%.17g")  # c written 1, 2, 3
+    assert (
+        cli("fit", "--set", "data.path=train.csv", "--set", "data.categorical=[c]", "--engine", "exact").exit_code == 0
+    )
+    reference = smf.ols("y ~ x1 + C(c)", data=df).fit()
+    test, cells = spelled(rows=40, seed=7)
+    expected = reference.predict(test).to_numpy()
+    if kind == "csv":
+        lines = [f"{x!r},{cell},{y!r}" for x, cell, y in zip(test.x1, cells, test.y, strict=True)]
+        (workdir / "test.csv").write_text("x1,c,y\n" + "\n".join(lines) + "\n")
+        name = "test.csv"
+    else:
+        pq.write_table(pa.Table.from_pandas(test.astype({"c": float}), preserve_index=False), workdir / "test.parquet")
+        name = "test.parquet"
+    predicted = cli("predict", "--data", name)
+    assert predicted.exit_code == 0, predicted.output
+    rows = [line.split(",") for line in predicted.stdout.splitlines()[1:]]
+    np.testing.assert_allclose([float(row[-1]) for row in rows], expected, rtol=1e-9)
+    evaluated = cli("evaluate", "--data", name, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    mse = float(np.mean((test.y.to_numpy() - expected) ** 2))
+    assert json.loads(evaluated.stdout)["mse"] == pytest.approx(mse, rel=1e-9)
+    (workdir / "new.csv").write_text("x1,c,y\n0.5,2.0,1\n0.5,4.0,1\n")
+    refused = cli("evaluate", "--data", "new.csv")
+    assert refused.exit_code == 2
+    assert refused.stdout == ""
+    message = " ".join(refused.stderr.split())
+    assert "column 'c': level '4.0' was not seen in training" in message
+    assert "The known levels are '1', '2', '3'" in message
+
+
+def test_text_levels_are_read_without_surrounding_spaces_and_booleans_round_trip(workdir: Path) -> None:
+    df = frame(rows=120)
+    spaced = df.assign(city=[f" {c}" if i % 3 == 0 else c for i, c in enumerate(df.city)])
+    spaced.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    records = fit_json("--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact")
+    reference = smf.ols("y ~ x1 + C(city)", data=df).fit()
+    np.testing.assert_allclose(records[-1]["bias"], reference.params["Intercept"], rtol=1e-8)  # type: ignore[arg-type]
+    saved = json.loads(next((workdir / "runs").glob("*/model.json")).read_text())
+    assert saved["categorical"][0]["levels"] == ["Berlin", "Lyon", "Nice", "Paris"]
+    flag = pa.table({"x1": df.x1, "member": df.city.isin(["Paris", "Lyon"]), "y": df.y})
+    pq.write_table(flag, workdir / "flag.parquet")
+    fitted = cli("fit", "--set", "data.path=flag.parquet", "--set", "data.categorical=[member]", "--engine", "exact")
+    assert fitted.exit_code == 0, fitted.output
+    evaluated = cli("evaluate", "--data", "flag.parquet", "--json")  # the training table, read again
+    assert evaluated.exit_code == 0, evaluated.output
+    frame_flag = flag.to_pandas()
+    r2 = smf.ols("y ~ x1 + C(member)", data=frame_flag).fit().rsquared
+    assert json.loads(evaluated.stdout)["r2"] == pytest.approx(r2, rel=1e-9)
+
+
+def test_a_blank_or_nan_categorical_cell_is_missing_not_a_level(workdir: Path) -> None:
+    (workdir / "d.csv").write_text("x1,c,y\n1,a,1\n2,  ,2\n3,b,4\n4,a,4\n5,b,7\n")
+    message = fail("--set", "data.path=d.csv", "--set", "data.categorical=[c]")
+    assert "d.csv, line 3, column 'c': '' is not a level: the cell is empty" in message
+    table = pa.table({"x1": [1.0, 2, 3, 4, 5], "c": [1.0, np.nan, 2.0, 1.0, 2.0], "y": [1.0, 2, 4, 4, 7]})
+    pq.write_table(table, workdir / "d.parquet")
+    for path in ("d.csv", "d.parquet"):
+        result = cli("fit", "--set", f"data.path={path}", "--set", "data.categorical=[c]", "--set", "data.missing=drop")
+        assert result.exit_code == 0, result.output
+        assert "dropped 1 of 5 rows" in result.stderr
+    for path in (workdir / "runs").glob("*/model.json"):
+        saved = json.loads(path.read_text())
+        assert saved["data"]["dropped"] == {"rows": 1, "columns": {"c": 1}}
+        assert saved["categorical"][0]["levels"] in (["a", "b"], ["1", "2"])

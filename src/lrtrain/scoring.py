@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lrtrain.design import Levels, indicators
+from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
@@ -190,15 +190,12 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
 
 
 def _texts(column: Any) -> list[str]:
-    """A categorical column's cells as the text the levels were read as (a number as its shortest form)."""
+    """A categorical column's cells as the text training read its levels from (lrtrain.design.cell_text)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        column = pc.cast(column, pa.string())
-    return [str(value) for value in column.to_pylist()]
+    return [cell_text(value) for value in column.to_pylist()]
 
 
 def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndarray:
