@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from lrtrain.config import load_config
 from lrtrain.design import Levels, indicators, levels_of, number_text, ordered
 from lrtrain.errors import DataError, ModelError
 
-from .conftest import cli
+from .conftest import cli, run_installed
 
 CITIES = ["Paris", "Berlin", "Lyon", "Nice"]
 
@@ -350,3 +351,127 @@ def test_a_blank_or_nan_categorical_cell_is_missing_not_a_level(workdir: Path) -
         saved = json.loads(path.read_text())
         assert saved["data"]["dropped"] == {"rows": 1, "columns": {"c": 1}}
         assert saved["categorical"][0]["levels"] in (["a", "b"], ["1", "2"])
+
+
+def shops(rows: int = 200, seed: int = 8) -> pd.DataFrame:
+    """A table whose categorical column comes first, between it and the target two numbers."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["New York", *CITIES], size=rows)
+    x1, x2 = rng.normal(size=rows) * 2 + 10, rng.normal(size=rows)
+    effect = {"New York": 4.0, "Paris": 2.0, "Berlin": 0.0, "Lyon": -1.0, "Nice": 0.5}
+    y = 1.5 * x1 - 2 * x2 + np.array([effect[c] for c in city]) + rng.normal(scale=0.5, size=rows)
+    return pd.DataFrame({"city": city, "x1": x1, "x2": x2, "y": y})
+
+
+@pytest.fixture
+def shop_model(workdir: Path) -> smf.ols:
+    """A model fitted on shops() (levels Berlin, Lyon, New York, Nice, Paris) and statsmodels' fit of it."""
+    df = shops()
+    df.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    fitted = cli("fit", "--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact")
+    assert fitted.exit_code == 0, fitted.output
+    return smf.ols("y ~ C(city) + x1 + x2", data=df).fit()
+
+
+ASKED = pd.DataFrame({"city": ["Paris", "Berlin", "New York", "Nice", "Lyon"], "x1": [12, 9.5, 10, 11, 8],
+                      "x2": [0.5, -1, 0, 2, 1]})  # fmt: skip
+
+
+def test_predict_takes_one_value_per_column_a_level_name_for_a_categorical_one(shop_model: smf.ols) -> None:
+    expected = shop_model.predict(ASKED).to_numpy()
+    result = cli("predict", "Paris,12,0.5", "Berlin 9.5 -1", "New York, 10, 0", "-", input=" Nice,11,2\nLyon 8 1\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], expected, rtol=1e-9)
+    records = [json.loads(line) for line in cli("predict", "Paris,12,0.5", "--json").stdout.splitlines()]
+    assert records[0]["input"] == ["Paris", 12.0, 0.5]
+    assert records[0]["prediction"] == pytest.approx(expected[0], rel=1e-9)
+    told = " ".join(cli("predict", "--help").stdout.split())
+    assert "takes one value per column of its training table, in order, a level name for a categorical one" in told
+
+
+def test_predict_interval_on_a_categorical_model_equals_statsmodels(shop_model: smf.ols) -> None:
+    samples = [",".join(str(v) for v in row) for row in ASKED.itertuples(index=False)]
+    result = cli("predict", *samples, "--interval", "0.9")
+    assert result.exit_code == 0, result.output
+    ours = np.array([[float(v) for v in line.split()] for line in result.stdout.splitlines()])
+    frame_ = shop_model.get_prediction(ASKED).summary_frame(alpha=0.1)
+    np.testing.assert_allclose(ours[:, 0], frame_["mean"], rtol=1e-9)
+    np.testing.assert_allclose(ours[:, 1], frame_["obs_ci_lower"], rtol=1e-8)
+    np.testing.assert_allclose(ours[:, 2], frame_["obs_ci_upper"], rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("sample", "said"),
+    [
+        ("Rome,12,0.5", ["argument 2 ('Rome,12,0.5'): column 'city': level 'Rome' was not seen in training",
+                         "The known levels are 'Berlin', 'Lyon', 'New York', 'Nice', 'Paris'."]),
+        ("0,1,0,0,12,0.5", ["takes 3 value(s), one per column of its training table: city (a level: 'Berlin', "
+                            "'Lyon', 'New York', 'Nice', 'Paris'), x1 (a number), x2 (a number); but got 6",
+                            "include the indicator columns city[Lyon], city[New York], city[Nice], city[Paris], "
+                            "which predict makes from the level name", "e.g. lrtrain predict Berlin,1,1."]),
+        ("12,0.5", ["takes 3 value(s)", "but got 2: 12, 0.5. Give each sample"]),
+        ("Paris,twelve,0.5", ["argument 2 ('Paris,twelve,0.5'): 'twelve' is not a number", "Column 'x1' takes"]),
+        ("Paris,,0.5", ["field 2 of 'Paris,,0.5' is empty", "Give one value between each pair of commas"]),
+    ],
+    ids=["unseen level", "indicator values", "too few", "not a number", "empty field"],
+)  # fmt: skip
+def test_predict_on_a_categorical_model_refuses_a_bad_sample_naming_it(
+    shop_model: smf.ols, sample: str, said: list[str]
+) -> None:
+    result = cli("predict", "Paris,12,0.5", sample)
+    assert result.exit_code == 2
+    assert result.stdout == ""  # arguments are all checked before any is answered
+    message = " ".join(result.stderr.split())
+    assert message.startswith("error: ")
+    assert "Traceback" not in message
+    for part in said:
+        assert part in message
+    streamed = cli("predict", "-", input=f"Paris,12,0.5\n{sample}\n")
+    assert streamed.exit_code == 2
+    assert len(streamed.stdout.splitlines()) == 1  # the line before it was answered
+    assert "stdin line 2" in streamed.stderr
+
+
+def test_a_numeric_categorical_column_takes_its_level_in_any_spelling(workdir: Path) -> None:
+    df, cells = spelled()
+    lines = [f"{x!r},{cell},{y!r}" for x, cell, y in zip(df.x1, cells, df.y, strict=True)]
+    (workdir / "d.csv").write_text("x1,c,y\n" + "\n".join(lines) + "\n")
+    assert cli("fit", "--set", "data.path=d.csv", "--set", "data.categorical=[c]", "--engine", "exact").exit_code == 0
+    reference = smf.ols("y ~ x1 + C(c)", data=df).fit()
+    expected = reference.predict(pd.DataFrame({"x1": [0.5] * 4, "c": [2, 2, 2, 3]})).to_numpy()
+    result = cli("predict", "0.5,2", "0.5,2.0", "0.5 02", "0.5,3e0")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], expected, rtol=1e-9)
+    refused = cli("predict", "0.5,4")
+    assert refused.exit_code == 2
+    assert "column 'c': level '4' was not seen in training" in refused.stderr
+    assert "The known levels are '1', '2', '3'" in " ".join(refused.stderr.split())
+
+
+def test_a_model_of_one_categorical_column_takes_the_level_spaces_and_all(workdir: Path) -> None:
+    df = shops()
+    df.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    settings = ["--set", "data.features=[city]", "--set", "data.categorical=[city]", "--engine", "exact"]
+    assert cli("fit", "--set", "data.path=d.csv", *settings).exit_code == 0
+    result = cli("predict", "New York", "-", input="Paris\n")
+    assert result.exit_code == 0, result.output
+    means = df.groupby("city")["y"].mean()  # one indicator per level: each prediction is its level's mean
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], means[["New York", "Paris"]], rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_installed_predict_encodes_levels_without_numpy(shop_model: smf.ols, workdir: Path) -> None:
+    args = ["predict", "Paris,12,0.5", "New York,10,0", "--interval", "0.9"]
+    in_process = cli(*args)
+    assert in_process.exit_code == 0, in_process.output
+    interval = run_installed(*args, cwd=workdir)  # the fast path, as a shell loop runs it
+    assert (interval.returncode, interval.stdout, interval.stderr) == (0, in_process.stdout, "")
+    plain = run_installed("predict", "Paris,12,0.5", cwd=workdir, python_flags=("-X", "importtime"))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == in_process.stdout.split()[0] + "\n"
+    assert not re.search(r"\|\s*(numpy|pyarrow|typer|torch)(\.|$)", plain.stderr, re.MULTILINE)
+    refused = run_installed("predict", "Rome,12,0.5", cwd=workdir)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert "level 'Rome' was not seen in training" in refused.stderr
