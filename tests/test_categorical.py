@@ -123,8 +123,10 @@ def test_indicators_encode_known_levels_and_name_an_unseen_one() -> None:
     assert levels.baseline == "Berlin"
     assert levels.names == ["city[Lyon]", "city[Paris]"]
     np.testing.assert_array_equal(indicators(levels, ["Lyon", "Berlin", "Paris"]), [[1, 0], [0, 0], [0, 1]])
-    with pytest.raises(DataError, match=r"data file new\.csv, row 7, column 'city': level 'Rome' was not seen") as info:
-        indicators(levels, ["Paris", "Rome"], "data file new.csv", first=6)
+    with pytest.raises(
+        DataError, match=r"data file new\.csv, line 9, column 'city': level 'Rome' was not seen"
+    ) as info:
+        indicators(levels, ["Paris", "Rome"], lambda row: f"data file new.csv, line {row + 8}")
     assert "'Berlin', 'Lyon', 'Paris'" in str(info.value)
     assert ordered(["10", "9", "1.5"]) == ["1.5", "9", "10"]  # numbers in numeric order, as statsmodels sorts them
     assert ordered(["b", "10", "a"]) == ["10", "a", "b"]
@@ -313,7 +315,7 @@ def test_predict_data_and_evaluate_find_a_numeric_level_however_it_is_spelled(wo
     assert refused.exit_code == 2
     assert refused.stdout == ""
     message = " ".join(refused.stderr.split())
-    assert "column 'c': level '4.0' was not seen in training" in message
+    assert "new.csv, line 3, column 'c': level '4.0' was not seen in training" in message
     assert "The known levels are '1', '2', '3'" in message
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -131,10 +131,12 @@ def levels_of(column: str, values: Iterable[str], origin: str) -> Levels:
     return Levels(column, levels)
 
 
-def indicators(levels: Levels, values: Sequence[str] | np.ndarray, where: str = "", first: int = 0) -> np.ndarray:
+def indicators(
+    levels: Levels, values: Sequence[str] | np.ndarray, place: Callable[[int], str] = lambda row: f"row {row}"
+) -> np.ndarray:
     """The (rows, levels - 1) float64 indicator columns of `values` (the column's cells as text); a value that
-    names none of the levels is an error naming it, the row (`first` + its index, in `where`), the column and
-    the levels known."""
+    names none of the levels is an error naming it, where it is (`place` of its index: a file's line or row),
+    the column and the levels known."""
     import numpy as np
 
     found: dict[str, int | None] = {}  # each distinct cell is looked up once
@@ -144,8 +146,7 @@ def indicators(levels: Levels, values: Sequence[str] | np.ndarray, where: str = 
         if code == -1:
             code = found[value] = levels.find(value)
         if code is None:
-            place = f"{where}, " if where else ""
-            raise DataError(f"{place}row {first + row}, {levels.unseen(value)}")
+            raise DataError(f"{place(row)}, {levels.unseen(value)}")
         codes[row] = code
     out = np.zeros((len(codes), len(levels.levels) - 1))
     rows = np.flatnonzero(codes > 0)

@@ -179,11 +179,14 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
             "Name the file's columns as the model's features, or use a model trained on these columns."
         )
     x = np.empty((batch.num_rows, len(model.features)))
+
+    def place(row: int) -> str:
+        return f"{table.origin}, {table.place(first_row + row)}"
+
     encoded = {
-        name: dict(zip(levels.names, indicators(levels, _texts(batch.column(name)), table.origin, first_row).T,
-                       strict=True))
+        name: dict(zip(levels.names, indicators(levels, _texts(batch.column(name)), place).T, strict=True))
         for name, levels in coded.items()
-    }  # fmt: skip
+    }
     for j, name in enumerate(model.features):
         x[:, j] = encoded[made[name]][name] if name in made else numbers(batch.column(name), name, table, first_row)
     return x

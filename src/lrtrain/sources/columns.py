@@ -152,7 +152,8 @@ def finish(
             for j in range(part.shape[1]):
                 if j in levels:
                     seen = np.array(coders[j].seen, dtype=object)
-                    pieces.append(indicators(levels[j], seen[part[:, j].astype(np.intp)], origin, at))
+                    # the levels were made from these very cells, so each names one: no error to place
+                    pieces.append(indicators(levels[j], seen[part[:, j].astype(np.intp)]))
                 else:
                     pieces.append(part[:, j : j + 1])
             yield np.hstack(pieces)
