@@ -37,7 +37,7 @@ def number_text(cell: str) -> str | None:
     """The shortest text of the finite number a cell holds ('1' for 1, 1.0, 01, ' +1' and 1e0; '2.5' for 2.50),
     exact for integers of any length; None when the cell is not one."""
     text = cell.strip()
-    if INTEGER.fullmatch(text):
+    if INTEGER.fullmatch(text) and len(text) <= 4000:  # Python converts at most 4300 digits
         return str(int(text))
     if not NUMBER.fullmatch(text):
         return None
