@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 
 from lrtrain.blocks import BLOCK_ROWS
-from lrtrain.design import Levels, indicators, levels_of
+from lrtrain.design import Levels, cell_text, indicators, levels_of
 from lrtrain.errors import DataError
 from lrtrain.sources.base import Dropped, Table, resident, scratch_mapping
 
@@ -30,7 +30,9 @@ def doubles(array: Any) -> np.ndarray:
 
 
 class Coder:
-    """A categorical column's codes: each text value's place in the order of first appearance."""
+    """A categorical column's codes: each distinct cell's place in the order of first appearance. A cell is kept
+    as its text without surrounding spaces (a number's text: lrtrain.design.levels_of decides, once every cell is
+    read, whether the column's levels are numbers)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -38,12 +40,12 @@ class Coder:
         self.index: dict[str, int] = {}
 
     def codes(self, array: Any, missing: str, place: Place) -> np.ndarray:
-        """The column's codes as float64, NaN where a cell is null (or empty text: missing too)."""
+        """The column's codes as float64, NaN where a cell is missing: null, NaN, or empty text (spaces alone)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
-        values = ["" if v is None else str(v) for v in encoded.dictionary.to_pylist()]
+        values = [cell_text(v).strip() for v in encoded.dictionary.to_pylist()]
         mapping = np.array([np.nan if v == "" else float(self._code(v)) for v in values] + [np.nan])
         indices = pc.cast(encoded.indices.fill_null(len(values)), pa.int64())
         out = mapping[
@@ -188,7 +190,8 @@ def finish(
             for j in range(part.shape[1]):
                 if j in levels:
                     seen = np.array(coders[j].seen, dtype=object)
-                    pieces.append(indicators(levels[j], seen[part[:, j].astype(np.intp)], origin, at))
+                    # the levels were made from these very cells, so each names one: no error to place
+                    pieces.append(indicators(levels[j], seen[part[:, j].astype(np.intp)]))
                 else:
                     pieces.append(part[:, j : j + 1])
             pieces.append(np.asarray(y[at : at + BLOCK_ROWS])[:, None])

@@ -101,7 +101,8 @@ def _open(file: Path) -> Any:
 
 
 def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], first: Any, pa: Any) -> None:
-    """Every chosen column is there, of the first file's type, and numeric, or text (or integer) when categorical."""
+    """Every chosen column is there, of the first file's type, and numeric, or text (or numeric, or boolean) when
+    categorical."""
     schema = handle.schema_arrow
     for j, name in enumerate(chosen):
         if name not in schema.names:
@@ -117,10 +118,12 @@ def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], f
             )
         textual = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
         if j in text:
-            if not (textual or pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+            if not (textual or numeric or pa.types.is_boolean(kind)):  # numbers: levels as a CSV's numbers give
                 raise DataError(
                     f"data file {file}: column {name!r} holds {kind} values; a categorical column (data.categorical) "
-                    "holds text, categories or integers. Remove it from data.categorical to use it as a number."
+                    "holds text, categories, booleans or numbers. Remove it from data.categorical, or write it as one "
+                    "of those."
                 )
             continue
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
