@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from lrtrain.config import Config, load_config
 from lrtrain.errors import LrtrainError
 from lrtrain.prepare import prepare
 
-from .conftest import SUBPROCESS_TIMEOUT, cli, lrtrain_path, run_on_terminal
+from .conftest import SUBPROCESS_TIMEOUT, cli, lrtrain_path, run_installed, run_on_terminal
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -485,6 +486,64 @@ def test_printable_escapes_every_control_character_and_keeps_the_rest() -> None:
     assert "characters cut" in cut
     assert cut.startswith("a" * 1900)
     assert cut.endswith("\\x1b" * 400)
+
+
+# ESC (an ANSI colour), a line break (a fake line), a bell, a right-to-left override (text shown backwards)
+HOSTILE = "r\x1b[31m\nerror: fake\x07\u202eb"
+HOSTILE_SHOWN = "r\\x1b[31m\\x0aerror: fake\\x07\\u202eb"
+RAW = ("\x1b", "\x07", "\u202e", "\nerror: fake")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("fit", f"--set{HOSTILE}"), (HOSTILE,), ("runs", HOSTILE), ("fit", f"--{HOSTILE * 2000}")],
+    ids=["unknown option", "unknown command", "extra argument", "an option of 40,000 characters"],
+)
+def test_a_usage_error_echoes_what_was_typed_printable_and_bounded(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_installed(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert not any(raw in result.stderr for raw in RAW), result.stderr[:500]
+    assert "r\\x1b[31m" in result.stderr  # as click's repr() or lrtrain's escapes write it
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("Error: ")
+    assert len(error) <= 4000
+    assert "Try 'lrtrain" in result.stderr
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_warning_lines_show_a_path_printable(workdir: Path) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    damaged = workdir / "runs" / HOSTILE
+    damaged.mkdir()
+    (damaged / "model.json").write_text("{")
+    os.utime(damaged / "model.json", (time.time() + 60, time.time() + 60))  # the newest run: predict skips it
+    for result in (cli("predict", "5"), run_installed("predict", "5", cwd=workdir)):
+        stderr = result.stderr
+        assert (result.exit_code if hasattr(result, "exit_code") else result.returncode) == 0, stderr
+        assert stderr.startswith(f"warning: skipping the newer runs/{HOSTILE_SHOWN}/model.json")
+        assert not any(raw in stderr for raw in RAW), stderr
+        assert stderr.count("\n") == 1
+
+
+def test_the_runs_table_shows_a_folder_name_printable(workdir: Path) -> None:
+    from lrtrain import render
+    from lrtrain.runs import list_runs
+
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    (run,) = (workdir / "runs").iterdir()
+    run.rename(workdir / "runs" / HOSTILE)
+    plain = cli("runs")
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.startswith(f"runs/{HOSTILE_SHOWN}  status=finished")
+    assert plain.stdout.count("\n") == 1
+    empty = cli("runs", "--dir", HOSTILE)
+    assert empty.stdout == f"no runs under {HOSTILE_SHOWN}/ yet; `lrtrain fit` writes one there.\n"
+    table = io.StringIO()
+    render.runs(list_runs(workdir / "runs"), "runs", render.Out(stream=table, mode="rich"))
+    assert HOSTILE_SHOWN in table.getvalue()
+    for shown in (plain.stdout, empty.stdout, table.getvalue()):
+        assert not any(raw in shown for raw in RAW), shown
 
 
 @pytest.mark.parametrize(

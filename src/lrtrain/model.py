@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from lrtrain.errors import InputError, ModelError
+from lrtrain.errors import InputError, ModelError, notice
 from lrtrain.files import read_json
 from lrtrain.runs import CHECKPOINT_FILE, MODEL_FILE, newest_models
 
@@ -388,7 +388,7 @@ def predict(
     JSON record; notes and warnings on `err`."""
 
     def warn(text: str) -> None:
-        print(text, file=err)
+        notice(text, err)
 
     model = load(path) if path is not None else load_latest(Path("runs"), warn)
     if interval is not None:
