@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +127,30 @@ def symlink_loop(folder: Path) -> None:
 
 def folder_named_like_a_file(folder: Path) -> None:
     (folder / "d.csv").mkdir()
+
+
+def a_fifo(name: str) -> Setup:
+    """A named pipe that no process writes to: reading it would wait for ever."""
+    return lambda folder: os.mkfifo(folder / name)
+
+
+def a_socket(name: str) -> Setup:
+    """A Unix socket file, left behind by a server that is gone (bound by a relative name: the path may be long)."""
+
+    def setup(folder: Path) -> None:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(name)  # the test runs in `folder`
+
+    return setup
+
+
+def a_link(name: str, target: str) -> Setup:
+    return lambda folder: (folder / name).symlink_to(target)
+
+
+def a_parquet_folder(folder: Path) -> None:
+    (folder / "d").mkdir()
+    (folder / "d" / "a.parquet").write_text("not parquet")
 
 
 MODEL_HEAD = '{"format": "lrtrain.model", "format_version": 1, '
@@ -1004,6 +1031,67 @@ MESSAGE_CASES = [
     ),
 ]
 
+# Hostile shapes of a config: wrong types at every level, YAML features lrtrain does not take, files of no use.
+CONFIG_SHAPE_CASES = [
+    case(
+        "config-data-null",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data: null\n"},
+        stderr=("c.yaml, line 1", "'data' must be a mapping of keys to values", "got None", CONFIG_FIX),
+    ),
+    case(
+        "config-key-a-number",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "train:\n  1: 2\n"},
+        stderr=("c.yaml", "a key under 'train' is the number 1, not a name", "quote one"),
+        absent=("Keys should be strings",),
+    ),
+    case(
+        "config-key-null",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "~: 1\n"},
+        stderr=("c.yaml", "a key at the top level is null, not a name"),
+        absent=("'None'",),
+    ),
+]
+
+# Numbers as YAML 1.1 or Python would read them, and lrtrain does not: 1_000, 010 (octal), 1:30 (base 60), ...
+NUMBER_SYNTAX = "A number is plain ASCII: digits with an optional sign, point and exponent (1000, -2.5, 1e-3)"
+NUMBER_CASES = [
+    case(
+        "set-features-an-empty-list",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        "--set",
+        "data.features=[]",
+        files={"d.csv": GOOD_CSV},
+        stderr=("'data.features' must hold at least 1 item", "null = every column but the target", "got []"),
+        absent=("only one column", "data.features=1"),
+    ),
+]
+
+# A data.path that is no file: a device, a pipe that nobody writes to, a socket; empty or junk files.
+FILE_KIND_CASES = []
+
+# CSV files a demanding user (or a broken export) hands over.
+CSV_HOSTILE_CASES = []
+
+# `data make` asked for nothing, or for what it cannot write; more than the machine holds is in test_faults.py,
+# in a process with a memory and a file size limit.
+MAKE_CASES = []
+
+# predict, evaluate and the model files and run folders they read.
+M_TAIL = '"features": ["x"], "target": "y", "dtype": "float64"}'
+SERVE_CASES = []
+
+
 CASES = (
     CONFIG_CASES
     + SET_CASES
@@ -1014,6 +1102,12 @@ CASES = (
     + LIMIT_CASES
     + OVERFLOW_AND_PATH_CASES
     + MESSAGE_CASES
+    + CONFIG_SHAPE_CASES
+    + NUMBER_CASES
+    + FILE_KIND_CASES
+    + CSV_HOSTILE_CASES
+    + MAKE_CASES
+    + SERVE_CASES
 )
 
 
@@ -1027,6 +1121,9 @@ def snapshot(folder: Path) -> dict[str, str | None]:
         path = folder / name
         if path.is_symlink():  # a link is its target's name (it may point nowhere, or at itself)
             result[name] = f"-> {path.readlink()}"
+            continue
+        if not path.is_dir() and not path.is_file():  # a pipe or a socket: reading it could wait for ever
+            result[name] = f"special {stat.S_IFMT(path.lstat().st_mode):o}"
             continue
         result[name] = None if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return result

@@ -336,7 +336,8 @@ def describe(
             line = _line_of(str_loc, positions)
             where = f"{source}, line {line}" if line else source
         problems.append(f"{where}: {_explain(error, dotted, loc, raw, schema)}")
-        default = next((k.default for k in schema.keys if k.key == dotted and k.default != "required"), None)
+        key = _key_of(dotted, raw, schema)
+        default = key.default if key is not None and key.default != "required" else None
         if default is not None and not example:
             example = f" (e.g. --set {dotted}={default}, the default)"
     fix = (
@@ -380,6 +381,10 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
         *prefix, key = (str(p) for p in loc)
         fields = _fields_at(tuple(prefix), raw, schema)
         return f"unknown key '{dotted}'.{did_you_mean(key, fields, tuple(prefix))}"
+    if kind == "invalid_key":  # YAML reads an unquoted 1, yes or ~ as a number, a boolean or null
+        where = f"under '{_dotted(loc[:-1])}'" if loc[:-1] else "at the top level"
+        what = "null" if value is None else f"the {yaml_kind(value)} {value!r}"
+        return f"a key {where} is {what}, not a name: config keys are names such as 'lr' (quote one to make it text)."
     if kind == "missing":
         return f"'{dotted}' is required here but missing; add it."
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -390,7 +395,11 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
             "less_than_equal": ("at most", "le"),
         }[kind]
         bound = f"{words} {ctx.get(name, 0):g}"
-        return f"'{dotted}' must be {bound}{_range_of(loc, schema)}; got {value!r}."
+        return f"'{dotted}' must be {bound}{_range_of(dotted, raw, schema)}; got {value!r}."
+    if kind == "too_short":
+        size = ctx.get("min_length")
+        items = f"{size} item{'s' if size != 1 else ''}"
+        return f"'{dotted}' must hold at least {items}{_range_of(dotted, raw, schema)}; got {value!r}."
     if kind == "finite_number":
         return f"'{dotted}' must be a finite number; got {value!r}."
     if kind in ("string_too_short", "string_too_long") and dotted != "name":
@@ -416,6 +425,7 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
             "string_type": "a string",
             "list_type": "a list",
             "model_type": "a mapping of keys to values",
+            "model_attributes_type": "a mapping of keys to values",
             "dict_type": "a mapping of keys to values",
         }.get(kind, error["msg"].removeprefix("Input should be ").lower())
         return f"'{dotted}' must be {wanted}; got {value!r} ({yaml_kind(value)}).{_text_not_number(value)}"
@@ -457,6 +467,14 @@ def _fields_at(prefix: tuple[str, ...], raw: dict[str, Any], schema: Schema) -> 
     return dict(model.model_fields)
 
 
-def _range_of(loc: tuple[int | str, ...], schema: Schema) -> str:
-    dotted = ".".join(str(p) for p in loc)
-    return next((f" ({k.description})" for k in schema.keys if k.key == dotted and k.description), "")
+def _range_of(dotted: str, raw: dict[str, Any], schema: Schema) -> str:
+    key = _key_of(dotted, raw, schema)
+    return f" ({key.description})" if key is not None and key.description else ""
+
+
+def _key_of(dotted: str, raw: dict[str, Any], schema: Schema) -> Key | None:
+    """The documented key `dotted`; of a data key that several sources have (data.features), the config's source's."""
+    data = raw.get("data")
+    source = data.get("source", next(iter(schema.sources))) if isinstance(data, dict) else next(iter(schema.sources))
+    keys = [k for k in schema.keys if k.key == dotted]
+    return next((k for k in keys if k.source in ("", source)), keys[0] if keys else None)
