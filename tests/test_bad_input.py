@@ -1078,7 +1078,44 @@ NUMBER_CASES = [
 ]
 
 # A data.path that is no file: a device, a pipe that nobody writes to, a socket; empty or junk files.
-FILE_KIND_CASES = []
+FILE_KIND_CASES = [
+    case(
+        "data-path-a-device",
+        "fit",
+        "--set",
+        "data.source=csv",
+        "--set",
+        "data.path=/dev/zero",
+        stderr=("data file /dev/zero is a device, not a file", "Save the data to a CSV file"),
+        absent=("is empty",),
+    ),
+    case(
+        "data-path-a-pipe",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        setup=a_fifo("d.csv"),
+        stderr=("d.csv is a pipe, not a file", "Save the data to a CSV file"),
+        absent=("is empty",),
+    ),
+    case(
+        "data-path-a-socket",
+        "fit",
+        "--set",
+        "data.path=d.npy",
+        setup=a_socket("d.npy"),
+        stderr=("d.npy is a socket, not a file", "Save the data to a .npy file"),
+    ),
+    case(
+        "npy-empty-file",
+        "fit",
+        "--set",
+        "data.path=d.npy",
+        files={"d.npy": b""},
+        stderr=("d.npy is empty", "It needs an array"),
+        absent=("header line",),
+    ),
+]
 
 # CSV files a demanding user (or a broken export) hands over.
 CSV_HOSTILE_CASES = []
