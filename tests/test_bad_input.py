@@ -1118,7 +1118,42 @@ FILE_KIND_CASES = [
 ]
 
 # CSV files a demanding user (or a broken export) hands over.
-CSV_HOSTILE_CASES = []
+CSV_HOSTILE_CASES = [
+    case(
+        "csv-empty-column-name",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,,y\n1,2,3\n2,4,5\n3,6,8\n4,1,2\n"},
+        stderr=("d.csv: column 2 of the header has no name", "'x,,y'", "Name it"),
+    ),
+    case(
+        "csv-trailing-delimiter",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y,\n1,2,\n2,4,\n3,6,\n"},
+        stderr=("d.csv: column 3 of the header has no name", "at the end of each line makes an empty last one"),
+    ),
+    case(
+        "csv-blank-first-line",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "\n\nx,y\n1,2\n2,4\n"},
+        stderr=("d.csv: line 1 is blank", "column names", "Remove the blank lines"),
+        absent=("out of range",),
+    ),
+    case(
+        "csv-full-width-digit",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n2,\uff14\n3,6\n"},
+        stderr=("d.csv, line 3, column 'y'", "'\uff14' is not a number", "Fix the cell"),
+        absent=("Check data.delimiter",),
+    ),
+]
 
 # `data make` asked for nothing, or for what it cannot write; more than the machine holds is in test_faults.py,
 # in a process with a memory and a file size limit.

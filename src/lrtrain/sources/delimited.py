@@ -42,7 +42,7 @@ MISSING = (
 )
 
 # a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
-NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
+NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def read(spec: CsvData, scratch: bool = False) -> Table:
@@ -59,7 +59,17 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
         raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
     cells = next(csv.reader([text], delimiter=spec.delimiter), [])
     width = len(cells)
+    if not "".join(cells).strip():
+        raise DataError(
+            f"data file {path}: line 1 is blank, but it must hold the column names (with data.header: false, the "
+            "first row). Remove the blank lines at the top of the file."
+        )
     names = [n.strip() for n in cells] if spec.header else [f"x{i}" for i in range(width)]
+    if "" in names:
+        raise DataError(
+            f"data file {path}: column {names.index('') + 1} of the header has no name ({text.strip()!r}). Name it, "
+            f"or remove the column (a {spec.delimiter!r} at the end of each line makes an empty last one)."
+        )
     if spec.header and width > 1 and all(NUMBER.fullmatch(name) for name in names):
         shown = ", ".join(names[:5]) + (", ..." if width > 5 else "")
         raise DataError(
