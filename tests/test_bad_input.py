@@ -1153,6 +1153,30 @@ CSV_HOSTILE_CASES = [
         stderr=("d.csv, line 3, column 'y'", "'\uff14' is not a number", "Fix the cell"),
         absent=("Check data.delimiter",),
     ),
+    case(
+        "csv-line-of-ten-million-characters",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x,y\n1,2\n1," + "9" * 10_000_000 + "\n"},
+        stderr=("d.csv, line 3: a field is longer than 131,072 characters", "Check the file there"),
+    ),
+    case(
+        "csv-header-without-a-line-end",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x" * 3_000_000},
+        stderr=("d.csv: line 1 goes on past 1,048,576 bytes without a line end", "Is it a CSV file"),
+    ),
+    case(
+        "csv-header-name-too-long",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": "x" * 200_000 + ",y\n1,2\n"},
+        stderr=("d.csv: a field of line 1 is longer than 131,072 characters", "Check that line"),
+    ),
 ]
 
 # `data make` asked for nothing, or for what it cannot write; more than the machine holds is in test_faults.py,
@@ -1161,7 +1185,26 @@ MAKE_CASES = []
 
 # predict, evaluate and the model files and run folders they read.
 M_TAIL = '"features": ["x"], "target": "y", "dtype": "float64"}'
-SERVE_CASES = []
+SERVE_CASES = [
+    case(
+        "evaluate-table-header-without-a-line-end",
+        "evaluate",
+        "--data",
+        "t.csv",
+        setup=fitted,
+        files={"t.csv": "x" * 3_000_000},
+        stderr=("t.csv: line 1 goes on past 1,048,576 bytes",),
+    ),
+    case(
+        "predict-table-header-name-too-long",
+        "predict",
+        "--data",
+        "t.csv",
+        setup=fitted,
+        files={"t.csv": "x" * 200_000 + "\n1\n"},
+        stderr=("t.csv: a field of line 1 is longer than 131,072 characters",),
+    ),
+]
 
 
 CASES = (

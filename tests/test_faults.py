@@ -210,6 +210,20 @@ def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
     assert all(word in result.stderr for word in words), result.stderr
 
 
+def test_a_streamed_csv_line_longer_than_any_parse_is_refused_as_it_is_read(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrtrain.sources import delimited
+
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")  # read in ranges, as a file of gigabytes is
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 1 << 16)
+    (workdir / "d.csv").write_text("x,y\n1,2\n2,4\n" + "7" * 3_000_000)  # as endless, for the reader: no line end
+    result = cli("fit", "--set", "data.path=d.csv")
+    assert result.exit_code == 2, result.output
+    assert "d.csv, line 4 goes on past 1,048,576 bytes without a line end" in result.stderr
+    assert not (workdir / "runs").exists()
+
+
 @pytest.mark.slow
 def test_a_config_of_dev_zero_or_an_endless_pipe_is_refused_at_the_limit(tmp_path: Path) -> None:
     refused(limited(["fit", "-c", "/dev/zero"], tmp_path), "/dev/zero", "4 MB", "LRTRAIN_MAX_CONFIG_MB")
