@@ -190,14 +190,21 @@ def test_colour_only_on_a_terminal_that_wants_it(tmp_path: Path, env: dict[str, 
 
 
 def limited(
-    args: list[str], cwd: Path, stdin: Any = subprocess.DEVNULL, memory: int = 3 << 30, cpu: int = 60
+    args: list[str],
+    cwd: Path,
+    stdin: Any = subprocess.DEVNULL,
+    memory: int = 3 << 30,
+    cpu: int = 60,
+    file_size: int = resource.RLIM_INFINITY,
 ) -> subprocess.CompletedProcess[str]:
-    """The installed lrtrain with at most `memory` bytes of address space and `cpu` seconds (the kernel ends it
-    past either), and a timeout: a run that reads without a limit dies instead of taking the machine with it."""
+    """The installed lrtrain with at most `memory` bytes of address space, `cpu` seconds and files of `file_size`
+    bytes (the kernel ends it past any), and a timeout: a run that reads or writes without a limit dies instead of
+    taking the machine with it."""
 
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
     return subprocess.run([lrtrain_path(), *args], cwd=cwd, stdin=stdin, capture_output=True, text=True,
                           timeout=SUBPROCESS_TIMEOUT, preexec_fn=limits, check=False)  # fmt: skip
@@ -222,6 +229,22 @@ def test_a_streamed_csv_line_longer_than_any_parse_is_refused_as_it_is_read(
     assert result.exit_code == 2, result.output
     assert "d.csv, line 4 goes on past 1,048,576 bytes without a line end" in result.stderr
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--rows", str(10**15)], ("1,000,000,000,000,000 rows", "free on the disk", "Lower --rows")),
+        (["--rows", "2", "--features", str(10**12)], ("one row of 1,000,000,000,000 features", "Lower --features")),
+    ],
+    ids=["rows beyond the disk", "a row beyond the memory"],
+)
+def test_data_make_beyond_the_machine_is_refused_before_writing(
+    tmp_path: Path, args: list[str], words: tuple[str, ...]
+) -> None:
+    result = limited(["data", "make", "d.npy", *args], tmp_path, memory=2 << 30, cpu=20, file_size=64 << 20)
+    refused(result, "cannot write d.npy", *words)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
