@@ -231,6 +231,36 @@ def test_a_streamed_csv_line_longer_than_any_parse_is_refused_as_it_is_read(
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_fit_waiting_on_a_config_pipe_stops_at_a_signal(tmp_path: Path, signum: int) -> None:
+    """A config read that waits (a named pipe whose writer writes nothing) ends at Ctrl-C or SIGTERM, as `cat`
+    would: no epoch has started, so there is nothing to stop at the end of."""
+    os.mkfifo(tmp_path / "c.yaml")
+    process = subprocess.Popen([lrtrain_path(), "fit", "-c", "c.yaml"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    writer = None
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+        while writer is None:  # a writer can open the pipe once lrtrain holds it open for reading
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            with contextlib.suppress(OSError):
+                writer = os.open(tmp_path / "c.yaml", os.O_WRONLY | os.O_NONBLOCK)
+            time.sleep(0.05)
+        time.sleep(0.2)  # lrtrain now waits in read()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert "interrupted: stopped before finishing; nothing was saved." in stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

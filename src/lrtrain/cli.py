@@ -264,10 +264,10 @@ def fit(
 
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
-    with Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
-        if resume is not None:
-            config = resume_config(resume, config)
-        cfg = _load(config, set_, extra)
+    if resume is not None:
+        config = resume_config(resume, config)
+    cfg = _load(config, set_, extra)  # as compare does: Ctrl-C stops a read that waits (a pipe with no writer)
+    with Signals(distributed=parallel.world_size() > 1) as signals:  # from the data to the last line printed
         out = _out(json_output, signals)
         main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
         with live.FitView(cfg, out, live=main) as view:
