@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from lrtrain.config import Config, load_config
 from lrtrain.errors import LrtrainError
 from lrtrain.prepare import prepare
 
-from .conftest import SUBPROCESS_TIMEOUT, cli, lrtrain_path, run_on_terminal
+from .conftest import SUBPROCESS_TIMEOUT, cli, lrtrain_path, run_installed, run_on_terminal
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -189,14 +190,21 @@ def test_colour_only_on_a_terminal_that_wants_it(tmp_path: Path, env: dict[str, 
 
 
 def limited(
-    args: list[str], cwd: Path, stdin: Any = subprocess.DEVNULL, memory: int = 3 << 30, cpu: int = 60
+    args: list[str],
+    cwd: Path,
+    stdin: Any = subprocess.DEVNULL,
+    memory: int = 3 << 30,
+    cpu: int = 60,
+    file_size: int = resource.RLIM_INFINITY,
 ) -> subprocess.CompletedProcess[str]:
-    """The installed lrtrain with at most `memory` bytes of address space and `cpu` seconds (the kernel ends it
-    past either), and a timeout: a run that reads without a limit dies instead of taking the machine with it."""
+    """The installed lrtrain with at most `memory` bytes of address space, `cpu` seconds and files of `file_size`
+    bytes (the kernel ends it past any), and a timeout: a run that reads or writes without a limit dies instead of
+    taking the machine with it."""
 
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
     return subprocess.run([lrtrain_path(), *args], cwd=cwd, stdin=stdin, capture_output=True, text=True,
                           timeout=SUBPROCESS_TIMEOUT, preexec_fn=limits, check=False)  # fmt: skip
@@ -207,6 +215,66 @@ def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
     assert "internal error" not in result.stderr
     assert "Traceback" not in result.stderr
     assert all(word in result.stderr for word in words), result.stderr
+
+
+def test_a_streamed_csv_line_longer_than_any_parse_is_refused_as_it_is_read(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrtrain.sources import delimited
+
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")  # read in ranges, as a file of gigabytes is
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 1 << 16)
+    (workdir / "d.csv").write_text("x,y\n1,2\n2,4\n" + "7" * 3_000_000)  # as endless, for the reader: no line end
+    result = cli("fit", "--set", "data.path=d.csv")
+    assert result.exit_code == 2, result.output
+    assert "d.csv, line 4 goes on past 1,048,576 bytes without a line end" in result.stderr
+    assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_fit_waiting_on_a_config_pipe_stops_at_a_signal(tmp_path: Path, signum: int) -> None:
+    """A config read that waits (a named pipe whose writer writes nothing) ends at Ctrl-C or SIGTERM, as `cat`
+    would: no epoch has started, so there is nothing to stop at the end of."""
+    os.mkfifo(tmp_path / "c.yaml")
+    process = subprocess.Popen([lrtrain_path(), "fit", "-c", "c.yaml"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    writer = None
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+        while writer is None:  # a writer can open the pipe once lrtrain holds it open for reading
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            with contextlib.suppress(OSError):
+                writer = os.open(tmp_path / "c.yaml", os.O_WRONLY | os.O_NONBLOCK)
+            time.sleep(0.05)
+        time.sleep(0.2)  # lrtrain now waits in read()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert "interrupted: stopped before finishing; nothing was saved." in stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--rows", str(10**15)], ("1,000,000,000,000,000 rows", "free on the disk", "Lower --rows")),
+        (["--rows", "2", "--features", str(10**12)], ("one row of 1,000,000,000,000 features", "Lower --features")),
+    ],
+    ids=["rows beyond the disk", "a row beyond the memory"],
+)
+def test_data_make_beyond_the_machine_is_refused_before_writing(
+    tmp_path: Path, args: list[str], words: tuple[str, ...]
+) -> None:
+    result = limited(["data", "make", "d.npy", *args], tmp_path, memory=2 << 30, cpu=20, file_size=64 << 20)
+    refused(result, "cannot write d.npy", *words)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -485,6 +553,64 @@ def test_printable_escapes_every_control_character_and_keeps_the_rest() -> None:
     assert "characters cut" in cut
     assert cut.startswith("a" * 1900)
     assert cut.endswith("\\x1b" * 400)
+
+
+# ESC (an ANSI colour), a line break (a fake line), a bell, a right-to-left override (text shown backwards)
+HOSTILE = "r\x1b[31m\nerror: fake\x07\u202eb"
+HOSTILE_SHOWN = "r\\x1b[31m\\x0aerror: fake\\x07\\u202eb"
+RAW = ("\x1b", "\x07", "\u202e", "\nerror: fake")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("fit", f"--set{HOSTILE}"), (HOSTILE,), ("runs", HOSTILE), ("fit", f"--{HOSTILE * 2000}")],
+    ids=["unknown option", "unknown command", "extra argument", "an option of 40,000 characters"],
+)
+def test_a_usage_error_echoes_what_was_typed_printable_and_bounded(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_installed(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert not any(raw in result.stderr for raw in RAW), result.stderr[:500]
+    assert "r\\x1b[31m" in result.stderr  # as click's repr() or lrtrain's escapes write it
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("Error: ")
+    assert len(error) <= 4000
+    assert "Try 'lrtrain" in result.stderr
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_warning_lines_show_a_path_printable(workdir: Path) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    damaged = workdir / "runs" / HOSTILE
+    damaged.mkdir()
+    (damaged / "model.json").write_text("{")
+    os.utime(damaged / "model.json", (time.time() + 60, time.time() + 60))  # the newest run: predict skips it
+    for result in (cli("predict", "5"), run_installed("predict", "5", cwd=workdir)):
+        stderr = result.stderr
+        assert (result.exit_code if hasattr(result, "exit_code") else result.returncode) == 0, stderr
+        assert stderr.startswith(f"warning: skipping the newer runs/{HOSTILE_SHOWN}/model.json")
+        assert not any(raw in stderr for raw in RAW), stderr
+        assert stderr.count("\n") == 1
+
+
+def test_the_runs_table_shows_a_folder_name_printable(workdir: Path) -> None:
+    from lrtrain import render
+    from lrtrain.runs import list_runs
+
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    (run,) = (workdir / "runs").iterdir()
+    run.rename(workdir / "runs" / HOSTILE)
+    plain = cli("runs")
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.startswith(f"runs/{HOSTILE_SHOWN}  status=finished")
+    assert plain.stdout.count("\n") == 1
+    empty = cli("runs", "--dir", HOSTILE)
+    assert empty.stdout == f"no runs under {HOSTILE_SHOWN}/ yet; `lrtrain fit` writes one there.\n"
+    table = io.StringIO()
+    render.runs(list_runs(workdir / "runs"), "runs", render.Out(stream=table, mode="rich"))
+    assert HOSTILE_SHOWN in table.getvalue()
+    for shown in (plain.stdout, empty.stdout, table.getvalue()):
+        assert not any(raw in shown for raw in RAW), shown
 
 
 @pytest.mark.parametrize(

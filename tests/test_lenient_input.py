@@ -1,5 +1,6 @@
 """predict reads only what is plainly a number: no empty fields, no 1_000 or other scripts' digits; a byte-order
-mark on stdin is fine; a wrong feature count names its line; a damaged covariance is an error, not "nan nan"."""
+mark on stdin is fine; a wrong feature count names its line; a damaged covariance is an error, not "nan nan".
+A config, in its file or by --set, reads numbers by the same rule, not by YAML 1.1's or Python's."""
 
 from __future__ import annotations
 
@@ -127,3 +128,86 @@ def test_an_interval_level_is_an_ascii_number_only(level: str) -> None:
     assert "is not a probability between 0 and 1" in result.stderr
     assert "write 0.95" not in result.stderr  # no hint read from a number that is not one
     assert cli("predict", "1,2", "--interval", "95%").exit_code == 0
+
+
+# --------------------------------------------------------------------------- numbers in a config
+
+# What YAML 1.1 reads as a number and lrtrain does not: the value YAML would give, which a run would silently use
+YAML_NUMBERS = {
+    "underscore": ("train.lr", "1_000", "1000"),
+    "underscore in a float": ("train.lr", "1__0.5", "10.5"),
+    "octal": ("train.epochs", "010", "8"),
+    "hexadecimal": ("train.epochs", "0x10", "16"),
+    "binary": ("train.epochs", "0b11", "3"),
+    "base 60": ("train.epochs", "1:30", "90"),
+    "tagged hexadecimal": ("seed", "!!int 0x1F", "31"),
+    "in a list": ("data.y", "[1, 2, 0x3, 4]", "3"),
+}
+# What Python's int() or float() would take from a string: YAML reads it as text, and text is no number either
+TEXT_NUMBERS = {
+    "full-width digits": ("train.epochs", "\uff11\uff10", "is text, not a number"),
+    "arabic-indic digit": ("train.lr", "\u0663", "is text, not a number"),
+    "quoted underscore": ("train.epochs", '"1_000"', "is text, not a number"),
+    "quoted plain number": ("train.lr", "'0.5'", "is quoted, so it is text: drop the quotes"),
+}
+SYNTAX = "A number is plain ASCII: digits with an optional sign, point and exponent (1000, -2.5, 1e-3)"
+
+
+@pytest.mark.parametrize(("key", "text", "read_as"), YAML_NUMBERS.values(), ids=YAML_NUMBERS.keys())
+def test_a_set_value_yaml_would_read_as_a_number_is_refused(workdir: Path, key: str, text: str, read_as: str) -> None:
+    result = cli("fit", "--set", f"{key}={text}")
+    assert result.exit_code == 2, result.output
+    assert f"--set '{key}={text}'" in result.stderr
+    assert f"is not a number as lrtrain reads one (YAML would read it as {read_as})" in result.stderr
+    assert SYNTAX in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(("key", "text", "read_as"), YAML_NUMBERS.values(), ids=YAML_NUMBERS.keys())
+def test_a_config_value_yaml_would_read_as_a_number_is_refused_naming_its_key(
+    workdir: Path, key: str, text: str, read_as: str
+) -> None:
+    section, _, name = key.rpartition(".")
+    body = f"{section}:\n  {name}: {text}\n" if section else f"{name}: {text}\n"
+    (workdir / "c.yaml").write_text(body, encoding="utf-8")
+    result = cli("fit", "-c", "c.yaml")
+    assert result.exit_code == 2, result.output
+    line = 2 if section else 1
+    shown = f"{key}[2]" if text.startswith("[") else key
+    assert f"config file c.yaml, line {line}, column " in result.stderr
+    assert f"key '{shown}': " in result.stderr
+    assert f"(YAML would read it as {read_as})" in result.stderr
+    assert SYNTAX in result.stderr
+    assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(("key", "text", "words"), TEXT_NUMBERS.values(), ids=TEXT_NUMBERS.keys())
+def test_text_that_python_would_read_as_a_number_is_refused_and_says_what_a_number_is(
+    workdir: Path, key: str, text: str, words: str
+) -> None:
+    for source in ("--set", "file"):
+        if source == "file":
+            section, _, name = key.rpartition(".")
+            (workdir / "c.yaml").write_text(f"{section}:\n  {name}: {text}\n", encoding="utf-8")
+            result = cli("fit", "-c", "c.yaml")
+        else:
+            result = cli("fit", "--set", f"{key}={text}")
+        assert result.exit_code == 2, result.output
+        assert f"'{key}' must be " in result.stderr
+        assert words in result.stderr
+        if words.startswith("is text"):
+            assert SYNTAX in result.stderr
+        assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "shown"),
+    [("seed", "-0", "seed: 0"), ("seed", "+5", "seed: 5"), ("train.epochs", "100", "epochs: 100")]
+    + [("model.init_std", t, f"init_std: {v}") for t, v in [("1e3", "1000.0"), (".5", "0.5"), ("5.", "5.0")]]
+    + [("model.init_std", t, f"init_std: {v}") for t, v in [("1.5e-3", "0.0015"), ("1E+2", "100.0")]],
+)
+def test_plain_ascii_numbers_are_still_read(workdir: Path, key: str, text: str, shown: str) -> None:
+    result = cli("config", "show", "--set", f"{key}={text}")
+    assert result.exit_code == 0, result.output
+    assert any(line.strip().startswith(f"{shown}  #") for line in result.stdout.splitlines()), result.stdout

@@ -162,3 +162,24 @@ def test_a_failed_write_leaves_the_old_file(workdir: Path, monkeypatch: pytest.M
         plot.plot_curves(out, {"manual": [(1, 1.0), (2, 0.5)]}, "compare")
     assert out.read_bytes() == b"old"
     assert files_under(workdir) == {"loss.png"}
+
+
+def test_model_json_is_read_with_the_size_limit_of_every_model_read(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read of model.json is bounded: one replaced by a huge file after it was checked is not read whole."""
+    run = fit_run(workdir)
+    monkeypatch.setenv("LRTRAIN_MAX_MODEL_MB", "0.01")
+    real = plot.model_module.load
+
+    def load_then_replaced(path: Path) -> plot.model_module.Model:
+        loaded = real(path)
+        path.write_text('{"engine": "manual", "pad": "' + "x" * 20_000 + '"}', encoding="utf-8")  # a writer, now
+        return loaded
+
+    monkeypatch.setattr(plot.model_module, "load", load_then_replaced)
+    drawn = plot.plot_run(run, workdir / "loss.png")
+    assert drawn.panels == ("loss",)
+    (warning,) = drawn.warnings
+    assert "model.json is larger than 0.01 MB" in warning
+    assert "LRTRAIN_MAX_MODEL_MB" in warning

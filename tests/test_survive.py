@@ -224,6 +224,29 @@ def test_a_live_writers_temporary_file_is_never_removed(workdir: Path) -> None:
     assert f"being written by process {os.getpid()}" in result.stdout.replace("\n", "")
 
 
+def test_a_new_run_removes_killed_writers_stale_leftovers_and_never_a_live_writers(workdir: Path) -> None:
+    old_run, half_made = workdir / "runs" / "default-20260101-000000", workdir / "runs" / "default-20260101-000001"
+    old_run.mkdir(parents=True)
+    half_made.mkdir()
+    stale = [old_run / f".model.json.{dead_pid()}.a1.tmp", half_made / f".config.yaml.{dead_pid()}.b2.tmp"]
+    young = old_run / f".metrics.csv.{dead_pid()}.c3.tmp"  # its PID may be another machine's: left a while
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        live = half_made / f".model.json.{writer.pid}.d4.tmp"
+        for path in [*stale, young, live]:
+            path.write_text("{")
+        for path in [*stale, live]:
+            os.utime(path, (0, 0))
+        result = cli("fit", "--set", "train.epochs=2")
+        assert result.exit_code == 0, result.output
+        assert not any(path.exists() for path in stale)
+        assert young.exists()
+        assert live.exists()
+    finally:
+        writer.kill()
+        writer.wait(timeout=60)
+
+
 def test_resume_removes_a_killed_writers_leftovers(workdir: Path) -> None:
     calls = iter(range(100))
     with pytest.raises(Interrupted):

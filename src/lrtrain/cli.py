@@ -28,6 +28,8 @@ from lrtrain.errors import (
     LrtrainError,
     OutputError,
     discard_stdout,
+    notice,
+    printable,
     report,
     tolerant_streams,
     writing_stdout,
@@ -161,7 +163,7 @@ def _fail(code: ExitCode, message: str, json_output: bool) -> None:
 
 
 def _warn(text: str) -> None:
-    print(text, file=sys.stderr)
+    notice(text)
 
 
 def _line(text: str) -> None:
@@ -262,10 +264,10 @@ def fit(
 
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
-    with Signals(distributed=parallel.world_size() > 1) as signals:  # from the config to the last line printed
-        if resume is not None:
-            config = resume_config(resume, config)
-        cfg = _load(config, set_, extra)
+    if resume is not None:
+        config = resume_config(resume, config)
+    cfg = _load(config, set_, extra)  # as compare does: Ctrl-C stops a read that waits (a pipe with no writer)
+    with Signals(distributed=parallel.world_size() > 1) as signals:  # from the data to the last line printed
         out = _out(json_output, signals)
         main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
         with live.FitView(cfg, out, live=main) as view:
@@ -277,9 +279,9 @@ def fit(
             render.fit_summary(cfg, result, out)
             stats = result.summary if summary else None
             if result.shortfall is not None:
-                print(f"warning: {result.shortfall}", file=sys.stderr)
+                _warn(f"warning: {result.shortfall}")
             if isinstance(stats, str):
-                print(f"note: {stats}", file=sys.stderr)
+                _warn(f"note: {stats}")
             elif stats is not None:
                 epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
                 heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
@@ -606,8 +608,7 @@ def main() -> None:
     except typer.TyperException as exc:  # the parser's usage errors: bad option, missing argument
         if "--json" in sys.argv[1:]:
             report(ExitCode.USAGE, str(exc), json_output=True, stderr=False)
-        show = getattr(exc, "show", None)
-        show() if show else print(f"error: {exc}", file=sys.stderr)
+        _usage_error(exc)
         code = ExitCode.USAGE
     except typer.Abort:  # Ctrl-C before a command started
         code = ExitCode.INTERRUPTED
@@ -620,6 +621,18 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):  # the command is over: a late signal changes nothing
         signal.signal(signum, signal.SIG_IGN)
     sys.exit(_flushed(code if isinstance(code, int) else 0))
+
+
+def _usage_error(exc: Exception) -> None:
+    """A usage error as click shows it (usage, where to find help, the error), the error printable and bounded:
+    it may echo what was typed, which can hold control characters or be megabytes long."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        names = ctx.help_option_names if ctx.command.get_help_option(ctx) is not None else []
+        hint = f"Try '{ctx.command_path} {names[0]}' for help.\n" if names else ""
+        print(printable(ctx.get_usage()), hint, sep="\n", file=sys.stderr)
+    format_message = getattr(exc, "format_message", None)
+    print(printable(f"Error: {format_message() if callable(format_message) else exc}"), file=sys.stderr)
 
 
 def _flushed(code: int) -> int:

@@ -138,7 +138,7 @@ class CsvData(_Columns):
     header: bool = Field(True, description="the first line holds column names")
     target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
     features: list[str | int] | None = Field(
-        None, description="feature columns (names or 0-based indices); null = every column but the target"
+        None, min_length=1, description="feature columns (names or 0-based indices); null = every column but the target"
     )
     delimiter: str = Field(
         ",", min_length=1, max_length=1, description="field separator, one character (not a quote or a line break)"
@@ -159,7 +159,9 @@ class ParquetData(_Columns):
     )
     target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
     features: list[str | int] | None = Field(
-        None, description="feature columns (names or 0-based indices), numeric; null = every column but the target"
+        None,
+        min_length=1,
+        description="feature columns (names or 0-based indices), numeric; null = every column but the target",
     )
 
 

@@ -64,14 +64,51 @@ class Refused(yaml.MarkedYAMLError):
     """YAML that parses but that lrtrain does not build: `problem` says what, `note` the fix."""
 
 
+# A number as lrtrain reads one, here as on predict's command line (model.is_number): ASCII digits with a sign, a
+# point and an exponent. YAML 1.1 reads more as numbers: 1_000, 0x1F, 0b101, 010 (octal: 8), 1:30 (base 60: 90).
+PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+# .inf and .nan pass here: the check for finite numbers refuses them later, naming the key
+PLAIN_FLOAT = re.compile(
+    r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+NUMBER_SYNTAX = (
+    "A number is plain ASCII: digits with an optional sign, point and exponent (1000, -2.5, 1e-3), not 1_000, "
+    "0x10, 010, 1:30 or other scripts' digits"
+)
+
+
+def _not_plain(node: yaml.ScalarNode, read_as: object) -> Refused:
+    text = _shown(str(node.value))
+    return Refused(
+        problem=f"{text} is not a number as lrtrain reads one (YAML would read it as {read_as!r})",
+        problem_mark=node.start_mark,
+        note=f"{NUMBER_SYNTAX}. Write the number that way, or quote it to mean text.",
+    )
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 30 else f"{text[:12]}...{text[-4:]} ({len(text):,} characters)"
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    value = yaml.SafeLoader.construct_yaml_float(loader, node)
+    if not PLAIN_FLOAT.fullmatch(str(node.value)):
+        raise _not_plain(node, value)
+    return value
+
+
+Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     """An integer within 64 bits; longer text is not even converted (Python refuses 4,300 digits, slowly)."""
     text = str(node.value)
     value = yaml.SafeLoader.construct_yaml_int(loader, node) if len(text) <= 100 else None
+    if not PLAIN_INT.fullmatch(text):
+        raise _not_plain(node, value if value is not None else "an integer")
     if value is None or abs(value) > INT_LIMIT:
-        shown = text if len(text) <= 30 else f"{text[:12]}...{text[-4:]} ({len(text):,} characters)"
         raise Refused(
-            problem=f"the integer {shown} is beyond the 64-bit range lrtrain reads (±{INT_LIMIT})",
+            problem=f"the integer {_shown(text)} is beyond the 64-bit range lrtrain reads (±{INT_LIMIT})",
             problem_mark=node.start_mark,
             note="Use a smaller value; to mean a real number, write it in floating point (e.g. 1.5e30).",
         )
@@ -86,6 +123,7 @@ Positions = dict[tuple[str, ...], int]
 def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
     """Parse YAML and record the 1-based line of every key path."""
     loader: Loader | None = None
+    node: yaml.Node | None = None
     try:
         loader = Loader(text)
         node = loader.get_single_node()
@@ -98,6 +136,8 @@ def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
     except Refused as exc:
         mark = exc.problem_mark
         at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        key = _key_at(node, mark.index) if node is not None and mark else None
+        at += f", key '{key}'" if key else ""
         raise ConfigError(f"{where}{at}: {exc.problem}. {exc.note}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -132,6 +172,29 @@ def parse_value(text: str, where: str) -> Any:
         return text
     finally:
         loader.dispose()
+
+
+def _key_at(root: yaml.Node, index: int) -> str | None:
+    """The dotted key ('train.lr', 'data.x[2]') of the scalar that starts at character `index`, for a message."""
+    seen: set[int] = set()  # an alias is its anchor's node: each is looked at once
+
+    def find(node: yaml.Node, path: tuple[int | str, ...]) -> str | None:
+        if id(node) in seen:
+            return None
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            return _dotted(path) if node.start_mark.index == index and path else None
+        children: list[tuple[int | str, yaml.Node]] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [(str(key.value), value) for key, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(enumerate(node.value))
+        return next((found for part, child in children if (found := find(child, (*path, part)))), None)
+
+    try:
+        return find(root, ())
+    except RecursionError:
+        return None
 
 
 def _construct(loader: Loader, node: yaml.Node) -> Any:
@@ -273,7 +336,8 @@ def describe(
             line = _line_of(str_loc, positions)
             where = f"{source}, line {line}" if line else source
         problems.append(f"{where}: {_explain(error, dotted, loc, raw, schema)}")
-        default = next((k.default for k in schema.keys if k.key == dotted and k.default != "required"), None)
+        key = _key_of(dotted, raw, schema)
+        default = key.default if key is not None and key.default != "required" else None
         if default is not None and not example:
             example = f" (e.g. --set {dotted}={default}, the default)"
     fix = (
@@ -317,6 +381,10 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
         *prefix, key = (str(p) for p in loc)
         fields = _fields_at(tuple(prefix), raw, schema)
         return f"unknown key '{dotted}'.{did_you_mean(key, fields, tuple(prefix))}"
+    if kind == "invalid_key":  # YAML reads an unquoted 1, yes or ~ as a number, a boolean or null
+        where = f"under '{_dotted(loc[:-1])}'" if loc[:-1] else "at the top level"
+        what = "null" if value is None else f"the {yaml_kind(value)} {value!r}"
+        return f"a key {where} is {what}, not a name: config keys are names such as 'lr' (quote one to make it text)."
     if kind == "missing":
         return f"'{dotted}' is required here but missing; add it."
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -327,7 +395,11 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
             "less_than_equal": ("at most", "le"),
         }[kind]
         bound = f"{words} {ctx.get(name, 0):g}"
-        return f"'{dotted}' must be {bound}{_range_of(loc, schema)}; got {value!r}."
+        return f"'{dotted}' must be {bound}{_range_of(dotted, raw, schema)}; got {value!r}."
+    if kind == "too_short":
+        size = ctx.get("min_length")
+        items = f"{size} item{'s' if size != 1 else ''}"
+        return f"'{dotted}' must hold at least {items}{_range_of(dotted, raw, schema)}; got {value!r}."
     if kind == "finite_number":
         return f"'{dotted}' must be a finite number; got {value!r}."
     if kind in ("string_too_short", "string_too_long") and dotted != "name":
@@ -353,13 +425,29 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
             "string_type": "a string",
             "list_type": "a list",
             "model_type": "a mapping of keys to values",
+            "model_attributes_type": "a mapping of keys to values",
             "dict_type": "a mapping of keys to values",
         }.get(kind, error["msg"].removeprefix("Input should be ").lower())
-        return f"'{dotted}' must be {wanted}; got {value!r} ({yaml_kind(value)})."
+        return f"'{dotted}' must be {wanted}; got {value!r} ({yaml_kind(value)}).{_text_not_number(value)}"
     if kind == "value_error":
         message = error["msg"].removeprefix("Value error, ")
-        return f"'{dotted}' {message}." if message.startswith("must") else f"'{dotted}': {message}."
+        if not message.startswith("must"):
+            return f"'{dotted}': {message}."
+        return f"'{dotted}' {message}.{_text_not_number(value) if message.startswith('must be a number') else ''}"
     return f"'{dotted}': {error['msg']}; got {value!r}."
+
+
+def _text_not_number(value: object) -> str:
+    """Why a string that Python's int() or float() would take (' 1_000', '１０', '٣', a quoted '5') is not a number."""
+    if not isinstance(value, str) or not any(char.isdigit() for char in value):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    if PLAIN_FLOAT.fullmatch(value):
+        return f" {value!r} is quoted, so it is text: drop the quotes to give the number."
+    return f" {value!r} is text, not a number as lrtrain reads one. {NUMBER_SYNTAX}."
 
 
 def _fields_at(prefix: tuple[str, ...], raw: dict[str, Any], schema: Schema) -> dict[str, Any]:
@@ -379,6 +467,14 @@ def _fields_at(prefix: tuple[str, ...], raw: dict[str, Any], schema: Schema) -> 
     return dict(model.model_fields)
 
 
-def _range_of(loc: tuple[int | str, ...], schema: Schema) -> str:
-    dotted = ".".join(str(p) for p in loc)
-    return next((f" ({k.description})" for k in schema.keys if k.key == dotted and k.description), "")
+def _range_of(dotted: str, raw: dict[str, Any], schema: Schema) -> str:
+    key = _key_of(dotted, raw, schema)
+    return f" ({key.description})" if key is not None and key.description else ""
+
+
+def _key_of(dotted: str, raw: dict[str, Any], schema: Schema) -> Key | None:
+    """The documented key `dotted`; of a data key that several sources have (data.features), the config's source's."""
+    data = raw.get("data")
+    source = data.get("source", next(iter(schema.sources))) if isinstance(data, dict) else next(iter(schema.sources))
+    keys = [k for k in schema.keys if k.key == dotted]
+    return next((k for k in keys if k.source in ("", source)), keys[0] if keys else None)

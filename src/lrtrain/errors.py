@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
 from pathlib import Path
+from typing import TextIO
 
 
 class ExitCode(IntEnum):
@@ -101,6 +102,11 @@ def report(code: ExitCode, message: str, json_output: bool, stderr: bool = True)
             discard_stdout()
     if stderr:
         print(message, file=sys.stderr, flush=True)
+
+
+def notice(text: str, stream: TextIO | None = None) -> None:
+    """A warning or note on stderr (or `stream`), printable and bounded as an error is: it may quote a path."""
+    print(printable(text), file=stream or sys.stderr)
 
 
 def discard_stdout() -> None:

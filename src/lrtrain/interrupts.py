@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from lrtrain.errors import Interrupted
+from lrtrain.errors import Interrupted, notice
 
 
 def silent(text: str) -> None:
@@ -38,7 +37,7 @@ class Signals:
         self.count = 0  # signals received (the handler's only work)
         self.seen = 0  # signals acted on
         self.after: str | None = None  # once training is over: what a signal then ends with
-        self.say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+        self.say: Callable[[str], None] = notice
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> Signals:

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog
+from lrtrain.errors import printable
 from lrtrain.render import Out, console, inputs_text, weights_text
 from lrtrain.training import Start
 
@@ -46,7 +47,7 @@ class _Watching:
 
     def note(self, text: str) -> None:
         """A message on stderr, above the live status."""
-        self.err.print(Text(text))
+        self.err.print(Text(printable(text)))
 
 
 class FitView(_Watching):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, TypeVar
 
 from lrtrain.design import Levels
-from lrtrain.errors import InputError, ModelError
+from lrtrain.errors import InputError, ModelError, notice
 from lrtrain.files import read_json
 from lrtrain.runs import CHECKPOINT_FILE, MODEL_FILE, newest_models
 
@@ -487,7 +487,7 @@ def predict(
     JSON record; notes and warnings on `err`."""
 
     def warn(text: str) -> None:
-        print(text, file=err)
+        notice(text, err)
 
     model = load(path) if path is not None else load_latest(Path("runs"), warn)
     if interval is not None:

@@ -8,7 +8,6 @@ no display.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 import tempfile
@@ -21,8 +20,8 @@ import numpy as np
 from lrtrain import config as config_module
 from lrtrain import model as model_module
 from lrtrain import sources
-from lrtrain.errors import ConfigError, LrtrainError
-from lrtrain.files import atomic_writer
+from lrtrain.errors import ConfigError, LrtrainError, ModelError
+from lrtrain.files import atomic_writer, read_json
 from lrtrain.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 if TYPE_CHECKING:
@@ -176,7 +175,8 @@ def _read_model(run_dir: Path, warnings: list[str]) -> tuple[model_module.Model 
         return None, None
     try:
         model = model_module.load(path)
-        engine = json.loads(path.read_text(encoding="utf-8")).get("engine")
+        payload = read_json(path, "model", ModelError, "model file")  # with the size limit of every model read
+        engine = payload.get("engine") if isinstance(payload, dict) else None
     except (LrtrainError, OSError, ValueError) as exc:
         warnings.append(f"the fitted line is left out: {exc}")
         return None, None

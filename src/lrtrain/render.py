@@ -25,7 +25,7 @@ from rich.text import Text
 
 from lrtrain.config import Config
 from lrtrain.engine import FitResult
-from lrtrain.errors import writing_stdout
+from lrtrain.errors import printable, writing_stdout
 from lrtrain.runs import RunInfo
 from lrtrain.training import SCHEMA, Comparison
 
@@ -338,7 +338,8 @@ def duration(seconds: float) -> str:
 
 
 def runs(found: list[RunInfo], root: str, out: Out) -> None:
-    """`lrtrain runs`: one row per run folder, oldest first."""
+    """`lrtrain runs`: one row per run folder, oldest first. A folder's name may hold anything a file name can (a
+    line break, an ANSI escape): the table and the plain lines show it printable; JSON escapes it by itself."""
     rows: list[dict[str, Any]] = [
         {
             "run": str(run.path),
@@ -357,7 +358,7 @@ def runs(found: list[RunInfo], root: str, out: Out) -> None:
             out.record("run", **row)
         return
     if not rows:
-        out.line(f"no runs under {root}/ yet; `lrtrain fit` writes one there.")
+        out.line(printable(f"no runs under {root}/ yet; `lrtrain fit` writes one there."))
         return
 
     def cell(value: object, spec: str = "") -> str:
@@ -366,7 +367,7 @@ def runs(found: list[RunInfo], root: str, out: Out) -> None:
     if out.mode == "plain":  # one greppable line per run; absent fields left out
         for row in rows:
             path = row.pop("run")
-            out.line("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)]))
+            out.line(printable("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)])))
         return
     table = Table(box=None, padding=(0, 1), pad_edge=False)
     table.add_column("run", no_wrap=True)
@@ -377,8 +378,8 @@ def runs(found: list[RunInfo], root: str, out: Out) -> None:
         status = run.status if run.problem is None else f"{run.status}: {run.problem}"
         when = run.when.strftime("%H:%M" if run.when.date() == datetime.now().date() else "%Y-%m-%d")
         table.add_row(
-            run.path.name,
-            status,
+            printable(run.path.name),
+            printable(status),
             cell(run.engine),
             cell(run.epochs),
             cell(run.loss, ".4g"),

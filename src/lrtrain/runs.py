@@ -97,11 +97,13 @@ def resume_config(resume: Path, config: Path | None) -> Path:
 
 
 def reserve_run_dir(config: Config) -> Path:
-    """Create a fresh run folder under output.dir; concurrent fits never share one."""
+    """Create a fresh run folder under output.dir; concurrent fits never share one. What killed writers left in
+    the run folders there goes first, as `lrtrain runs` removes it."""
     root = Path(config.output.dir)
     base = f"{config.run_name()}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     try:
         root.mkdir(parents=True, exist_ok=True)
+        remove_stale_leftovers(root)
         for attempt in range(1000):
             candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
             try:
@@ -115,6 +117,17 @@ def reserve_run_dir(config: Config) -> Path:
             "you can write (e.g. --set output.dir=runs), or --set output.save=false to keep nothing."
         ) from None
     raise ConfigError(f"cannot create a run folder under {root}: 1000 folders named {base}* exist. Clean up {root}.")
+
+
+def remove_stale_leftovers(root: Path) -> None:
+    """Remove the atomic writer's temporary files under `root` (in it and in each run folder, links not followed)
+    whose writer is gone and which are stale (files.remove_stale): a live writer's, or a young one's, stay."""
+    remove_stale(root)
+    with contextlib.suppress(OSError):
+        with os.scandir(root) as entries:
+            folders = [Path(entry.path) for entry in entries if entry.is_dir(follow_symlinks=False)]
+        for folder in folders:
+            remove_stale(folder)
 
 
 def save_run(

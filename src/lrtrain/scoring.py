@@ -24,11 +24,10 @@ from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
-from lrtrain.sources.delimited import COMPRESSION, NUMBER
+from lrtrain.sources.delimited import COMPRESSION, NUMBER, header_cells, line_one
 
 CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
-HEADER_BYTES = 1 << 16  # the header line is read in pieces of this size
 PREDICTED = ("prediction", "lower", "upper")  # the columns `predict --data` adds
 FORMATS = "CSV (.csv, .tsv, also compressed: .csv.gz, .csv.bz2, .csv.zst) or Parquet (.parquet)"
 
@@ -143,22 +142,20 @@ def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
     """The column names on the CSV's first line."""
     import pyarrow as pa
 
-    line = b""
     try:
         with pa.input_stream(str(path), compression=compression) as stream:
-            while b"\n" not in line and (piece := stream.read(HEADER_BYTES)):
-                line += piece
+            line = line_one(stream, path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"data file {path} cannot be read{f' as {compression}' if compression else ''} "
             f"({str(exc).splitlines()[0]}). Is it really {FORMATS}?"
         ) from None
-    first = line.split(b"\n", 1)[0].rstrip(b"\r")
+    first = line.rstrip(b"\n").rstrip(b"\r")
     try:
         text = first.decode("utf-8-sig")  # -sig: a BOM (Excel) is not a name
     except UnicodeDecodeError:
         raise DataError(f"data file {path} is not UTF-8 text, so not a CSV file. Save it as UTF-8 CSV.") from None
-    return [name.strip() for name in next(csv.reader([text], delimiter=delimiter), [])]
+    return [name.strip() for name in header_cells(text, delimiter, path)]
 
 
 # --------------------------------------------------------------------------- columns to numbers

@@ -180,8 +180,15 @@ def open_checked(path: Path, what: str) -> None:
         ) from None
     if stat.S_ISDIR(info.st_mode):
         raise DataError(f"data file {path} is a directory (data.path). Point data.path at a {what} file.")
+    if not stat.S_ISREG(info.st_mode):  # read more than once, and in ranges: a stream would be read up to the end
+        kind = "a pipe" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        raise DataError(
+            f"data file {path} is {kind}, not a file (data.path). Save the data to a {what} file and point "
+            "data.path at it."
+        )
     if info.st_size == 0:
-        raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
+        needs = "a header line and at least one data row" if what == "CSV" else "an array"
+        raise DataError(f"data file {path} is empty. It needs {needs}.")
 
 
 def available_memory() -> int:

@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,7 @@ CSV_RANGE_BYTES = 8 << 20  # bytes parsed at a time when a file is streamed: thr
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
 SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
+LINE_BYTES = 1 << 20  # pyarrow parses a block of this size at a time (ReadOptions.block_size): no line is longer
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
 MISSING = (
@@ -45,7 +46,7 @@ MISSING = (
 )
 
 # a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
-NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
+NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def read(spec: CsvData, scratch: bool = False) -> Table:
@@ -60,9 +61,19 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
         raise DataError(f"data file {path} is not UTF-8 text. Is it a CSV file? Save it as UTF-8 CSV.") from None
     if not first:
         raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
-    cells = next(csv.reader([text], delimiter=spec.delimiter), [])
+    cells = header_cells(text, spec.delimiter, path)
     width = len(cells)
+    if not "".join(cells).strip():
+        raise DataError(
+            f"data file {path}: line 1 is blank, but it must hold the column names (with data.header: false, the "
+            "first row). Remove the blank lines at the top of the file."
+        )
     names = [n.strip() for n in cells] if spec.header else [f"x{i}" for i in range(width)]
+    if "" in names:
+        raise DataError(
+            f"data file {path}: column {names.index('') + 1} of the header has no name ({text.strip()!r}). Name it, "
+            f"or remove the column (a {spec.delimiter!r} at the end of each line makes an empty last one)."
+        )
     if spec.header and width > 1 and all(NUMBER.fullmatch(name) for name in names):
         shown = ", ".join(names[:5]) + (", ..." if width > 5 else "")
         raise DataError(
@@ -135,14 +146,42 @@ def _open(path: Path, compression: str | None) -> io.RawIOBase:
 
 def _first_line(path: Path, compression: str | None) -> bytes:
     """Line 1 with its line end, as bytes ('' for an empty file)."""
-    line = b""
     try:
         with _open(path, compression) as stream:
-            while b"\n" not in line and (piece := stream.read(HEADER_BYTES)):
-                line += piece
+            return line_one(stream, path)
     except OSError as exc:
         raise _unreadable(path, compression, exc) from None
-    return line[: line.index(b"\n") + 1] if b"\n" in line else line
+
+
+def line_one(stream: Any, path: Path) -> bytes:
+    """Line 1 of `stream` with its line end (a file of one line may have none), read piece by piece and no further
+    than LINE_BYTES: a longer line (a file without line ends, a device) is a DataError."""
+    pieces: list[bytes] = []
+    size = 0
+    while piece := stream.read(HEADER_BYTES):
+        end = piece.find(b"\n")
+        if end >= 0:
+            pieces.append(piece[: end + 1])
+            break
+        pieces.append(piece)
+        size += len(piece)
+        if size > LINE_BYTES:
+            raise DataError(
+                f"data file {path}: line 1 goes on past {LINE_BYTES:,} bytes without a line end, longer than any "
+                "CSV line lrtrain can parse. Is it a CSV file (one row per line)?"
+            )
+    return b"".join(pieces)
+
+
+def header_cells(text: str, delimiter: str, path: Path) -> list[str]:
+    """The fields of line 1; one past the csv module's limit (an unclosed quote, say) is a DataError."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        raise DataError(
+            f"data file {path}: a field of line 1 is longer than {csv.field_size_limit():,} characters, too long "
+            "for a column name or a number (an unclosed quote joins what follows into one field). Check that line."
+        ) from None
 
 
 def _unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
@@ -274,6 +313,12 @@ class _Reader:
                             yield memoryview(data)[:end], start
                         return
                     cut = data.rfind(b"\n", 0, end) + 1
+                    if cut == 0 and end > LINE_BYTES:  # no parser takes it: refused before it fills the memory
+                        raise DataError(
+                            f"data file {self.path}, line {self._line_at(compression, start)} goes on past "
+                            f"{LINE_BYTES:,} bytes without a line end, longer than any CSV line lrtrain can parse. "
+                            "Check the file there."
+                        )
                     if cut == 0:  # one line longer than a range: read on
                         carry = bytes(data[:end])
                         continue
@@ -299,8 +344,20 @@ class _Reader:
     def _problem(self, data: bytes, line: int, exc: Exception) -> str:
         """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
         names neither the line nor the column."""
-        path, names, columns, delimiter = self.path, self.names, self.columns, self.spec.delimiter
         text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+        try:
+            return self._first_bad_row(text, line, exc)
+        except csv.Error:  # a field past the csv module's limit, which pyarrow could not take either
+            limit = csv.field_size_limit()
+            long = next((i for i, piece in enumerate(text.split("\n")) if len(piece) > limit), None)
+            at = f", line {line + long}" if long is not None else ""
+            return (
+                f"data file {self.path}{at}: a field is longer than {limit:,} characters, far more than a number or a "
+                "level needs (an unclosed quote joins the lines after it into one field). Check the file there."
+            )
+
+    def _first_bad_row(self, text: str, line: int, exc: Exception) -> str:
+        path, names, columns, delimiter = self.path, self.names, self.columns, self.spec.delimiter
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         width = len(names)
         for row in reader:

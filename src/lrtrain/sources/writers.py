@@ -13,6 +13,7 @@ import numpy as np
 
 from lrtrain.errors import ConfigError, DataError
 from lrtrain.files import atomic_writer
+from lrtrain.sources.base import available_memory, gigabytes
 
 
 def write(
@@ -59,6 +60,35 @@ def write(
         raise DataError(f"cannot write {path}: the name must end in .csv, .parquet, .npy or .npz.")
 
 
+CHUNK_BYTES = 1 << 25  # the rows drawn at a time: memory stays bounded by this, not by --rows or --features
+
+
+def _room(path: Path, rows: int, features: int) -> int:
+    """The rows to draw at a time; a DataError, before anything is written, when a row does not fit in memory or
+    the file would not fit on its disk (float64 is a lower bound: CSV text takes about 2.5 times as much)."""
+    row = (features + 1) * 8
+    if 4 * row > available_memory():  # a row as drawn, stacked with its target, converted and written
+        raise DataError(
+            f"cannot write {path}: one row of {features:,} features takes {gigabytes(row)}, and writing it needs "
+            f"about four times that, more than the {gigabytes(available_memory())} of memory available. Lower "
+            "--features."
+        )
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # the write says what is wrong with the folder
+        free = None
+    if free is not None and rows * row > free:
+        raise DataError(
+            f"cannot write {path}: {rows:,} rows of {features:,} feature(s) and a target take at least "
+            f"{gigabytes(rows * row)}, more than the {gigabytes(free)} free on the disk that holds {folder}. Lower "
+            "--rows or --features, or write to another disk."
+        )
+    return max(1, min(1 << 16, CHUNK_BYTES // row))
+
+
 def make(
     path: Path, rows: int, features: int, weights: str | None, bias: float, noise: float, seed: int, force: bool
 ) -> None:
@@ -99,8 +129,9 @@ def make(
     spec = SyntheticData(
         source="synthetic", rows=rows, features=features, weights=true_weights, bias=bias, noise=noise, seed=seed
     )
+    chunk_rows = _room(path, rows, features)
     names = ["x"] if features == 1 else [f"x{i}" for i in range(features)]
     try:
-        write(path, synthetic.chunks(spec, seed), rows, features, names)
+        write(path, synthetic.chunks(spec, seed, chunk_rows), rows, features, names)
     except OSError as exc:  # no such folder, no permission, a full disk: the file is whole or absent
         raise DataError(f"cannot write {path}: {exc.strerror or exc}. Check the folder and the free space.") from None
