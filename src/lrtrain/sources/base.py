@@ -40,13 +40,15 @@ class Source(Protocol):
     @property
     def origin(self) -> str: ...  # where the rows come from, for messages and provenance
     @property
-    def first_line(self) -> int | None: ...  # the file line of row 0 (a text file's), for messages
-    @property
     def rows(self) -> int | None: ...  # None: not known before the rows are read
     @property
     def levels(self) -> tuple[Levels, ...]: ...  # the categorical columns' levels (their indicators are features)
     @property
     def dropped(self) -> Dropped | None: ...  # data.missing: drop: the rows left out, None when nothing was
+
+    def line(self, row: int) -> int | None:
+        """The file line of a row this process holds (a text file's), for a message; None: say "row"."""
+        ...
 
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = BLOCK_ROWS
@@ -76,13 +78,19 @@ class Table:
     features: list[str]
     target: str
     origin: str
-    first_line: int | None = None
+    first_line: int | None = None  # the file line of row 0, when each row is one line
     levels: tuple[Levels, ...] = ()
     dropped: Dropped | None = None
+    lines: Callable[[int], int] | None = None  # the file line of x[i], given i (counted when a message asks)
 
     @property
     def rows(self) -> int:
         return len(self.y)
+
+    def line(self, row: int) -> int | None:
+        if self.lines is not None:
+            return self.lines(row)
+        return None if self.first_line is None else self.first_line + row
 
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = BLOCK_ROWS
@@ -105,13 +113,14 @@ def checked(source: Source, group: Shard = SINGLE) -> Source:
     """Reject a NaN or infinity, naming the first (in x, then in y; by row, then column).
 
     Under torchrun each rank reads only its block of the rows, and one all_reduce gathers every
-    rank's first find, so every rank reports the same one, the one a single process would.
+    rank's first find (with its file line, which only the rank that read the row may know), so
+    every rank reports the same one, the one a single process would.
     """
     n = row_count(source)
     if n == 0:
         raise DataError(f"{source.origin} has zero rows. Training needs at least one row.")
     mine = block(n, group.rank, group.world)
-    found = np.array([np.inf, 0.0, 0.0])  # (position in x-then-y order, column, value); inf: none
+    found = np.array([np.inf, 0.0, 0.0, -1.0])  # (position in x-then-y order, column, value, line); inf: none
     for which in (0, 1):
         at = mine.start
         for x, y in source.blocks(mine.start, mine.stop):
@@ -119,17 +128,18 @@ def checked(source: Source, group: Shard = SINGLE) -> Source:
             bad = ~np.isfinite(part)
             if bad.any():
                 row, col = (int(i) for i in np.argwhere(bad)[0])
-                found = np.array([which * n + at + row, col, part[row, col]])
+                line = source.line(at + row)
+                found = np.array([which * n + at + row, col, part[row, col], -1.0 if line is None else line])
                 break
             at += len(y)
         if np.isfinite(found[0]):
             break
     finds = group.gather(found)  # every rank's first find, one row each
-    position, col, value = finds[int(np.argmin(finds[:, 0]))]
+    position, col, value, line = finds[int(np.argmin(finds[:, 0]))]
     if np.isfinite(position):
         which, row = divmod(int(position), n)
         name = (source.features, [source.target])[which][int(col)]
-        place = f"line {row + source.first_line}" if source.first_line is not None else f"row {row}"
+        place = f"line {int(line)}" if line >= 0 else f"row {row}"
         raise DataError(
             f"{source.origin}, {place}, column {name!r}: the value is {value}, not a finite number. "
             "Fix or drop those rows."

@@ -3,8 +3,9 @@
 pyarrow parses them, the chosen columns typed float64 up front (no type inference), on every
 core. A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larger one, a
 compressed one (.gz, .bz2, .zst) or any under torchrun is read in ranges of CSV_RANGE_BYTES cut
-at line ends, each range parsed (still threaded) and appended to a memory-mapped table in a
-nameless temporary file, so memory stays bounded by the range, never the file. Every problem
+at row ends (a line end outside quotes: a quoted cell may hold line ends), each range parsed
+(still threaded) and appended to a memory-mapped table in a nameless temporary file, so memory
+stays bounded by the range, never the file. Every problem
 names the file, the line and the column: when pyarrow refuses a block, the block is scanned
 again row by row for the exact cell.
 """
@@ -12,6 +13,7 @@ again row by row for the exact cell.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import itertools
@@ -82,15 +84,19 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     reader = _Reader(path, spec, names, columns, categorical)
     first_line = 2 if spec.header else 1
     skip = len(first) if spec.header else 0
+    chosen = [names[i] for i in columns]
+    origin = f"data file {path}"
+    nothing = f"data file {path} has a header but no data rows. Add rows of numbers below the header."
     if scratch or compression is not None or path.stat().st_size > stream_bytes():
         table = scratch_mapping(lambda out: reader.streamed(compression, skip, out), np.dtype(np.float64))
     else:
         table = reader.whole(skip)
     if reader.read == 0:
-        raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
-    chosen = [names[i] for i in columns]
-    origin = f"data file {path}"
-    return finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
+        raise DataError(nothing)
+    source = finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
+    if source.first_line is None:  # rows were dropped: a message names the row among those kept
+        return source
+    return dataclasses.replace(source, lines=functools.partial(reader._row_line, compression, skip))
 
 
 def stream_bytes() -> int:
@@ -140,6 +146,7 @@ class _Reader:
         keys = [f"c{i}" for i in range(len(names))]  # our own names: the header is read (and checked) by us
         drop = spec.missing == "drop"
         self.parse = pacsv.ParseOptions(delimiter=spec.delimiter)
+        self.multiline = pacsv.ParseOptions(delimiter=spec.delimiter, newlines_in_values=True)
         self.convert = pacsv.ConvertOptions(
             column_types={keys[i]: pa.string() if i in categorical else pa.float64() for i in columns},
             include_columns=[keys[i] for i in columns],
@@ -153,14 +160,31 @@ class _Reader:
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
 
-    def _rows(self, table: pa.Table, line: Callable[[], int]) -> Iterator[np.ndarray]:
-        """A parsed table's rows as float64 blocks, batch by batch; `line()` + self.read is the file line of the
-        table's first row (asked only for a message)."""
+    def _rows(self, table: pa.Table, line: Callable[[int], int]) -> Iterator[np.ndarray]:
+        """A parsed table's rows as float64 blocks, batch by batch; `line(k)` is the file line of the table's
+        k-th row (asked only for a message)."""
         names = [self.names[i] for i in self.columns]
+        at = 0
         for batch in table.to_batches():
-            place = functools.partial(_line, self.path, line, self.read)
+            place = functools.partial(_line, self.path, line, at)
             yield batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
+            at += batch.num_rows
             self.read += batch.num_rows
+
+    def _parsed(self, source: Callable[[], object], skip_rows: int) -> pa.Table:
+        """pyarrow's table of the CSV text `source()` opens. Its threads cut the text into blocks at line ends;
+        when one falls inside a quoted cell, the parse fails (the block ends inside the cell), and the text is
+        parsed again with line ends allowed in cells (20% slower, so only then; a file that really is malformed
+        fails again)."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        options = {"read_options": self._options(skip_rows), "convert_options": self.convert}
+        try:
+            return pacsv.read_csv(source(), parse_options=self.parse, **options)
+        except pa.ArrowInvalid:
+            pass
+        return pacsv.read_csv(source(), parse_options=self.multiline, **options)
 
     def _options(self, skip: int) -> object:
         import pyarrow.csv as pacsv
@@ -170,41 +194,28 @@ class _Reader:
     def whole(self, skip: int) -> np.ndarray:
         """The file parsed at once (it is under the streaming threshold)."""
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         try:
-            table = pacsv.read_csv(
-                str(self.path),
-                read_options=self._options(1 if skip else 0),
-                parse_options=self.parse,
-                convert_options=self.convert,
-            )
+            table = self._parsed(lambda: str(self.path), 1 if skip else 0)
         except pa.ArrowInvalid as exc:
             with self.path.open("rb") as handle:
                 handle.seek(skip)
                 raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
-        blocks = list(self._rows(table, lambda: 2 if skip else 1))
+        blocks = list(self._rows(table, functools.partial(self._row_line, None, skip)))
         return np.concatenate(blocks) if blocks else np.empty((0, len(self.columns)))
 
     def streamed(self, compression: str | None, skip: int, out: IO[bytes]) -> tuple[int, ...]:
         """Parse range by range, appending float64 rows to `out`; returns the table's shape."""
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         rows = 0
         for data, start in self._ranges(compression, skip):
-            # the range's first line, counted only for a message; self._rows adds the rows read before it
-            first = functools.partial(self._line_at, compression, start, -self.read)
             try:
-                table = pacsv.read_csv(
-                    pa.BufferReader(pa.py_buffer(data)),
-                    read_options=self._options(0),
-                    parse_options=self.parse,
-                    convert_options=self.convert,
-                )
+                table = self._parsed(lambda: pa.BufferReader(pa.py_buffer(data)), 0)  # noqa: B023  called at once
             except pa.ArrowInvalid as exc:
-                raise DataError(self._problem(bytes(data), first() + self.read, exc)) from None
-            for block in self._rows(table, first):
+                raise DataError(self._problem(bytes(data), self._line_at(compression, start), exc)) from None
+            # the file line of the range's k-th row, counted only for a message
+            for block in self._rows(table, functools.partial(self._row_line, compression, start)):
                 block.tofile(out)
                 rows += len(block)
             del table
@@ -212,7 +223,7 @@ class _Reader:
         return (rows, len(self.columns))
 
     def _ranges(self, compression: str | None, skip: int) -> Iterator[tuple[memoryview, int]]:
-        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a line end, with the byte offset
+        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a row's line end, with the byte offset
         (in the decompressed file) each starts at. One range is in memory at a time, in one buffer that every
         range reuses (its pages are faulted in once), after the tail of the one before: the consumer is done
         with a range when it asks for the next."""
@@ -221,8 +232,7 @@ class _Reader:
         data = bytearray()
         try:
             with _open(self.path, compression) as stream:
-                if skip:
-                    stream.read(skip)  # the header line, already read and checked
+                _skip(stream, skip, compression)  # the header line, already read and checked
                 while True:
                     size = len(carry) + CSV_RANGE_BYTES
                     if len(data) < size:
@@ -233,8 +243,8 @@ class _Reader:
                         if end:
                             yield memoryview(data)[:end], start
                         return
-                    cut = data.rfind(b"\n", 0, end) + 1
-                    if cut == 0:  # one line longer than a range: read on
+                    cut = _row_end(data, end)
+                    if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
                     yield memoryview(data)[:cut], start
@@ -243,9 +253,9 @@ class _Reader:
         except OSError as exc:
             raise _unreadable(self.path, compression, exc) from None
 
-    def _line_at(self, compression: str | None, offset: int, shift: int = 0) -> int:
-        """The file line that starts at byte `offset` of the (decompressed) file, plus `shift`: the line ends
-        before it, counted again from the start (only a message needs it)."""
+    def _line_at(self, compression: str | None, offset: int) -> int:
+        """The file line that starts at byte `offset` of the (decompressed) file: the line ends before it, counted
+        again from the start (only a message needs it)."""
         ends = 0
         try:
             with _open(self.path, compression) as stream:
@@ -254,7 +264,27 @@ class _Reader:
                     offset -= len(piece)
         except OSError as exc:
             raise _unreadable(self.path, compression, exc) from None
-        return 1 + ends + shift
+        return 1 + ends
+
+    def _row_line(self, compression: str | None, offset: int, k: int) -> int:
+        """The file line on which the k-th data row after byte `offset` (a row's start) begins. A row is a line,
+        but for empty lines (pyarrow skips them) and line ends inside a quoted cell (the row goes on); counted
+        again from the start, line by line, as only a message needs it."""
+        line = self._line_at(compression, offset)
+        inside = False  # within a quoted cell: an odd number of quote characters so far in the row
+        try:
+            with io.BufferedReader(_open(self.path, compression), HEADER_BYTES) as stream:
+                _skip(stream, offset, compression)
+                for text in stream:
+                    if not inside and text.strip(b"\r\n"):
+                        if k == 0:
+                            return line
+                        k -= 1
+                    inside ^= text.count(b'"') % 2 == 1
+                    line += 1
+        except OSError as exc:
+            raise _unreadable(self.path, compression, exc) from None
+        return line
 
     def _problem(self, data: bytes, line: int, exc: Exception) -> str:
         """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
@@ -263,8 +293,9 @@ class _Reader:
         text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         width = len(names)
+        before = 0  # the lines before the row (a quoted cell may hold line ends)
         for row in reader:
-            number = line + reader.line_num - 1
+            number, before = line + before, reader.line_num
             if not row:
                 continue
             if len(row) != width:
@@ -356,6 +387,35 @@ def categorical_columns(
     return chosen
 
 
+def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
+    """Move `stream` to byte `offset` of the (decompressed) file: a seek, or a read when it is compressed."""
+    if compression is None:
+        stream.seek(offset)
+        return
+    while offset > 0 and (piece := stream.read(min(offset, CSV_RANGE_BYTES))):
+        offset -= len(piece)
+
+
+def _row_end(data: bytearray, end: int) -> int:
+    """Where the last whole row of data[:end] ends (just after its line end), 0 when no row ends there.
+
+    The data begins at a row's start, outside quotes, so a line end ends a row when the quote
+    characters before it are even in number (RFC 4180: a cell is quoted whole, a quote inside
+    it doubled); an odd number means the line end lies inside a quoted cell, part of its text.
+    """
+    cut = data.rfind(b"\n", 0, end)
+    if cut < 0 or data.find(b'"', 0, end) < 0:
+        return cut + 1
+    total = data.count(b'"', 0, end)
+    after, hi = 0, end  # the quotes after the line end at `cut`
+    while cut >= 0:
+        after += data.count(b'"', cut, hi)
+        if (total - after) % 2 == 0:
+            return cut + 1
+        hi, cut = cut, data.rfind(b"\n", 0, cut)
+    return 0
+
+
 def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     """Read until `into` is full or the stream ends; the bytes read."""
     done = 0
@@ -364,8 +424,8 @@ def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     return done
 
 
-def _line(path: Path, line: Callable[[], int], at: int, row: int) -> str:
-    return f"data file {path}, line {line() + at + row}"
+def _line(path: Path, line: Callable[[int], int], at: int, row: int) -> str:
+    return f"data file {path}, line {line(at + row)}"
 
 
 def chosen_columns(
