@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,14 @@ import lrtrain
 from lrtrain import parallel
 from lrtrain.config import load_config
 from lrtrain.engine import FitResult
-from lrtrain.errors import Interrupted, LrtrainError, TrainingFailed
-from lrtrain.sources import synthetic
+from lrtrain.errors import DataError, Interrupted, LrtrainError, TrainingFailed
+from lrtrain.parallel import Shard
+from lrtrain.prepare import prepare
+from lrtrain.sources import Table, base, checked, fingerprint, synthetic
 from lrtrain.sources.writers import write
 from lrtrain.training import fit
 
-from .conftest import SUBPROCESS_TIMEOUT, cli, run_installed
+from .conftest import SUBPROCESS_TIMEOUT, ThreadShard, cli, run_installed
 from .parallel_worker import run_rank
 
 SYNTHETIC = ["data.source=synthetic", "data.rows=1001", "data.features=4"]
@@ -409,3 +414,59 @@ def test_the_fast_predict_path_refuses_under_torchrun_too(workdir: Path) -> None
     assert ranked.returncode == 2
     assert "`lrtrain predict` runs in one process, but WORLD_SIZE is 2" in ranked.stderr
     assert ranked.stdout == ""
+
+
+# --------------------------------------------------------------------------- each rank reads its share of a table
+
+
+def in_threads(world: int, work: Callable[[Shard], Any]) -> list[Any]:
+    """What `work(group)` returns, or the error it raises, on each of `world` ranks run as threads (their
+    all_reduces through shared memory: conftest.ThreadShard; a rank left waiting gives up after 30 s)."""
+    shared: dict[int, np.ndarray] = {}
+    barrier = threading.Barrier(world)
+    found: dict[int, Any] = {}
+
+    def rank(r: int) -> None:
+        try:
+            found[r] = work(ThreadShard(r, world, 0, 0, shared, barrier))
+        except Exception as exc:  # handed to the test
+            found[r] = exc
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=SUBPROCESS_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)
+    return [found[r] for r in range(world)]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shares_of_the_rows_give_the_one_process_fingerprint_split_and_first_bad_value(
+    monkeypatch: pytest.MonkeyPatch, world: int
+) -> None:
+    monkeypatch.setattr(base, "HASH_ROWS", 100)  # 11 blocks of the fingerprint, some spanning two shares
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(1001, 3)), rng.normal(size=1001)
+    x[::7, 1] = -0.0  # the sign of a zero is data too
+    whole = Table(x, y, ["a", "b", "c"], "y", "test")
+    bounds = [0, *sorted(rng.choice(np.arange(1, 1001), world - 1, replace=False)), 1001]  # uneven shares
+    shares = [Table(x[lo:hi], y[lo:hi], ["a", "b", "c"], "y", "test", offset=lo, total=1001)
+              for lo, hi in itertools.pairwise(bounds)]  # fmt: skip
+    digests = in_threads(world, lambda group: fingerprint(shares[group.rank], group))
+    assert digests == [fingerprint(whole)] * world
+    config = load_config(None, ["data.validation=0.3", "data.standardize=true", "model.dtype=float64"])
+    single = prepare(whole, config)
+    ranks = in_threads(world, lambda group: prepare(shares[group.rank], config, group))
+    for mine, theirs in (("x", "x"), ("y", "y"), ("x_val", "x_val"), ("y_val", "y_val")):  # in order, scaled alike
+        np.testing.assert_allclose(
+            np.concatenate([getattr(r, mine) for r in ranks]), getattr(single, theirs), atol=1e-14
+        )
+    assert [(r.rows, r.val_rows) for r in ranks] == [(single.rows, single.val_rows)] * world
+    x[bounds[-2] + 5, 2] = np.inf  # in the last share
+    with pytest.raises(DataError) as one:
+        checked(whole)
+    assert f"row {bounds[-2] + 5}, column 'c'" in str(one.value)
+    assert [str(error) for error in in_threads(world, lambda group: checked(shares[group.rank], group))] == [
+        str(one.value)
+    ] * world

@@ -25,6 +25,7 @@ class Streamed:
     target: str = "y"
     origin: str = "a streamed test source"
     rows: int | None = None
+    held: tuple[int, int] | None = None  # every row
 
     def line(self, row: int) -> int:
         return row + 2  # a header line, then a row a line

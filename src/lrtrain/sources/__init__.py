@@ -5,9 +5,9 @@ from __future__ import annotations
 from lrtrain.config import Config, CsvData, InlineData, ParquetData, SyntheticData
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources import arrays, delimited, parquet, synthetic
-from lrtrain.sources.base import Source, Table, checked, fingerprint, row_count
+from lrtrain.sources.base import Source, Table, checked, fingerprint, own_rows, row_count
 
-__all__ = ["Source", "Table", "checked", "dropped_note", "fingerprint", "load", "row_count"]
+__all__ = ["Source", "Table", "checked", "dropped_note", "fingerprint", "load", "own_rows", "row_count"]
 
 
 def load(config: Config, group: Shard = SINGLE) -> Source:
