@@ -122,9 +122,11 @@ def finish(
     origin: str,
     first_line: int | None,
     scratch: bool,
+    union: Callable[[list[str]], list[str]] = list,
 ) -> Table:
     """The source: the rows (features, then the target) with each categorical column's codes expanded to its
-    indicator columns, and what data.missing: drop left out of the `read` rows."""
+    indicator columns, and what data.missing: drop left out of the `read` rows. `union` gives a column's levels
+    in every process's rows from those in this one's (under torchrun, where each read a share of the rows)."""
     if table.shape[0] == 0:
         what = "every row has a missing cell (data.missing: drop)" if read else "it has no rows"
         raise DataError(f"{origin} has no rows to train on: {what}. Training needs at least one row.")
@@ -139,7 +141,7 @@ def finish(
         present = np.zeros(len(coder.seen), dtype=bool)
         for at in range(0, table.shape[0], BLOCK_ROWS):  # the levels of the rows kept, not of those dropped
             present[table[at : at + BLOCK_ROWS, j].astype(np.intp)] = True
-        levels[j] = levels_of(names[j], [v for v, kept in zip(coder.seen, present, strict=True) if kept], origin)
+        levels[j] = levels_of(names[j], union([v for v, kept in zip(coder.seen, present, strict=True) if kept]), origin)
     features = [n for j, name in enumerate(names[:-1]) for n in (levels[j].names if j in levels else [name])]
     width = len(features) + 1
 

@@ -5,7 +5,8 @@ core. A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larg
 compressed one (.gz, .bz2, .zst) or any under torchrun is read in ranges of CSV_RANGE_BYTES cut
 at row ends (a line end outside quotes: a quoted cell may hold line ends), each range parsed
 (still threaded) and appended to a memory-mapped table in a nameless temporary file, so memory
-stays bounded by the range, never the file. Every problem
+stays bounded by the range, never the file. Under torchrun each rank reads only its byte range
+of the file (see `_share`; lrtrain.sources.shares puts the shares together). Every problem
 names the file, the line and the column: when pyarrow refuses a block, the block is scanned
 again row by row for the exact cell.
 """
@@ -27,6 +28,8 @@ import numpy as np
 
 from lrtrain.config import CsvData
 from lrtrain.errors import DataError
+from lrtrain.parallel import SINGLE, Shard
+from lrtrain.sources import shares
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.columns import Coder, batch_rows, finish
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 CSV_RANGE_BYTES = 32 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
+CUT_BYTES = 1 << 12  # under torchrun, the line end that cuts a share is looked for in pieces of this size
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
 MISSING = (
@@ -47,8 +51,9 @@ MISSING = (
 NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE)
 
 
-def read(spec: CsvData, scratch: bool = False) -> Table:
-    """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table."""
+def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
+    """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table, and
+    there (`group`: this process's place in the job) only this rank's byte range of a file not compressed."""
     path = Path(spec.path)
     open_checked(path, "CSV")
     compression = COMPRESSION.get(path.suffix.lower())
@@ -87,6 +92,13 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     chosen = [names[i] for i in columns]
     origin = f"data file {path}"
     nothing = f"data file {path} has a header but no data rows. Add rows of numbers below the header."
+    if group.world > 1 and compression is None:
+        reader, rows, failure, start = _share(reader, skip, group)
+        lines = functools.partial(reader._row_line, None, start)
+        counts, read = reader.counts, reader.read
+        return shares.table(
+            rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, nothing, lines
+        )
     if scratch or compression is not None or path.stat().st_size > stream_bytes():
         table = scratch_mapping(lambda out: reader.streamed(compression, skip, out), np.dtype(np.float64))
     else:
@@ -159,6 +171,7 @@ class _Reader:
         self.coders = {j: Coder(names[i]) for j, i in enumerate(columns) if i in categorical}
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
+        self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)
 
     def _rows(self, table: pa.Table, line: Callable[[int], int]) -> Iterator[np.ndarray]:
         """A parsed table's rows as float64 blocks, batch by batch; `line(k)` is the file line of the table's
@@ -204,49 +217,66 @@ class _Reader:
         blocks = list(self._rows(table, functools.partial(self._row_line, None, skip)))
         return np.concatenate(blocks) if blocks else np.empty((0, len(self.columns)))
 
-    def streamed(self, compression: str | None, skip: int, out: IO[bytes]) -> tuple[int, ...]:
-        """Parse range by range, appending float64 rows to `out`; returns the table's shape."""
+    def streamed(self, compression: str | None, skip: int, out: IO[bytes], stop: int | None = None) -> tuple[int, ...]:
+        """Parse range by range the bytes from `skip` (a row's start) to `stop` (the end of the file: None),
+        appending float64 rows to `out`; returns the table's shape."""
+        return self.parsed(self._ranges(compression, skip, stop), compression, out)
+
+    def parsed(
+        self, ranges: Iterator[tuple[memoryview, int]], compression: str | None, out: IO[bytes], placed: bool = True
+    ) -> tuple[int, ...]:
+        """Parse the `ranges` (of self._ranges) one by one, appending float64 rows to `out`; the table's shape.
+        Not `placed`: a problem's message says line 0, not the line counted from the file's start."""
         import pyarrow as pa
 
         rows = 0
-        for data, start in self._ranges(compression, skip):
+        for data, start in ranges:
             try:
                 table = self._parsed(lambda: pa.BufferReader(pa.py_buffer(data)), 0)  # noqa: B023  called at once
             except pa.ArrowInvalid as exc:
-                raise DataError(self._problem(bytes(data), self._line_at(compression, start), exc)) from None
+                line = self._line_at(compression, start) if placed else 0
+                raise DataError(self._problem(bytes(data), line, exc)) from None
             # the file line of the range's k-th row, counted only for a message
-            for block in self._rows(table, functools.partial(self._row_line, compression, start)):
+            lines = functools.partial(self._row_line, compression, start) if placed else _unplaced
+            for block in self._rows(table, lines):
                 block.tofile(out)
                 rows += len(block)
             del table
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))
 
-    def _ranges(self, compression: str | None, skip: int) -> Iterator[tuple[memoryview, int]]:
-        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a row's line end, with the byte offset
-        (in the decompressed file) each starts at. One range is in memory at a time, in one buffer that every
-        range reuses (its pages are faulted in once), after the tail of the one before: the consumer is done
-        with a range when it asks for the next."""
+    def _ranges(self, compression: str | None, skip: int, stop: int | None = None) -> Iterator[tuple[memoryview, int]]:
+        """The data lines from byte `skip` to `stop` (None: the end) in ranges of about CSV_RANGE_BYTES, each cut
+        after a row's line end, with the byte offset (in the decompressed file) each starts at. One range is in
+        memory at a time, in one buffer that every range reuses (its pages are faulted in once), after the tail
+        of the one before: the consumer is done with a range when it asks for the next. The quote characters
+        of every range are counted in self.quotes."""
         start = skip
         carry = b""
         data = bytearray()
+        left = -1 if stop is None else stop - skip  # bytes still to read; -1: to the end
         try:
             with _open(self.path, compression) as stream:
-                _skip(stream, skip, compression)  # the header line, already read and checked
+                _skip(stream, skip, compression)  # the header line (read and checked), or the shares before this one
                 while True:
                     size = len(carry) + CSV_RANGE_BYTES
                     if len(data) < size:
                         data = bytearray(size + HEADER_BYTES)  # room for the tails of ordinary lines
                     data[: len(carry)] = carry
-                    end = len(carry) + _fill(stream, memoryview(data)[len(carry) : size])
-                    if end < size:  # the end of the file: the last line may have no line end
+                    want = size if left < 0 else min(size, len(carry) + left)
+                    got = _fill(stream, memoryview(data)[len(carry) : want])
+                    left = left if left < 0 else left - got
+                    end = len(carry) + got
+                    if end < size:  # the end of the file or share: the last line may have no line end
                         if end:
+                            self.quotes += data.count(b'"', 0, end)
                             yield memoryview(data)[:end], start
                         return
                     cut = _row_end(data, end)
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
+                    self.quotes += data.count(b'"', 0, cut)
                     yield memoryview(data)[:cut], start
                     start += cut
                     carry = bytes(data[cut:end])
@@ -387,6 +417,81 @@ def categorical_columns(
     return chosen
 
 
+def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarray | None, DataError | None, int]:
+    """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
+    after a problem), the problem that stopped it (None: none) and the byte the range starts at.
+
+    The data after the header is cut into `world` spans of equal size, and each share runs from
+    the first row start at or after its span's start to the next share's. That row start is
+    first taken to be just after a line end; whether it is, and not inside a quoted cell, shows
+    once the quote characters before it are known: each rank counts those of its share as it
+    parses it, one all_reduce adds them up, and a rank whose share began or ended inside a
+    quoted cell cuts it again where that row ends and parses it again (never, in a file with
+    no quoted line ends at the cuts).
+    """
+    path, world, rank = reader.path, group.world, group.rank
+    size = path.stat().st_size
+    spans = [skip + (size - skip) * r // world for r in range(world + 1)]
+    cuts = [_line_start(path, spans[r], skip, size) for r in (rank, rank + 1)]
+    rows, failure = _parse_share(
+        reader, cuts[0], cuts[1], placed=False
+    )  # a problem's line is counted only if it stands
+    quotes = group.gather(np.array([float(reader.quotes)]))[:, 0]
+    odd = np.concatenate([[0], np.cumsum(quotes)]) % 2 == 1  # before each share's start: inside a quoted cell?
+    real = [_row_start(path, cuts[i], size) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
+    if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
+        reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
+        rows, failure = _parse_share(reader, real[0], real[1])
+    return reader, rows, failure, real[0]
+
+
+def _parse_share(
+    reader: _Reader, start: int, stop: int, placed: bool = True
+) -> tuple[np.ndarray | None, DataError | None]:
+    """The rows of bytes start..stop, or the problem that stopped their parse (the rest is still read to count its
+    quote characters, which tell whether the shares were cut at row ends)."""
+    ranges = reader._ranges(None, start, stop)
+    try:
+        return scratch_mapping(lambda out: reader.parsed(ranges, None, out, placed), np.dtype(np.float64)), None
+    except DataError as exc:
+        for _ in ranges:
+            pass
+        return None, exc
+
+
+def _line_start(path: Path, at: int, skip: int, size: int) -> int:
+    """The first line start at or after byte `at`: just after the first line end from byte at - 1 on."""
+    if at <= skip or at >= size:
+        return min(max(at, skip), size)
+    base = at - 1  # the byte each piece begins at
+    with path.open("rb") as handle:
+        handle.seek(base)
+        while piece := handle.read(CUT_BYTES):
+            end = piece.find(b"\n")
+            if end >= 0:
+                return base + end + 1
+            base += len(piece)
+    return size
+
+
+def _row_start(path: Path, at: int, size: int) -> int:
+    """The first row start after byte `at`, which lies inside a quoted cell: just after the first line end with an
+    even number of quote characters from `at` on (the one that closes the cell, then pairs)."""
+    inside = True
+    with path.open("rb") as handle:
+        handle.seek(at)
+        while piece := handle.read(CUT_BYTES):
+            seen = 0
+            while (end := piece.find(b"\n", seen)) >= 0:
+                inside ^= piece.count(b'"', seen, end) % 2 == 1
+                if not inside:
+                    return at + end + 1
+                seen = end + 1
+            inside ^= piece.count(b'"', seen) % 2 == 1
+            at += len(piece)
+    return size
+
+
 def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
     """Move `stream` to byte `offset` of the (decompressed) file: a seek, or a read when it is compressed."""
     if compression is None:
@@ -422,6 +527,10 @@ def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     while done < len(into) and (got := stream.readinto(into[done:])):
         done += got
     return done
+
+
+def _unplaced(row: int) -> int:
+    return 0
 
 
 def _line(path: Path, line: Callable[[int], int], at: int, row: int) -> str:
