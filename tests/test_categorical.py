@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,10 @@ import statsmodels.formula.api as smf
 
 from lrtrain import model, sources
 from lrtrain.config import load_config
-from lrtrain.design import Levels, indicators, levels_of, ordered
+from lrtrain.design import Levels, indicators, levels_of, number_text, ordered
 from lrtrain.errors import DataError, ModelError
 
-from .conftest import cli
+from .conftest import cli, run_installed
 
 CITIES = ["Paris", "Berlin", "Lyon", "Nice"]
 
@@ -122,8 +123,10 @@ def test_indicators_encode_known_levels_and_name_an_unseen_one() -> None:
     assert levels.baseline == "Berlin"
     assert levels.names == ["city[Lyon]", "city[Paris]"]
     np.testing.assert_array_equal(indicators(levels, ["Lyon", "Berlin", "Paris"]), [[1, 0], [0, 0], [0, 1]])
-    with pytest.raises(DataError, match=r"data file new\.csv, row 7, column 'city': level 'Rome' was not seen") as info:
-        indicators(levels, ["Paris", "Rome"], "data file new.csv", first=6)
+    with pytest.raises(
+        DataError, match=r"data file new\.csv, line 9, column 'city': level 'Rome' was not seen"
+    ) as info:
+        indicators(levels, ["Paris", "Rome"], lambda row: f"data file new.csv, line {row + 8}")
     assert "'Berlin', 'Lyon', 'Paris'" in str(info.value)
     assert ordered(["10", "9", "1.5"]) == ["1.5", "9", "10"]  # numbers in numeric order, as statsmodels sorts them
     assert ordered(["b", "10", "a"]) == ["10", "a", "b"]
@@ -224,3 +227,253 @@ def test_evaluate_and_predict_data_encode_level_names_as_training_did(workdir: P
     assert refused.exit_code == 2
     assert "level 'Rome' was not seen in training" in refused.stderr
     assert "'Berlin'" in refused.stderr
+
+
+def test_a_cell_names_a_level_by_its_number_when_every_cell_is_one_else_by_its_text() -> None:
+    numeric = levels_of("c", ["1", "1.0", "01", " 1", "+1e0", "2.50", "10", "-0"], "test")
+    assert numeric.levels == ("0", "1", "2.5", "10")  # one level per number, named by its shortest text
+    assert numeric.numeric
+    assert [numeric.find(cell) for cell in ("1.00", " 10 ", "25e-1", "-0.0", "3", "one")] == [1, 3, 2, 0, None, None]
+    mixed = levels_of("c", ["1", "1.0", "a", " a ", "b"], "test")
+    assert mixed.levels == ("1", "1.0", "a", "b")  # text, as pandas keeps a column that is not all numbers
+    assert not mixed.numeric
+    assert [mixed.find(cell) for cell in ("1", " 1.0", "01", "a ")] == [0, 1, None, 2]
+    assert number_text("12345678901234567891") == "12345678901234567891"  # integers exactly, however long
+    assert [number_text(cell) for cell in ("1_000", "inf", "nan", "1e999", "١", "", "9" * 5000)] == [None] * 7
+    assert Levels("c", ("1.0", "2.0")).find("1") is None  # levels that are not shortest texts match as text
+
+
+SPELLINGS = {1: ["1", "1.0", "01", " 1", "+1"], 2: ["2", "2.0", "2e0"], 3: ["3", "3.00"]}
+
+
+def spelled(rows: int = 90, seed: int = 6) -> tuple[pd.DataFrame, list[str]]:
+    """Rows with a numeric category c (1, 2 or 3), and c's cells written in several ways each."""
+    rng = np.random.default_rng(seed)
+    c = rng.choice([1, 2, 3], size=rows)
+    x1 = rng.normal(size=rows)
+    y = 2 * x1 + np.array([0.0, 1.5, -0.5])[c - 1] + 1 + rng.normal(scale=0.3, size=rows)
+    cells = [SPELLINGS[v][i % len(SPELLINGS[v])] for i, v in enumerate(c)]
+    return pd.DataFrame({"x1": x1, "c": c, "y": y}), cells
+
+
+def test_numeric_levels_spelled_differently_are_one_level_in_csv_and_parquet_as_statsmodels_has_them(
+    workdir: Path,
+) -> None:
+    df, cells = spelled()
+    lines = [f"{x!r},{cell},{y!r}" for x, cell, y in zip(df.x1, cells, df.y, strict=True)]
+    (workdir / "d.csv").write_text("x1,c,y\n" + "\n".join(lines) + "\n")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), workdir / "int.parquet")
+    pq.write_table(pa.Table.from_pandas(df.astype({"c": float}), preserve_index=False), workdir / "float.parquet")
+    reference = smf.ols("y ~ x1 + C(c)", data=pd.read_csv(workdir / "d.csv")).fit()  # pandas reads c as 1.0, 2.0, 3.0
+    fits = {}
+    for path in ("d.csv", "int.parquet", "float.parquet"):
+        fits[path] = fit_json(
+            "--set", f"data.path={path}", "--set", "data.categorical=[c]", "--engine", "exact", "--summary"
+        )
+    for records in fits.values():
+        summary = records[-1]
+        assert [t["name"] for t in summary["terms"]] == ["intercept", "x1", "c[2]", "c[3]"]  # type: ignore[index, union-attr]
+        coef = [t["coef"] for t in summary["terms"]]  # type: ignore[index, union-attr]
+        theirs = reference.params[["Intercept", "x1", "C(c)[T.2.0]", "C(c)[T.3.0]"]].to_numpy()
+        np.testing.assert_allclose(coef, theirs, rtol=1e-8)
+        np.testing.assert_allclose(summary["r2"], reference.rsquared, rtol=1e-8)
+        np.testing.assert_allclose(summary["f_stat"], reference.fvalue, rtol=1e-8)
+        np.testing.assert_allclose(records[-2]["weights"], fits["d.csv"][-2]["weights"], rtol=1e-12)  # type: ignore[arg-type]
+    for path in (workdir / "runs").glob("*/model.json"):
+        assert json.loads(path.read_text())["categorical"] == [
+            {"column": "c", "levels": ["1", "2", "3"], "baseline": "1"}
+        ]
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet-float"])
+def test_predict_data_and_evaluate_find_a_numeric_level_however_it_is_spelled(workdir: Path, kind: str) -> None:
+    df, _ = spelled()
+    df.to_csv(workdir / "train.csv", index=False, float_format="%.17g")  # c written 1, 2, 3
+    assert (
+        cli("fit", "--set", "data.path=train.csv", "--set", "data.categorical=[c]", "--engine", "exact").exit_code == 0
+    )
+    reference = smf.ols("y ~ x1 + C(c)", data=df).fit()
+    test, cells = spelled(rows=40, seed=7)
+    expected = reference.predict(test).to_numpy()
+    if kind == "csv":
+        lines = [f"{x!r},{cell},{y!r}" for x, cell, y in zip(test.x1, cells, test.y, strict=True)]
+        (workdir / "test.csv").write_text("x1,c,y\n" + "\n".join(lines) + "\n")
+        name = "test.csv"
+    else:
+        pq.write_table(pa.Table.from_pandas(test.astype({"c": float}), preserve_index=False), workdir / "test.parquet")
+        name = "test.parquet"
+    predicted = cli("predict", "--data", name)
+    assert predicted.exit_code == 0, predicted.output
+    rows = [line.split(",") for line in predicted.stdout.splitlines()[1:]]
+    np.testing.assert_allclose([float(row[-1]) for row in rows], expected, rtol=1e-9)
+    evaluated = cli("evaluate", "--data", name, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    mse = float(np.mean((test.y.to_numpy() - expected) ** 2))
+    assert json.loads(evaluated.stdout)["mse"] == pytest.approx(mse, rel=1e-9)
+    (workdir / "new.csv").write_text("x1,c,y\n0.5,2.0,1\n0.5,4.0,1\n")
+    refused = cli("evaluate", "--data", "new.csv")
+    assert refused.exit_code == 2
+    assert refused.stdout == ""
+    message = " ".join(refused.stderr.split())
+    assert "new.csv, line 3, column 'c': level '4.0' was not seen in training" in message
+    assert "The known levels are '1', '2', '3'" in message
+
+
+def test_text_levels_are_read_without_surrounding_spaces_and_booleans_round_trip(workdir: Path) -> None:
+    df = frame(rows=120)
+    spaced = df.assign(city=[f" {c}" if i % 3 == 0 else c for i, c in enumerate(df.city)])
+    spaced.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    records = fit_json("--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact")
+    reference = smf.ols("y ~ x1 + C(city)", data=df).fit()
+    np.testing.assert_allclose(records[-1]["bias"], reference.params["Intercept"], rtol=1e-8)  # type: ignore[arg-type]
+    saved = json.loads(next((workdir / "runs").glob("*/model.json")).read_text())
+    assert saved["categorical"][0]["levels"] == ["Berlin", "Lyon", "Nice", "Paris"]
+    flag = pa.table({"x1": df.x1, "member": df.city.isin(["Paris", "Lyon"]), "y": df.y})
+    pq.write_table(flag, workdir / "flag.parquet")
+    fitted = cli("fit", "--set", "data.path=flag.parquet", "--set", "data.categorical=[member]", "--engine", "exact")
+    assert fitted.exit_code == 0, fitted.output
+    evaluated = cli("evaluate", "--data", "flag.parquet", "--json")  # the training table, read again
+    assert evaluated.exit_code == 0, evaluated.output
+    frame_flag = flag.to_pandas()
+    r2 = smf.ols("y ~ x1 + C(member)", data=frame_flag).fit().rsquared
+    assert json.loads(evaluated.stdout)["r2"] == pytest.approx(r2, rel=1e-9)
+
+
+def test_a_blank_or_nan_categorical_cell_is_missing_not_a_level(workdir: Path) -> None:
+    (workdir / "d.csv").write_text("x1,c,y\n1,a,1\n2,  ,2\n3,b,4\n4,a,4\n5,b,7\n")
+    message = fail("--set", "data.path=d.csv", "--set", "data.categorical=[c]")
+    assert "d.csv, line 3, column 'c': '' is not a level: the cell is empty" in message
+    table = pa.table({"x1": [1.0, 2, 3, 4, 5], "c": [1.0, np.nan, 2.0, 1.0, 2.0], "y": [1.0, 2, 4, 4, 7]})
+    pq.write_table(table, workdir / "d.parquet")
+    for path in ("d.csv", "d.parquet"):
+        result = cli("fit", "--set", f"data.path={path}", "--set", "data.categorical=[c]", "--set", "data.missing=drop")
+        assert result.exit_code == 0, result.output
+        assert "dropped 1 of 5 rows" in result.stderr
+    for path in (workdir / "runs").glob("*/model.json"):
+        saved = json.loads(path.read_text())
+        assert saved["data"]["dropped"] == {"rows": 1, "columns": {"c": 1}}
+        assert saved["categorical"][0]["levels"] in (["a", "b"], ["1", "2"])
+
+
+def shops(rows: int = 200, seed: int = 8) -> pd.DataFrame:
+    """A table whose categorical column comes first, between it and the target two numbers."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["New York", *CITIES], size=rows)
+    x1, x2 = rng.normal(size=rows) * 2 + 10, rng.normal(size=rows)
+    effect = {"New York": 4.0, "Paris": 2.0, "Berlin": 0.0, "Lyon": -1.0, "Nice": 0.5}
+    y = 1.5 * x1 - 2 * x2 + np.array([effect[c] for c in city]) + rng.normal(scale=0.5, size=rows)
+    return pd.DataFrame({"city": city, "x1": x1, "x2": x2, "y": y})
+
+
+@pytest.fixture
+def shop_model(workdir: Path) -> smf.ols:
+    """A model fitted on shops() (levels Berlin, Lyon, New York, Nice, Paris) and statsmodels' fit of it."""
+    df = shops()
+    df.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    fitted = cli("fit", "--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact")
+    assert fitted.exit_code == 0, fitted.output
+    return smf.ols("y ~ C(city) + x1 + x2", data=df).fit()
+
+
+ASKED = pd.DataFrame({"city": ["Paris", "Berlin", "New York", "Nice", "Lyon"], "x1": [12, 9.5, 10, 11, 8],
+                      "x2": [0.5, -1, 0, 2, 1]})  # fmt: skip
+
+
+def test_predict_takes_one_value_per_column_a_level_name_for_a_categorical_one(shop_model: smf.ols) -> None:
+    expected = shop_model.predict(ASKED).to_numpy()
+    result = cli("predict", "Paris,12,0.5", "Berlin 9.5 -1", "New York, 10, 0", "-", input=" Nice,11,2\nLyon 8 1\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], expected, rtol=1e-9)
+    records = [json.loads(line) for line in cli("predict", "Paris,12,0.5", "--json").stdout.splitlines()]
+    assert records[0]["input"] == ["Paris", 12.0, 0.5]
+    assert records[0]["prediction"] == pytest.approx(expected[0], rel=1e-9)
+    told = " ".join(cli("predict", "--help").stdout.split())
+    assert "takes one value per column of its training table, in order, a level name for a categorical one" in told
+
+
+def test_predict_interval_on_a_categorical_model_equals_statsmodels(shop_model: smf.ols) -> None:
+    samples = [",".join(str(v) for v in row) for row in ASKED.itertuples(index=False)]
+    result = cli("predict", *samples, "--interval", "0.9")
+    assert result.exit_code == 0, result.output
+    ours = np.array([[float(v) for v in line.split()] for line in result.stdout.splitlines()])
+    frame_ = shop_model.get_prediction(ASKED).summary_frame(alpha=0.1)
+    np.testing.assert_allclose(ours[:, 0], frame_["mean"], rtol=1e-9)
+    np.testing.assert_allclose(ours[:, 1], frame_["obs_ci_lower"], rtol=1e-8)
+    np.testing.assert_allclose(ours[:, 2], frame_["obs_ci_upper"], rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("sample", "said"),
+    [
+        ("Rome,12,0.5", ["argument 2 ('Rome,12,0.5'): column 'city': level 'Rome' was not seen in training",
+                         "The known levels are 'Berlin', 'Lyon', 'New York', 'Nice', 'Paris'."]),
+        ("0,1,0,0,12,0.5", ["takes 3 value(s), one per column of its training table: city (a level: 'Berlin', "
+                            "'Lyon', 'New York', 'Nice', 'Paris'), x1 (a number), x2 (a number); but got 6",
+                            "include the indicator columns city[Lyon], city[New York], city[Nice], city[Paris], "
+                            "which predict makes from the level name", "e.g. lrtrain predict Berlin,1,1."]),
+        ("12,0.5", ["takes 3 value(s)", "but got 2: 12, 0.5. Give each sample"]),
+        ("Paris,twelve,0.5", ["argument 2 ('Paris,twelve,0.5'): 'twelve' is not a number", "Column 'x1' takes"]),
+        ("Paris,,0.5", ["field 2 of 'Paris,,0.5' is empty", "Give one value between each pair of commas"]),
+    ],
+    ids=["unseen level", "indicator values", "too few", "not a number", "empty field"],
+)  # fmt: skip
+def test_predict_on_a_categorical_model_refuses_a_bad_sample_naming_it(
+    shop_model: smf.ols, sample: str, said: list[str]
+) -> None:
+    result = cli("predict", "Paris,12,0.5", sample)
+    assert result.exit_code == 2
+    assert result.stdout == ""  # arguments are all checked before any is answered
+    message = " ".join(result.stderr.split())
+    assert message.startswith("error: ")
+    assert "Traceback" not in message
+    for part in said:
+        assert part in message
+    streamed = cli("predict", "-", input=f"Paris,12,0.5\n{sample}\n")
+    assert streamed.exit_code == 2
+    assert len(streamed.stdout.splitlines()) == 1  # the line before it was answered
+    assert "stdin line 2" in streamed.stderr
+
+
+def test_a_numeric_categorical_column_takes_its_level_in_any_spelling(workdir: Path) -> None:
+    df, cells = spelled()
+    lines = [f"{x!r},{cell},{y!r}" for x, cell, y in zip(df.x1, cells, df.y, strict=True)]
+    (workdir / "d.csv").write_text("x1,c,y\n" + "\n".join(lines) + "\n")
+    assert cli("fit", "--set", "data.path=d.csv", "--set", "data.categorical=[c]", "--engine", "exact").exit_code == 0
+    reference = smf.ols("y ~ x1 + C(c)", data=df).fit()
+    expected = reference.predict(pd.DataFrame({"x1": [0.5] * 4, "c": [2, 2, 2, 3]})).to_numpy()
+    result = cli("predict", "0.5,2", "0.5,2.0", "0.5 02", "0.5,3e0")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], expected, rtol=1e-9)
+    refused = cli("predict", "0.5,4")
+    assert refused.exit_code == 2
+    assert "column 'c': level '4' was not seen in training" in refused.stderr
+    assert "The known levels are '1', '2', '3'" in " ".join(refused.stderr.split())
+
+
+def test_a_model_of_one_categorical_column_takes_the_level_spaces_and_all(workdir: Path) -> None:
+    df = shops()
+    df.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    settings = ["--set", "data.features=[city]", "--set", "data.categorical=[city]", "--engine", "exact"]
+    assert cli("fit", "--set", "data.path=d.csv", *settings).exit_code == 0
+    result = cli("predict", "New York", "-", input="Paris\n")
+    assert result.exit_code == 0, result.output
+    means = df.groupby("city")["y"].mean()  # one indicator per level: each prediction is its level's mean
+    np.testing.assert_allclose([float(v) for v in result.stdout.split()], means[["New York", "Paris"]], rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_installed_predict_encodes_levels_without_numpy(shop_model: smf.ols, workdir: Path) -> None:
+    args = ["predict", "Paris,12,0.5", "New York,10,0", "--interval", "0.9"]
+    in_process = cli(*args)
+    assert in_process.exit_code == 0, in_process.output
+    interval = run_installed(*args, cwd=workdir)  # the fast path, as a shell loop runs it
+    assert (interval.returncode, interval.stdout, interval.stderr) == (0, in_process.stdout, "")
+    plain = run_installed("predict", "Paris,12,0.5", cwd=workdir, python_flags=("-X", "importtime"))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == in_process.stdout.split()[0] + "\n"
+    assert not re.search(r"\|\s*(numpy|pyarrow|typer|torch)(\.|$)", plain.stderr, re.MULTILINE)
+    refused = run_installed("predict", "Rome,12,0.5", cwd=workdir)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert "level 'Rome' was not seen in training" in refused.stderr

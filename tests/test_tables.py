@@ -100,6 +100,60 @@ def test_a_bad_cell_after_quoted_line_ends_is_named_by_its_file_line(
         assert str(error.value).startswith(expected), (size, str(error.value))
 
 
+def test_a_large_csv_whose_table_fits_in_memory_is_read_in_ranges_into_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the threshold, the file is parsed in ranges; its float64 table (smaller than the text) is kept in
+    memory, features and target each contiguous, even when the first lines make the row count look smaller."""
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(6000, 3))
+    lines = ["a,b,y"] + [f"{a!r},{b!r},{y!r}" for a, b, y in table[:200].tolist()]
+    lines += [f"{a:.3f},{b:.3f},{y:.3f}" for a, b, y in table[200:].tolist()]  # shorter lines after the sampled ones
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    reference = np.loadtxt(tmp_path / "d.csv", delimiter=",", skiprows=1)
+    size = (tmp_path / "d.csv").stat().st_size
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", str(size // 2))  # the file is over it, its table under it
+    monkeypatch.setattr(delimited, "SAMPLE_BYTES", 2000)  # long lines only: the row count estimated falls short
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 9000)
+    ranged = load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    assert not isinstance(ranged.x.base, np.memmap)
+    assert ranged.x.flags.c_contiguous
+    assert ranged.y.flags.c_contiguous
+    np.testing.assert_array_equal(ranged.x, reference[:, :2])
+    np.testing.assert_array_equal(ranged.y, reference[:, 2])
+    monkeypatch.setattr(delimited, "SAMPLE_BYTES", 1 << 20)  # every line: the estimate is about right
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", str(size * 4 // 5))  # the table is over it too: on disk
+    assert size * 4 // 5 < 6000 * 3 * 8
+    cached = load(tmp_path, "data: {source: csv, path: d.csv}\n")
+    assert isinstance(cached.x.base, np.memmap)
+    np.testing.assert_array_equal(cached.x, reference[:, :2])
+
+
+def test_a_resident_table_is_an_ordinary_writable_array_and_falls_back_where_it_cannot_be_mapped() -> None:
+    script = textwrap.dedent(
+        """
+        import resource
+        import numpy as np
+        from lrtrain.sources.base import resident
+
+        table = resident((1 << 20, 5))  # 40 MB: mapped at once
+        table[:] = 1.5
+        assert table.dtype == np.float64 and table.shape == (1 << 20, 5) and table.flags.c_contiguous
+        assert float(table.sum()) == 1.5 * 5 * (1 << 20)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, hard))
+        try:
+            resident((1 << 30, 8))  # 64 GB: neither the mapping nor NumPy's array fits
+        except MemoryError:
+            print("refused")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True
+    )
+    assert done.stdout.split() == ["refused"]
+
+
 def test_a_last_line_without_a_line_end_is_read_in_ranges_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "d.csv").write_text("x,y\n1,2\n3,4\n5,6")
     monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
@@ -203,6 +257,53 @@ def test_a_streamed_csv_holds_a_range_in_memory_not_the_file(tmp_path: Path) -> 
     grown = int(done.stdout.split()[-1])
     # the ranges, pyarrow's threads and buffers: about 20 MB; the whole file parsed at once: 32 MB of numbers and more
     assert grown < 30, f"{grown} MB over the imports for 1 MB ranges of a 40 MB file"
+
+
+def test_passes_over_a_table_cached_on_disk_hold_a_block_of_it_at_a_time_not_all_they_read() -> None:
+    """The finite check, the fingerprint, the moments, the exact solve's refinement and the loss each read a
+    48 MB table mapped from disk whole; the pages each has read leave the process as it moves on (else the
+    kernel counts all 48 MB as the process's own, and a 4 GB file as 4 GB)."""
+    script = textwrap.dedent(
+        """
+        import re
+        from pathlib import Path
+        import numpy as np
+        from lrtrain.engine import mean_squares
+        from lrtrain.engine_exact import solve
+        from lrtrain.moments import moments
+        from lrtrain.parallel import SINGLE
+        from lrtrain.sources.base import Table, checked, fingerprint, scratch_mapping
+
+        def status(key):
+            return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) >> 10
+
+        rng = np.random.default_rng(4)
+        block = rng.normal(size=(50_000, 20))
+        block[:, -1] = block[:, :-1] @ np.arange(19.0) + rng.normal(size=50_000)
+        expected = solve(block[:, :-1], block[:, -1], True)[0]
+
+        def fill(out):
+            for _ in range(6):
+                block.tofile(out)
+            return (300_000, 20)
+
+        rows = scratch_mapping(fill, np.dtype(np.float64))
+        table = Table(rows[:, :-1], rows[:, -1], [f"x{i}" for i in range(19)], "y", "test")
+        before = status("VmHWM")
+        checked(table)
+        fingerprint(table)
+        stats = moments(table.x, table.y)
+        w, b = solve(table.x, table.y, True, centered=stats)
+        mean_squares(table.x, table.y, 300_000, SINGLE, [(w, b)])
+        print(status("VmHWM") - before, float(np.max(np.abs(w - expected))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=True
+    )
+    grown, error = done.stdout.split()
+    assert int(grown) < 16, f"the passes over a 48 MB mapped table grew the peak by {grown} MB"
+    assert float(error) < 1e-9  # six copies of a block: the same least squares as the block
 
 
 def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:

@@ -369,7 +369,9 @@ def predict(
         list[str] | None,
         typer.Argument(
             help="Samples, one per argument; features separated by commas (e.g. 1.5,2). "
-            "'-' reads samples from stdin, one per line.",
+            "'-' reads samples from stdin, one per line. A model with categorical columns takes one value per "
+            "column of its training table, in order, a level name for a categorical one (e.g. 3.5,red; "
+            "'3.5,New York').",
             show_default=False,
             metavar="VALUE",
             callback=_values_or_data,

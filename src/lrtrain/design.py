@@ -4,20 +4,54 @@ A categorical column with levels l0 < l1 < ... < lk (sorted: as numbers when eve
 else as text, the order statsmodels' `C(column)` uses) becomes k indicator columns named
 `column[l1]` ... `column[lk]`, each 1 where the row holds that level and 0 elsewhere; the
 baseline l0 is the row of zeros, so each weight is that level's difference from the baseline.
-Training encodes the rows read with `indicators`; the levels are saved in model.json so that
-rows given later are encoded by the same function, a level unseen in training being an error.
+
+What a cell names is decided per column, as pandas' `read_csv` decides a column's type before
+statsmodels sees it: when every cell is a number, the levels are numbers (1, 1.0, 01 and +1e0 are
+one level, named by the number's shortest text: "1", "2.5"), so a CSV column and the same column
+stored as integers or floats in Parquet have the same levels; otherwise the levels are the cells'
+text, without surrounding spaces. Training encodes the rows read with `indicators`; the levels are
+saved in model.json so that rows given later are encoded by the same rule, a level unseen in
+training being an error. NumPy is imported only by `indicators`: `lrtrain predict` encodes a few
+samples with `Levels.find` and `Levels.row` in plain Python.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from lrtrain.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII only, as predict reads numbers
+
+
+def number_text(cell: str) -> str | None:
+    """The shortest text of the finite number a cell holds ('1' for 1, 1.0, 01, ' +1' and 1e0; '2.5' for 2.50),
+    exact for integers of any length; None when the cell is not one."""
+    text = cell.strip()
+    if INTEGER.fullmatch(text) and len(text) <= 4000:  # Python converts at most 4300 digits
+        return str(int(text))
+    if not NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        return None
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def cell_text(value: Any) -> str:
+    """A table cell as the text a level is read from: '' for a null or a NaN (a missing cell), else str()."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -36,16 +70,40 @@ class Levels:
         """The indicator columns' names: `column[level]` for every level but the baseline."""
         return [f"{self.column}[{level}]" for level in self.levels[1:]]
 
+    @cached_property
+    def numeric(self) -> bool:
+        """Whether the levels are numbers (each in its shortest text), so that a cell names one by its value."""
+        return all(number_text(level) == level for level in self.levels)
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {level: i for i, level in enumerate(self.levels)}
+
+    def find(self, cell: str) -> int | None:
+        """The place of the level a cell names (its number when the levels are numbers, else its text without
+        surrounding spaces); None when it names none."""
+        key = number_text(cell) if self.numeric else cell.strip()
+        return None if key is None else self._index.get(key)
+
+    def row(self, code: int) -> list[float]:
+        """The indicator values of the level at `code`: 1 in its column, 0 elsewhere (all 0 for the baseline)."""
+        return [float(i == code) for i in range(1, len(self.levels))]
+
+    def unseen(self, cell: str) -> str:
+        """Why `cell` has no weight, and what to do: for an error that first says where the cell is."""
+        known = ", ".join(repr(level) for level in self.levels[:20])
+        more = f" and {len(self.levels) - 20} more" if len(self.levels) > 20 else ""
+        return (
+            f"column {self.column!r}: level {cell.strip()!r} was not seen in training, so the model has no weight "
+            f"for it. The known levels are {known}{more}. Map it to one of them, or retrain with rows that hold it."
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {"column": self.column, "levels": list(self.levels), "baseline": self.baseline}
 
 
 def _as_number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    return float(text) if number_text(text) is not None else None
 
 
 def ordered(values: Iterable[str]) -> list[str]:
@@ -59,8 +117,11 @@ def ordered(values: Iterable[str]) -> list[str]:
 
 
 def levels_of(column: str, values: Iterable[str], origin: str) -> Levels:
-    """The levels found in a column; a single one is an error (an indicator would be constant)."""
-    levels = tuple(ordered(values))
+    """The levels of a column whose cells are `values` (none empty): numbers when every cell is one, else the
+    cells' text without surrounding spaces. A single level is an error (an indicator would be constant)."""
+    cells = [value.strip() for value in values]
+    numbers = [number_text(cell) for cell in cells]
+    levels = tuple(ordered(cells if None in numbers else [n for n in numbers if n is not None]))
     if len(levels) < 2:
         only = f" ({levels[0]!r} in every row)" if levels else ""
         raise DataError(
@@ -70,23 +131,22 @@ def levels_of(column: str, values: Iterable[str], origin: str) -> Levels:
     return Levels(column, levels)
 
 
-def indicators(levels: Levels, values: Sequence[str] | np.ndarray, where: str = "", first: int = 0) -> np.ndarray:
+def indicators(
+    levels: Levels, values: Sequence[str] | np.ndarray, place: Callable[[int], str] = lambda row: f"row {row}"
+) -> np.ndarray:
     """The (rows, levels - 1) float64 indicator columns of `values` (the column's cells as text); a value that
-    is not one of the levels is an error naming it, the row (`first` + its index, in `where`), the column and
-    the levels known."""
-    index = {level: i for i, level in enumerate(levels.levels)}
+    names none of the levels is an error naming it, where it is (`place` of its index: a file's line or row),
+    the column and the levels known."""
+    import numpy as np
+
+    found: dict[str, int | None] = {}  # each distinct cell is looked up once
     codes = np.empty(len(values), dtype=np.intp)
     for row, value in enumerate(values):
-        code = index.get(value)
+        code = found.get(value, -1)
+        if code == -1:
+            code = found[value] = levels.find(value)
         if code is None:
-            place = f"{where}, " if where else ""
-            known = ", ".join(repr(level) for level in levels.levels[:20])
-            more = f" and {len(levels.levels) - 20} more" if len(levels.levels) > 20 else ""
-            raise DataError(
-                f"{place}row {first + row}, column {levels.column!r}: level {value!r} was not seen in training, so the "
-                f"model has no weight for it. The known levels are {known}{more}. Map it to one of them, or "
-                "retrain with rows that hold it."
-            )
+            raise DataError(f"{place(row)}, {levels.unseen(value)}")
         codes[row] = code
     out = np.zeros((len(codes), len(levels.levels) - 1))
     rows = np.flatnonzero(codes > 0)

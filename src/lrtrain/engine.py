@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lrtrain import order
-from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.blocks import passing
 from lrtrain.parallel import SINGLE, Shard
 
 if TYPE_CHECKING:
@@ -153,9 +153,8 @@ def squared_errors(x: np.ndarray, y: np.ndarray, models: list[tuple[np.ndarray, 
     w = np.column_stack([np.asarray(m[0], dtype=np.float64) for m in models])
     b = np.array([m[1] for m in models], dtype=np.float64)
     total = np.zeros(len(models))
-    for start in range(0, len(y), BLOCK_ROWS):
-        stop = start + BLOCK_ROWS
-        r = np.asarray(x[start:stop], dtype=np.float64) @ w + b - np.asarray(y[start:stop], dtype=np.float64)[:, None]
+    for x_part, y_part in passing(x, y):
+        r = np.asarray(x_part, dtype=np.float64) @ w + b - np.asarray(y_part, dtype=np.float64)[:, None]
         total += np.einsum("ij,ij->j", r, r)  # column j: rᵀr of model j
     return total
 

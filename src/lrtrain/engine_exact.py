@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.blocks import mapped, passing
 from lrtrain.engine import EpochLog, Schedule, State, mse
 from lrtrain.errors import DataError
 from lrtrain.moments import Moments, combined, moments
@@ -68,14 +68,14 @@ def _cholesky_refined(
     # one refinement step against the data, not the rounded Gram matrix: g = Aᵀ(t - Aw) - ρw,
     # Aᵀ(t - Aw) summed over this rank's rows, then over the ranks
     near_origin = np.all(stats.x_mean**2 <= np.diag(stats.gram) / stats.n)  # |μ| within one spread
-    if near_origin and x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous:
+    if near_origin and x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous and not mapped(x):
         r = (y - stats.y_mean) - (x @ w - float(stats.x_mean @ w))  # two BLAS passes, no copies of X
         residual = x.T @ r - stats.x_mean * r.sum()  # Aᵀr = Xᵀr - μΣr
     else:
         residual = np.zeros(len(w))
-        for start in range(0, len(y), BLOCK_ROWS):
-            a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - stats.x_mean
-            t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - stats.y_mean
+        for x_part, y_part in passing(x, y):
+            a = np.asarray(x_part, dtype=np.float64) - stats.x_mean
+            t = np.asarray(y_part, dtype=np.float64) - stats.y_mean
             residual += a.T @ (t - a @ w)
     refined: np.ndarray = w + solve_with(shard.reduce(residual) - ridge * w)
     return refined

@@ -10,10 +10,11 @@ import json
 import math
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, TypeVar
 
+from lrtrain.design import Levels
 from lrtrain.errors import InputError, ModelError
 from lrtrain.files import read_json
 from lrtrain.runs import CHECKPOINT_FILE, MODEL_FILE, newest_models
@@ -302,38 +303,136 @@ def is_number(text: str) -> bool:
 
 def parse_sample(text: str, where: str) -> list[float]:
     """'1.5, 2' or '1.5 2' -> [1.5, 2.0]; an empty field between commas ('1,,2') is an error, not skipped."""
+    return [_parse_number(field, text, where) for field in _fields(text, where, commas_only=False)]
+
+
+def _fields(text: str, where: str, commas_only: bool) -> list[str]:
+    """The values of a sample: separated by commas and spaces, or with `commas_only`, by its commas alone when it
+    has any (so that a level name may hold a space) and by spaces when it has none."""
     if not text.strip():
         raise InputError(f"{where} is empty. Give one sample per line: feature values separated by commas or spaces.")
+    if commas_only and "," not in text:
+        return text.split()
     fields = []
     for place, part in enumerate(text.split(","), start=1):
-        words = part.split()
+        words = part.split() if not commas_only else [part.strip()] if part.strip() else []
         if not words:
+            what = "value" if commas_only else "number"
             raise InputError(
                 f"{where}: field {place} of {text.strip()!r} is empty (two commas in a row, or one at an end). "
-                "Give one number between each pair of commas."
+                f"Give one {what} between each pair of commas."
             )
         fields += words
-    values = []
-    for field in fields:
-        if not is_number(field):
-            raise InputError(
-                f"{where}: {field!r} is not a number (in {text.strip()!r}). Give feature values as numbers "
-                "separated by commas or spaces, in plain ASCII (1000, -2.5, 1e-3; not 1_000 nor other scripts' "
-                "digits)."
-            )
-        value = float(field)
-        if not math.isfinite(value):
-            raise InputError(f"{where}: {field!r} is not a finite number. Give finite feature values.")
-        values.append(value)
-    return values
+    return fields
+
+
+def _parse_number(field: str, text: str, where: str, column: str | None = None) -> float:
+    """A feature value; an error naming it (and the `column` that takes it) when it is not a finite number."""
+    if not is_number(field):
+        how = "Give feature values as numbers separated by commas or spaces"
+        if column is not None:
+            how = f"Column {column!r} takes a number"
+        raise InputError(
+            f"{where}: {field!r} is not a number (in {text.strip()!r}). {how}, in plain ASCII (1000, -2.5, 1e-3; "
+            "not 1_000 nor other scripts' digits)."
+        )
+    value = float(field)
+    if not math.isfinite(value):
+        raise InputError(f"{where}: {field!r} is not a finite number. Give finite feature values.")
+    return value
+
+
+class Inputs:
+    """What a sample for `model` holds: one value per column of the training table, in its order, a level name for
+    each categorical column (read as training read its cells: lrtrain.design), and the model's features made of
+    them, the level names as indicators. A model without categorical columns takes its features."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.levels = {column: Levels(column, levels) for column, levels in model.categorical}
+        made = {name: column for column, levels in self.levels.items() for name in levels.names}
+        self.columns = list(dict.fromkeys(made.get(feature, feature) for feature in model.features))
+
+    def read(self, text: str, where: str) -> list[float | str]:
+        """An argument's or stdin line's sample: numbers, and level names; as many values as it holds (`check`
+        says when that is not one per column)."""
+        if not self.levels:
+            return [*parse_sample(text, where)]
+        fields = _fields(text, where, commas_only=True)
+        if len(self.columns) == 1 and "," not in text:
+            fields = [text.strip()]  # a model of one categorical column: the sample is its level, spaces and all
+        if len(fields) != len(self.columns):
+            return [*fields]
+        sample: list[float | str] = []
+        for column, field in zip(self.columns, fields, strict=True):
+            levels = self.levels.get(column)
+            if levels is None:
+                sample.append(_parse_number(field, text, where, column))
+                continue
+            code = levels.find(field)
+            if code is None:
+                raise InputError(f"{where}: {levels.unseen(field)}")
+            sample.append(levels.levels[code])
+        return sample
+
+    def check(self, sample: Sequence[float | str]) -> None:
+        """A sample must have one value per column; with none categorical, per feature (Model.check)."""
+        if not self.levels:
+            self.model.check([float(v) for v in sample])
+            return
+        if len(sample) == len(self.columns):
+            return
+        taken = ", ".join(
+            f"{column} (a level: {self._named(self.levels[column])})"
+            if column in self.levels
+            else f"{column} (a number)"
+            for column in self.columns
+        )
+        indicators = [name for levels in self.levels.values() for name in levels.names]
+        hint = (
+            f" Its {len(self.model.features)} features include the indicator columns {', '.join(indicators)}, which "
+            "predict makes from the level name: give the level itself."
+            if len(sample) == len(self.model.features) and all(is_number(str(v)) for v in sample)
+            else ""
+        )
+        import shlex
+
+        example = ",".join(self.levels[c].baseline if c in self.levels else "1" for c in self.columns)
+        raise InputError(
+            f"the model in {self.model.path} takes {len(self.columns)} value(s), one per column of its training table: "
+            f"{taken}; but got {len(sample)}: {', '.join(str(v) for v in sample)}.{hint} Give each sample as one "
+            "argument (or stdin line), its values separated by commas (or spaces, with no comma), e.g. "
+            f"lrtrain predict {shlex.quote(example)}."
+        )
+
+    def features(self, sample: Sequence[float | str]) -> list[float]:
+        """The model's features for a sample `read` and `check`ed: its numbers, and each level's indicators."""
+        if not self.levels:
+            return [float(v) for v in sample]
+        values: dict[str, float] = {}
+        for column, value in zip(self.columns, sample, strict=True):
+            levels = self.levels.get(column)
+            if levels is None:
+                values[column] = float(value)
+                continue
+            values.update(zip(levels.names, levels.row(levels.levels.index(str(value))), strict=True))
+        return [values[feature] for feature in self.model.features]
+
+    @staticmethod
+    def _named(levels: Levels) -> str:
+        shown = ", ".join(repr(level) for level in levels.levels[:10])
+        return shown + (f" and {len(levels.levels) - 10} more" if len(levels.levels) > 10 else "")
+
+
+Sample = TypeVar("Sample")  # what predict_lines reads: numbers, or numbers and level names
 
 
 def predict_lines(
-    values: list[str], stdin: Iterable[str], check: Callable[[list[float]], None] = lambda sample: None
-) -> Iterator[list[float]]:
+    values: list[str], stdin: Iterable[str], parse: Callable[[str, str], Sample], check: Callable[[Sample], None]
+) -> Iterator[Sample]:
     """Samples from arguments (all parsed and checked before the first is used) and, for '-', stdin as a stream
     (a UTF-8 byte-order mark before its first line is skipped); an error on stdin names its line."""
-    parsed = [None if v == "-" else parse_sample(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
+    parsed = [None if v == "-" else parse(v, f"argument {i} ({v!r})") for i, v in enumerate(values, start=1)]
     for sample in parsed:
         if sample is not None:
             check(sample)
@@ -345,10 +444,10 @@ def predict_lines(
             if number == 1:
                 line = line.removeprefix("\ufeff")  # Notepad and PowerShell start a UTF-8 file with one
             if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
-                yield _checked(check, parse_sample(line, f"stdin line {number}"), f"stdin line {number}")
+                yield _checked(check, parse(line, f"stdin line {number}"), f"stdin line {number}")
 
 
-def _checked(check: Callable[[list[float]], None], sample: list[float], where: str) -> list[float]:
+def _checked(check: Callable[[Sample], None], sample: Sample, where: str) -> Sample:
     """`sample`, checked; a wrong one's error starts with `where` it came from."""
     try:
         check(sample)
@@ -394,11 +493,13 @@ def predict(
     if interval is not None:
         for note in model.require_statistics("predict --interval")["warnings"]:
             warn(f"note: {note}")  # what `lrtrain summary` would say of these intervals
-    for sample in predict_lines(values, stdin, model.check):
+    inputs = Inputs(model)
+    for sample in predict_lines(values, stdin, inputs.read, inputs.check):
+        x = inputs.features(sample)
         if interval is None:
-            value, bounds = model.predict(sample), None
+            value, bounds = model.predict(x), None
         else:
-            value, *bounds = model.interval(sample, interval)
+            value, *bounds = model.interval(x, interval)
         if json_output:
             record: dict[str, Any] = {"schema": "lrtrain/1", "event": "prediction", "input": sample}
             record["prediction"] = _json_number(value)

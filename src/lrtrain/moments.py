@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrtrain.blocks import BLOCK_ROWS, blocked_sum
+from lrtrain.blocks import blocked_sum, mapped, passing
 from lrtrain.parallel import Shard
 
 
@@ -78,8 +78,9 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
 
     Fast path: two passes over float64 X, one BLAS gemm Xᵀ[1 y] (sums and Xᵀy) and one syrk,
     centered algebraically (G = XᵀX - nμμᵀ), which is exact enough unless a mean dwarfs its
-    spread; then, and for float32 or strided data, the products are taken block by block on
-    the centered rows.
+    spread; then, and for float32, strided or file-mapped data (whose pages a block-by-block
+    pass releases as it goes: lrtrain.blocks), the products are taken block by block on the
+    centered rows.
 
     With few features (D ≤ ONE_THREAD_MAX_D) every BLAS call is a thin product that streams X
     once; a second BLAS thread only adds its wake-ups per block (on 2 busy cores, 1e6 × 19:
@@ -94,8 +95,8 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
 
 def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
     n, d = x.shape
-    y_mean = float(np.mean(y, dtype=np.float64))
-    if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous:
+    y_mean = sum(float(np.sum(t, dtype=np.float64)) for _, t in passing(x[:, :0], y)) / n
+    if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous and not mapped(x):
         sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
         x_mean = sums_and_xty[:, 0] / n
         gram = x.T @ x - n * np.outer(x_mean, x_mean)
@@ -107,9 +108,9 @@ def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
             return Moments(n, x_mean, y_mean, gram, cross, tt)
     x_mean = blocked_sum(x) / n
     gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
-    for start in range(0, n, BLOCK_ROWS):
-        a = np.asarray(x[start : start + BLOCK_ROWS], dtype=np.float64) - x_mean
-        t = np.asarray(y[start : start + BLOCK_ROWS], dtype=np.float64) - y_mean
+    for x_part, y_part in passing(x, y):
+        a = np.asarray(x_part, dtype=np.float64) - x_mean
+        t = np.asarray(y_part, dtype=np.float64) - y_mean
         gram += a.T @ a  # BLAS syrk
         cross += a.T @ t
         tt += float(t @ t)

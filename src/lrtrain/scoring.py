@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lrtrain.design import Levels, indicators
+from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
@@ -179,26 +179,26 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
             "Name the file's columns as the model's features, or use a model trained on these columns."
         )
     x = np.empty((batch.num_rows, len(model.features)))
+
+    def place(row: int) -> str:
+        return f"{table.origin}, {table.place(first_row + row)}"
+
     encoded = {
-        name: dict(zip(levels.names, indicators(levels, _texts(batch.column(name)), table.origin, first_row).T,
-                       strict=True))
+        name: dict(zip(levels.names, indicators(levels, _texts(batch.column(name)), place).T, strict=True))
         for name, levels in coded.items()
-    }  # fmt: skip
+    }
     for j, name in enumerate(model.features):
         x[:, j] = encoded[made[name]][name] if name in made else numbers(batch.column(name), name, table, first_row)
     return x
 
 
 def _texts(column: Any) -> list[str]:
-    """A categorical column's cells as the text the levels were read as (a number as its shortest form)."""
+    """A categorical column's cells as the text training read its levels from (lrtrain.design.cell_text)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        column = pc.cast(column, pa.string())
-    return [str(value) for value in column.to_pylist()]
+    return [cell_text(value) for value in column.to_pylist()]
 
 
 def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndarray:

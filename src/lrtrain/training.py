@@ -219,16 +219,24 @@ def train(
         listener.started(
             Start(engine, label, prepared.rows, prepared.features, before, rates.lr, rates.why, epochs, done)
         )
+    started = time.perf_counter()  # the exact engine's run is the solve
     w_opt, b_opt = optimum or _optimum(prepared, config)
     if not (np.all(np.isfinite(w_opt)) and math.isfinite(b_opt)):
         raise DataError(unrepresentable(prepared, "the least-squares optimum"))
-    target = Target(config, prepared, prepared.scaling.to_trained(w_opt, b_opt))
+    best = prepared.scaling.to_trained(w_opt, b_opt)
+    target = Target(config, prepared, best)
     stop = StopRules(config, prepared, rates.momentum)
     start, seconds_before = (resume.state, resume.seconds) if resume else (State(0, w0, b0), 0.0)
     if resume is not None:
         stop.restore(resume.stop_rules)
-    started = time.perf_counter()
-    logs = module.train(prepared, _schedule(config, prepared, rates, device), start)
+    optimum_loss = math.nan
+    if engine == "exact":  # the optimum just solved is the run's one epoch: not solved again, its loss taken once
+        with np.errstate(over="ignore", invalid="ignore"):
+            (optimum_loss,) = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [best])
+        logs = _solved(EpochLog(1, optimum_loss, *best, 0.0))
+    else:
+        started = time.perf_counter()
+        logs = module.train(prepared, _schedule(config, prepared, rates, device), start)
     history, stopped, kept = _walk(config, prepared, logs, stop, target, start, listener, should_stop, seconds_before)
     seconds = seconds_before + time.perf_counter() - started
     if not history:
@@ -238,9 +246,12 @@ def train(
         )
     w_raw, b_raw = kept.weights, kept.bias
     scaling = prepared.scaling
-    final, best = scaling.to_trained(w_raw, b_raw), scaling.to_trained(w_opt, b_opt)
     with np.errstate(over="ignore", invalid="ignore"):
-        loss, optimum_loss = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [final, best])
+        if engine == "exact":
+            loss = optimum_loss
+        else:
+            final = scaling.to_trained(w_raw, b_raw)
+            loss, optimum_loss = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [final, best])
     if not (math.isfinite(loss) and math.isfinite(optimum_loss)):  # never "Final loss: nan" and exit 0
         raise DataError(
             unrepresentable(prepared, "the final loss" if math.isfinite(optimum_loss) else "the optimum's loss")
@@ -270,6 +281,10 @@ def train(
     if result.converged is False and engine != "exact" and stopped == "completed":
         result.shortfall = target.shortfall(history, gap, steps.pace(config, prepared, rates), _faster(config, rates))
     return result
+
+
+def _solved(log: EpochLog) -> Generator[EpochLog, None, None]:
+    yield log
 
 
 def _r2(prepared: Prepared, bias: bool, loss: float) -> float:

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
+import mmap
 import os
 import resource
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 
-from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.blocks import BLOCK_ROWS, passing
 from lrtrain.design import Levels
 from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard, block
@@ -116,9 +118,7 @@ class Table:
         if size is None:
             yield self.x[start:stop], self.y[start:stop]
             return
-        for at in range(start, stop, size):
-            end = min(at + size, stop)
-            yield self.x[at:end], self.y[at:end]
+        yield from passing(self.x, self.y, start, stop, size)
 
 
 def row_count(source: Source) -> int:
@@ -190,13 +190,13 @@ def fingerprint(source: Source, group: Shard = SINGLE) -> str:
     if source.held is None:  # every row can be read here: hash a block of the blocks
         mine = block(count, group.rank, group.world)
         for b in range(mine.start, mine.stop):
-            table[b] = _digest(list(source.blocks(*spans[b])))
+            table[b] = _digest(functools.partial(source.blocks, *spans[b]))
     else:
         shares = group.gather(np.array(source.held, dtype=float)).astype(int)  # every rank's rows
         for b, (start, stop) in enumerate(spans):
             owners = [r for r, (lo, hi) in enumerate(shares) if lo < stop and hi > start]
             if owners == [group.rank]:
-                table[b] = _digest(list(source.blocks(start, stop)))
+                table[b] = _digest(functools.partial(source.blocks, start, stop))
             elif len(owners) > 1:  # every rank takes part in the all_reduce, in the same order
                 table[b] = _spanning(source, group, start, stop, owners)
     group.reduce(table)  # every rank's block digests (a single process: its own, all of them)
@@ -205,11 +205,13 @@ def fingerprint(source: Source, group: Shard = SINGLE) -> str:
     return whole.hexdigest()
 
 
-def _digest(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """The SHA-256 of a block's x, row-major, then its y, as float64: 32 bytes, one number each."""
+def _digest(parts: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
+    """The SHA-256 of a block's x, row-major, then its y, as float64: 32 bytes, one number each. `parts()` gives
+    the block's rows in parts, asked twice (for x, then y): each part is hashed while the source still holds it."""
     digest = hashlib.sha256()
-    for part in [x for x, _ in parts] + [y for _, y in parts]:
-        digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+    for which in (0, 1):
+        for part in parts():
+            digest.update(np.ascontiguousarray(part[which], dtype=np.float64).tobytes())
     return np.frombuffer(digest.digest(), dtype=np.uint8).astype(np.float64)
 
 
@@ -230,7 +232,7 @@ def _spanning(source: Source, group: Shard, start: int, stop: int, owners: list[
     if group.rank != owners[0]:
         return np.zeros(32)
     rows = bits.view(np.float64)
-    return _digest([(rows[:, :d], rows[:, d])])
+    return _digest(lambda: [(rows[:, :d], rows[:, d])])
 
 
 def default_names(d: int) -> list[str]:
@@ -277,6 +279,27 @@ def available_memory() -> int:
 
 def gigabytes(size: int) -> str:
     return f"{size / 2**30:.3g} GB"
+
+
+def resident(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialized float64 array whose pages are all mapped at once, for a table about to be filled.
+
+    A fresh array's pages are otherwise mapped one fault at a time as they are first written: 4 KB
+    each, 40,000 for a 1e6 x 20 table, which can cost more than parsing the rows that fill it. One
+    populated mapping (Linux MAP_POPULATE) takes a fraction of that; elsewhere it is np.empty.
+    """
+    size = math.prod(shape) * 8
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if size < POPULATE_MIN_BYTES or not populate:
+        return np.empty(shape)
+    try:
+        memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    except OSError:  # no room for it at once (ulimit -v): let NumPy's allocator say so, as for any array
+        return np.empty(shape)
+    return np.frombuffer(memory, dtype=np.float64).reshape(shape)
+
+
+POPULATE_MIN_BYTES = 1 << 24  # below this, the faults cost little
 
 
 def scratch_mapping(

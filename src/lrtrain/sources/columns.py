@@ -15,9 +15,9 @@ from typing import IO, Any
 import numpy as np
 
 from lrtrain.blocks import BLOCK_ROWS
-from lrtrain.design import Levels, indicators, levels_of
+from lrtrain.design import Levels, cell_text, indicators, levels_of
 from lrtrain.errors import DataError
-from lrtrain.sources.base import Dropped, Table, scratch_mapping
+from lrtrain.sources.base import Dropped, Table, resident, scratch_mapping
 
 Place = Callable[[int], str]  # a row of the batch -> "data file F, line L" (or row R), for messages
 
@@ -30,7 +30,9 @@ def doubles(array: Any) -> np.ndarray:
 
 
 class Coder:
-    """A categorical column's codes: each text value's place in the order of first appearance."""
+    """A categorical column's codes: each distinct cell's place in the order of first appearance. A cell is kept
+    as its text without surrounding spaces (a number's text: lrtrain.design.levels_of decides, once every cell is
+    read, whether the column's levels are numbers)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -38,12 +40,12 @@ class Coder:
         self.index: dict[str, int] = {}
 
     def codes(self, array: Any, missing: str, place: Place) -> np.ndarray:
-        """The column's codes as float64, NaN where a cell is null (or empty text: missing too)."""
+        """The column's codes as float64, NaN where a cell is missing: null, NaN, or empty text (spaces alone)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
-        values = ["" if v is None else str(v) for v in encoded.dictionary.to_pylist()]
+        values = [cell_text(v).strip() for v in encoded.dictionary.to_pylist()]
         mapping = np.array([np.nan if v == "" else float(self._code(v)) for v in values] + [np.nan])
         indices = pc.cast(encoded.indices.fill_null(len(values)), pa.int64())
         out = mapping[
@@ -66,38 +68,14 @@ class Coder:
 
 
 def batch_rows(
-    columns: list[Any],
-    names: list[str],
-    coders: dict[int, Coder],
-    missing: str,
-    place: Place,
-    counts: np.ndarray,
-    into: np.ndarray | None = None,
+    columns: list[Any], names: list[str], coders: dict[int, Coder], missing: str, place: Place, counts: np.ndarray
 ) -> np.ndarray:
     """One batch of the chosen columns as float64 rows, categorical columns as codes. A null is an error, or
-    with data.missing: drop its row is left out and counted in `counts` (per column), as is a NaN then.
-    `into` (the batch's rows of the table, data.missing: error only) receives the rows, and is returned."""
-    import pyarrow as pa
-
+    with data.missing: drop its row is left out and counted in `counts` (per column), as is a NaN then."""
     rows = len(columns[0]) if columns else 0
-    out = np.empty((rows, len(columns))) if into is None else into
+    out = np.empty((rows, len(columns)))
     for j, column in enumerate(columns):
-        if j in coders:
-            out[:, j] = coders[j].codes(column, missing, place)
-            continue
-        if column.null_count or column.type != pa.float64():
-            import pyarrow.compute as pc  # only here: a plain float64 column needs none of it (nor its memory)
-        if column.null_count:
-            if missing == "error":
-                row = pc.index(pc.is_null(column), True).as_py()
-                raise DataError(
-                    f"{place(row)}, column {names[j]!r}: the value is missing (null). Fill it, drop the rows with a "
-                    "missing cell (data.missing: drop), or leave the column out with data.features."
-                )
-            column = pc.fill_null(pc.cast(column, pa.float64()), np.nan)
-        elif column.type != pa.float64():
-            column = pc.cast(column, pa.float64())
-        out[:, j] = doubles(column)
+        out[:, j] = _values(j, column, names, coders, missing, place)
     if missing == "error":
         return out
     gaps = np.isnan(out)
@@ -113,8 +91,67 @@ def batch_rows(
     return out if keep.all() else out[keep]
 
 
+def batch_into(columns: list[Any], names: list[str], coders: dict[int, Coder], place: Place, into: Filling) -> None:
+    """One batch of the chosen columns (data.missing: error: every row is kept) written straight into the
+    table's next rows, column by column: no batch of rows is made on the way."""
+    rows = len(columns[0]) if columns else 0
+    x, y = into.next_rows(rows)
+    for j, column in enumerate(columns):
+        (x[:, j] if j < x.shape[1] else y)[:] = _values(j, column, names, coders, "error", place)
+
+
+def _values(j: int, column: Any, names: list[str], coders: dict[int, Coder], missing: str, place: Place) -> np.ndarray:
+    """Column j of a batch as float64 values (codes for a categorical one), NaN for a null with data.missing: drop."""
+    import pyarrow as pa
+
+    if j in coders:
+        return coders[j].codes(column, missing, place)
+    if column.null_count or column.type != pa.float64():
+        import pyarrow.compute as pc  # only here: a plain float64 column needs none of it (nor its memory)
+    if column.null_count:
+        if missing == "error":
+            row = pc.index(pc.is_null(column), True).as_py()
+            raise DataError(
+                f"{place(row)}, column {names[j]!r}: the value is missing (null). Fill it, drop the rows with a "
+                "missing cell (data.missing: drop), or leave the column out with data.features."
+            )
+        column = pc.fill_null(pc.cast(column, pa.float64()), np.nan)
+    elif column.type != pa.float64():
+        column = pc.cast(column, pa.float64())
+    return doubles(column)
+
+
+class Filling:
+    """A table read into memory: the features (N, D) and the target (N,) as two C-contiguous arrays, so that
+    every later pass over X is one BLAS call on contiguous memory. Its pages are mapped up front (see
+    sources.base.resident). `expected` is the row count when known, else an estimate: the arrays grow
+    (by half again, a copy) when more rows come."""
+
+    def __init__(self, expected: int, width: int) -> None:
+        self.x, self.y = resident((expected, width - 1)), np.empty(expected)
+        self.rows = 0
+
+    def next_rows(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The places of the next `count` rows (features, target), which the caller fills."""
+        start, self.rows = self.rows, self.rows + count
+        if self.rows > len(self.y):
+            size = max(self.rows, len(self.y) * 3 // 2)
+            x, y = resident((size, self.x.shape[1])), np.empty(size)
+            x[:start], y[:start] = self.x[:start], self.y[:start]
+            self.x, self.y = x, y
+        return self.x[start : self.rows], self.y[start : self.rows]
+
+    def append(self, block: np.ndarray) -> None:
+        """Rows already made (features, then the target)."""
+        x, y = self.next_rows(len(block))
+        x[:], y[:] = block[:, :-1], block[:, -1]
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[: self.rows], self.y[: self.rows]
+
+
 def finish(
-    table: np.ndarray,
+    table: np.ndarray | tuple[np.ndarray, np.ndarray],
     names: list[str],
     coders: dict[int, Coder],
     counts: np.ndarray,
@@ -124,49 +161,55 @@ def finish(
     scratch: bool,
     union: Callable[[list[str]], list[str]] = list,
 ) -> Table:
-    """The source: the rows (features, then the target) with each categorical column's codes expanded to its
-    indicator columns, and what data.missing: drop left out of the `read` rows. `union` gives a column's levels
-    in every process's rows from those in this one's (under torchrun, where each read a share of the rows)."""
-    if table.shape[0] == 0:
+    """The source: the rows (features, then the target; or the pair of them, as a Filling gives them) with
+    each categorical column's codes expanded to its indicator columns, and what data.missing: drop left out
+    of the `read` rows. `union` gives a column's levels in every process's rows from those in this one's
+    (under torchrun, where each read a share of the rows)."""
+    x, y = (table[:, :-1], table[:, -1]) if isinstance(table, np.ndarray) else table
+    n = len(y)
+    if n == 0:
         what = "every row has a missing cell (data.missing: drop)" if read else "it has no rows"
         raise DataError(f"{origin} has no rows to train on: {what}. Training needs at least one row.")
     dropped = None
-    if read > table.shape[0]:
-        dropped = Dropped(read - table.shape[0], {n: int(c) for n, c in zip(names, counts, strict=True) if c})
+    if read > n:
+        dropped = Dropped(read - n, {name: int(c) for name, c in zip(names, counts, strict=True) if c})
         first_line = None  # the rows after a dropped one are no longer at first_line + row
     if not coders:
-        return Table(table[:, :-1], table[:, -1], names[:-1], names[-1], origin, first_line, (), dropped)
+        return Table(x, y, names[:-1], names[-1], origin, first_line, (), dropped)
     levels: dict[int, Levels] = {}
     for j, coder in coders.items():
         present = np.zeros(len(coder.seen), dtype=bool)
-        for at in range(0, table.shape[0], BLOCK_ROWS):  # the levels of the rows kept, not of those dropped
-            present[table[at : at + BLOCK_ROWS, j].astype(np.intp)] = True
+        for at in range(0, n, BLOCK_ROWS):  # the levels of the rows kept, not of those dropped
+            present[x[at : at + BLOCK_ROWS, j].astype(np.intp)] = True
         levels[j] = levels_of(names[j], union([v for v, kept in zip(coder.seen, present, strict=True) if kept]), origin)
-    features = [n for j, name in enumerate(names[:-1]) for n in (levels[j].names if j in levels else [name])]
+    features = [name for j, column in enumerate(names[:-1]) for name in (levels[j].names if j in levels else [column])]
     width = len(features) + 1
 
     def expanded() -> Iterator[np.ndarray]:
-        for at in range(0, table.shape[0], BLOCK_ROWS):
-            part = np.asarray(table[at : at + BLOCK_ROWS])
+        for at in range(0, n, BLOCK_ROWS):
+            part = np.asarray(x[at : at + BLOCK_ROWS])
             pieces = []
             for j in range(part.shape[1]):
                 if j in levels:
                     seen = np.array(coders[j].seen, dtype=object)
-                    pieces.append(indicators(levels[j], seen[part[:, j].astype(np.intp)], origin, at))
+                    # the levels were made from these very cells, so each names one: no error to place
+                    pieces.append(indicators(levels[j], seen[part[:, j].astype(np.intp)]))
                 else:
                     pieces.append(part[:, j : j + 1])
+            pieces.append(np.asarray(y[at : at + BLOCK_ROWS])[:, None])
             yield np.hstack(pieces)
 
     def fill(out: IO[bytes]) -> tuple[int, ...]:
         for part in expanded():
             part.tofile(out)
-        return (table.shape[0], width)
+        return (n, width)
 
+    kept = tuple(levels[j] for j in sorted(levels))
     if scratch:
         rows = scratch_mapping(fill, np.dtype(np.float64))
-    else:
-        rows = np.empty((table.shape[0], width))
-        for at, part in zip(range(0, table.shape[0], BLOCK_ROWS), expanded(), strict=True):
-            rows[at : at + len(part)] = part
-    kept = tuple(levels[j] for j in sorted(levels))
-    return Table(rows[:, :-1], rows[:, -1], features, names[-1], origin, first_line, kept, dropped)
+        return Table(rows[:, :-1], rows[:, -1], features, names[-1], origin, first_line, kept, dropped)
+    filling = Filling(n, width)
+    for part in expanded():
+        filling.append(part)
+    x, y = filling.table()
+    return Table(x, y, features, names[-1], origin, first_line, kept, dropped)

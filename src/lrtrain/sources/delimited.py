@@ -4,9 +4,11 @@ pyarrow parses them, the chosen columns typed float64 up front (no type inferenc
 core. A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larger one, a
 compressed one (.gz, .bz2, .zst) or any under torchrun is read in ranges of CSV_RANGE_BYTES cut
 at row ends (a line end outside quotes: a quoted cell may hold line ends), each range parsed
-(still threaded) and appended to a memory-mapped table in a nameless temporary file, so memory
-stays bounded by the range, never the file. Under torchrun each rank reads only its byte range
-of the file (see `_share`; lrtrain.sources.shares puts the shares together). Every problem
+(still threaded). The rows go to a table in memory when its float64 numbers fit under the same
+threshold (estimated from the first lines' length), else to a memory-mapped table in a nameless
+temporary file, so memory stays bounded by the range, never the file. Under torchrun each rank
+reads only its byte range of the file (see `_share`; lrtrain.sources.shares puts the shares
+together). Every problem
 names the file, the line and the column: when pyarrow refuses a block, the block is scanned
 again row by row for the exact cell.
 """
@@ -31,14 +33,15 @@ from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources import shares
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
-from lrtrain.sources.columns import Coder, batch_rows, finish
+from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-CSV_RANGE_BYTES = 32 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
+CSV_RANGE_BYTES = 8 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
+SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
 CUT_BYTES = 1 << 12  # under torchrun, the line end that cuts a share is looked for in pieces of this size
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
@@ -99,8 +102,14 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
         return shares.table(
             rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, nothing, lines
         )
-    if scratch or compression is not None or path.stat().st_size > stream_bytes():
+    size = path.stat().st_size
+    table: np.ndarray | tuple[np.ndarray, np.ndarray]
+    if scratch or compression is not None or _table_bytes(path, skip, size, len(columns)) > stream_bytes():
         table = scratch_mapping(lambda out: reader.streamed(compression, skip, out), np.dtype(np.float64))
+    elif size > stream_bytes():  # the table fits in memory, the parse of the whole file might not: in ranges
+        filling = Filling(_rows_in(path, skip, size), len(columns))
+        reader.streamed(None, skip, filling)
+        table = filling.table()
     else:
         table = reader.whole(skip)
     if reader.read == 0:
@@ -112,8 +121,24 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
 
 
 def stream_bytes() -> int:
-    """CSV files above this size are parsed in ranges into a memory-mapped table on disk."""
+    """CSV files above this size are parsed in ranges; tables (CSV or Parquet) above it are kept in a
+    memory-mapped file on disk, not in memory."""
     return int(os.environ.get("LRTRAIN_CSV_STREAM_BYTES", str(256 << 20)))
+
+
+def _rows_in(path: Path, skip: int, size: int) -> int:
+    """About how many data lines the file has, a little more rather than less: its size over the mean length
+    of the lines in its first SAMPLE_BYTES."""
+    with path.open("rb") as handle:
+        handle.seek(skip)
+        sample = handle.read(SAMPLE_BYTES)
+    lines = max(sample.count(b"\n"), 1)
+    return int((size - skip) / (len(sample) / lines) * 1.05) + lines
+
+
+def _table_bytes(path: Path, skip: int, size: int, width: int) -> int:
+    """About how large the float64 table of the file's `width` chosen columns is."""
+    return _rows_in(path, skip, size) * width * 8 if size > stream_bytes() else size
 
 
 def _open(path: Path, compression: str | None) -> io.RawIOBase:
@@ -173,14 +198,22 @@ class _Reader:
         self.read = 0  # data rows parsed, before any is dropped
         self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)
 
-    def _rows(self, table: pa.Table, line: Callable[[int], int]) -> Iterator[np.ndarray]:
-        """A parsed table's rows as float64 blocks, batch by batch; `line(k)` is the file line of the table's
-        k-th row (asked only for a message)."""
+    def _rows(self, table: pa.Table, line: Callable[[int], int], into: Filling | None = None) -> Iterator[np.ndarray]:
+        """A parsed table's rows as float64 blocks, batch by batch; with `into` (data.missing: error: every row
+        is kept) each batch is written there instead, and nothing is yielded. `line(k)` is the file line of the
+        table's k-th row (asked only for a message)."""
         names = [self.names[i] for i in self.columns]
         at = 0
         for batch in table.to_batches():
             place = functools.partial(_line, self.path, line, at)
-            yield batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
+            if into is not None and self.spec.missing == "error":
+                batch_into(batch.columns, names, self.coders, place, into)
+            else:
+                block = batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
+                if into is None:
+                    yield block
+                else:
+                    into.append(block)
             at += batch.num_rows
             self.read += batch.num_rows
 
@@ -204,7 +237,7 @@ class _Reader:
 
         return pacsv.ReadOptions(column_names=self.keys, skip_rows=skip, use_threads=True)
 
-    def whole(self, skip: int) -> np.ndarray:
+    def whole(self, skip: int) -> tuple[np.ndarray, np.ndarray]:
         """The file parsed at once (it is under the streaming threshold)."""
         import pyarrow as pa
 
@@ -214,19 +247,28 @@ class _Reader:
             with self.path.open("rb") as handle:
                 handle.seek(skip)
                 raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
-        blocks = list(self._rows(table, functools.partial(self._row_line, None, skip)))
-        return np.concatenate(blocks) if blocks else np.empty((0, len(self.columns)))
+        filling = Filling(table.num_rows, len(self.columns))
+        for _ in self._rows(table, functools.partial(self._row_line, None, skip), filling):
+            pass
+        return filling.table()
 
-    def streamed(self, compression: str | None, skip: int, out: IO[bytes], stop: int | None = None) -> tuple[int, ...]:
+    def streamed(
+        self, compression: str | None, skip: int, out: IO[bytes] | Filling, stop: int | None = None
+    ) -> tuple[int, ...]:
         """Parse range by range the bytes from `skip` (a row's start) to `stop` (the end of the file: None),
-        appending float64 rows to `out`; returns the table's shape."""
+        appending float64 rows to `out` (a file, or a table in memory); returns the table's shape."""
         return self.parsed(self._ranges(compression, skip, stop), compression, out)
 
     def parsed(
-        self, ranges: Iterator[tuple[memoryview, int]], compression: str | None, out: IO[bytes], placed: bool = True
+        self,
+        ranges: Iterator[tuple[memoryview, int]],
+        compression: str | None,
+        out: IO[bytes] | Filling,
+        placed: bool = True,
     ) -> tuple[int, ...]:
-        """Parse the `ranges` (of self._ranges) one by one, appending float64 rows to `out`; the table's shape.
-        Not `placed`: a problem's message says line 0, not the line counted from the file's start."""
+        """Parse the `ranges` (of self._ranges) one by one, appending float64 rows to `out` (a file, or a table in
+        memory); the table's shape. Not `placed`: a problem's message says line 0, not the line counted from the
+        file's start."""
         import pyarrow as pa
 
         rows = 0
@@ -238,9 +280,13 @@ class _Reader:
                 raise DataError(self._problem(bytes(data), line, exc)) from None
             # the file line of the range's k-th row, counted only for a message
             lines = functools.partial(self._row_line, compression, start) if placed else _unplaced
-            for block in self._rows(table, lines):
-                block.tofile(out)
-                rows += len(block)
+            if isinstance(out, Filling):
+                for _ in self._rows(table, lines, out):
+                    pass
+            else:
+                for block in self._rows(table, lines):
+                    block.tofile(out)
+                    rows += len(block)
             del table
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))

@@ -23,7 +23,7 @@ from lrtrain.errors import DataError
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources import shares
 from lrtrain.sources.base import Table, scratch_mapping
-from lrtrain.sources.columns import Coder, batch_rows, finish
+from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
 from lrtrain.sources.delimited import categorical_columns, chosen_columns, stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
@@ -55,29 +55,21 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
     rows = sum(handle.metadata.num_rows for handle in opened)
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
     reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec.missing)
-    nothing = f"{origin} has no rows. Training needs at least one row."
     if group.world > 1:
-        return _share(reading, rows, origin, nothing, group)
+        return _share(reading, rows, origin, group)
+    table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or rows * len(chosen) * 8 > stream_bytes():
         table = scratch_mapping(reading.append, np.dtype(np.float64))
     else:
-        table = np.empty((rows, len(chosen)))
-        direct = spec.missing == "error"  # every row is kept: each batch is written in place, not copied there
-        at = 0
-        for block in reading.blocks(table if direct else None):
-            if not direct:
-                table[at : at + len(block)] = block
-            at += len(block)
-        table = table[:at]
-    if rows == 0:
-        raise DataError(nothing)
+        filling = Filling(rows, len(chosen))
+        for block in reading.blocks(filling if spec.missing == "error" else None):
+            filling.append(block)  # rows left after dropping; every row was written in place already otherwise
+        table = filling.table()
     return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
 
 
-def _share(reading: _Reading, rows: int, origin: str, nothing: str, group: Shard) -> Table:
+def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
     """Under torchrun: this rank's block of the `rows`, read alone into a mapped table; or every rank's error."""
-    if rows == 0:
-        raise DataError(nothing)
     mine = parallel.block(rows, group.rank, group.world)
     table: np.ndarray | None = None
     failure: DataError | None = None
@@ -87,9 +79,7 @@ def _share(reading: _Reading, rows: int, origin: str, nothing: str, group: Shard
     except DataError as exc:
         failure = exc
     read = mine.stop - mine.start
-    return shares.table(
-        table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group, nothing
-    )
+    return shares.table(table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group)
 
 
 def _files(path: Path) -> list[Path]:
@@ -133,7 +123,8 @@ def _open(file: Path) -> Any:
 
 
 def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], first: Any, pa: Any) -> None:
-    """Every chosen column is there, of the first file's type, and numeric, or text (or integer) when categorical."""
+    """Every chosen column is there, of the first file's type, and numeric, or text (or numeric, or boolean) when
+    categorical."""
     schema = handle.schema_arrow
     for j, name in enumerate(chosen):
         if name not in schema.names:
@@ -149,10 +140,12 @@ def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], f
             )
         textual = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
         if j in text:
-            if not (textual or pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+            if not (textual or numeric or pa.types.is_boolean(kind)):  # numbers: levels as a CSV's numbers give
                 raise DataError(
                     f"data file {file}: column {name!r} holds {kind} values; a categorical column (data.categorical) "
-                    "holds text, categories or integers. Remove it from data.categorical to use it as a number."
+                    "holds text, categories, booleans or numbers. Remove it from data.categorical, or write it as one "
+                    "of those."
                 )
             continue
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
@@ -191,17 +184,18 @@ class _Reading:
         self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
         self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
 
-    def blocks(self, table: np.ndarray | None = None) -> Iterator[np.ndarray]:
-        """The batches' rows; with `table` (every row kept), each written into its place there, a view of it."""
-        done = 0  # rows of the files before
+    def blocks(self, into: Filling | None = None) -> Iterator[np.ndarray]:
+        """The batches' rows; with `into` (every row kept), each batch is written there instead, and nothing
+        is yielded."""
         for file, handle in zip(self.files, self.opened, strict=True):
             at = 0  # the file's row of the batch's first
             for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=self.chosen, use_threads=True):
                 place = functools.partial(_place, file, at)
-                into = None if table is None else table[done + at : done + at + batch.num_rows]
-                yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts, into)
+                if into is None:
+                    yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                else:
+                    batch_into(batch.columns, self.chosen, self.coders, place, into)
                 at += batch.num_rows
-            done += at
 
     def append(self, out: IO[bytes], start: int = 0, stop: int | None = None) -> tuple[int, ...]:
         """The rows start..stop (of every file's together; None: to the end) appended to `out`; the shape."""

@@ -45,23 +45,23 @@ def table(
     origin: str,
     first_line: int | None,
     group: Shard,
-    nothing: str,
+    nothing: str | None = None,
     lines: Callable[[int], int] | None = None,
 ) -> Table:
     """This rank's share as a source of the whole table, or every rank's error: `rows` (float64, categorical
     columns as codes) are the share's rows kept of the `read` it read, `counts` its missing cells per column
     (data.missing: drop), `failure` what stopped its reading (None: nothing), `nothing` the error when no share
-    has a row, and `lines(i)` the file line of the share's row i. One all_reduce, two with a failure, one more
-    per categorical column."""
+    has a row (None: the one finish gives), and `lines(i)` the file line of the share's row i. One all_reduce,
+    two with a failure, one more per categorical column."""
     width = len(names)
     mine = [0.0] * (2 + width) if rows is None or failure is not None else [read, len(rows), *counts]
     everyone = agree(group, failure, mine)
     assert rows is not None  # no rank failed
     reads, kept = everyone[:, 0].astype(int), everyone[:, 1].astype(int)
     total = int(kept.sum())
-    if reads.sum() == 0:
+    if reads.sum() == 0 and nothing is not None:
         raise DataError(nothing)
-    if total == 0:  # the error one process gives: every row was dropped
+    if total == 0:  # the error one process gives: no row, or every row dropped
         finish(rows[:0], names, coders, counts, int(reads.sum()), origin, first_line, True)
     if not kept.all():
         empty = int(np.flatnonzero(kept == 0)[0])
