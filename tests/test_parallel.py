@@ -607,6 +607,17 @@ def test_csv_shares_cut_at_row_ends_even_inside_quoted_cells_make_the_one_proces
     assert digests == [fingerprint(single)] * world
 
 
+def test_csv_shares_stay_even_when_a_quote_inside_an_unquoted_cell_leaves_the_quotes_unpaired(tmp_path: Path) -> None:
+    inch = 'pipe 12" long'  # pyarrow reads the quote as text
+    rows = ["a,note,y"] + [f"{i},{inch if i == 10 else 'word'},{i % 7}" for i in range(30_000)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")  # every cut after an odd number of quotes
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", "data.features=[a]"])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    for world in (2, 3):
+        assert_shares_make_the_table(in_threads(world, lambda group: sources.load(config, group)), single)
+
+
 def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[str, int]]]:
     """The (file name, row group) pairs each thread has pyarrow decode, from here on."""
     decoded: dict[int, set[tuple[str, int]]] = {}

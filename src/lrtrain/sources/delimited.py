@@ -43,6 +43,7 @@ COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
 SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
 CUT_BYTES = 1 << 12  # under torchrun, the line end that cuts a share is looked for in pieces of this size
+UNPAIRED_RANGES = 4  # ranges' worth of bytes with no row end outside quotes: the quotes do not pair up (12")
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
 MISSING = (
@@ -319,6 +320,8 @@ class _Reader:
                             yield memoryview(data)[:end], start
                         return
                     cut = _row_end(data, end)
+                    if cut == 0 and end >= UNPAIRED_RANGES * CSV_RANGE_BYTES:  # a quote inside an unquoted cell
+                        cut = data.rfind(b"\n", 0, end) + 1  # (pyarrow reads it as text): the last line end
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
@@ -343,24 +346,27 @@ class _Reader:
         return 1 + ends
 
     def _row_line(self, compression: str | None, offset: int, k: int) -> int:
-        """The file line on which the k-th data row after byte `offset` (a row's start) begins. A row is a line,
-        but for empty lines (pyarrow skips them) and line ends inside a quoted cell (the row goes on); counted
-        again from the start, line by line, as only a message needs it."""
+        """The file line on which the k-th data row after byte `offset` (a row's start) begins: Python's csv
+        module reads the rows as pyarrow does (a line end inside a quoted cell continues the row, an empty line
+        is no row, a quote inside an unquoted cell is text), again from the start, as only a message needs it."""
         line = self._line_at(compression, offset)
-        inside = False  # within a quoted cell: an odd number of quote characters so far in the row
+        before = 0  # the lines before the row
         try:
             with io.BufferedReader(_open(self.path, compression), HEADER_BYTES) as stream:
                 _skip(stream, offset, compression)
-                for text in stream:
-                    if not inside and text.strip(b"\r\n"):
+                text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+                reader = csv.reader(text, delimiter=self.spec.delimiter)
+                for row in reader:
+                    if row:
                         if k == 0:
-                            return line
+                            break
                         k -= 1
-                    inside ^= text.count(b'"') % 2 == 1
-                    line += 1
+                    before = reader.line_num
         except OSError as exc:
             raise _unreadable(self.path, compression, exc) from None
-        return line
+        except csv.Error:  # a cell over the csv module's size limit: the line reached is the best answer
+            pass
+        return line + before
 
     def _problem(self, data: bytes, line: int, exc: Exception) -> str:
         """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
@@ -484,7 +490,7 @@ def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarra
     )  # a problem's line is counted only if it stands
     quotes = group.gather(np.array([float(reader.quotes)]))[:, 0]
     odd = np.concatenate([[0], np.cumsum(quotes)]) % 2 == 1  # before each share's start: inside a quoted cell?
-    real = [_row_start(path, cuts[i], size) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
+    real = [_row_start(path, cuts[i]) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
     if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
         reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
         rows, failure = _parse_share(reader, real[0], real[1])
@@ -520,13 +526,15 @@ def _line_start(path: Path, at: int, skip: int, size: int) -> int:
     return size
 
 
-def _row_start(path: Path, at: int, size: int) -> int:
+def _row_start(path: Path, at: int) -> int:
     """The first row start after byte `at`, which lies inside a quoted cell: just after the first line end with an
-    even number of quote characters from `at` on (the one that closes the cell, then pairs)."""
-    inside = True
+    even number of quote characters from `at` on (the one that closes the cell, then pairs). When none comes in
+    UNPAIRED_RANGES ranges' worth of bytes, or before the end, the quotes do not pair up (a quote inside an
+    unquoted cell, which pyarrow reads as text): `at`, a line start, is a row start then."""
+    inside, start = True, at
     with path.open("rb") as handle:
         handle.seek(at)
-        while piece := handle.read(CUT_BYTES):
+        while (piece := handle.read(CUT_BYTES)) and at - start < UNPAIRED_RANGES * CSV_RANGE_BYTES:
             seen = 0
             while (end := piece.find(b"\n", seen)) >= 0:
                 inside ^= piece.count(b'"', seen, end) % 2 == 1
@@ -535,7 +543,7 @@ def _row_start(path: Path, at: int, size: int) -> int:
                 seen = end + 1
             inside ^= piece.count(b'"', seen) % 2 == 1
             at += len(piece)
-    return size
+    return start
 
 
 def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
