@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import pty
 import select
@@ -13,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +122,48 @@ class ThreadShard(Shard):
         values[...] = sum(self.shared[r] for r in range(self.world))
         self.barrier.wait(timeout=30)
         return values
+
+
+KINDS = ["north\nside", 'say "hi"', "a, b", "plain"]  # quoted in a CSV: a line end, quotes doubled, a comma
+
+
+def quoted_columns(rows: int, seed: int = 4, missing: float = 0.0) -> dict[str, list[Any]]:
+    """Columns x0, x1, kind (categorical), note (text of several lines, never a feature) and y. The level
+    'late' appears only in the last third of the rows; with `missing`, that fraction of x1 and of kind is
+    missing (None)."""
+    rng = np.random.default_rng(seed)
+    x0, x1 = rng.normal(size=rows), 10 * rng.normal(size=rows)
+    kind = [KINDS[k] for k in rng.integers(0, len(KINDS), rows)]
+    for i in range(2 * rows // 3, rows, 4):
+        kind[i] = "late"
+    effect = {level: 0.5 * i for i, level in enumerate([*KINDS, "late"])}
+    y = 2 * x0 - 0.5 * x1 + np.array([effect[k] for k in kind]) + 0.1 * rng.normal(size=rows)
+    note = [f'row {i} says "see"\n' + "a line of words, quoted\n" * int(rng.integers(1, 12)) for i in range(rows)]
+    columns: dict[str, list[Any]] = {"x0": x0.tolist(), "x1": x1.tolist(), "kind": kind, "note": note, "y": y.tolist()}
+    for name, gaps in (("x1", rng.random(rows) < missing), ("kind", rng.random(rows) < missing)):
+        columns[name] = [None if gap else value for value, gap in zip(columns[name], gaps, strict=True)]
+    return columns
+
+
+def write_quoted_csv(path: Path, columns: dict[str, list[Any]]) -> None:
+    """The columns as CSV (Python's csv module: a cell with a line end, a quote or a comma is quoted; numbers
+    as repr, exact); a missing cell is empty."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle, lineterminator="\n")
+        out.writerow(columns)
+        for row in zip(*columns.values(), strict=True):
+            out.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in row])
+
+
+def file_lines(path: Path) -> list[int]:
+    """The file line on which each data row of a CSV begins (Python's csv module: the independent reference)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        starts = []
+        before = reader.line_num
+        for row in reader:
+            if row:
+                starts.append(before + 1)
+            before = reader.line_num
+    return starts

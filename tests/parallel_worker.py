@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import sys
@@ -9,6 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def read_bytes() -> int:
+    """The bytes this process has read through read() calls so far (Linux's /proc/self/io rchar)."""
+    # imported before a count starts: they are not the data (pyarrow imports pandas, if installed, to fill nulls)
+    for module in ("pyarrow.csv", "pyarrow.parquet", "pyarrow.compute", "pandas"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["rchar"])
 
 
 def run_rank(
@@ -35,7 +48,13 @@ def run_rank(
     from lrtrain.training import fit
 
     held: dict[str, Any] = {}
-    prepare = training.prepare
+    prepare, load = training.prepare, training.sources.load
+
+    def loaded(*args: Any, **kwargs: Any) -> Any:
+        before = read_bytes()
+        source = load(*args, **kwargs)
+        held["read_bytes"] = read_bytes() - before  # what reading the data read from files (pyarrow imported)
+        return source
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         prepared = prepare(*args, **kwargs)
@@ -46,9 +65,14 @@ def run_rank(
         while not isinstance(raw, np.memmap) and isinstance(raw.base, np.ndarray):
             raw = raw.base
         held["raw_mapped"] = isinstance(raw, np.memmap)  # the data as read: a file, not anonymous memory
+        held["raw_held"] = prepared.raw.held  # the rows this rank read, when it read only its share
+        held["fingerprint"] = prepared.fingerprint  # a collective: every rank asks here
+        held["dropped"] = None if prepared.raw.dropped is None else prepared.raw.dropped.to_json()
+        held["levels"] = [levels.to_json() for levels in prepared.raw.levels]
         return prepared
 
     training.prepare = recorded  # type: ignore[assignment]  # what this rank holds after preparing
+    training.sources.load = loaded  # type: ignore[assignment]  # and what it read to get there
     calls = {"epochs": 0}
 
     def should_stop() -> bool:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +19,49 @@ import numpy as np
 import pytest
 
 import lrtrain
-from lrtrain import parallel
+from lrtrain import parallel, sources
 from lrtrain.config import load_config
 from lrtrain.engine import FitResult
-from lrtrain.errors import Interrupted, LrtrainError, TrainingFailed
-from lrtrain.sources import synthetic
+from lrtrain.errors import DataError, Interrupted, LrtrainError, TrainingFailed
+from lrtrain.parallel import Shard
+from lrtrain.prepare import prepare
+from lrtrain.sources import Table, base, checked, delimited, fingerprint, parquet, row_count, synthetic
 from lrtrain.sources.writers import write
 from lrtrain.training import fit
 
-from .conftest import SUBPROCESS_TIMEOUT, cli, run_installed
+from .conftest import (
+    SUBPROCESS_TIMEOUT,
+    ThreadShard,
+    cli,
+    file_lines,
+    quoted_columns,
+    run_installed,
+    write_quoted_csv,
+)
 from .parallel_worker import run_rank
 
 SYNTHETIC = ["data.source=synthetic", "data.rows=1001", "data.features=4"]
 BASE = [*SYNTHETIC, "train.epochs=40", "train.lr=0.05"]
 
 
-def in_two_ranks(
+def in_ranks(
     tmp_path: Path,
     overrides: list[str],
-    stop_after: tuple[int | None, int | None] = (None, None),
+    stop_after: tuple[int | None, ...] = (None, None),
     resume: Path | None = None,
+    world: int = 2,
 ) -> list[dict[str, Any]]:
-    """Each rank's report: its result, or the error it stopped with, and the shapes it held after preparing.
+    """Each rank's report: its result, or the error it stopped with, and what it read and held after preparing.
     Rank r asks to stop after stop_after[r] epochs; `resume` continues that run."""
     context = multiprocessing.get_context("spawn")  # never fork a process that ran torch ops
-    outs = [tmp_path / f"rank{r}.json" for r in range(2)]
+    outs = [tmp_path / f"rank{r}.json" for r in range(world)]
     store = tmp_path / "store"
     store.unlink(missing_ok=True)  # a fresh rendezvous for each job
     resumed = str(resume) if resume else None
+    stops = [*stop_after, *[None] * world][:world]
     ranks = [
-        context.Process(target=run_rank, args=(r, 2, str(store), overrides, str(outs[r]), stop_after[r], resumed))
-        for r in range(2)
+        context.Process(target=run_rank, args=(r, world, str(store), overrides, str(outs[r]), stops[r], resumed))
+        for r in range(world)
     ]
     for process in ranks:
         process.start()
@@ -60,8 +75,10 @@ def in_two_ranks(
     return [json.loads(out.read_text()) for out in outs]
 
 
-def trained_in_two_ranks(tmp_path: Path, overrides: list[str], resume: Path | None = None) -> list[dict[str, Any]]:
-    results = in_two_ranks(tmp_path, overrides, resume=resume)
+def trained_in_ranks(
+    tmp_path: Path, overrides: list[str], resume: Path | None = None, world: int = 2
+) -> list[dict[str, Any]]:
+    results = in_ranks(tmp_path, overrides, resume=resume, world=world)
     assert all("error" not in r for r in results), results
     return results
 
@@ -88,7 +105,7 @@ def assert_same_as_one_process(ranks: list[dict[str, Any]], single: FitResult, r
         else:
             np.testing.assert_allclose(rank["val_losses"], [log.val_loss for log in single.history], rtol=rtol * 10)
         assert rank["rows"] == single.rows
-    assert ranks[0]["weights"] == ranks[1]["weights"]  # every rank takes the same step
+    assert all(rank["weights"] == ranks[0]["weights"] for rank in ranks)  # every rank takes the same step
 
 
 def assert_each_rank_holds_its_half(ranks: list[dict[str, Any]]) -> None:
@@ -96,6 +113,7 @@ def assert_each_rank_holds_its_half(ranks: list[dict[str, Any]]) -> None:
     held = [rank["held"] for rank in ranks]
     rows, val_rows = held[0]["rows"], held[0]["val_rows"]
     assert all(h["y"] == [h["x"][0]] for h in held)
+    assert all(h["raw_held"] is None for h in held)  # every rank holds every row as read (a mapped file)
     if not val_rows:
         assert [h["x"][0] for h in held] == [rows // 2, rows - rows // 2]
         return
@@ -103,6 +121,19 @@ def assert_each_rank_holds_its_half(ranks: list[dict[str, Any]]) -> None:
     assert [h["x"][0] + h["x_val"][0] for h in held] == [n // 2, n - n // 2]
     assert sum(h["x"][0] for h in held) == rows
     assert sum(h["x_val"][0] for h in held) == val_rows
+
+
+def assert_each_rank_holds_what_it_read(ranks: list[dict[str, Any]], rows: int) -> list[tuple[int, int]]:
+    """Each rank read its own share of the `rows` (about rows/world of them, the shares in order) and prepared
+    only those, split into training and validation rows; the shares."""
+    shares = [(int(lo), int(hi)) for lo, hi in (rank["held"]["raw_held"] for rank in ranks)]
+    assert [lo for lo, _ in shares] == [0, *(hi for _, hi in shares[:-1])]  # in order, none left out or twice
+    assert shares[-1][1] == rows
+    assert all(abs((hi - lo) - rows / len(ranks)) < 0.1 * rows / len(ranks) for lo, hi in shares)
+    for (lo, hi), rank in zip(shares, ranks, strict=True):
+        held = rank["held"]
+        assert held["x"][0] + (held["x_val"][0] if held["x_val"] else 0) == hi - lo
+    return shares
 
 
 CASES = {
@@ -117,22 +148,24 @@ CASES = {
 @pytest.mark.parametrize("overrides", CASES.values(), ids=CASES.keys())
 def test_two_ranks_reach_the_single_process_weights(tmp_path: Path, overrides: list[str]) -> None:
     single = fit(load_config(None, [*BASE, *overrides, "output.save=false"]))
-    ranks = trained_in_two_ranks(tmp_path, [*BASE, *overrides])
+    ranks = trained_in_ranks(tmp_path, [*BASE, *overrides])
     assert_same_as_one_process(ranks, single, rtol=1e-12 if "float64" in " ".join(overrides) else 1e-5)
     assert_each_rank_holds_its_half(ranks)
     assert all(rank["held"]["raw_mapped"] for rank in ranks)  # the synthetic rows of each rank: a mapped file
 
 
 @pytest.mark.slow
-def test_a_csv_under_torchrun_is_parsed_into_a_mapped_table_with_the_one_process_result(tmp_path: Path) -> None:
+def test_each_rank_parses_its_byte_range_of_a_csv_into_a_mapped_table_with_the_one_process_result(
+    tmp_path: Path,
+) -> None:
     spec = load_config(None, SYNTHETIC).data
     path = tmp_path / "data.csv"
     write(path, synthetic.chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
     settings = ["data.source=csv", f"data.path={path}", "train.epochs=40", "model.dtype=float64", *PREPARED]
     single = fit(load_config(None, [*settings, "output.save=false"]))
-    ranks = trained_in_two_ranks(tmp_path, settings)
+    ranks = trained_in_ranks(tmp_path, settings)
     assert_same_as_one_process(ranks, single, rtol=1e-12)
-    assert_each_rank_holds_its_half(ranks)
+    assert_each_rank_holds_what_it_read(ranks, 1001)
     assert all(rank["held"]["raw_mapped"] for rank in ranks)  # not each rank's anonymous memory
 
 
@@ -151,7 +184,7 @@ def test_standardized_validated_auto_lr_from_a_mapped_file_equals_one_process(
 ) -> None:
     settings = [*npy_source(tmp_path), "train.epochs=40", *PREPARED, *overrides]
     single = fit(load_config(None, [*settings, "output.save=false"]))
-    ranks = trained_in_two_ranks(tmp_path, settings)
+    ranks = trained_in_ranks(tmp_path, settings)
     assert_same_as_one_process(ranks, single, rtol=1e-12 if "float64" in " ".join(overrides) else 1e-5)
     assert_each_rank_holds_its_half(ranks)
     assert ranks[0]["held"]["rows"] == 801  # 1001 rows less round(0.2 · 1001) for validation
@@ -159,11 +192,17 @@ def test_standardized_validated_auto_lr_from_a_mapped_file_equals_one_process(
 
 
 @pytest.mark.slow
-def test_divergence_advice_is_the_single_process_one_on_every_rank(tmp_path: Path) -> None:
-    settings = [*SYNTHETIC, "train.epochs=40", "train.lr=5"]
+@pytest.mark.parametrize("source", ["synthetic", "csv"], ids=["made by every rank", "a csv read a share a rank"])
+def test_divergence_advice_is_the_single_process_one_on_every_rank(tmp_path: Path, source: str) -> None:
+    data = SYNTHETIC
+    if source == "csv":  # the largest value is looked for in each rank's own share
+        spec = load_config(None, SYNTHETIC).data
+        write(tmp_path / "d.csv", synthetic.chunks(spec, seed=0), 1001, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+        data = [f"data.path={tmp_path / 'd.csv'}"]
+    settings = [*data, "train.epochs=40", "train.lr=5"]
     with pytest.raises(TrainingFailed) as failed:
         fit(load_config(None, [*settings, "output.save=false"]))
-    ranks = in_two_ranks(tmp_path, settings)
+    ranks = in_ranks(tmp_path, settings)
     assert [r["error"] for r in ranks] == [f"TrainingFailed: {failed.value}"] * 2
 
 
@@ -176,7 +215,7 @@ def test_an_ill_conditioned_optimum_is_the_least_squares_one_across_ranks(tmp_pa
     np.save(tmp_path / "poly.npy", np.column_stack([x, y]))
     settings = ["data.source=npy", f"data.path={tmp_path / 'poly.npy'}", "model.dtype=float64", "train.lr=auto"]
     single = fit(load_config(None, [*settings, "train.epochs=3", "output.save=false"]))
-    ranks = trained_in_two_ranks(tmp_path, [*settings, "train.epochs=3"])
+    ranks = trained_in_ranks(tmp_path, [*settings, "train.epochs=3"])
     for rank in ranks:  # the weights of so ill-posed a problem carry cond(A)·ε; its least-squares loss does not
         assert rank["optimum"][-1] == pytest.approx(single.optimum_loss, rel=1e-11)
         fitted = x @ np.array(rank["optimum"][:-2]) + rank["optimum"][-2]
@@ -216,6 +255,32 @@ def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path: Pat
     assert model["data"]["rows"] == 1001
 
 
+@pytest.mark.slow
+@needs_torchrun
+def test_torchrun_ranks_reading_their_byte_ranges_of_a_csv_write_the_one_process_model(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    write_quoted_csv(path, quoted_columns(4000, missing=0.03))
+    settings = [f"data.path={path}", *QUOTED, "data.validation=0.2", "model.dtype=float64", "train.lr=auto"]
+    command, env = torchrun_fit(settings, "--json")
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("note: dropped") == 1  # rank 0 alone, with every rank's count
+    (run,) = (tmp_path / "runs").iterdir()
+    model = json.loads((run / "model.json").read_text())
+    alone = fit(load_config(None, [*settings, f"output.dir={tmp_path / 'alone'}"]))
+    assert alone.run_dir is not None
+    single = json.loads((alone.run_dir / "model.json").read_text())
+    np.testing.assert_allclose(model["weights"], single["weights"], rtol=1e-12)
+    assert model["metrics"]["val_loss"] == pytest.approx(single["metrics"]["val_loss"], rel=1e-12)
+    assert (model["features"], model["categorical"], model["data"]) == (
+        single["features"],
+        single["categorical"],
+        single["data"],  # the rows, the fingerprint and the rows dropped, per column
+    )
+
+
 STOPPED = [
     "train.epochs=40",
     "train.lr=0.05",
@@ -231,7 +296,7 @@ STOPPED = [
 @pytest.mark.slow
 def test_a_stop_asked_on_one_rank_stops_both_after_the_same_epoch_and_one_process_resumes_it(tmp_path: Path) -> None:
     settings = [*SYNTHETIC, *STOPPED, f"output.dir={tmp_path / 'runs'}"]
-    ranks = in_two_ranks(tmp_path, settings, stop_after=(None, 7))  # only rank 1 is asked
+    ranks = in_ranks(tmp_path, settings, stop_after=(None, 7))  # only rank 1 is asked
     assert ranks[0]["epoch"] == ranks[1]["epoch"]
     assert 7 <= ranks[0]["epoch"] < 40
     (run,) = (tmp_path / "runs").iterdir()
@@ -252,7 +317,7 @@ def test_two_ranks_resume_a_one_process_checkpoint_to_the_one_process_result(tmp
     with pytest.raises(Interrupted):
         fit(load_config(None, settings), should_stop=lambda: True)  # after epoch 1
     (run,) = (tmp_path / "runs").iterdir()
-    ranks = trained_in_two_ranks(tmp_path, ["output.save=true"], resume=run)
+    ranks = trained_in_ranks(tmp_path, ["output.save=true"], resume=run)
     single = fit(load_config(None, [*settings, "output.save=false"]))
     for rank in ranks:
         assert rank["epochs"] == 40
@@ -271,7 +336,7 @@ def test_data_changed_since_the_checkpoint_stops_every_rank_with_the_same_error(
     table = np.load(tmp_path / "data.npy")
     table[500, 0] += 1.0  # rank 1's half of the rows: only rank 0 hashes the data, and tells rank 1
     np.save(tmp_path / "data.npy", table)
-    ranks = in_two_ranks(tmp_path, [], resume=run)
+    ranks = in_ranks(tmp_path, [], resume=run)
     assert ranks[0]["error"] == ranks[1]["error"]
     assert "the training data changed since the checkpoint" in ranks[0]["error"]
 
@@ -362,7 +427,7 @@ def test_each_rank_checks_its_own_rows_and_all_report_the_first_bad_value(tmp_pa
     with pytest.raises(LrtrainError) as single:
         fit(load_config(None, [*settings, "output.save=false"]))
     assert "row 900, column 'x2': the value is nan" in str(single.value)
-    ranks = in_two_ranks(tmp_path, settings)
+    ranks = in_ranks(tmp_path, settings)
     assert [r["error"] for r in ranks] == [f"DataError: {single.value}"] * 2
 
 
@@ -409,3 +474,277 @@ def test_the_fast_predict_path_refuses_under_torchrun_too(workdir: Path) -> None
     assert ranked.returncode == 2
     assert "`lrtrain predict` runs in one process, but WORLD_SIZE is 2" in ranked.stderr
     assert ranked.stdout == ""
+
+
+# --------------------------------------------------------------------------- each rank reads its share of a table
+
+
+def in_threads(world: int, work: Callable[[Shard], Any]) -> list[Any]:
+    """What `work(group)` returns, or the error it raises, on each of `world` ranks run as threads (their
+    all_reduces through shared memory: conftest.ThreadShard; a rank left waiting gives up after 30 s)."""
+    shared: dict[int, np.ndarray] = {}
+    barrier = threading.Barrier(world)
+    found: dict[int, Any] = {}
+
+    def rank(r: int) -> None:
+        try:
+            found[r] = work(ThreadShard(r, world, 0, 0, shared, barrier))
+        except Exception as exc:  # handed to the test
+            found[r] = exc
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=SUBPROCESS_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)
+    return [found[r] for r in range(world)]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shares_of_the_rows_give_the_one_process_fingerprint_split_and_first_bad_value(
+    monkeypatch: pytest.MonkeyPatch, world: int
+) -> None:
+    monkeypatch.setattr(base, "HASH_ROWS", 100)  # 11 blocks of the fingerprint, some spanning two shares
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(1001, 3)), rng.normal(size=1001)
+    x[::7, 1] = -0.0  # the sign of a zero is data too
+    whole = Table(x, y, ["a", "b", "c"], "y", "test")
+    bounds = [0, *sorted(rng.choice(np.arange(1, 1001), world - 1, replace=False)), 1001]  # uneven shares
+    shares = [Table(x[lo:hi], y[lo:hi], ["a", "b", "c"], "y", "test", offset=lo, total=1001)
+              for lo, hi in itertools.pairwise(bounds)]  # fmt: skip
+    digests = in_threads(world, lambda group: fingerprint(shares[group.rank], group))
+    assert digests == [fingerprint(whole)] * world
+    config = load_config(None, ["data.validation=0.3", "data.standardize=true", "model.dtype=float64"])
+    single = prepare(whole, config)
+    ranks = in_threads(world, lambda group: prepare(shares[group.rank], config, group))
+    for mine, theirs in (("x", "x"), ("y", "y"), ("x_val", "x_val"), ("y_val", "y_val")):  # in order, scaled alike
+        np.testing.assert_allclose(
+            np.concatenate([getattr(r, mine) for r in ranks]), getattr(single, theirs), atol=1e-14
+        )
+    assert [(r.rows, r.val_rows) for r in ranks] == [(single.rows, single.val_rows)] * world
+    x[bounds[-2] + 5, 2] = np.inf  # in the last share
+    with pytest.raises(DataError) as one:
+        checked(whole)
+    assert f"row {bounds[-2] + 5}, column 'c'" in str(one.value)
+    assert [str(error) for error in in_threads(world, lambda group: checked(shares[group.rank], group))] == [
+        str(one.value)
+    ] * world
+
+
+def thread_read_bytes() -> int:
+    """The bytes this thread has read through read() calls (Linux's /proc/thread-self/io rchar)."""
+    fields = dict(line.split(": ") for line in Path("/proc/thread-self/io").read_text().splitlines())
+    return int(fields["rchar"])
+
+
+def assert_shares_make_the_table(tables: list[Any], single: Table) -> None:
+    """The ranks' tables hold consecutive shares of the rows, about 1/world each, that together are the rows one
+    process reads, with its features, levels, dropped rows and row count."""
+    world = len(tables)
+    shares = [table.held for table in tables]
+    assert [lo for lo, _ in shares] == [0, *(hi for _, hi in shares[:-1])]
+    assert shares[-1][1] == single.rows
+    assert all(abs(hi - lo - single.rows / world) < 0.15 * single.rows / world for lo, hi in shares), shares
+    np.testing.assert_array_equal(np.concatenate([table.x for table in tables]), single.x)
+    np.testing.assert_array_equal(np.concatenate([table.y for table in tables]), single.y)
+    for table in tables:
+        assert (table.features, table.levels, table.dropped, table.rows) == (
+            single.features,
+            single.levels,
+            single.dropped,
+            single.rows,
+        )
+
+
+QUOTED = ["data.features=[x0, x1, kind]", "data.categorical=[kind]", "data.missing=drop"]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_each_rank_reads_only_its_byte_range_of_a_csv(tmp_path: Path, world: int) -> None:
+    spec = load_config(None, ["data.source=synthetic", "data.rows=40000", "data.features=4"]).data
+    path = tmp_path / "d.csv"
+    write(path, synthetic.chunks(spec, seed=0), 40000, 4, ["x0", "x1", "x2", "x3"])  # type: ignore[arg-type]
+    config = load_config(None, ["data.source=csv", f"data.path={path}"])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+
+    def read(group: Shard) -> tuple[Any, int, str]:
+        before = thread_read_bytes()
+        table = sources.load(config, group)
+        return table, thread_read_bytes() - before, fingerprint(table, group)
+
+    ranks = in_threads(world, read)
+    assert_shares_make_the_table([table for table, _, _ in ranks], single)
+    size = path.stat().st_size
+    for _, read_bytes, _ in ranks:  # its range, the header line and the pieces where its range is cut
+        assert 0.9 * size / world < read_bytes < size / world + 300_000, (read_bytes, size)
+    assert [digest for _, _, digest in ranks] == [fingerprint(single)] * world
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_csv_shares_cut_at_row_ends_even_inside_quoted_cells_make_the_one_process_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: int
+) -> None:
+    columns = quoted_columns(3000, missing=0.03)  # the level 'late' only in the last third; missing cells dropped
+    path = tmp_path / "d.csv"
+    write_quoted_csv(path, columns)
+    data = path.read_bytes()
+    header = data.index(b"\n") + 1
+    spans = [header + (len(data) - header) * r // world for r in range(1, world)]
+    inside = [data.count(b'"', 0, data.index(b"\n", at - 1)) % 2 == 1 for at in spans]
+    assert any(inside)  # the first line end of some rank's equal span of bytes lies inside a quoted cell
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 20_000)  # a share is parsed in several ranges
+    config = load_config(None, ["data.source=csv", f"data.path={path}", *QUOTED])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    assert single.dropped is not None
+    assert single.dropped.rows > 100
+    tables = in_threads(world, lambda group: sources.load(config, group))
+    assert_shares_make_the_table(tables, single)
+    assert "kind[late]" in tables[0].features  # a level rank 0 never read
+    digests = in_threads(world, lambda group: fingerprint(tables[group.rank], group))
+    assert digests == [fingerprint(single)] * world
+
+
+def test_csv_shares_stay_even_when_a_quote_inside_an_unquoted_cell_leaves_the_quotes_unpaired(tmp_path: Path) -> None:
+    inch = 'pipe 12" long'  # pyarrow reads the quote as text
+    rows = ["a,note,y"] + [f"{i},{inch if i == 10 else 'word'},{i % 7}" for i in range(30_000)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")  # every cut after an odd number of quotes
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", "data.features=[a]"])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    for world in (2, 3):
+        assert_shares_make_the_table(in_threads(world, lambda group: sources.load(config, group)), single)
+
+
+def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[str, int]]]:
+    """The (file name, row group) pairs each thread has pyarrow decode, from here on."""
+    decoded: dict[int, set[tuple[str, int]]] = {}
+    opened = parquet._open
+
+    def spied(file: Path) -> Any:
+        handle = opened(file)
+        iter_batches = handle.iter_batches
+
+        def counted(*args: Any, row_groups: list[int] | None = None, **kwargs: Any) -> Any:
+            groups = range(handle.metadata.num_row_groups) if row_groups is None else row_groups
+            decoded.setdefault(threading.get_ident(), set()).update((file.name, g) for g in groups)
+            return iter_batches(*args, row_groups=row_groups, **kwargs)
+
+        handle.iter_batches = counted
+        return handle
+
+    monkeypatch.setattr(parquet, "_open", spied)
+    return decoded
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
+def test_each_rank_decodes_only_the_row_groups_of_its_rows_of_a_parquet_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: int, folder: bool
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(quoted_columns(1200, missing=0.03))
+    path = tmp_path / ("parts" if folder else "d.parquet")
+    if folder:  # three files of uneven sizes, read as one table in name order
+        path.mkdir()
+        for name, (lo, hi) in zip("abc", [(0, 430), (430, 450), (450, 1200)], strict=True):
+            pq.write_table(table.slice(lo, hi - lo), path / f"{name}.parquet", row_group_size=50)
+    else:
+        pq.write_table(table, path, row_group_size=50)
+    config = load_config(None, ["data.source=parquet", f"data.path={path}", *QUOTED])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    decoded = spy_on_row_groups(monkeypatch)
+    tables = in_threads(world, lambda group: sources.load(config, group))
+    assert_shares_make_the_table(tables, single)
+    assert "kind[late]" in tables[0].features  # a level rank 0 never read
+    assert len(decoded) == world
+    for groups in decoded.values():  # its rows' groups of 50 rows, and the parts of two more at its ends
+        assert len(groups) <= 1200 / world / 50 + 2, sorted(groups)
+    digests = in_threads(world, lambda group: fingerprint(tables[group.rank], group))
+    assert digests == [fingerprint(single)] * world
+
+
+BAD_CELLS = {  # (source, [(column, row, cell)], missing) -> every rank says what one process says
+    "csv: a cell pyarrow refuses, in the last share": ("csv", [("x1", 2500, "oops")], "error"),
+    "csv: a nan the finite check finds, in the last share": ("csv", [("x0", 2600, "nan")], "error"),
+    "csv: an empty level, in the middle share": ("csv", [("kind", 1500, None)], "error"),
+    "csv: an infinity with missing cells dropped": ("csv", [("x0", 2900, "inf")], "drop"),
+    "csv: bad cells in the first and last shares": ("csv", [("x1", 200, "oops"), ("x0", 2600, "bad")], "error"),
+    "parquet: a null, in the last share": ("parquet", [("x1", 2500, None)], "error"),
+    "parquet: an empty level, in the middle share": ("parquet", [("kind", 1500, None)], "error"),
+}
+
+
+@pytest.mark.parametrize(("source", "cells", "missing"), BAD_CELLS.values(), ids=BAD_CELLS.keys())
+def test_a_bad_cell_in_one_share_stops_every_rank_with_the_one_process_message(
+    tmp_path: Path, source: str, cells: list[tuple[str, int, Any]], missing: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = quoted_columns(3000)
+    for column, row, cell in cells:
+        columns[column][row] = cell
+    path = tmp_path / f"d.{source}"
+    if source == "csv":
+        write_quoted_csv(path, columns)
+    else:
+        pq.write_table(pa.table(columns), path, row_group_size=100)
+    settings = [f"data.source={source}", f"data.path={path}", *QUOTED[:2], f"data.missing={missing}"]
+    config = load_config(None, settings)
+    with pytest.raises(DataError) as single:
+        sources.load(config)
+    _, row, _ = cells[0]
+    place = f"line {file_lines(path)[row]}" if source == "csv" else f"row {row}"
+    assert f"{path}, {place}, column " in str(single.value)  # the first bad cell, by its file line
+    ranks = in_threads(3, lambda group: sources.load(config, group))
+    assert [type(error) for error in ranks] == [DataError] * 3
+    assert [str(error) for error in ranks] == [str(single.value)] * 3
+
+
+TRAINED = [
+    *QUOTED,
+    "data.validation=0.2",
+    "data.standardize=true",
+    "train.engine=manual",
+    "model.dtype=float64",
+    "train.batch_size=100",
+    "train.momentum=0.9",
+    "train.epochs=30",
+    "train.lr=auto",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("source", "world"), [("csv", 3), ("parquet", 2)], ids=["csv, 3 ranks", "parquet folder, 2"])
+def test_ranks_that_read_only_their_shares_train_the_one_process_model(tmp_path: Path, source: str, world: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = quoted_columns(6000, missing=0.03)
+    path = tmp_path / ("d.csv" if source == "csv" else "parts")
+    if source == "csv":
+        write_quoted_csv(path, columns)
+    else:
+        path.mkdir()
+        for name, (lo, hi) in zip("ab", [(0, 4000), (4000, 6000)], strict=True):
+            pq.write_table(pa.table(columns).slice(lo, hi - lo), path / f"{name}.parquet", row_group_size=256)
+    settings = [f"data.source={source}", f"data.path={path}", *TRAINED]
+    single = fit(load_config(None, [*settings, "output.save=false"]))
+    one = sources.load(load_config(None, settings))
+    ranks = trained_in_ranks(tmp_path, settings, world=world)
+    assert_same_as_one_process(ranks, single, rtol=1e-12)
+    assert_each_rank_holds_what_it_read(ranks, row_count(one))
+    assert one.dropped is not None
+    for rank in ranks:
+        held = rank["held"]
+        assert held["fingerprint"] == fingerprint(one)  # what a resume compares
+        assert held["dropped"] == one.dropped.to_json()
+        assert held["levels"] == [levels.to_json() for levels in one.levels]
+        if source == "csv":  # its own byte range (twice where a cut fell inside a quoted cell), not the file
+            assert held["read_bytes"] < 0.9 * path.stat().st_size, held["read_bytes"]

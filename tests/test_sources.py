@@ -24,8 +24,11 @@ class Streamed:
     features: list[str]
     target: str = "y"
     origin: str = "a streamed test source"
-    first_line: int | None = 2
     rows: int | None = None
+    held: tuple[int, int] | None = None  # every row
+
+    def line(self, row: int) -> int:
+        return row + 2  # a header line, then a row a line
 
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = 7

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from lrtrain.config import load_config
 from lrtrain.errors import DataError, LrtrainError
 from lrtrain.sources import Table, delimited
 
-from .conftest import SUBPROCESS_TIMEOUT, cli
+from .conftest import SUBPROCESS_TIMEOUT, cli, file_lines, quoted_columns, write_quoted_csv
 
 
 def load(tmp_path: Path, yaml_text: str) -> Table:
@@ -56,6 +57,88 @@ def test_csv_numbers_equal_numpys_parse_whole_and_in_ranges(tmp_path: Path, monk
         np.testing.assert_array_equal(ranged.y, reference[:, 3])
     np.testing.assert_array_equal(whole.x, reference[:, :3])
     np.testing.assert_array_equal(whole.y, reference[:, 3])
+
+
+def test_quoted_cells_with_line_ends_are_read_whole_and_in_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = quoted_columns(5000)
+    write_quoted_csv(tmp_path / "d.csv", columns)
+    assert (tmp_path / "d.csv").stat().st_size > 1 << 20  # more than one block of pyarrow's parser threads
+    levels = sorted(set(columns["kind"]))
+    indicators = [[float(kind == level) for kind in columns["kind"]] for level in levels[1:]]
+    expected = np.column_stack([columns["x0"], columns["x1"], *indicators])
+    config = "data: {source: csv, path: d.csv, features: [x0, x1, kind], categorical: [kind]}\n"
+    read = [load(tmp_path, config)]
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    for size in (3000, 70_000):  # ranges cut inside quoted cells if the cut looked for a line end only
+        monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", size)
+        read.append(load(tmp_path, config))
+    for table in read:
+        assert table.features == ["x0", "x1", *(f"kind[{level}]" for level in levels[1:])]
+        np.testing.assert_array_equal(table.x, expected)
+        np.testing.assert_array_equal(table.y, columns["y"])
+
+
+@pytest.mark.parametrize(("column", "row", "cell", "said"), [("x1", 450, "oops", "'oops' is not a number"),
+                                                             ("x0", 500, "nan", "the value is nan")])  # fmt: skip
+def test_a_bad_cell_after_quoted_line_ends_is_named_by_its_file_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, column: str, row: int, cell: str, said: str
+) -> None:
+    columns = quoted_columns(600)
+    columns[column][row] = cell  # found by the parser (oops), or by the check of the values read (nan)
+    write_quoted_csv(tmp_path / "d.csv", columns)
+    line = file_lines(tmp_path / "d.csv")[row]
+    assert line > row + 2 + 600  # the cells of note before it hold more line ends than there are rows
+    config = "data: {source: csv, path: d.csv, features: [x0, x1, kind], categorical: [kind]}\n"
+    expected = f"data file {tmp_path / 'd.csv'}, line {line}, column '{column}': {said}"
+    for size in (None, 2000, 50_000):  # whole; in ranges, the row in a later one
+        if size is not None:
+            monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+            monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", size)
+        with pytest.raises(DataError) as error:
+            load(tmp_path, config)
+        assert str(error.value).startswith(expected), (size, str(error.value))
+
+
+def inch_csv(path: Path, rows: int = 40_000, bad: int | None = None) -> np.ndarray:
+    """A CSV whose unused text column holds a quote inside an unquoted cell (12"), which pyarrow reads as text,
+    early on; `bad`: that row's first cell is nan. The numbers of columns a and y."""
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(rows, 2))
+    notes = ['pipe 12" long' if i == 100 else "word" for i in range(rows)]
+    cells = [
+        ("nan" if i == bad else repr(a), note, repr(y))
+        for i, ((a, y), note) in enumerate(zip(table.tolist(), notes, strict=True))
+    ]
+    path.write_text("a,note,y\n" + "".join(f"{a},{note},{y}\n" for a, note, y in cells))
+    return table
+
+
+def test_a_quote_inside_an_unquoted_cell_is_text_and_ranges_stay_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = inch_csv(tmp_path / "d.csv")
+    text = (tmp_path / "d.csv").read_text()
+    (tmp_path / "plain.csv").write_text(text.replace('12"', "12"))  # the same without the quote
+    whole = load(tmp_path, "data: {source: csv, path: d.csv, features: [a]}\n")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 20_000)
+    peaks = {}
+    for name in ("plain.csv", "d.csv", "plain.csv"):  # the first read imports what reading needs
+        tracemalloc.start()
+        try:
+            ranged = load(tmp_path, f"data: {{source: csv, path: {name}, features: [a]}}\n")
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks["d.csv"] < peaks["plain.csv"] + 200_000  # a few ranges of 20 kB, not the rest of a 1.7 MB file
+    for read in (whole, ranged):
+        np.testing.assert_array_equal(read.x[:, 0], table[:, 0])
+        np.testing.assert_array_equal(read.y, table[:, 1])
+    inch_csv(tmp_path / "d.csv", bad=30_000)  # after the quote: its line is still its row's, plus the header's
+    with pytest.raises(DataError, match=r"d.csv, line 30002, column 'a': the value is nan"):
+        load(tmp_path, "data: {source: csv, path: d.csv, features: [a]}\n")
 
 
 def test_a_large_csv_whose_table_fits_in_memory_is_read_in_ranges_into_memory(

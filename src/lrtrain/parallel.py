@@ -7,8 +7,12 @@ standardizes and casts just that block, so the prepared arrays take ~N/world row
 per rank, and a memory-mapped .npy file is read only there. Each rank also checks only its own
 rows for NaN and infinity (the ranks agree on the first bad value to report), and hashes its
 own share of the data's fingerprint (sources.fingerprint), which a run records and a resume
-checks. Loading still happens on every rank: a CSV file is parsed whole, and synthetic data
-made whole, by each, into a mapped temporary file (page cache, not the rank's own memory).
+checks. A CSV or Parquet table is read a share per rank as well (lrtrain.sources.shares): a
+byte range of the CSV cut at row ends, the Parquet row groups that hold the rank's block, into
+a mapped temporary file; the rank's rows are then those it read, wherever the cut fell, and
+the ranks learn each other's row counts to place them in the whole table. A compressed CSV
+(it has no byte ranges) and synthetic data are still made whole by every rank, into a mapped
+temporary file (page cache, not the rank's own memory).
 
 Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
 rank holds the numbers one process would: the standardization statistics, the moments (lr:
@@ -80,6 +84,26 @@ class Shard:
     def gather(self, values: np.ndarray) -> np.ndarray:
         """Every rank's `values`, one row per rank, on every rank (one all_reduce)."""
         return self.reduce(self.slot(values))
+
+    def texts(self, values: list[str]) -> list[str]:
+        """Every rank's `values`, in rank order, on every rank (two all_reduces: the sizes, then the UTF-8 bytes,
+        each byte from one rank and zeros from the others, so the sum is exact)."""
+        if self.world == 1:
+            return list(values)
+        mine = b"".join(len(v.encode()).to_bytes(8, "little") + v.encode() for v in values)
+        sizes = self.gather(np.array([float(len(mine))]))[:, 0].astype(int)
+        if not sizes.any():
+            return []
+        at = int(sizes[: self.rank].sum())
+        packed = np.zeros(int(sizes.sum()), dtype=np.uint8)
+        packed[at : at + len(mine)] = np.frombuffer(mine, dtype=np.uint8)
+        data = self.reduce(packed).tobytes()
+        found, at = [], 0
+        while at < len(data):
+            size = int.from_bytes(data[at : at + 8], "little")
+            found.append(data[at + 8 : at + 8 + size].decode())
+            at += 8 + size
+        return found
 
 
 class StopVote:

@@ -7,6 +7,7 @@ nothing here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,8 @@ from lrtrain.blocks import blocked_sum, row_blocks
 from lrtrain.config import Config
 from lrtrain.errors import DataError
 from lrtrain.moments import Moments, Scaling, combined, moments
-from lrtrain.parallel import SINGLE, Shard, block
-from lrtrain.sources import Source, fingerprint, row_count
+from lrtrain.parallel import SINGLE, Shard
+from lrtrain.sources import Source, fingerprint, own_rows, row_count
 
 # a column is constant when its spread about the mean is below this fraction of the mean's rounding offset: every
 # value is the same float64, only the summation's rounding made a spread (relative to the feature's own magnitude,
@@ -121,16 +122,17 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
     one new copy of its rows (none for a range of rows already in the training dtype).
 
     Under torchrun (`group`: this process's place in the job) only this rank's rows are taken: its
-    block of the N rows as read, less those held out for validation, which it keeps as its block
-    of the validation rows. Each copy made here holds ~N/world rows, and a memory-mapped file is
-    read only there. The training rows of all ranks, in rank order, are the training rows of one
-    process, in order; the standardization statistics are those of all of them (sums all-reduced).
+    block of the N rows as read (or the share it read, when its reader read only that), less those
+    held out for validation, which it keeps as its block of the validation rows. Each copy made
+    here holds ~N/world rows, and a memory-mapped file is read only there. The training rows of
+    all ranks, in rank order, are the training rows of one process, in order; the standardization
+    statistics are those of all of them (sums all-reduced).
     """
     n = row_count(source)
     n_val = validation_rows(n, config.data.validation)
     rows = n - n_val
-    shard = parallel.take(rows, group)  # without validation, the rank's block of every row
-    mine = block(n, group.rank, group.world)
+    mine = own_rows(source, group)  # the rank's rows as read, by their place among all N
+    shard = parallel.take(rows, group) if source.held is None else mine  # without validation: all of them
     x, y = next(source.blocks(mine.start, mine.stop, size=None))  # a view where the rows lie in memory or a file
     train: slice | np.ndarray = slice(None)
     val: slice | np.ndarray | None = None
@@ -144,7 +146,7 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
                     f"{n} rows has no training row. Use fewer processes than {group.world} or more data."
                 )
             start = int(counts[: group.rank].sum())
-            shard = Shard(group.rank, group.world, start, start + len(train))
+            shard = dataclasses.replace(group, start=start, stop=start + len(train))  # summed as `group` sums
     d = len(source.features)
     needed = d + int(config.model.bias)
     if rows < needed and config.train.weight_decay == 0:

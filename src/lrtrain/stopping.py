@@ -15,8 +15,8 @@ from lrtrain.config import Config
 from lrtrain.engine import EpochLog
 from lrtrain.errors import TrainingFailed
 from lrtrain.moments import Moments
-from lrtrain.parallel import block
 from lrtrain.prepare import Prepared
+from lrtrain.sources import own_rows
 
 DIVERGENCE_FACTOR = 100.0  # an objective this many times its best, and above where it started, has diverged
 SCREEN = 100.0  # the epoch's own loss is checked against this many times the target before the exact check
@@ -157,7 +157,7 @@ class StopRules:
     def _advice(self, finite: bool) -> str:
         config, prepared = self.config, self.prepared
         raw, shard = prepared.raw, prepared.shard
-        mine = block(prepared.rows + prepared.val_rows, shard.rank, shard.world)  # this rank's rows as read
+        mine = own_rows(raw, shard)  # this rank's rows as read
         own = [0.0, 0.0]
         for x, y in raw.blocks(mine.start, mine.stop):
             own = [max(own[0], largest_magnitude(x)), max(own[1], largest_magnitude(y[:, None]))]

@@ -9,6 +9,8 @@ interface, so a new format is one module that returns a `Source`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import math
 import mmap
@@ -16,7 +18,7 @@ import os
 import resource
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -41,13 +43,17 @@ class Source(Protocol):
     @property
     def origin(self) -> str: ...  # where the rows come from, for messages and provenance
     @property
-    def first_line(self) -> int | None: ...  # the file line of row 0 (a text file's), for messages
-    @property
     def rows(self) -> int | None: ...  # None: not known before the rows are read
+    @property
+    def held(self) -> tuple[int, int] | None: ...  # the rows this process read, when only its share (torchrun)
     @property
     def levels(self) -> tuple[Levels, ...]: ...  # the categorical columns' levels (their indicators are features)
     @property
     def dropped(self) -> Dropped | None: ...  # data.missing: drop: the rows left out, None when nothing was
+
+    def line(self, row: int) -> int | None:
+        """The file line of a row this process holds (a text file's), for a message; None: say "row"."""
+        ...
 
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = BLOCK_ROWS
@@ -70,25 +76,45 @@ class Dropped:
 
 @dataclass(frozen=True)
 class Table:
-    """A source whose rows are arrays: in memory, or a memory-mapped file that is read only where asked."""
+    """A source whose rows are arrays: in memory, or a memory-mapped file that is read only where asked.
 
-    x: np.ndarray  # (N, D)
+    Under torchrun a reader that read only this process's share of a file sets `total` (every
+    share's rows together) and `offset` (the row of the whole table that x[0] is); rows are then
+    still asked for by their place in the whole table, and only those of the share can be.
+    """
+
+    x: np.ndarray  # (N, D), or the share's rows
     y: np.ndarray  # (N,)
     features: list[str]
     target: str
     origin: str
-    first_line: int | None = None
+    first_line: int | None = None  # the file line of row 0, when each row is one line
     levels: tuple[Levels, ...] = ()
     dropped: Dropped | None = None
+    offset: int = 0
+    total: int | None = None  # None: x and y hold every row
+    lines: Callable[[int], int] | None = None  # the file line of x[i], given i (counted when a message asks)
 
     @property
     def rows(self) -> int:
-        return len(self.y)
+        return len(self.y) if self.total is None else self.total
+
+    @property
+    def held(self) -> tuple[int, int] | None:
+        return None if self.total is None else (self.offset, self.offset + len(self.y))
+
+    def line(self, row: int) -> int | None:
+        if self.lines is not None:
+            return self.lines(row - self.offset)
+        return None if self.first_line is None else self.first_line + row
 
     def blocks(
         self, start: int = 0, stop: int | None = None, size: int | None = BLOCK_ROWS
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        stop = len(self.y) if stop is None else min(stop, len(self.y))
+        if start < self.offset:
+            raise IndexError(f"row {start} is not in this process's share of the rows ({self.held})")
+        start -= self.offset
+        stop = len(self.y) if stop is None else min(stop - self.offset, len(self.y))
         if size is None:
             yield self.x[start:stop], self.y[start:stop]
             return
@@ -100,17 +126,27 @@ def row_count(source: Source) -> int:
     return source.rows if source.rows is not None else sum(len(y) for _, y in source.blocks())
 
 
+def own_rows(source: Source, group: Shard = SINGLE) -> Shard:
+    """The rows of `source` this process reads (their places in the whole table): under torchrun the share it
+    read, when its reader read only that, else its block of every row; in one process, all of them."""
+    held = source.held
+    if held is not None:
+        return dataclasses.replace(group, start=held[0], stop=held[1])  # summed as `group` sums
+    return block(row_count(source), group.rank, group.world)
+
+
 def checked(source: Source, group: Shard = SINGLE) -> Source:
     """Reject a NaN or infinity, naming the first (in x, then in y; by row, then column).
 
-    Under torchrun each rank reads only its block of the rows, and one all_reduce gathers every
-    rank's first find, so every rank reports the same one, the one a single process would.
+    Under torchrun each rank reads only its own rows, and one all_reduce gathers every rank's
+    first find (with its file line, which only the rank that read the row knows), so every
+    rank reports the same one, the one a single process would.
     """
     n = row_count(source)
     if n == 0:
         raise DataError(f"{source.origin} has zero rows. Training needs at least one row.")
-    mine = block(n, group.rank, group.world)
-    found = np.array([np.inf, 0.0, 0.0])  # (position in x-then-y order, column, value); inf: none
+    mine = own_rows(source, group)
+    found = np.array([np.inf, 0.0, 0.0, -1.0])  # (position in x-then-y order, column, value, line); inf: none
     for which in (0, 1):
         at = mine.start
         for x, y in source.blocks(mine.start, mine.stop):
@@ -118,17 +154,18 @@ def checked(source: Source, group: Shard = SINGLE) -> Source:
             bad = ~np.isfinite(part)
             if bad.any():
                 row, col = (int(i) for i in np.argwhere(bad)[0])
-                found = np.array([which * n + at + row, col, part[row, col]])
+                line = source.line(at + row)
+                found = np.array([which * n + at + row, col, part[row, col], -1.0 if line is None else line])
                 break
             at += len(y)
         if np.isfinite(found[0]):
             break
     finds = group.gather(found)  # every rank's first find, one row each
-    position, col, value = finds[int(np.argmin(finds[:, 0]))]
+    position, col, value, line = finds[int(np.argmin(finds[:, 0]))]
     if np.isfinite(position):
         which, row = divmod(int(position), n)
         name = (source.features, [source.target])[which][int(col)]
-        place = f"line {row + source.first_line}" if source.first_line is not None else f"row {row}"
+        place = f"line {int(line)}" if line >= 0 else f"row {row}"
         raise DataError(
             f"{source.origin}, {place}, column {name!r}: the value is {value}, not a finite number. "
             "Fix or drop those rows."
@@ -142,23 +179,60 @@ def fingerprint(source: Source, group: Shard = SINGLE) -> str:
     It is the hash of the shape and of the hashes of blocks of HASH_ROWS rows (each: the block's
     x, row-major, then its y), so under torchrun (`group`, a collective then) each rank hashes
     only its share of the blocks and one all_reduce gathers the block hashes; the result is the
-    same for any number of processes. A memory-mapped file is read block by block.
+    same for any number of processes. A memory-mapped file is read block by block. Where each
+    rank read only its own rows, a block that spans two ranks' shares is first put together on
+    every rank (an all_reduce of its values' bits: each from one rank, zeros from the others).
     """
     n = row_count(source)
     count = -(-n // HASH_ROWS)
-    mine = block(count, group.rank, group.world)
     table = np.zeros((count, 32))  # each block's digest, a byte per number (exact in an all_reduce)
-    for b in range(mine.start, mine.stop):
-        start, stop = b * HASH_ROWS, min((b + 1) * HASH_ROWS, n)
-        digest = hashlib.sha256()
-        for which in (0, 1):  # the block's x, then its y: each part hashed while the source still holds it
-            for part in source.blocks(start, stop):
-                digest.update(np.ascontiguousarray(part[which], dtype=np.float64).tobytes())
-        table[b] = np.frombuffer(digest.digest(), dtype=np.uint8)
+    spans = [(b * HASH_ROWS, min((b + 1) * HASH_ROWS, n)) for b in range(count)]
+    if source.held is None:  # every row can be read here: hash a block of the blocks
+        mine = block(count, group.rank, group.world)
+        for b in range(mine.start, mine.stop):
+            table[b] = _digest(functools.partial(source.blocks, *spans[b]))
+    else:
+        shares = group.gather(np.array(source.held, dtype=float)).astype(int)  # every rank's rows
+        for b, (start, stop) in enumerate(spans):
+            owners = [r for r, (lo, hi) in enumerate(shares) if lo < stop and hi > start]
+            if owners == [group.rank]:
+                table[b] = _digest(functools.partial(source.blocks, start, stop))
+            elif len(owners) > 1:  # every rank takes part in the all_reduce, in the same order
+                table[b] = _spanning(source, group, start, stop, owners)
     group.reduce(table)  # every rank's block digests (a single process: its own, all of them)
     whole = hashlib.sha256(f"{n}x{len(source.features)}:".encode())
     whole.update(table.astype(np.uint8).tobytes())
     return whole.hexdigest()
+
+
+def _digest(parts: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]) -> np.ndarray:
+    """The SHA-256 of a block's x, row-major, then its y, as float64: 32 bytes, one number each. `parts()` gives
+    the block's rows in parts, asked twice (for x, then y): each part is hashed while the source still holds it."""
+    digest = hashlib.sha256()
+    for which in (0, 1):
+        for part in parts():
+            digest.update(np.ascontiguousarray(part[which], dtype=np.float64).tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint8).astype(np.float64)
+
+
+def _spanning(source: Source, group: Shard, start: int, stop: int, owners: list[int]) -> np.ndarray:
+    """The digest of the rows start..stop, which several ranks' shares hold: every rank gets the rows as the
+    bits of their float64 values (so the sum is exact, -0.0 included); the first owner's digest counts."""
+    d = len(source.features)
+    bits = np.zeros((stop - start, d + 1), dtype=np.int64)
+    held = source.held
+    if held is not None and group.rank in owners:
+        lo, hi = max(start, held[0]), min(stop, held[1])
+        at = lo - start
+        for x, y in source.blocks(lo, hi):
+            bits[at : at + len(y), :d] = np.asarray(x, dtype=np.float64).view(np.int64)
+            bits[at : at + len(y), d] = np.asarray(y, dtype=np.float64).view(np.int64)
+            at += len(y)
+    group.reduce(bits)
+    if group.rank != owners[0]:
+        return np.zeros(32)
+    rows = bits.view(np.float64)
+    return _digest(lambda: [(rows[:, :d], rows[:, d])])
 
 
 def default_names(d: int) -> list[str]:

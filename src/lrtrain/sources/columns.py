@@ -159,10 +159,12 @@ def finish(
     origin: str,
     first_line: int | None,
     scratch: bool,
+    union: Callable[[list[str]], list[str]] = list,
 ) -> Table:
     """The source: the rows (features, then the target; or the pair of them, as a Filling gives them) with
     each categorical column's codes expanded to its indicator columns, and what data.missing: drop left out
-    of the `read` rows."""
+    of the `read` rows. `union` gives a column's levels in every process's rows from those in this one's
+    (under torchrun, where each read a share of the rows)."""
     x, y = (table[:, :-1], table[:, -1]) if isinstance(table, np.ndarray) else table
     n = len(y)
     if n == 0:
@@ -179,7 +181,7 @@ def finish(
         present = np.zeros(len(coder.seen), dtype=bool)
         for at in range(0, n, BLOCK_ROWS):  # the levels of the rows kept, not of those dropped
             present[x[at : at + BLOCK_ROWS, j].astype(np.intp)] = True
-        levels[j] = levels_of(names[j], [v for v, kept in zip(coder.seen, present, strict=True) if kept], origin)
+        levels[j] = levels_of(names[j], union([v for v, kept in zip(coder.seen, present, strict=True) if kept]), origin)
     features = [name for j, column in enumerate(names[:-1]) for name in (levels[j].names if j in levels else [column])]
     width = len(features) + 1
 

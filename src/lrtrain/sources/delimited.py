@@ -3,10 +3,12 @@
 pyarrow parses them, the chosen columns typed float64 up front (no type inference), on every
 core. A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larger one, a
 compressed one (.gz, .bz2, .zst) or any under torchrun is read in ranges of CSV_RANGE_BYTES cut
-at line ends, each range parsed (still threaded). The rows go to a table in memory when its
-float64 numbers fit under the same threshold (estimated from the first lines' length), else
-to a memory-mapped table in a nameless temporary file, so memory stays bounded by the range,
-never the file. Every problem
+at row ends (a line end outside quotes: a quoted cell may hold line ends), each range parsed
+(still threaded). The rows go to a table in memory when its float64 numbers fit under the same
+threshold (estimated from the first lines' length), else to a memory-mapped table in a nameless
+temporary file, so memory stays bounded by the range, never the file. Under torchrun each rank
+reads only its byte range of the file (see `_share`; lrtrain.sources.shares puts the shares
+together). Every problem
 names the file, the line and the column: when pyarrow refuses a block, the block is scanned
 again row by row for the exact cell.
 """
@@ -14,6 +16,7 @@ again row by row for the exact cell.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 import itertools
@@ -27,6 +30,8 @@ import numpy as np
 
 from lrtrain.config import CsvData
 from lrtrain.errors import DataError
+from lrtrain.parallel import SINGLE, Shard
+from lrtrain.sources import shares
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
 
@@ -38,6 +43,7 @@ COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
 SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
 LINE_BYTES = 1 << 20  # pyarrow parses a block of this size at a time (ReadOptions.block_size): no line is longer
+CUT_BYTES = 1 << 12  # under torchrun, the line end that cuts a share is looked for in pieces of this size
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
 MISSING = (
@@ -49,8 +55,9 @@ MISSING = (
 NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
-def read(spec: CsvData, scratch: bool = False) -> Table:
-    """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table."""
+def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
+    """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table, and
+    there (`group`: this process's place in the job) only this rank's byte range of a file not compressed."""
     path = Path(spec.path)
     open_checked(path, "CSV")
     compression = COMPRESSION.get(path.suffix.lower())
@@ -96,6 +103,16 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     reader = _Reader(path, spec, names, columns, categorical)
     first_line = 2 if spec.header else 1
     skip = len(first) if spec.header else 0
+    chosen = [names[i] for i in columns]
+    origin = f"data file {path}"
+    nothing = f"data file {path} has a header but no data rows. Add rows of numbers below the header."
+    if group.world > 1 and compression is None:
+        reader, rows, failure, start = _share(reader, skip, group)
+        lines = functools.partial(reader._row_line, None, start)
+        counts, read = reader.counts, reader.read
+        return shares.table(
+            rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, nothing, lines
+        )
     size = path.stat().st_size
     table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or compression is not None or _table_bytes(path, skip, size, len(columns)) > stream_bytes():
@@ -107,10 +124,11 @@ def read(spec: CsvData, scratch: bool = False) -> Table:
     else:
         table = reader.whole(skip)
     if reader.read == 0:
-        raise DataError(f"data file {path} has a header but no data rows. Add rows of numbers below the header.")
-    chosen = [names[i] for i in columns]
-    origin = f"data file {path}"
-    return finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
+        raise DataError(nothing)
+    source = finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
+    if source.first_line is None:  # rows were dropped: a message names the row among those kept
+        return source
+    return dataclasses.replace(source, lines=functools.partial(reader._row_line, compression, skip))
 
 
 def stream_bytes() -> int:
@@ -204,6 +222,7 @@ class _Reader:
         keys = [f"c{i}" for i in range(len(names))]  # our own names: the header is read (and checked) by us
         drop = spec.missing == "drop"
         self.parse = pacsv.ParseOptions(delimiter=spec.delimiter)
+        self.multiline = pacsv.ParseOptions(delimiter=spec.delimiter, newlines_in_values=True)
         self.convert = pacsv.ConvertOptions(
             column_types={keys[i]: pa.string() if i in categorical else pa.float64() for i in columns},
             include_columns=[keys[i] for i in columns],
@@ -216,14 +235,16 @@ class _Reader:
         self.coders = {j: Coder(names[i]) for j, i in enumerate(columns) if i in categorical}
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
+        self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)
 
-    def _rows(self, table: pa.Table, line: Callable[[], int], into: Filling | None = None) -> Iterator[np.ndarray]:
+    def _rows(self, table: pa.Table, line: Callable[[int], int], into: Filling | None = None) -> Iterator[np.ndarray]:
         """A parsed table's rows as float64 blocks, batch by batch; with `into` (data.missing: error: every row
-        is kept) each batch is written there instead, and nothing is yielded. `line()` + self.read is the file
-        line of the table's first row (asked only for a message)."""
+        is kept) each batch is written there instead, and nothing is yielded. `line(k)` is the file line of the
+        table's k-th row (asked only for a message)."""
         names = [self.names[i] for i in self.columns]
+        at = 0
         for batch in table.to_batches():
-            place = functools.partial(_line, self.path, line, self.read)
+            place = functools.partial(_line, self.path, line, at)
             if into is not None and self.spec.missing == "error":
                 batch_into(batch.columns, names, self.coders, place, into)
             else:
@@ -232,7 +253,23 @@ class _Reader:
                     yield block
                 else:
                     into.append(block)
+            at += batch.num_rows
             self.read += batch.num_rows
+
+    def _parsed(self, source: Callable[[], object], skip_rows: int) -> pa.Table:
+        """pyarrow's table of the CSV text `source()` opens. Its threads cut the text into blocks at line ends;
+        when one falls inside a quoted cell, the parse fails (the block ends inside the cell), and the text is
+        parsed again with line ends allowed in cells (20% slower, so only then; a file that really is malformed
+        fails again)."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        options = {"read_options": self._options(skip_rows), "convert_options": self.convert}
+        try:
+            return pacsv.read_csv(source(), parse_options=self.parse, **options)
+        except pa.ArrowInvalid:
+            pass
+        return pacsv.read_csv(source(), parse_options=self.multiline, **options)
 
     def _options(self, skip: int) -> object:
         import pyarrow.csv as pacsv
@@ -242,95 +279,106 @@ class _Reader:
     def whole(self, skip: int) -> tuple[np.ndarray, np.ndarray]:
         """The file parsed at once (it is under the streaming threshold)."""
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         try:
-            table = pacsv.read_csv(
-                str(self.path),
-                read_options=self._options(1 if skip else 0),
-                parse_options=self.parse,
-                convert_options=self.convert,
-            )
+            table = self._parsed(lambda: str(self.path), 1 if skip else 0)
         except pa.ArrowInvalid as exc:
             with self.path.open("rb") as handle:
                 handle.seek(skip)
                 raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
         filling = Filling(table.num_rows, len(self.columns))
-        for _ in self._rows(table, lambda: 2 if skip else 1, filling):
+        for _ in self._rows(table, functools.partial(self._row_line, None, skip), filling):
             pass
         return filling.table()
 
-    def streamed(self, compression: str | None, skip: int, out: IO[bytes] | Filling) -> tuple[int, ...]:
-        """Parse range by range, appending float64 rows to `out` (a file, or a table in memory); returns the
-        table's shape."""
+    def streamed(
+        self, compression: str | None, skip: int, out: IO[bytes] | Filling, stop: int | None = None
+    ) -> tuple[int, ...]:
+        """Parse range by range the bytes from `skip` (a row's start) to `stop` (the end of the file: None),
+        appending float64 rows to `out` (a file, or a table in memory); returns the table's shape."""
+        return self.parsed(self._ranges(compression, skip, stop), compression, out)
+
+    def parsed(
+        self,
+        ranges: Iterator[tuple[memoryview, int]],
+        compression: str | None,
+        out: IO[bytes] | Filling,
+        placed: bool = True,
+    ) -> tuple[int, ...]:
+        """Parse the `ranges` (of self._ranges) one by one, appending float64 rows to `out` (a file, or a table in
+        memory); the table's shape. Not `placed`: a problem's message says line 0, not the line counted from the
+        file's start."""
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         rows = 0
-        for data, start in self._ranges(compression, skip):
-            # the range's first line, counted only for a message; self._rows adds the rows read before it
-            first = functools.partial(self._line_at, compression, start, -self.read)
+        for data, start in ranges:
             try:
-                table = pacsv.read_csv(
-                    pa.BufferReader(pa.py_buffer(data)),
-                    read_options=self._options(0),
-                    parse_options=self.parse,
-                    convert_options=self.convert,
-                )
+                table = self._parsed(lambda: pa.BufferReader(pa.py_buffer(data)), 0)  # noqa: B023  called at once
             except pa.ArrowInvalid as exc:
-                raise DataError(self._problem(bytes(data), first() + self.read, exc)) from None
+                line = self._line_at(compression, start) if placed else 0
+                raise DataError(self._problem(bytes(data), line, exc)) from None
+            # the file line of the range's k-th row, counted only for a message
+            lines = functools.partial(self._row_line, compression, start) if placed else _unplaced
             if isinstance(out, Filling):
-                for _ in self._rows(table, first, out):
+                for _ in self._rows(table, lines, out):
                     pass
             else:
-                for block in self._rows(table, first):
+                for block in self._rows(table, lines):
                     block.tofile(out)
                     rows += len(block)
             del table
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))
 
-    def _ranges(self, compression: str | None, skip: int) -> Iterator[tuple[memoryview, int]]:
-        """The data lines in ranges of about CSV_RANGE_BYTES, each cut after a line end, with the byte offset
-        (in the decompressed file) each starts at. One range is in memory at a time, in one buffer that every
-        range reuses (its pages are faulted in once), after the tail of the one before: the consumer is done
-        with a range when it asks for the next."""
+    def _ranges(self, compression: str | None, skip: int, stop: int | None = None) -> Iterator[tuple[memoryview, int]]:
+        """The data lines from byte `skip` to `stop` (None: the end) in ranges of about CSV_RANGE_BYTES, each cut
+        after a row's line end, with the byte offset (in the decompressed file) each starts at. One range is in
+        memory at a time, in one buffer that every range reuses (its pages are faulted in once), after the tail
+        of the one before: the consumer is done with a range when it asks for the next. The quote characters
+        of every range are counted in self.quotes."""
         start = skip
         carry = b""
         data = bytearray()
+        left = -1 if stop is None else stop - skip  # bytes still to read; -1: to the end
         try:
             with _open(self.path, compression) as stream:
-                if skip:
-                    stream.read(skip)  # the header line, already read and checked
+                _skip(stream, skip, compression)  # the header line (read and checked), or the shares before this one
                 while True:
                     size = len(carry) + CSV_RANGE_BYTES
                     if len(data) < size:
                         data = bytearray(size + HEADER_BYTES)  # room for the tails of ordinary lines
                     data[: len(carry)] = carry
-                    end = len(carry) + _fill(stream, memoryview(data)[len(carry) : size])
-                    if end < size:  # the end of the file: the last line may have no line end
+                    want = size if left < 0 else min(size, len(carry) + left)
+                    got = _fill(stream, memoryview(data)[len(carry) : want])
+                    left = left if left < 0 else left - got
+                    end = len(carry) + got
+                    if end < size:  # the end of the file or share: the last line may have no line end
                         if end:
+                            self.quotes += data.count(b'"', 0, end)
                             yield memoryview(data)[:end], start
                         return
-                    cut = data.rfind(b"\n", 0, end) + 1
-                    if cut == 0 and end > LINE_BYTES:  # no parser takes it: refused before it fills the memory
-                        raise DataError(
-                            f"data file {self.path}, line {self._line_at(compression, start)} goes on past "
-                            f"{LINE_BYTES:,} bytes without a line end, longer than any CSV line lrtrain can parse. "
-                            "Check the file there."
-                        )
-                    if cut == 0:  # one line longer than a range: read on
+                    cut = _row_end(data, end)
+                    if cut == 0 and end > LINE_BYTES:  # no row ends outside quotes within a parser's block:
+                        cut = data.rfind(b"\n", 0, end) + 1  # a quote inside an unquoted cell (12", text to pyarrow)
+                        if cut == 0:  # no line end at all: no parser takes it, refused before it fills the memory
+                            raise DataError(
+                                f"data file {self.path}, line {self._line_at(compression, start)} goes on past "
+                                f"{LINE_BYTES:,} bytes without a line end, longer than any CSV line lrtrain can "
+                                "parse. Check the file there."
+                            )
+                    if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
+                    self.quotes += data.count(b'"', 0, cut)
                     yield memoryview(data)[:cut], start
                     start += cut
                     carry = bytes(data[cut:end])
         except OSError as exc:
             raise _unreadable(self.path, compression, exc) from None
 
-    def _line_at(self, compression: str | None, offset: int, shift: int = 0) -> int:
-        """The file line that starts at byte `offset` of the (decompressed) file, plus `shift`: the line ends
-        before it, counted again from the start (only a message needs it)."""
+    def _line_at(self, compression: str | None, offset: int) -> int:
+        """The file line that starts at byte `offset` of the (decompressed) file: the line ends before it, counted
+        again from the start (only a message needs it)."""
         ends = 0
         try:
             with _open(self.path, compression) as stream:
@@ -339,7 +387,30 @@ class _Reader:
                     offset -= len(piece)
         except OSError as exc:
             raise _unreadable(self.path, compression, exc) from None
-        return 1 + ends + shift
+        return 1 + ends
+
+    def _row_line(self, compression: str | None, offset: int, k: int) -> int:
+        """The file line on which the k-th data row after byte `offset` (a row's start) begins: Python's csv
+        module reads the rows as pyarrow does (a line end inside a quoted cell continues the row, an empty line
+        is no row, a quote inside an unquoted cell is text), again from the start, as only a message needs it."""
+        line = self._line_at(compression, offset)
+        before = 0  # the lines before the row
+        try:
+            with io.BufferedReader(_open(self.path, compression), HEADER_BYTES) as stream:
+                _skip(stream, offset, compression)
+                text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+                reader = csv.reader(text, delimiter=self.spec.delimiter)
+                for row in reader:
+                    if row:
+                        if k == 0:
+                            break
+                        k -= 1
+                    before = reader.line_num
+        except OSError as exc:
+            raise _unreadable(self.path, compression, exc) from None
+        except csv.Error:  # a cell over the csv module's size limit: the line reached is the best answer
+            pass
+        return line + before
 
     def _problem(self, data: bytes, line: int, exc: Exception) -> str:
         """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
@@ -360,8 +431,9 @@ class _Reader:
         path, names, columns, delimiter = self.path, self.names, self.columns, self.spec.delimiter
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         width = len(names)
+        before = 0  # the lines before the row (a quoted cell may hold line ends)
         for row in reader:
-            number = line + reader.line_num - 1
+            number, before = line + before, reader.line_num
             if not row:
                 continue
             if len(row) != width:
@@ -453,6 +525,112 @@ def categorical_columns(
     return chosen
 
 
+def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarray | None, DataError | None, int]:
+    """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
+    after a problem), the problem that stopped it (None: none) and the byte the range starts at.
+
+    The data after the header is cut into `world` spans of equal size, and each share runs from
+    the first row start at or after its span's start to the next share's. That row start is
+    first taken to be just after a line end; whether it is, and not inside a quoted cell, shows
+    once the quote characters before it are known: each rank counts those of its share as it
+    parses it, one all_reduce adds them up, and a rank whose share began or ended inside a
+    quoted cell cuts it again where that row ends and parses it again (never, in a file with
+    no quoted line ends at the cuts).
+    """
+    path, world, rank = reader.path, group.world, group.rank
+    size = path.stat().st_size
+    spans = [skip + (size - skip) * r // world for r in range(world + 1)]
+    cuts = [_line_start(path, spans[r], skip, size) for r in (rank, rank + 1)]
+    rows, failure = _parse_share(
+        reader, cuts[0], cuts[1], placed=False
+    )  # a problem's line is counted only if it stands
+    quotes = group.gather(np.array([float(reader.quotes)]))[:, 0]
+    odd = np.concatenate([[0], np.cumsum(quotes)]) % 2 == 1  # before each share's start: inside a quoted cell?
+    real = [_row_start(path, cuts[i]) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
+    if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
+        reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
+        rows, failure = _parse_share(reader, real[0], real[1])
+    return reader, rows, failure, real[0]
+
+
+def _parse_share(
+    reader: _Reader, start: int, stop: int, placed: bool = True
+) -> tuple[np.ndarray | None, DataError | None]:
+    """The rows of bytes start..stop, or the problem that stopped their parse (the rest is still read to count its
+    quote characters, which tell whether the shares were cut at row ends)."""
+    ranges = reader._ranges(None, start, stop)
+    try:
+        return scratch_mapping(lambda out: reader.parsed(ranges, None, out, placed), np.dtype(np.float64)), None
+    except DataError as exc:
+        for _ in ranges:
+            pass
+        return None, exc
+
+
+def _line_start(path: Path, at: int, skip: int, size: int) -> int:
+    """The first line start at or after byte `at`: just after the first line end from byte at - 1 on."""
+    if at <= skip or at >= size:
+        return min(max(at, skip), size)
+    base = at - 1  # the byte each piece begins at
+    with path.open("rb") as handle:
+        handle.seek(base)
+        while piece := handle.read(CUT_BYTES):
+            end = piece.find(b"\n")
+            if end >= 0:
+                return base + end + 1
+            base += len(piece)
+    return size
+
+
+def _row_start(path: Path, at: int) -> int:
+    """The first row start after byte `at`, which lies inside a quoted cell: just after the first line end with an
+    even number of quote characters from `at` on (the one that closes the cell, then pairs). When none comes within
+    LINE_BYTES (a parser's block, which a row cannot outgrow), or before the end, the quotes do not pair up (a
+    quote inside an unquoted cell, which pyarrow reads as text): `at`, a line start, is a row start then."""
+    inside, start = True, at
+    with path.open("rb") as handle:
+        handle.seek(at)
+        while (piece := handle.read(CUT_BYTES)) and at - start <= LINE_BYTES:
+            seen = 0
+            while (end := piece.find(b"\n", seen)) >= 0:
+                inside ^= piece.count(b'"', seen, end) % 2 == 1
+                if not inside:
+                    return at + end + 1
+                seen = end + 1
+            inside ^= piece.count(b'"', seen) % 2 == 1
+            at += len(piece)
+    return start
+
+
+def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
+    """Move `stream` to byte `offset` of the (decompressed) file: a seek, or a read when it is compressed."""
+    if compression is None:
+        stream.seek(offset)
+        return
+    while offset > 0 and (piece := stream.read(min(offset, CSV_RANGE_BYTES))):
+        offset -= len(piece)
+
+
+def _row_end(data: bytearray, end: int) -> int:
+    """Where the last whole row of data[:end] ends (just after its line end), 0 when no row ends there.
+
+    The data begins at a row's start, outside quotes, so a line end ends a row when the quote
+    characters before it are even in number (RFC 4180: a cell is quoted whole, a quote inside
+    it doubled); an odd number means the line end lies inside a quoted cell, part of its text.
+    """
+    cut = data.rfind(b"\n", 0, end)
+    if cut < 0 or data.find(b'"', 0, end) < 0:
+        return cut + 1
+    total = data.count(b'"', 0, end)
+    after, hi = 0, end  # the quotes after the line end at `cut`
+    while cut >= 0:
+        after += data.count(b'"', cut, hi)
+        if (total - after) % 2 == 0:
+            return cut + 1
+        hi, cut = cut, data.rfind(b"\n", 0, cut)
+    return 0
+
+
 def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     """Read until `into` is full or the stream ends; the bytes read."""
     done = 0
@@ -461,8 +639,12 @@ def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     return done
 
 
-def _line(path: Path, line: Callable[[], int], at: int, row: int) -> str:
-    return f"data file {path}, line {line() + at + row}"
+def _unplaced(row: int) -> int:
+    return 0
+
+
+def _line(path: Path, line: Callable[[int], int], at: int, row: int) -> str:
+    return f"data file {path}, line {line(at + row)}"
 
 
 def chosen_columns(

@@ -3,7 +3,9 @@
 The footers give the column names, types and the row count before a row is read; the rows are
 then read in record batches (threads decode the columns) into a float64 table: in memory when it
 is small, else appended to a memory-mapped table in a nameless temporary file, so memory stays
-bounded by a batch (and the row group pyarrow decodes it from), never the file.
+bounded by a batch (and the row group pyarrow decodes it from), never the file. Under torchrun
+each rank reads only its block of the rows, from the row groups that hold it (lrtrain.sources.shares
+puts the blocks together).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from lrtrain import parallel
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError
+from lrtrain.parallel import SINGLE, Shard
+from lrtrain.sources import shares
 from lrtrain.sources.base import Table, scratch_mapping
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
 from lrtrain.sources.delimited import categorical_columns, chosen_columns, stream_bytes
@@ -25,8 +30,9 @@ BATCH_ROWS = 1 << 16  # rows decoded at a time
 PAGE_BUFFER_BYTES = 1 << 20  # bytes of a column chunk read at a time
 
 
-def read(spec: ParquetData, scratch: bool = False) -> Table:
-    """The chosen columns as float64; with `scratch` (under torchrun), or when large, in a mapped temporary table."""
+def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Table:
+    """The chosen columns as float64; with `scratch` (under torchrun), or when large, in a mapped temporary table,
+    and there (`group`: this process's place in the job) only this rank's block of the rows."""
     import pyarrow as pa
 
     path = Path(spec.path)
@@ -49,6 +55,8 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
     rows = sum(handle.metadata.num_rows for handle in opened)
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
     reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec.missing)
+    if group.world > 1:
+        return _share(reading, rows, origin, group)
     table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or rows * len(chosen) * 8 > stream_bytes():
         table = scratch_mapping(reading.append, np.dtype(np.float64))
@@ -58,6 +66,20 @@ def read(spec: ParquetData, scratch: bool = False) -> Table:
             filling.append(block)  # rows left after dropping; every row was written in place already otherwise
         table = filling.table()
     return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
+
+
+def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
+    """Under torchrun: this rank's block of the `rows`, read alone into a mapped table; or every rank's error."""
+    mine = parallel.block(rows, group.rank, group.world)
+    table: np.ndarray | None = None
+    failure: DataError | None = None
+    try:
+        fill = functools.partial(reading.append, start=mine.start, stop=mine.stop)
+        table = scratch_mapping(fill, np.dtype(np.float64))
+    except DataError as exc:
+        failure = exc
+    read = mine.stop - mine.start
+    return shares.table(table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group)
 
 
 def _files(path: Path) -> list[Path]:
@@ -175,12 +197,38 @@ class _Reading:
                     batch_into(batch.columns, self.chosen, self.coders, place, into)
                 at += batch.num_rows
 
-    def append(self, out: IO[bytes]) -> tuple[int, ...]:
+    def append(self, out: IO[bytes], start: int = 0, stop: int | None = None) -> tuple[int, ...]:
+        """The rows start..stop (of every file's together; None: to the end) appended to `out`; the shape."""
         rows = 0
-        for block in self.blocks():
+        for block in self.blocks() if start == 0 and stop is None else self.between(start, stop):
             block.tofile(out)
             rows += len(block)
         return (rows, len(self.chosen))
+
+    def between(self, start: int, stop: int | None) -> Iterator[np.ndarray]:
+        """The rows start..stop (of every file's together; None: to the end) only: the footers say which row
+        groups hold them, and only those are decoded (the first and last perhaps in part)."""
+        done = 0  # rows of the files before
+        for file, handle in zip(self.files, self.opened, strict=True):
+            sizes = [handle.metadata.row_group(g).num_rows for g in range(handle.metadata.num_row_groups)]
+            bounds = np.cumsum([0, *sizes])  # each row group's first row in the file, then the file's rows
+            lo, hi = start - done, (bounds[-1] if stop is None else stop - done)
+            groups = [g for g in range(len(sizes)) if bounds[g] < hi and bounds[g + 1] > lo]
+            done += int(bounds[-1])
+            if not groups:
+                continue
+            at = int(bounds[groups[0]])  # the file's row of the batch's first
+            for batch in handle.iter_batches(
+                batch_size=BATCH_ROWS, row_groups=groups, columns=self.chosen, use_threads=True
+            ):
+                first, last = max(lo - at, 0), min(hi - at, batch.num_rows)
+                if first < last:
+                    part = batch.slice(first, last - first)
+                    place = functools.partial(_place, file, at + first)
+                    yield batch_rows(part.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                at += batch.num_rows
+                if at >= hi:
+                    break
 
 
 def _place(file: Path, at: int, row: int) -> str:
