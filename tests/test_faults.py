@@ -504,6 +504,30 @@ def test_a_checkpoint_beyond_its_read_limit_is_refused(workdir: Path, monkeypatc
     assert "LRTRAIN_MAX_CHECKPOINT_MB" in result.stderr
 
 
+def test_a_runs_metrics_beyond_their_read_limit_stop_resume_and_plot_in_words(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """metrics.csv, one row of weights per epoch, is read with a limit too: by resume, and by plot."""
+    run = checkpointed(workdir)
+    monkeypatch.setenv("LRTRAIN_MAX_METRICS_MB", "0.0001")  # 104 bytes: less than the run's metrics
+    for args in (["fit", "--resume", str(run)], ["plot", str(run), "-o", str(workdir / "loss.png")]):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert "metrics.csv is larger than 0.0001 MB" in result.stderr
+        assert "LRTRAIN_MAX_METRICS_MB" in result.stderr
+    assert not (workdir / "loss.png").exists()
+    assert not (run / "model.json").exists()
+
+
+@pytest.mark.slow
+def test_metrics_of_dev_zero_are_refused_at_the_limit(workdir: Path) -> None:
+    run = checkpointed(workdir)
+    (run / "metrics.csv").unlink()
+    (run / "metrics.csv").symlink_to("/dev/zero")
+    refused(limited(["plot", str(run), "-o", "loss.png"], workdir), "1024 MB", "LRTRAIN_MAX_METRICS_MB")
+    refused(limited(["fit", "--resume", str(run)], workdir), "1024 MB", "LRTRAIN_MAX_METRICS_MB")
+
+
 # --------------------------------------------------------------------------- one bad run folder hides none
 
 

@@ -180,11 +180,13 @@ def _escape(char: str) -> str:
 # What lrtrain reads whole, the most it reads of each (megabytes) and the variable that raises it. A config is
 # a page of keys (inline data included, 4 MB is thousands of rows); a model.json holds up to 256 x 256
 # covariance numbers (~1.5 MB) beside the weights; a checkpoint holds three weight vectors (weights, momentum,
-# the best epoch's), so four times a model's room.
+# the best epoch's), so four times a model's room; a run's metrics.csv, one row of weights per epoch (plot and
+# resume read it), 10,000 epochs of 1,000 weights in 200 MB.
 READ_LIMITS = {
     "config": (4, "LRTRAIN_MAX_CONFIG_MB"),
     "model": (64, "LRTRAIN_MAX_MODEL_MB"),
     "checkpoint": (256, "LRTRAIN_MAX_CHECKPOINT_MB"),
+    "metrics": (1024, "LRTRAIN_MAX_METRICS_MB"),
 }
 
 

@@ -8,6 +8,7 @@ no display.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import numpy as np
 from lrtrain import config as config_module
 from lrtrain import model as model_module
 from lrtrain import sources
-from lrtrain.errors import ConfigError, LrtrainError, ModelError
+from lrtrain.errors import ConfigError, LrtrainError, ModelError, read_limited
 from lrtrain.files import atomic_writer, read_json
 from lrtrain.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
@@ -145,8 +146,8 @@ def _read_metrics(run_dir: Path) -> tuple[list[int], list[float], list[float | N
         )
     path = run_dir / METRICS_FILE
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        text = read_limited(path, "metrics", ConfigError, "the run's metrics").decode("utf-8")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
         epochs = [int(row["epoch"]) for row in rows]
         losses = [float(row["loss"]) for row in rows]
         val_losses = [float(row["val_loss"]) if row.get("val_loss") else None for row in rows]

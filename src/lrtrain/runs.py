@@ -11,6 +11,7 @@ import contextlib
 import csv
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrtrain import __version__
-from lrtrain.errors import ConfigError, LrtrainError, SaveError
+from lrtrain.errors import ConfigError, LrtrainError, SaveError, read_limited
 from lrtrain.files import (
     STALE_SECONDS,
     atomic_writer,
@@ -311,8 +312,8 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
     path = run_dir / CHECKPOINT_FILE
     try:
         payload = read_json(path, "checkpoint", ConfigError, f"--resume {run_dir}: the checkpoint")
-        with (run_dir / METRICS_FILE).open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))[1:]
+        metrics = read_limited(run_dir / METRICS_FILE, "metrics", ConfigError, f"--resume {run_dir}: the metrics")
+        rows = list(csv.reader(io.StringIO(metrics.decode("utf-8"), newline="")))[1:]
     except FileNotFoundError as exc:
         raise ConfigError(
             f"--resume {run_dir}: {Path(exc.filename).name} is missing, so the run cannot be continued. "
