@@ -15,8 +15,8 @@ import numpy as np
 
 def read_bytes() -> int:
     """The bytes this process has read through read() calls so far (Linux's /proc/self/io rchar)."""
-    # imported before a count starts: they are not the data (pyarrow imports pandas, if installed, to fill nulls)
-    for module in ("pyarrow.csv", "pyarrow.parquet", "pyarrow.compute", "pandas"):
+    # imported before a count starts: they are not the data
+    for module in ("pyarrow.csv", "pyarrow.parquet", "pyarrow.compute"):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
 

@@ -47,10 +47,11 @@ class Coder:
         encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
         values = [cell_text(v).strip() for v in encoded.dictionary.to_pylist()]
         mapping = np.array([np.nan if v == "" else float(self._code(v)) for v in values] + [np.nan])
-        indices = pc.cast(encoded.indices.fill_null(len(values)), pa.int64())
-        out = mapping[
-            np.frombuffer(indices.buffers()[1], dtype=np.int64, count=len(indices), offset=indices.offset * 8)
-        ]
+        indices = pc.cast(encoded.indices, pa.int64())  # a null's slot filled in NumPy, not through a pyarrow
+        at = np.frombuffer(indices.buffers()[1], dtype=np.int64, count=len(indices), offset=indices.offset * 8)
+        if indices.null_count:  # scalar (which imports pandas): the last place of `mapping`, NaN
+            at = np.where(_valid(indices), at, len(values))
+        out = mapping[at]
         if missing == "error" and np.isnan(out).any():
             row = int(np.flatnonzero(np.isnan(out))[0])
             raise DataError(
@@ -106,19 +107,25 @@ def _values(j: int, column: Any, names: list[str], coders: dict[int, Coder], mis
 
     if j in coders:
         return coders[j].codes(column, missing, place)
-    if column.null_count or column.type != pa.float64():
+    if column.type != pa.float64():
         import pyarrow.compute as pc  # only here: a plain float64 column needs none of it (nor its memory)
-    if column.null_count:
-        if missing == "error":
-            row = pc.index(pc.is_null(column), True).as_py()
-            raise DataError(
-                f"{place(row)}, column {names[j]!r}: the value is missing (null). Fill it, drop the rows with a "
-                "missing cell (data.missing: drop), or leave the column out with data.features."
-            )
-        column = pc.fill_null(pc.cast(column, pa.float64()), np.nan)
-    elif column.type != pa.float64():
+
         column = pc.cast(column, pa.float64())
-    return doubles(column)
+    if not column.null_count:
+        return doubles(column)
+    valid = _valid(column)  # in NumPy: a null filled through a pyarrow scalar would import pandas (0.2 s)
+    if missing == "error":
+        raise DataError(
+            f"{place(int(np.flatnonzero(~valid)[0]))}, column {names[j]!r}: the value is missing (null). Fill it, "
+            "drop the rows with a missing cell (data.missing: drop), or leave the column out with data.features."
+        )
+    return np.where(valid, doubles(column), np.nan)
+
+
+def _valid(array: Any) -> np.ndarray:
+    """Which cells of an Arrow array hold a value (its validity bitmap, one bit a cell from its offset)."""
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little")[array.offset : array.offset + len(array)].astype(bool)
 
 
 class Filling:
