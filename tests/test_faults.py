@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -275,6 +276,34 @@ def test_data_make_beyond_the_machine_is_refused_before_writing(
     result = limited(["data", "make", "d.npy", *args], tmp_path, memory=2 << 30, cpu=20, file_size=64 << 20)
     refused(result, "cannot write d.npy", *words)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_a_temporary_table_that_cannot_grow_is_said_in_one_line_and_nothing_is_written(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """A table over the memory threshold is kept in a temporary file; a full $TMPDIR (here: a file size limit)
+    is the machine's failure, named, with the fix: exit 1, not an internal error."""
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(20_000, 5))
+    if source == "csv":
+        np.savetxt(workdir / "d.csv", table, delimiter=",", header="a,b,c,d,y", comments="")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({n: table[:, i] for i, n in enumerate("abcdy")}), workdir / "d.parquet")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")  # any table goes to the temporary file
+    result = limited(["fit", "--set", f"data.path=d.{source}"], workdir, file_size=200_000)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "temporary file" in result.stderr
+    assert "could not grow past" in result.stderr
+    assert "File too large" in result.stderr
+    assert "TMPDIR" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (workdir / "runs").exists()
 
 
 @pytest.mark.slow

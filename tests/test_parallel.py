@@ -707,6 +707,41 @@ def test_a_bad_cell_in_one_share_stops_every_rank_with_the_one_process_message(
     assert [str(error) for error in ranks] == [str(single.value)] * 3
 
 
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_a_temporary_table_that_fails_on_one_rank_stops_every_rank_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """Not only a bad cell: a full $TMPDIR on one rank is every rank's error (else the others wait for it)."""
+    import threading
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lrtrain.errors import ScratchError
+    from lrtrain.sources import delimited, parquet
+
+    path = tmp_path / f"d.{source}"
+    if source == "csv":
+        write_quoted_csv(path, quoted_columns(3000))
+    else:
+        pq.write_table(pa.table(quoted_columns(3000)), path, row_group_size=100)
+    config = load_config(None, [f"data.source={source}", f"data.path={path}", *QUOTED[:2]])
+    module = delimited if source == "csv" else parquet
+    real, lock, calls = module.scratch_mapping, threading.Lock(), []
+
+    def failing_on_one_rank(*args: Any, **kwargs: Any) -> Any:  # the thread that asks first: its disk is full
+        with lock:
+            calls.append(threading.current_thread().name)
+        if threading.current_thread().name == calls[0]:
+            raise ScratchError("a table this large could not grow: No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "scratch_mapping", failing_on_one_rank)
+    ranks = in_threads(3, lambda group: sources.load(config, group))
+    assert [type(error) for error in ranks] == [ScratchError] * 3
+    assert {str(error) for error in ranks} == {"a table this large could not grow: No space left on device"}
+
+
 TRAINED = [
     *QUOTED,
     "data.validation=0.2",

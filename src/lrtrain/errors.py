@@ -76,6 +76,13 @@ class SaveError(LrtrainError):
     exit_code = ExitCode.TRAINING_FAILED
 
 
+class ScratchError(LrtrainError):
+    """The temporary file a large table is kept in could not be written (a full $TMPDIR, a file size limit):
+    the machine, not the command, so the exit code is that of a run that could not be saved."""
+
+    exit_code = ExitCode.TRAINING_FAILED
+
+
 class Interrupted(LrtrainError):
     """Ctrl-C or SIGTERM stopped training after a completed epoch; `checkpoint` holds it."""
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from lrtrain.blocks import BLOCK_ROWS, passing
 from lrtrain.design import Levels
-from lrtrain.errors import DataError
+from lrtrain.errors import DataError, ScratchError
 from lrtrain.parallel import SINGLE, Shard, block
 
 HASH_ROWS = 1 << 16  # rows per block of the data's fingerprint
@@ -317,10 +317,28 @@ def scratch_mapping(
     The file has no name from the start (tempfile.TemporaryFile, in $TMPDIR): the mapping keeps
     its pages, and nothing is left on disk however the process ends.
     """
-    with tempfile.TemporaryFile(prefix="lrtrain-") as handle:
-        shape = fill(handle)
+    with tempfile.TemporaryFile(prefix="lrtrain-", buffering=0) as handle:  # no buffer left to fail at close
+        try:
+            shape = fill(handle)
+        except OSError as exc:
+            raise _unwritable(handle, exc) from None
         if math.prod(shape) == 0:
             return np.zeros(shape, dtype=dtype)
-        handle.flush()
         mapped: np.ndarray = np.memmap(handle, dtype=dtype, mode="r", shape=shape, order=order)
         return mapped
+
+
+def _unwritable(handle: IO[bytes], exc: OSError) -> Exception:
+    """`exc` in words when it is the temporary file that cannot grow (a full disk, a file size limit: NumPy's
+    tofile says only how much it wrote, so one more page is tried); else `exc` itself, the reader's."""
+    written = os.lseek(handle.fileno(), 0, os.SEEK_END)
+    try:
+        os.write(handle.fileno(), bytes(mmap.PAGESIZE))
+    except OSError as again:
+        reason = again.strerror or str(again)
+        return ScratchError(
+            f"a table this large is kept in a temporary file in {tempfile.gettempdir()} ($TMPDIR), and it could not "
+            f"grow past {written:,} bytes: {reason}. Free some space there, or set TMPDIR to a folder on a disk "
+            "with room for the table (8 bytes a number)."
+        )
+    return exc

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from lrtrain.config import CsvData
-from lrtrain.errors import DataError
+from lrtrain.errors import DataError, LrtrainError
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources import shares
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
@@ -525,7 +525,7 @@ def categorical_columns(
     return chosen
 
 
-def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarray | None, DataError | None, int]:
+def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarray | None, LrtrainError | None, int]:
     """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
     after a problem), the problem that stopped it (None: none) and the byte the range starts at.
 
@@ -555,13 +555,13 @@ def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarra
 
 def _parse_share(
     reader: _Reader, start: int, stop: int, placed: bool = True
-) -> tuple[np.ndarray | None, DataError | None]:
+) -> tuple[np.ndarray | None, LrtrainError | None]:
     """The rows of bytes start..stop, or the problem that stopped their parse (the rest is still read to count its
     quote characters, which tell whether the shares were cut at row ends)."""
     ranges = reader._ranges(None, start, stop)
     try:
         return scratch_mapping(lambda out: reader.parsed(ranges, None, out, placed), np.dtype(np.float64)), None
-    except DataError as exc:
+    except LrtrainError as exc:  # a bad cell, a full $TMPDIR: said by every rank alike
         for _ in ranges:
             pass
         return None, exc

@@ -19,7 +19,7 @@ import numpy as np
 
 from lrtrain import parallel
 from lrtrain.config import ParquetData
-from lrtrain.errors import DataError
+from lrtrain.errors import DataError, LrtrainError
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources import shares
 from lrtrain.sources.base import Table, scratch_mapping
@@ -72,11 +72,11 @@ def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
     """Under torchrun: this rank's block of the `rows`, read alone into a mapped table; or every rank's error."""
     mine = parallel.block(rows, group.rank, group.world)
     table: np.ndarray | None = None
-    failure: DataError | None = None
+    failure: LrtrainError | None = None
     try:
         fill = functools.partial(reading.append, start=mine.start, stop=mine.stop)
         table = scratch_mapping(fill, np.dtype(np.float64))
-    except DataError as exc:
+    except LrtrainError as exc:  # a bad cell, a full $TMPDIR: said by every rank alike
         failure = exc
     read = mine.stop - mine.start
     return shares.table(table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group)

@@ -17,27 +17,29 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lrtrain.errors import DataError
+from lrtrain.errors import ConfigError, DataError, LrtrainError, ScratchError
 from lrtrain.parallel import Shard
 from lrtrain.sources.base import Dropped, Table
 from lrtrain.sources.columns import Coder, finish
 
+KINDS = {kind.__name__: kind for kind in (DataError, ConfigError, ScratchError)}  # a rank's failure, on every rank
 
-def agree(group: Shard, failure: DataError | None, numbers: list[float]) -> np.ndarray:
+
+def agree(group: Shard, failure: LrtrainError | None, numbers: list[float]) -> np.ndarray:
     """Every rank's `numbers`, one row each (one all_reduce), once no rank failed; if any did, every rank
-    raises the error of the first that did (its text: a second all_reduce)."""
+    raises the error of the first that did (its kind and text: a second all_reduce)."""
     table = group.gather(np.array([float(failure is not None), *numbers], dtype=np.float64))
     failed = np.flatnonzero(table[:, 0])
     if failed.size:
         first = int(failed[0])
-        (message,) = group.texts([str(failure)] if group.rank == first else [])
-        raise DataError(message)
+        kind, message = group.texts([type(failure).__name__, str(failure)] if group.rank == first else [])
+        raise KINDS.get(kind, DataError)(message)
     return table[:, 1:]
 
 
 def table(
     rows: np.ndarray | None,
-    failure: DataError | None,
+    failure: LrtrainError | None,
     names: list[str],
     coders: dict[int, Coder],
     counts: np.ndarray,
