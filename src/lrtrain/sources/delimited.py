@@ -237,24 +237,27 @@ class _Reader:
         self.read = 0  # data rows parsed, before any is dropped
         self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)
 
-    def _rows(self, table: pa.Table, line: Callable[[int], int], into: Filling | None = None) -> Iterator[np.ndarray]:
-        """A parsed table's rows as float64 blocks, batch by batch; with `into` (data.missing: error: every row
-        is kept) each batch is written there instead, and nothing is yielded. `line(k)` is the file line of the
-        table's k-th row (asked only for a message)."""
+    def _take(self, table: pa.Table, line: Callable[[int], int], into: IO[bytes] | Filling) -> int:
+        """A parsed table's rows, batch by batch, into the table in memory `into` or appended to the file `into`;
+        the rows kept. With data.missing: error every row is kept, and a batch goes into a table in memory column
+        by column, no rows made on the way. `line(k)` is the file line of the table's k-th row (for a message)."""
         names = [self.names[i] for i in self.columns]
-        at = 0
+        at = kept = 0
         for batch in table.to_batches():
             place = functools.partial(_line, self.path, line, at)
-            if into is not None and self.spec.missing == "error":
+            if isinstance(into, Filling) and self.spec.missing == "error":
                 batch_into(batch.columns, names, self.coders, place, into)
+                kept += batch.num_rows
             else:
                 block = batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
-                if into is None:
-                    yield block
-                else:
+                if isinstance(into, Filling):
                     into.append(block)
+                else:
+                    block.tofile(into)
+                kept += len(block)
             at += batch.num_rows
             self.read += batch.num_rows
+        return kept
 
     def _parsed(self, source: Callable[[], object], skip_rows: int) -> pa.Table:
         """pyarrow's table of the CSV text `source()` opens. Its threads cut the text into blocks at line ends;
@@ -287,8 +290,7 @@ class _Reader:
                 handle.seek(skip)
                 raise DataError(self._problem(handle.read(), 2 if skip else 1, exc)) from None
         filling = Filling(table.num_rows, len(self.columns))
-        for _ in self._rows(table, functools.partial(self._row_line, None, skip), filling):
-            pass
+        self._take(table, functools.partial(self._row_line, None, skip), filling)
         return filling.table()
 
     def streamed(
@@ -319,13 +321,7 @@ class _Reader:
                 raise DataError(self._problem(bytes(data), line, exc)) from None
             # the file line of the range's k-th row, counted only for a message
             lines = functools.partial(self._row_line, compression, start) if placed else _unplaced
-            if isinstance(out, Filling):
-                for _ in self._rows(table, lines, out):
-                    pass
-            else:
-                for block in self._rows(table, lines):
-                    block.tofile(out)
-                    rows += len(block)
+            rows += self._take(table, lines, out)
             del table
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))
