@@ -339,22 +339,9 @@ def case_tables(quick: bool, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("LRTRAIN_BENCH_TMP")) as folder:
         for kind in ("csv", "parquet"):
             path = Path(folder) / f"big.{kind}"
-            make = [*lrtrain, "data", "make", str(path), "--rows", str(rows), "--features", str(d), "--seed", "1"]
-            subprocess.run(make, check=True, capture_output=True, timeout=3600)
+            _make(lrtrain, path, rows, d)
             commands = {
-                "lrtrain": [
-                    *lrtrain,
-                    "fit",
-                    "--engine",
-                    "exact",
-                    "--json",
-                    "--set",
-                    f"data.path={path}",
-                    "--set",
-                    "model.dtype=float64",
-                    "--set",
-                    "output.save=false",
-                ],
+                "lrtrain": _exact_fit(lrtrain, path),
                 "pandas + sklearn": [sys.executable, "-c", peer, str(path)],
             }
             measured: dict[str, Any] = {}
@@ -399,24 +386,25 @@ def case_tables(quick: bool, repeats: int) -> dict[str, Any]:
     return results
 
 
+def _make(lrtrain: list[str], path: Path, rows: int, d: int) -> None:
+    """`lrtrain data make`: a synthetic table of `rows` rows, `d` features and the target y, in `path`'s format."""
+    make = [*lrtrain, "data", "make", str(path), "--rows", str(rows), "--features", str(d), "--seed", "1"]
+    subprocess.run(make, check=True, capture_output=True, timeout=3600)
+
+
+def _exact_fit(lrtrain: list[str], path: Path) -> list[str]:
+    """The exact model of a table, float64, nothing saved, the result as JSON lines."""
+    settings = [f"data.path={path}", "model.dtype=float64", "output.save=false"]
+    return [*lrtrain, "fit", "--engine", "exact", "--json", *(arg for s in settings for arg in ("--set", s))]
+
+
 def _huge_csv(folder: Path, lrtrain: list[str], wrapper: str) -> dict[str, Any]:
     """A CSV of over 4 GB (1e7 × 20) to the exact model, once: wall time and peak RSS, the weights against
     the generator's."""
     rows, d = 10_000_000, 19
     path = folder / "huge.csv"
-    make = [*lrtrain, "data", "make", str(path), "--rows", str(rows), "--features", str(d), "--seed", "1"]
-    subprocess.run(make, check=True, capture_output=True, timeout=3600)
-    command = [
-        *lrtrain,
-        "fit",
-        "--engine",
-        "exact",
-        "--json",
-        "--set",
-        f"data.path={path}",
-        "--set",
-        "output.save=false",
-    ]
+    _make(lrtrain, path, rows, d)
+    command = _exact_fit(lrtrain, path)
     done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=3600)
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("MEASURED"))
     _, seconds, peak_kb, code = line.split()
