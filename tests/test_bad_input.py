@@ -1578,7 +1578,17 @@ SERVE_CASES = [
         "--model",
         "m.json",
         files={"m.json": MODEL_HEAD + '"weights": [2], "bias": NaN, ' + M_TAIL},
-        stderr=("m.json is damaged: bias missing or malformed", "finite numbers"),
+        stderr=("m.json is damaged: bias missing or malformed (a finite number)",),
+    ),
+    case(
+        "model-dtype-unknown",
+        "predict",
+        "5",
+        "--model",
+        "m.json",
+        files={"m.json": MODEL_HEAD + '"weights": [2], "bias": 0, "features": ["x"], "target": "y", "dtype": "int8"}'},
+        stderr=("m.json is damaged: dtype missing or malformed (float32 or float64)",),
+        absent=("weights", "bias"),
     ),
     case(
         "model-more-weights-than-features",

@@ -179,19 +179,18 @@ def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --
             f"It was written by lrtrain {written_by if isinstance(written_by, str) else '?'}; upgrade lrtrain "
             "(pip install -U lrtrain) or retrain the model with this one."
         )
-    shapes: dict[str, Callable[[Any], bool]] = {
-        "weights": lambda v: isinstance(v, list) and all(_is_finite(w) for w in v),
-        "bias": _is_finite,
-        "features": lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v),
-        "target": lambda v: isinstance(v, str),
-        "dtype": lambda v: v in ("float32", "float64"),
+    shapes: dict[str, tuple[Callable[[Any], bool], str]] = {  # each key: its test, and what it must be
+        "weights": (lambda v: isinstance(v, list) and all(_is_finite(w) for w in v), "a list of finite numbers"),
+        "bias": (_is_finite, "a finite number"),
+        "features": (lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v), "a list of names"),
+        "target": (lambda v: isinstance(v, str), "a name"),
+        "dtype": (lambda v: v in ("float32", "float64"), "float32 or float64"),
     }
-    damaged = [key for key, fits in shapes.items() if not fits(payload.get(key))]
+    damaged = [
+        f"{key} missing or malformed ({what})" for key, (fits, what) in shapes.items() if not fits(payload.get(key))
+    ]
     if damaged:
-        raise ModelError(
-            f"model file {path} is damaged: {', '.join(damaged)} missing or malformed (weights and bias must be "
-            "finite numbers). Retrain it with `lrtrain fit`."
-        )
+        raise ModelError(f"model file {path} is damaged: {'; '.join(damaged)}. Retrain it with `lrtrain fit`.")
     weights, features = [float(w) for w in payload["weights"]], payload["features"]
     if len(features) != len(weights):
         raise ModelError(
