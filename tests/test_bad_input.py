@@ -154,6 +154,19 @@ def a_parquet_folder(folder: Path) -> None:
     (folder / "d" / "a.parquet").write_text("not parquet")
 
 
+def a_parquet_cut_short(folder: Path) -> None:
+    """d.parquet with the middle of its pages gone and its footer kept: pyarrow opens it, then cannot decode."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"x": [float(i) for i in range(20_000)], "y": [2.0 * i for i in range(20_000)]}), "w.parquet"
+    )
+    whole = Path("w.parquet").read_bytes()
+    (folder / "d.parquet").write_bytes(whole[: len(whole) // 2] + whole[-2000:])
+    Path("w.parquet").unlink()
+
+
 MODEL_HEAD = '{"format": "lrtrain.model", "format_version": 1, '
 MODEL_TAIL = '"features": ["x"], "target": "y", "dtype": "float64"}'
 HUGE = "9" * 5000  # Python refuses to convert an integer of more than 4,300 digits
@@ -1305,6 +1318,14 @@ FILE_KIND_CASES = [
         "data.path=d",
         setup=a_parquet_folder,
         stderr=("d/a.parquet is not a readable Parquet file", "pyarrow"),
+    ),
+    case(
+        "parquet-cut-short",
+        "fit",
+        "--set",
+        "data.path=d.parquet",
+        setup=a_parquet_cut_short,
+        stderr=("d.parquet cannot be decoded after", "damaged or cut short", "Write it again"),
     ),
     case(
         "parquet-folder-empty",

@@ -189,7 +189,7 @@ class _Reading:
         is yielded."""
         for file, handle in zip(self.files, self.opened, strict=True):
             at = 0  # the file's row of the batch's first
-            for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=self.chosen, use_threads=True):
+            for batch in _batches(file, handle, columns=self.chosen):
                 place = functools.partial(_place, file, at)
                 if into is None:
                     yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
@@ -218,9 +218,7 @@ class _Reading:
             if not groups:
                 continue
             at = int(bounds[groups[0]])  # the file's row of the batch's first
-            for batch in handle.iter_batches(
-                batch_size=BATCH_ROWS, row_groups=groups, columns=self.chosen, use_threads=True
-            ):
+            for batch in _batches(file, handle, row_groups=groups, columns=self.chosen):
                 first, last = max(lo - at, 0), min(hi - at, batch.num_rows)
                 if first < last:
                     part = batch.slice(first, last - first)
@@ -229,6 +227,28 @@ class _Reading:
                 at += batch.num_rows
                 if at >= hi:
                     break
+
+
+def _batches(file: Path, handle: Any, **which: Any) -> Iterator[Any]:
+    """The record batches of `which` row groups and columns; a file that cannot be decoded (cut short, damaged
+    pages) is a DataError that names it and the rows read, not pyarrow's bare OSError."""
+    import pyarrow as pa
+
+    rows = 0
+    batches = handle.iter_batches(batch_size=BATCH_ROWS, use_threads=True, **which)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise DataError(
+                f"data file {file} cannot be decoded after {rows:,} rows ({reason}): the file is damaged or cut "
+                "short. Write it again (pyarrow, pandas, polars or Spark)."
+            ) from None
+        rows += batch.num_rows
+        yield batch
 
 
 def _place(file: Path, at: int, row: int) -> str:
