@@ -28,12 +28,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+import lrtrain.sources.shares as shares
 from lrtrain.config import CsvData
 from lrtrain.errors import DataError, LrtrainError
 from lrtrain.parallel import SINGLE, Shard
-from lrtrain.sources import shares
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
+from lrtrain.sources.choice import categorical_columns, chosen_columns
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
+from lrtrain.sources.cuts import LINE_BYTES, line_start, row_end, row_start
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,8 +44,6 @@ CSV_RANGE_BYTES = 8 << 20  # bytes parsed at a time when a file is streamed: thr
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
 HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
 SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
-LINE_BYTES = 1 << 20  # pyarrow parses a block of this size at a time (ReadOptions.block_size): no line is longer
-CUT_BYTES = 1 << 12  # under torchrun, the line end that cuts a share is looked for in pieces of this size
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
 MISSING = (
@@ -353,7 +353,7 @@ class _Reader:
                             self.quotes += data.count(b'"', 0, end)
                             yield memoryview(data)[:end], start
                         return
-                    cut = _row_end(data, end)
+                    cut = row_end(data, end)
                     if cut == 0 and end > LINE_BYTES:  # no row ends outside quotes within a parser's block:
                         cut = data.rfind(b"\n", 0, end) + 1  # a quote inside an unquoted cell (12", text to pyarrow)
                         if cut == 0:  # no line end at all: no parser takes it, refused before it fills the memory
@@ -500,27 +500,6 @@ def _words(text: str, col: int, delimiter: str, rows: int = 1000) -> list[str]:
     return words if others > numbers else []
 
 
-def categorical_columns(
-    refs: list[str | int], names: list[str], features: list[int], target: int, path: Path, header: bool
-) -> set[int]:
-    """The feature columns data.categorical names (or gives the indices of)."""
-    chosen = set()
-    for ref in refs:
-        index = column_index(ref, names, path, "data.categorical", header)
-        if index == target:
-            raise DataError(
-                f"data file {path}: column {names[index]!r} is the target, and the target must be numeric; "
-                "data.categorical lists feature columns. Remove it from data.categorical or choose another data.target."
-            )
-        if index not in features:
-            raise DataError(
-                f"data file {path}: data.categorical names column {names[index]!r}, which is not among the features "
-                "(data.features). Add it to data.features or remove it from data.categorical."
-            )
-        chosen.add(index)
-    return chosen
-
-
 def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarray | None, LrtrainError | None, int]:
     """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
     after a problem), the problem that stopped it (None: none) and the byte the range starts at.
@@ -536,13 +515,13 @@ def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarra
     path, world, rank = reader.path, group.world, group.rank
     size = path.stat().st_size
     spans = [skip + (size - skip) * r // world for r in range(world + 1)]
-    cuts = [_line_start(path, spans[r], skip, size) for r in (rank, rank + 1)]
+    cuts = [line_start(path, spans[r], skip, size) for r in (rank, rank + 1)]
     rows, failure = _parse_share(
         reader, cuts[0], cuts[1], placed=False
     )  # a problem's line is counted only if it stands
     quotes = group.gather(np.array([float(reader.quotes)]))[:, 0]
     odd = np.concatenate([[0], np.cumsum(quotes)]) % 2 == 1  # before each share's start: inside a quoted cell?
-    real = [_row_start(path, cuts[i]) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
+    real = [row_start(path, cuts[i]) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
     if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
         reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
         rows, failure = _parse_share(reader, real[0], real[1])
@@ -563,41 +542,6 @@ def _parse_share(
         return None, exc
 
 
-def _line_start(path: Path, at: int, skip: int, size: int) -> int:
-    """The first line start at or after byte `at`: just after the first line end from byte at - 1 on."""
-    if at <= skip or at >= size:
-        return min(max(at, skip), size)
-    base = at - 1  # the byte each piece begins at
-    with path.open("rb") as handle:
-        handle.seek(base)
-        while piece := handle.read(CUT_BYTES):
-            end = piece.find(b"\n")
-            if end >= 0:
-                return base + end + 1
-            base += len(piece)
-    return size
-
-
-def _row_start(path: Path, at: int) -> int:
-    """The first row start after byte `at`, which lies inside a quoted cell: just after the first line end with an
-    even number of quote characters from `at` on (the one that closes the cell, then pairs). When none comes within
-    LINE_BYTES (a parser's block, which a row cannot outgrow), or before the end, the quotes do not pair up (a
-    quote inside an unquoted cell, which pyarrow reads as text): `at`, a line start, is a row start then."""
-    inside, start = True, at
-    with path.open("rb") as handle:
-        handle.seek(at)
-        while (piece := handle.read(CUT_BYTES)) and at - start <= LINE_BYTES:
-            seen = 0
-            while (end := piece.find(b"\n", seen)) >= 0:
-                inside ^= piece.count(b'"', seen, end) % 2 == 1
-                if not inside:
-                    return at + end + 1
-                seen = end + 1
-            inside ^= piece.count(b'"', seen) % 2 == 1
-            at += len(piece)
-    return start
-
-
 def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
     """Move `stream` to byte `offset` of the (decompressed) file: a seek, or a read when it is compressed."""
     if compression is None:
@@ -605,26 +549,6 @@ def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
         return
     while offset > 0 and (piece := stream.read(min(offset, CSV_RANGE_BYTES))):
         offset -= len(piece)
-
-
-def _row_end(data: bytearray, end: int) -> int:
-    """Where the last whole row of data[:end] ends (just after its line end), 0 when no row ends there.
-
-    The data begins at a row's start, outside quotes, so a line end ends a row when the quote
-    characters before it are even in number (RFC 4180: a cell is quoted whole, a quote inside
-    it doubled); an odd number means the line end lies inside a quoted cell, part of its text.
-    """
-    cut = data.rfind(b"\n", 0, end)
-    if cut < 0 or data.find(b'"', 0, end) < 0:
-        return cut + 1
-    total = data.count(b'"', 0, end)
-    after, hi = 0, end  # the quotes after the line end at `cut`
-    while cut >= 0:
-        after += data.count(b'"', cut, hi)
-        if (total - after) % 2 == 0:
-            return cut + 1
-        hi, cut = cut, data.rfind(b"\n", 0, cut)
-    return 0
 
 
 def _fill(stream: io.RawIOBase, into: memoryview) -> int:
@@ -641,53 +565,3 @@ def _unplaced(row: int) -> int:
 
 def _line(path: Path, line: Callable[[int], int], at: int, row: int) -> str:
     return f"data file {path}, line {line(at + row)}"
-
-
-def chosen_columns(
-    target_ref: str | int | None, feature_refs: list[str | int] | None, names: list[str], path: Path, header: bool
-) -> tuple[list[int], int]:
-    """The feature columns and the target column (indices into `names`) that data.features and data.target give:
-    by default every column but the target, the last."""
-    target = column_index(target_ref if target_ref is not None else -1, names, path, "data.target", header)
-    if feature_refs is None:
-        return [i for i in range(len(names)) if i != target], target
-    features = [column_index(f, names, path, "data.features", header) for f in feature_refs]
-    if target in features:
-        raise DataError(
-            f"data file {path}: column {names[target]!r} is both the target and a feature. "
-            "Remove it from data.features or choose another data.target."
-        )
-    if len(set(features)) != len(features):
-        twice = next(names[f] for f in features if features.count(f) > 1)
-        raise DataError(f"data file {path}: data.features names column {twice!r} twice. List each column once.")
-    return features, target
-
-
-def column_index(ref: str | int, names: list[str], path: Path, key: str, header: bool) -> int:
-    if isinstance(ref, int):
-        index = ref if ref >= 0 else len(names) + ref
-        if header and str(ref) in names and (not 0 <= index < len(names) or names[index] != str(ref)):
-            quoted = f"'\"{ref}\"'" if key == "data.target" else f"'[\"{ref}\", ...]'"
-            raise DataError(
-                f"{key} = {ref} is read as a 0-based column index (YAML reads an unquoted {ref} as a number), "
-                f"but data file {path} has a column named '{ref}'. To mean that column, quote its name: "
-                f'--set {key}={quoted} (in a config file: "{ref}"). To mean the index, give the column\'s name.'
-            )
-        if not 0 <= index < len(names):
-            raise DataError(
-                f"data file {path} has {len(names)} columns, so {key} = {ref} is out of range. "
-                f"Use an index from 0 to {len(names) - 1}."
-            )
-        return index
-    if not header:
-        raise DataError(
-            f"{key} = {ref!r} names a column, but data.header is false so {path} has no column names. "
-            "Use a 0-based column index, or set data.header to true."
-        )
-    if ref not in names:
-        import difflib
-
-        close = difflib.get_close_matches(ref, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise DataError(f"data file {path} has no column {ref!r} ({key}).{hint} Its columns are: {', '.join(names)}.")
-    return names.index(ref)

@@ -17,14 +17,15 @@ from typing import IO, Any
 
 import numpy as np
 
+import lrtrain.sources.shares as shares
 from lrtrain import parallel
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError, LrtrainError
 from lrtrain.parallel import SINGLE, Shard
-from lrtrain.sources import shares
 from lrtrain.sources.base import Table, scratch_mapping
+from lrtrain.sources.choice import categorical_columns, chosen_columns
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
-from lrtrain.sources.delimited import categorical_columns, chosen_columns, stream_bytes
+from lrtrain.sources.delimited import stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
 PAGE_BUFFER_BYTES = 1 << 20  # bytes of a column chunk read at a time
