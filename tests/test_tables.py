@@ -425,6 +425,28 @@ def test_a_null_in_parquet_is_named_by_file_row_and_column(tmp_path: Path, monke
         load(tmp_path, "data: {source: parquet, path: d.parquet}\n")
 
 
+def test_integers_beyond_float64s_exact_range_are_rounded_as_numpy_rounds_them(workdir: Path) -> None:
+    """uint64 and int64 beyond 2**53 have no exact float64: they round (as NumPy's astype does), not fail."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 2**62, size=400, dtype=np.uint64) + np.uint64(2**62)
+    other = rng.normal(size=400)
+    y = big.astype(np.float64) * 1e-18 + 2.0 * other + rng.normal(size=400) * 0.01
+    pq.write_table(pa.table({"big": big, "other": other, "y": y}), workdir / "d.parquet")
+    result = cli("fit", "--set", "data.path=d.parquet", "--engine", "exact", "--json")
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.stdout.splitlines()[-1])
+    design = np.column_stack([big.astype(np.float64), other, np.ones(400)])
+    scale = np.linalg.norm(design, axis=0)  # columns of 1e18 and of 1: solved on equal footing
+    reference = np.linalg.lstsq(design / scale, y, rcond=None)[0] / scale
+    np.testing.assert_allclose(fitted["weights"], reference[:2], rtol=1e-6)
+    evaluated = cli("evaluate", "--data", "d.parquet", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["rows"] == 400
+
+
 def test_a_file_that_is_not_parquet_is_refused_in_words(tmp_path: Path) -> None:
     (tmp_path / "d.parquet").write_text("x,y\n1,2\n")
     with pytest.raises(DataError, match=r"d\.parquet is not a readable Parquet file"):

@@ -90,11 +90,12 @@ def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float, sha
     if ridge > 0:
         a = np.vstack([a, np.sqrt(ridge) * np.eye(d)])
         t = np.concatenate([t, np.zeros(d)])
+    norms = np.linalg.norm(a, axis=0)  # QR is stable column by column: each column is judged by its own norm
     q, r = np.linalg.qr(a)
-    diagonal = np.abs(np.diag(r))
-    if a.shape[0] >= d and diagonal.min(initial=np.inf) > diagonal.max(initial=0.0) * d * np.finfo(np.float64).eps:
+    if a.shape[0] >= d and np.all(np.abs(np.diag(r)) > norms * d * np.finfo(np.float64).eps):
         return np.asarray(np.linalg.solve(r, q.T @ t))  # R w = Qᵀt
-    return np.asarray(np.linalg.lstsq(a, t, rcond=None)[0])
+    scale = np.where(norms > 0, norms, 1.0)  # rank-deficient: the minimum-norm solution of columns of norm 1,
+    return np.asarray(np.linalg.lstsq(a / scale, t, rcond=None)[0] / scale)  # whatever units they are in
 
 
 def _stacked_factors(a: np.ndarray, t: np.ndarray, shard: Shard) -> tuple[np.ndarray, np.ndarray]:

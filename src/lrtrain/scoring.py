@@ -217,7 +217,7 @@ def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndar
         )
     if column.null_count:
         raise _missing(table, first_row + pc.index(pc.is_null(column), True).as_py(), name)
-    values = doubles(pc.cast(column, pa.float64()))
+    values = doubles(pc.cast(column, pa.float64(), safe=False))  # an integer beyond 2**53 rounds, as in training
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argmax(bad))

@@ -110,7 +110,7 @@ def _values(j: int, column: Any, names: list[str], coders: dict[int, Coder], mis
     if column.type != pa.float64():
         import pyarrow.compute as pc  # only here: a plain float64 column needs none of it (nor its memory)
 
-        column = pc.cast(column, pa.float64())
+        column = pc.cast(column, pa.float64(), safe=False)  # an integer beyond 2**53 rounds, as NumPy's astype does
     if not column.null_count:
         return doubles(column)
     valid = _valid(column)  # in NumPy: a null filled through a pyarrow scalar would import pandas (0.2 s)
