@@ -1342,6 +1342,17 @@ FILE_KIND_CASES = [
 # CSV files a demanding user (or a broken export) hands over.
 CSV_HOSTILE_CASES = [
     case(
+        "csv-decimal-comma",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        "--set",
+        "data.delimiter=;",
+        files={"d.csv": "a;b;y\n1,5;2,0;3,1\n2,5;1,0;4,1\n3,0;2,5;5,0\n"},
+        stderr=("d.csv, line 2, column 'a': '1,5' is not a number", "decimal comma (1.5)", "decimal points"),
+        absent=("categorical",),
+    ),
+    case(
         "csv-nul-in-a-cell",
         "fit",
         "-c",

@@ -24,7 +24,7 @@ from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
-from lrtrain.sources.delimited import COMPRESSION, NUMBER, header_cells, line_one
+from lrtrain.sources.delimited import COMPRESSION, NUMBER, decimal_comma, header_cells, line_one
 
 CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
@@ -234,9 +234,9 @@ def _not_numbers(cells: list[str], name: str, table: TableFile, first_row: int) 
         if not cell:
             return _missing(table, first_row + row, name)
         if not NUMBER.fullmatch(cell):
+            fix = decimal_comma(cell) or " Fix the cell or drop the row."
             return DataError(
-                f"{table.origin}, {table.place(first_row + row)}, column {name!r}: {cell!r} is not a number. "
-                "Fix the cell or drop the row."
+                f"{table.origin}, {table.place(first_row + row)}, column {name!r}: {cell!r} is not a number.{fix}"
             )
     return DataError(f"{table.origin}, column {name!r}: a cell near {table.place(first_row)} is not a number.")
 

@@ -53,6 +53,18 @@ MISSING = (
 
 # a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
 NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII)
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+", re.ASCII)  # 1,5 for 1.5, as some locales write numbers
+
+
+def decimal_comma(cell: str) -> str:
+    """The words for a cell that is a number written with a decimal comma; '' for any other cell."""
+    if not DECIMAL_COMMA.fullmatch(cell.strip()):
+        return ""
+    return (
+        f" It looks like a number written with a decimal comma ({cell.strip().replace(',', '.')}): lrtrain reads "
+        "a decimal point. Save the file with decimal points (a spreadsheet in an English locale, or pandas' "
+        "to_csv(decimal='.'))."
+    )
 
 
 def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
@@ -462,6 +474,8 @@ class _Reader:
                 if col in self.text:
                     continue
                 if not NUMBER.fullmatch(cell.strip()):
+                    if comma := decimal_comma(cell):
+                        return f"{where}: {cell!r} is not a number.{comma}"
                     words = _words(text, col, delimiter)
                     if col != columns[-1] and words:
                         shown = ", ".join(repr(w) for w in words)
