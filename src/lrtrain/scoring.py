@@ -132,6 +132,13 @@ def open_table(path: Path) -> TableFile:
         )
     if not table.names or table.names == [""]:
         raise DataError(f"{table.origin} has no column names. Its first line must name the columns.")
+    other = next((mark for mark in (";", "\t", "|", ",") if mark != table.delimiter and mark in table.names[0]), None)
+    if table.kind == "csv" and len(table.names) == 1 and other is not None:
+        raise DataError(
+            f"{table.origin} has one column, {table.names[0]!r}: its fields look separated by {other!r}, and a "
+            f"{kind} file's are read as separated by {table.delimiter!r}. Save it with that separator (or "
+            "as .tsv for tabs, or as Parquet)."
+        )
     if len(set(table.names)) != len(table.names):
         twice = next(n for n in table.names if table.names.count(n) > 1)
         raise DataError(f"{table.origin}: column name {twice!r} appears twice. Rename one of them.")
