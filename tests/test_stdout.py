@@ -108,6 +108,19 @@ def test_an_unwritable_stdout_is_one_line_on_stderr(tmp_path: Path, args: list[s
     assert not (tmp_path / "runs").exists()  # a fit stops at its first record, before anything is saved
 
 
+@pytest.mark.parametrize("args", [["predict", "5"], ["predict", "-", "--json"]], ids=" ".join)
+def test_an_unwritable_stdout_is_one_line_on_stderr_on_predicts_fast_path_too(tmp_path: Path, args: list[str]) -> None:
+    subprocess.run([lrtrain_path(), "fit", "--engine", "exact"], cwd=tmp_path, capture_output=True, check=True,
+                   timeout=SUBPROCESS_TIMEOUT)  # fmt: skip
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [lrtrain_path(), *args], cwd=tmp_path, input="5\n", stdout=full, stderr=subprocess.PIPE, text=True,
+            timeout=SUBPROCESS_TIMEOUT,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "error: cannot write the results to stdout: No space left on device.\n"
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [lrtrain_path(), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, TypeVar
 
 from lrtrain.design import Levels
-from lrtrain.errors import InputError, ModelError, notice
+from lrtrain.errors import InputError, ModelError, notice, writing_stdout
 from lrtrain.files import read_json
 from lrtrain.runs import CHECKPOINT_FILE, MODEL_FILE, newest_models
 
@@ -508,10 +508,13 @@ def predict(
                     "low": _json_number(bounds[0]),
                     "high": _json_number(bounds[1]),
                 }
-            out.write(json.dumps(record) + "\n")
+            line = json.dumps(record)
         else:
-            out.write(" ".join(model.format(v) for v in [value, *(bounds or [])]) + "\n")
-    out.flush()
+            line = " ".join(model.format(v) for v in [value, *(bounds or [])])
+        with writing_stdout():  # a full disk or /dev/full: one line on stderr, exit 1
+            out.write(line + "\n")
+    with writing_stdout():
+        out.flush()
 
 
 def _json_number(value: float) -> float | None:
