@@ -306,6 +306,14 @@ def test_a_temporary_table_that_cannot_grow_is_said_in_one_line_and_nothing_is_w
     assert not (workdir / "runs").exists()
 
 
+def test_synthetic_data_that_cannot_determine_the_fit_is_refused_before_it_is_drawn(tmp_path: Path) -> None:
+    """Its shape is in the config: 2 rows for 1e9 features is refused at once, not after drawing 16 GB."""
+    args = ["fit", "--set", "data.source=synthetic", "--set", "data.rows=2", "--set", "data.features=1000000000"]
+    result = limited(args, tmp_path, cpu=20)
+    refused(result, "synthetic data (2 rows, seed 0)", "underdetermined (needs at least 1000000001 rows)")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_a_config_of_dev_zero_or_an_endless_pipe_is_refused_at_the_limit(tmp_path: Path) -> None:
     refused(limited(["fit", "-c", "/dev/zero"], tmp_path), "/dev/zero", "4 MB", "LRTRAIN_MAX_CONFIG_MB")

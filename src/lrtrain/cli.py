@@ -546,11 +546,10 @@ def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
 @handled
 def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Check the config and that its data loads; exit 0 if both are fine, 2 with the errors if not."""
-    from lrtrain import sources
-    from lrtrain.prepare import prepare
+    from lrtrain.prepare import load, prepare
 
     cfg = _load(config, set_)
-    prepared = prepare(sources.load(cfg), cfg)
+    prepared = prepare(load(cfg), cfg)
     _line(
         f"ok: {config or 'built-in default config'} is valid; {prepared.raw.origin}: "
         f"{prepared.rows + prepared.val_rows} rows, {prepared.features} feature(s), target {prepared.raw.target!r}."

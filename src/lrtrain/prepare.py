@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from lrtrain import order, parallel
+from lrtrain import order, parallel, sources
 from lrtrain.blocks import blocked_sum, row_blocks
-from lrtrain.config import Config
+from lrtrain.config import Config, SyntheticData
 from lrtrain.errors import DataError
 from lrtrain.moments import Moments, Scaling, combined, moments
 from lrtrain.parallel import SINGLE, Shard
-from lrtrain.sources import Source, fingerprint, own_rows, row_count
+from lrtrain.sources import Source, fingerprint, own_rows, row_count, synthetic
 
 # a column is constant when its spread about the mean is below this fraction of the mean's rounding offset: every
 # value is the same float64, only the summation's rounding made a spread (relative to the feature's own magnitude,
@@ -106,6 +106,29 @@ def _taken(a: np.ndarray, rows: slice | np.ndarray, dtype: np.dtype[Any], scalin
     return out
 
 
+def load(config: Config, group: Shard = SINGLE) -> Source:
+    """The config's data (sources.load); synthetic data is first checked to determine the fit from its shape
+    alone, so that data.features=1e9 with data.rows=2 is refused before gigabytes are drawn."""
+    spec = config.data
+    if isinstance(spec, SyntheticData):
+        rows = spec.rows - validation_rows(spec.rows, spec.validation)
+        determined(rows, spec.features, config, synthetic.origin_of(spec, config.seed))
+    return sources.load(config, group)
+
+
+def determined(rows: int, d: int, config: Config, origin: str) -> None:
+    """Refuse `rows` training rows for `d` features (and a bias) that cannot determine the fit, unless a ridge
+    penalty does; asked before synthetic data is drawn too (data.rows and data.features say its shape)."""
+    needed = d + int(config.model.bias)
+    if rows < needed and config.train.weight_decay == 0:
+        raise DataError(
+            f"{origin}: {_count(rows, 'training row')} for {_count(d, 'feature')}"
+            f"{' and a bias' if config.model.bias else ''}; "
+            f"the fit is underdetermined (needs at least {needed} rows). Add rows, drop features, "
+            "lower data.validation, or set train.weight_decay > 0."
+        )
+
+
 def validation_rows(n: int, fraction: float) -> int:
     """round(N·fraction) of the N rows are held out for validation; both parts need a row."""
     n_val = round(n * fraction)
@@ -148,14 +171,7 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
             start = int(counts[: group.rank].sum())
             shard = dataclasses.replace(group, start=start, stop=start + len(train))  # summed as `group` sums
     d = len(source.features)
-    needed = d + int(config.model.bias)
-    if rows < needed and config.train.weight_decay == 0:
-        raise DataError(
-            f"{source.origin}: {_count(rows, 'training row')} for {_count(d, 'feature')}"
-            f"{' and a bias' if config.model.bias else ''}; "
-            f"the fit is underdetermined (needs at least {needed} rows). Add rows, drop features, "
-            "lower data.validation, or set train.weight_decay > 0."
-        )
+    determined(rows, d, config, source.origin)
     scaling = Scaling(np.zeros(d), np.ones(d))
     if config.data.standardize:
         mean, scale, flat = _blocked_mean_and_std(x, train, rows, shard)

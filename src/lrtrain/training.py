@@ -22,7 +22,7 @@ from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.engine_exact import unrepresentable
 from lrtrain.errors import ConfigError, DataError, Interrupted, LrtrainError, SaveError, TrainingFailed
-from lrtrain.prepare import Prepared, prepare
+from lrtrain.prepare import Prepared, load, prepare
 from lrtrain.runs import Checkpoint
 from lrtrain.stopping import StopRules, Target
 
@@ -133,7 +133,7 @@ def _fit(
     group = parallel.start(device)  # under torchrun, join the others: from here on every rank must keep step
     try:
         with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
-            prepared = prepare(sources.load(config, group), config, group)  # under torchrun, this rank's rows only
+            prepared = prepare(load(config, group), config, group)  # under torchrun, this rank's rows only
         if listener is not None and main and (note := sources.dropped_note(prepared.raw)):
             listener.note(note)
         if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
@@ -523,7 +523,7 @@ def compare(
     `watch(label, index)` may return a listener for that engine's training (a progress view).
     """
     specs = [parse_engine(text, config.train.device) for text in engines]
-    source = sources.load(config)
+    source = load(config)
     with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
         prepared = prepare(source, config)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine

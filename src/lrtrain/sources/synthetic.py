@@ -28,11 +28,16 @@ def chunks(spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16) -> Iterato
         yield x, y
 
 
+def origin_of(spec: SyntheticData, seed: int) -> str:
+    """Where the rows come from, for messages: the data's size and seed (data.seed, else the config's)."""
+    return f"synthetic data ({spec.rows} rows, seed {spec.seed if spec.seed is not None else seed})"
+
+
 def read(spec: SyntheticData, seed: int, scratch: bool = False) -> Table:
     """The rows in memory, filled chunk by chunk; with `scratch` (under torchrun, where every rank makes
     them all) in memory-mapped temporary files instead, so a rank's anonymous memory holds only a chunk."""
     seed = spec.seed if spec.seed is not None else seed
-    origin = f"synthetic data ({spec.rows} rows, seed {seed})"
+    origin = origin_of(spec, seed)
     if scratch:
         with tempfile.TemporaryFile(prefix="lrtrain-") as targets:
 
