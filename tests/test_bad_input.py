@@ -1342,6 +1342,14 @@ FILE_KIND_CASES = [
 # CSV files a demanding user (or a broken export) hands over.
 CSV_HOSTILE_CASES = [
     case(
+        "csv-unclosed-quote",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        files={"d.csv": 'a,b,y\n1,2,3\n"4,5,6\n7,8,9\n10,11,12\n'},
+        stderr=("d.csv, line 3: has 1 fields but the first line has 3", "closing quote missing"),
+    ),
+    case(
         "csv-decimal-comma",
         "fit",
         "--set",

@@ -445,8 +445,12 @@ class _Reader:
             if not row:
                 continue
             if len(row) != width:
+                span = reader.line_num - (number - line)  # the lines the row took
+                runs_on = span > 1 and any("\n" in cell or "\r" in cell for cell in row)
+                quote = f" A quote on it opens a cell that runs on for {span} lines: is its closing quote missing?"
+                quote = quote if runs_on else ""
                 return (
-                    f"data file {path}, line {number}: has {len(row)} fields but the first line has {width}. "
+                    f"data file {path}, line {number}: has {len(row)} fields but the first line has {width}.{quote} "
                     f"Every row needs {width} fields separated by {delimiter!r}; check that line "
                     "(or data.delimiter)."
                 )
