@@ -37,8 +37,8 @@ from lrtrain.errors import (
 from lrtrain.interrupts import Signals, silent
 
 EXIT_CODES = (
-    "Exit codes: 0 ok, 1 training failed (diverged or non-finite) or stdout unwritable, 2 usage or invalid "
-    "config/data/model/input, 3 engines disagree (compare), 130 interrupted."
+    "Exit codes: 0 ok, 1 training failed (diverged or non-finite) or a write refused (stdout, the run, $TMPDIR), "
+    "2 usage or invalid config/data/model/input, 3 engines disagree (compare), 130 interrupted."
 )
 
 
