@@ -1,4 +1,6 @@
-"""The command line: parse, call `training`, hand results to `render`, map errors to exit codes.
+"""The command line: the commands and their options. Each parses, calls `training` (or the module that
+does its work) and hands the results to `render`; lrtrain.cli_support maps errors to exit codes and
+holds the options and writers the commands share.
 
 Heavy modules (NumPy, pydantic, Rich, torch) are imported inside the commands that need them,
 so `lrtrain --help` and `lrtrain predict` start fast. Most of this module's length is the options'
@@ -8,54 +10,44 @@ declarations and help texts; what the commands do lives in the modules they call
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import signal
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from typer.core import TyperArgument, TyperCommand
 
 from lrtrain import __version__
+from lrtrain.cli_support import (
+    DEBUG,
+    EXIT_CODES,
+    Command,
+    ConfigOption,
+    DataOption,
+    JsonOption,
+    RunArgument,
+    SetOption,
+    complete_device,
+    complete_engine,
+    flushed,
+    handled,
+    line,
+    output,
+    read_config,
+    usage_error,
+    warn,
+)
 from lrtrain.errors import (
     ExitCode,
-    Interrupted,
-    LrtrainError,
     OutputError,
     discard_stdout,
-    notice,
-    printable,
     report,
     tolerant_streams,
     writing_stdout,
 )
 from lrtrain.interrupts import Signals, silent
-
-EXIT_CODES = (
-    "Exit codes: 0 ok, 1 training failed (diverged or non-finite) or a write refused (stdout, the run, $TMPDIR), "
-    "2 usage or invalid config/data/model/input, 3 engines disagree (compare), 130 interrupted."
-)
-
-
-class _Command(TyperCommand):
-    """A command whose help lists each argument by its name alone: typer would add its Python type
-    (`VALUE <list[str]>`), which says nothing to a user."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if isinstance(param, TyperArgument):
-                param.display_type_rich = _no_type  # type: ignore[method-assign]
-
-
-def _no_type(ctx: object) -> None:
-    return None
-
 
 app = typer.Typer(
     name="lrtrain",
@@ -69,108 +61,6 @@ config_app = typer.Typer(help="Show, check or describe the config.", no_args_is_
 data_app = typer.Typer(help="Make data files to try lrtrain on.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
-
-_debug = {"on": os.environ.get("LRTRAIN_DEBUG", "") not in ("", "0")}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="YAML config file. Default: the built-in config (the cheat sheet's x = 1..4, y = 2x).",
-    ),
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        "-s",
-        metavar="KEY=VALUE",
-        help="Override a config key, e.g. --set train.lr=0.1 (value read as YAML). Repeatable; wins over the file.",
-    ),
-]
-RunArgument = Annotated[
-    Path | None,
-    typer.Argument(
-        help="A run folder (runs/NAME-TIME) or its model.json. Default: the newest finished run in ./runs.",
-        metavar="RUN",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="stdout: one JSON object per line (schema lrtrain/1), nothing else.")
-]
-
-
-def _complete_engine(incomplete: str) -> list[tuple[str, str]]:
-    engines = [
-        ("manual", "NumPy gradient descent"),
-        ("torch", "nn.Linear + SGD on train.device"),
-        ("torch:cpu", "torch on the CPU"),
-        ("torch:cuda", "torch on the first GPU"),
-        ("torch:mps", "torch on Apple silicon"),
-        ("exact", "the least-squares optimum"),
-    ]
-    return [(name, help_) for name, help_ in engines if name.startswith(incomplete)]
-
-
-def _complete_device(incomplete: str) -> list[str]:
-    return [d for d in ("cpu", "cuda", "cuda:0", "mps", "auto") if d.startswith(incomplete)]
-
-
-def handled(command: F) -> F:
-    """Turn domain errors into one paragraph on stderr and an exit code; no traceback unless --debug."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        json_output = bool(kwargs.get("json_output"))
-        try:
-            return command(*args, **kwargs)
-        except Interrupted as exc:
-            from lrtrain.parallel import is_main
-
-            if not is_main():  # under torchrun, every rank stopped after the same epoch: rank 0 says so
-                raise typer.Exit(int(exc.exit_code)) from None
-            _fail(exc.exit_code, f"error: {exc}", json_output)
-        except LrtrainError as exc:
-            _fail(exc.exit_code, f"error: {exc}", json_output)
-        except KeyboardInterrupt:  # Ctrl-C outside fit and compare, or their "stop now" (Signals.check)
-            _fail(ExitCode.INTERRUPTED, "interrupted: stopped before finishing; nothing was saved.", json_output)
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-            discard_stdout()
-            raise typer.Exit(0) from None
-        except typer.Exit:
-            raise
-        except Exception as exc:  # a bug: say so plainly
-            _fail(
-                ExitCode.TRAINING_FAILED,
-                f"internal error: {exc.__class__.__name__}: {exc}. Run again with --debug for the traceback, "
-                "and report it with the output of `lrtrain --version`.",
-                json_output,
-            )
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _fail(code: ExitCode, message: str, json_output: bool) -> None:
-    if _debug["on"]:
-        traceback.print_exc(file=sys.stderr)
-    report(code, message, json_output)
-    raise typer.Exit(int(code))
-
-
-def _warn(text: str) -> None:
-    notice(text)
-
-
-def _line(text: str) -> None:
-    """A line of results on stdout, by the one writer."""
-    from lrtrain import render
-
-    render.write_line(text)
 
 
 def _version(value: bool) -> None:
@@ -192,7 +82,7 @@ def main_options(
 ) -> None:
     """Train, compare and serve linear-regression models."""
     if debug:
-        _debug["on"] = True
+        DEBUG["on"] = True
     world = os.environ.get("WORLD_SIZE", "1")
     if world != "1" and ctx.invoked_subcommand not in (None, "fit"):  # each process would run it whole, alone
         report(
@@ -204,19 +94,7 @@ def main_options(
         raise typer.Exit(int(ExitCode.USAGE))
 
 
-def _load(config: Path | None, overrides: list[str] | None, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
-    from lrtrain.config import load_config
-
-    return load_config(config, [*(overrides or []), *extra])
-
-
-def _out(json_output: bool, signals: Signals | None = None) -> Any:
-    from lrtrain import render
-
-    return render.Out(json_output, safe_point=signals.check) if signals else render.Out(json_output)
-
-
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def fit(
     config: ConfigOption = None,
@@ -226,7 +104,7 @@ def fit(
         typer.Option(
             metavar="ENGINE",
             help="manual (NumPy), torch (nn.Linear + SGD) or exact (least squares). Default: train.engine (manual).",
-            autocompletion=lambda incomplete: [e for e in _complete_engine(incomplete) if ":" not in e[0]],
+            autocompletion=lambda incomplete: [e for e in complete_engine(incomplete) if ":" not in e[0]],
         ),
     ] = None,
     device: Annotated[
@@ -234,7 +112,7 @@ def fit(
         typer.Option(
             metavar="DEVICE",
             help="torch engine: cpu, cuda, cuda:N, mps or auto. Default: train.device (cpu).",
-            autocompletion=_complete_device,
+            autocompletion=complete_device,
         ),
     ] = None,
     resume: Annotated[
@@ -266,9 +144,9 @@ def fit(
     extra += [f"train.device={device}"] if device else []
     if resume is not None:
         config = resume_config(resume, config)
-    cfg = _load(config, set_, extra)  # as compare does: Ctrl-C stops a read that waits (a pipe with no writer)
+    cfg = read_config(config, set_, extra)  # as compare does: Ctrl-C stops a read that waits (a pipe with no writer)
     with Signals(distributed=parallel.world_size() > 1) as signals:  # from the data to the last line printed
-        out = _out(json_output, signals)
+        out = output(json_output, signals)
         main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes
         with live.FitView(cfg, out, live=main) as view:
             signals.say = view.note if main else silent
@@ -279,16 +157,16 @@ def fit(
             render.fit_summary(cfg, result, out)
             stats = result.summary if summary else None
             if result.shortfall is not None:
-                _warn(f"warning: {result.shortfall}")
+                warn(f"warning: {result.shortfall}")
             if isinstance(stats, str):
-                _warn(f"note: {stats}")
+                warn(f"note: {stats}")
             elif stats is not None:
                 epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
                 heading = f"{result.engine} weights after {epochs}, {result.rows} training rows"
                 render.statistics(stats.to_dict(covariance=False), heading, out)
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def compare(
     engines: Annotated[
@@ -296,7 +174,7 @@ def compare(
         typer.Argument(
             help="Engines to run: manual, torch, torch:cpu, torch:cuda, torch:cuda:N, torch:mps, exact.",
             metavar="ENGINE",
-            autocompletion=_complete_engine,
+            autocompletion=complete_engine,
         ),
     ],
     config: ConfigOption = None,
@@ -318,13 +196,13 @@ def compare(
     from lrtrain import live, render, training
     from lrtrain.errors import EnginesDisagree
 
-    cfg = _load(config, set_)
+    cfg = read_config(config, set_)
     if plot is not None:
         from lrtrain import plot as plot_module
 
         plot = plot_module.check_output(plot, "compare.png")  # before hours of training, not after
     with Signals(stop_at_once=True) as signals:
-        out = _out(json_output, signals)
+        out = output(json_output, signals)
         with live.CompareView(engines, out) as view:
             result = training.compare(cfg, engines, view.watch)
         render.comparison(cfg, result, out)
@@ -334,7 +212,7 @@ def compare(
             for label, r in zip(result.labels, result.results, strict=True)
         }
         written = plot_module.plot_curves(plot, curves, f"{cfg.run_name()}: loss per epoch")
-        _warn(f"wrote {written}") if json_output else _line(f"wrote {written}")
+        warn(f"wrote {written}") if json_output else line(f"wrote {written}")
     if not result.agree:
         raise EnginesDisagree(
             f"engines disagree: the largest relative weight difference is {result.worst:.3g}, above the tolerance "
@@ -353,18 +231,7 @@ def _values_or_data(ctx: typer.Context, param: typer.CallbackParam, values: list
     return values
 
 
-DataOption = Annotated[
-    Path,
-    typer.Option(
-        "--data",
-        metavar="FILE",
-        help="A table: CSV (.csv, .tsv, also .gz, .bz2, .zst) or Parquet (.parquet), its columns matched by name "
-        "to the model's features.",
-    ),
-]
-
-
-@app.command(cls=_Command, context_settings={"ignore_unknown_options": True}, epilog=EXIT_CODES)
+@app.command(cls=Command, context_settings={"ignore_unknown_options": True}, epilog=EXIT_CODES)
 @handled
 def predict(
     values: Annotated[
@@ -432,10 +299,10 @@ def predict(
         raise InputError("predict --data writes CSV; --json is for VALUEs. Leave --json out.")
     from lrtrain import scoring
 
-    scoring.predict_file(model, data, output, level, _warn, _line)
+    scoring.predict_file(model, data, output, level, warn, line)
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def evaluate(
     run: RunArgument = None,
@@ -453,13 +320,13 @@ def evaluate(
     loaded = (
         model_module.load(run, "Name a run folder or its model.json as RUN")
         if run is not None
-        else model_module.load_latest(Path("runs"), _warn, "name a RUN")
+        else model_module.load_latest(Path("runs"), warn, "name a RUN")
     )
     result = scoring.evaluate(loaded, scoring.open_table(data))
-    render.evaluation(dataclasses.asdict(result), _out(json_output))
+    render.evaluation(dataclasses.asdict(result), output(json_output))
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def summary(
     run: RunArgument = None,
@@ -474,13 +341,13 @@ def summary(
     loaded = (
         model_module.load(run, "Name a run folder or its model.json as RUN")
         if run is not None
-        else model_module.load_latest(Path("runs"), _warn, "name a RUN")
+        else model_module.load_latest(Path("runs"), warn, "name a RUN")
     )
     stored = loaded.require_statistics("lrtrain summary")
-    render.statistics(stored, str(loaded.path.parent), _out(json_output))
+    render.statistics(stored, str(loaded.path.parent), output(json_output))
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def plot(
     run: RunArgument = None,
@@ -498,15 +365,15 @@ def plot(
     from lrtrain import runs as runs_module
 
     plot_module.require()
-    run = run if run is not None else model_module.find_latest(Path("runs"), _warn, "name a RUN").parent
+    run = run if run is not None else model_module.find_latest(Path("runs"), warn, "name a RUN").parent
     run = run.parent if run.name == runs_module.MODEL_FILE else run
     drawn = plot_module.plot_run(run, output if output is not None else run / "loss.png")
     for warning in drawn.warnings:
-        _warn(f"warning: {warning}")
-    _line(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
+        warn(f"warning: {warning}")
+    line(f"wrote {drawn.path} ({' and '.join(drawn.panels)})")
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def runs(
     runs_dir: Annotated[
@@ -518,10 +385,10 @@ def runs(
     from lrtrain import render
     from lrtrain.runs import list_runs
 
-    render.runs(list_runs(runs_dir), str(runs_dir), _out(json_output))
+    render.runs(list_runs(runs_dir), str(runs_dir), output(json_output))
 
 
-@app.command(cls=_Command, epilog=EXIT_CODES)
+@app.command(cls=Command, epilog=EXIT_CODES)
 @handled
 def info(json_output: JsonOption = False) -> None:
     """Versions of lrtrain, Python, NumPy and torch, the BLAS and its threads, every device torch can use.
@@ -530,42 +397,42 @@ def info(json_output: JsonOption = False) -> None:
     """
     from lrtrain import render, system
 
-    render.info(system.describe(), _out(json_output))
+    render.info(system.describe(), output(json_output))
 
 
-@config_app.command("show", cls=_Command)
+@config_app.command("show", cls=Command)
 @handled
 def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved config as YAML: every key, defaults filled in, each with a comment."""
     from lrtrain.config import to_yaml
 
-    _line(to_yaml(_load(config, set_)).removesuffix("\n"))
+    line(to_yaml(read_config(config, set_)).removesuffix("\n"))
 
 
-@config_app.command("validate", cls=_Command, epilog=EXIT_CODES)
+@config_app.command("validate", cls=Command, epilog=EXIT_CODES)
 @handled
 def config_validate(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Check the config and that its data loads; exit 0 if both are fine, 2 with the errors if not."""
     from lrtrain.prepare import load, prepare
 
-    cfg = _load(config, set_)
+    cfg = read_config(config, set_)
     prepared = prepare(load(cfg), cfg)
-    _line(
+    line(
         f"ok: {config or 'built-in default config'} is valid; {prepared.raw.origin}: "
         f"{prepared.rows + prepared.val_rows} rows, {prepared.features} feature(s), target {prepared.raw.target!r}."
     )
 
 
-@config_app.command("schema", cls=_Command)
+@config_app.command("schema", cls=Command)
 @handled
 def config_schema() -> None:
     """Print the config's JSON Schema (for editor completion and validation)."""
     from lrtrain.config import schema
 
-    _line(json.dumps(schema(), indent=2))
+    line(json.dumps(schema(), indent=2))
 
 
-@data_app.command("make", cls=_Command, epilog=EXIT_CODES)
+@data_app.command("make", cls=Command, epilog=EXIT_CODES)
 @handled
 def data_make(
     path: Annotated[
@@ -593,8 +460,8 @@ def data_make(
     from lrtrain.sources.writers import make
 
     make(path, rows, features, weights, bias, noise, seed, force)
-    _line(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
-    _line(f"  lrtrain fit --set data.path={path}")  # the name says the format: data.source follows
+    line(f"wrote {path}: {rows} rows, {features} feature(s), target y. Train on it with:")
+    line(f"  lrtrain fit --set data.path={path}")  # the name says the format: data.source follows
 
 
 def main() -> None:
@@ -607,7 +474,7 @@ def main() -> None:
     except typer.TyperException as exc:  # the parser's usage errors: bad option, missing argument
         if "--json" in sys.argv[1:]:
             report(ExitCode.USAGE, str(exc), json_output=True, stderr=False)
-        _usage_error(exc)
+        usage_error(exc)
         code = ExitCode.USAGE
     except typer.Abort:  # Ctrl-C before a command started
         code = ExitCode.INTERRUPTED
@@ -619,29 +486,4 @@ def main() -> None:
         code = ExitCode.OK
     for signum in (signal.SIGINT, signal.SIGTERM):  # the command is over: a late signal changes nothing
         signal.signal(signum, signal.SIG_IGN)
-    sys.exit(_flushed(code if isinstance(code, int) else 0))
-
-
-def _usage_error(exc: Exception) -> None:
-    """A usage error as click shows it (usage, where to find help, the error), the error printable and bounded:
-    it may echo what was typed, which can hold control characters or be megabytes long."""
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None:
-        names = ctx.help_option_names if ctx.command.get_help_option(ctx) is not None else []
-        hint = f"Try '{ctx.command_path} {names[0]}' for help.\n" if names else ""
-        print(printable(ctx.get_usage()), hint, sep="\n", file=sys.stderr)
-    format_message = getattr(exc, "format_message", None)
-    print(printable(f"Error: {format_message() if callable(format_message) else exc}"), file=sys.stderr)
-
-
-def _flushed(code: int) -> int:
-    """Write what print() left in stdout's buffer (config show, data make), by the writer's rules."""
-    try:
-        with writing_stdout():
-            sys.stdout.flush()
-    except BrokenPipeError:
-        discard_stdout()
-    except OutputError as exc:
-        report(exc.exit_code, f"error: {exc}", json_output=False)
-        return int(exc.exit_code)
-    return code
+    sys.exit(flushed(code if isinstance(code, int) else 0))
