@@ -5,12 +5,14 @@ A config, in its file or by --set, reads numbers by the same rule, not by YAML 1
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import cli
+from .conftest import SUBPROCESS_TIMEOUT, cli, lrtrain_path
 
 LENIENT = {
     "empty field": ("1,,2", "field 2 of '1,,2' is empty"),
@@ -70,6 +72,18 @@ def test_a_utf8_byte_order_mark_on_stdin_is_accepted(two_features: Path) -> None
     result = cli("predict", "-", input="\ufeff1,2\n3,4\n")
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_bytes_that_are_not_utf8_on_stdin_are_named_as_such(two_features: Path) -> None:
+    strict = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # stdin as in a UTF-8 locale (en_US.UTF-8), not C
+    result = subprocess.run(
+        [lrtrain_path(), "predict", "-"], input=b"1,2\n\xff\xfe3,4\n", capture_output=True, timeout=SUBPROCESS_TIMEOUT,
+        env=strict,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert len(result.stdout.decode().splitlines()) == 1  # line 1, predicted before line 2 was read
+    assert "stdin line 2 is not UTF-8 text (it holds the byte 0xff)" in result.stderr.decode()
+    assert "\\udc" not in result.stderr.decode()
 
 
 def test_a_wrong_feature_count_on_stdin_names_the_line(two_features: Path) -> None:

@@ -141,12 +141,18 @@ def writing_stdout() -> Iterator[None]:
 def tolerant_streams() -> None:
     """Let stdout and stderr write any text: on a terminal or pipe whose encoding cannot say "R²" (ASCII, LC_ALL=C
     before Python 3.7's UTF-8 coercion, PYTHONIOENCODING=ascii), such a character becomes its escape (R\\xb2)
-    instead of failing a command whose work is already done."""
-    for stream in (sys.stdout, sys.stderr):
+    instead of failing a command whose work is already done. And let stdin read any bytes: one its encoding
+    cannot decode reaches the reader as a surrogate (as under the C locale), which predict names in words,
+    instead of a UnicodeDecodeError (a strict UTF-8 locale such as en_US.UTF-8)."""
+    for stream, errors in (
+        (sys.stdout, "backslashreplace"),
+        (sys.stderr, "backslashreplace"),
+        (sys.stdin, "surrogateescape"),
+    ):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):
-                reconfigure(errors="backslashreplace")
+                reconfigure(errors=errors)
 
 
 def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:

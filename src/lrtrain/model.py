@@ -310,6 +310,12 @@ def _fields(text: str, where: str, commas_only: bool) -> list[str]:
     has any (so that a level name may hold a space) and by spaces when it has none."""
     if not text.strip():
         raise InputError(f"{where} is empty. Give one sample per line: feature values separated by commas or spaces.")
+    undecoded = next((c for c in text if "\udc80" <= c <= "\udcff"), None)  # a byte stdin could not decode
+    if undecoded is not None:
+        raise InputError(
+            f"{where} is not UTF-8 text (it holds the byte 0x{ord(undecoded) - 0xDC00:02x}). Give samples as UTF-8 "
+            "text: numbers, and level names for categorical columns."
+        )
     if commas_only and "," not in text:
         return text.split()
     fields = []
