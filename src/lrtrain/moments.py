@@ -95,7 +95,7 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
 
 def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
     n, d = x.shape
-    y_mean = sum(float(np.sum(t, dtype=np.float64)) for _, t in passing(x[:, :0], y)) / n
+    y_mean = float(blocked_sum(y[:, None])[0]) / n  # block by block: y may be a column of a mapped file
     if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous and not mapped(x):
         sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
         x_mean = sums_and_xty[:, 0] / n

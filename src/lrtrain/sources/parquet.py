@@ -63,8 +63,7 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
         table = scratch_mapping(reading.append, np.dtype(np.float64))
     else:
         filling = Filling(rows, len(chosen))
-        for block in reading.blocks(filling if spec.missing == "error" else None):
-            filling.append(block)  # rows left after dropping; every row was written in place already otherwise
+        reading.fill(filling)
         table = filling.table()
     return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
 
@@ -185,17 +184,28 @@ class _Reading:
         self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
         self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
 
-    def blocks(self, into: Filling | None = None) -> Iterator[np.ndarray]:
-        """The batches' rows; with `into` (every row kept), each batch is written there instead, and nothing
-        is yielded."""
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The batches' rows (categorical columns as codes; with data.missing: drop, the rows kept)."""
+        for file, at, batch in self._batches():
+            place = functools.partial(_place, file, at)
+            yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+
+    def fill(self, into: Filling) -> None:
+        """Every batch written into the table in memory: column by column when every row is kept, else the rows
+        data.missing: drop keeps."""
+        if self.missing != "error":
+            for block in self.blocks():
+                into.append(block)
+            return
+        for file, at, batch in self._batches():
+            batch_into(batch.columns, self.chosen, self.coders, functools.partial(_place, file, at), into)
+
+    def _batches(self) -> Iterator[tuple[Path, int, Any]]:
+        """(file, the file's row of the batch's first, batch) for every batch of every file."""
         for file, handle in zip(self.files, self.opened, strict=True):
-            at = 0  # the file's row of the batch's first
+            at = 0
             for batch in _batches(file, handle, columns=self.chosen):
-                place = functools.partial(_place, file, at)
-                if into is None:
-                    yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
-                else:
-                    batch_into(batch.columns, self.chosen, self.coders, place, into)
+                yield file, at, batch
                 at += batch.num_rows
 
     def append(self, out: IO[bytes], start: int = 0, stop: int | None = None) -> tuple[int, ...]:
