@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0   # the CPU wheel; a plain `torch` pulls a multi-GB CUDA build
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test quick lint fmt bench clean
+.PHONY: help venv bytecode run test quick lint fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,17 +19,22 @@ $(BIN)/lrtrain: pyproject.toml
 
 venv: $(BIN)/lrtrain ## create .venv and install lrtrain with its dev tools
 
-run: venv ## train the default config (the cheat sheet's data)
+# An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set every command would
+# compile lrtrain's modules again (0.06 s of each start): compiled here as `pip install` does (only what changed).
+bytecode: venv
+	@$(BIN)/python -m compileall -q src/lrtrain
+
+run: bytecode ## train the default config (the cheat sheet's data)
 	$(BIN)/lrtrain fit
 
-test: venv ## run lint, type checks, the import layers and the tests
+test: bytecode ## run lint, type checks, the import layers and the tests
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-quick: lint ## lint and the tests not marked slow (seconds, not minutes)
+quick: lint bytecode ## lint and the tests not marked slow (seconds, not minutes)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv ## ruff, mypy and the import layers only
@@ -42,7 +47,7 @@ fmt: venv ## format and auto-fix the code
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: venv ## benchmarks against peers and limits (minutes; writes benchmarks/results/)
+bench: bytecode ## benchmarks against peers and limits (minutes; writes benchmarks/results/)
 	$(BIN)/python benchmarks/bench.py
 
 clean: ## remove the virtual environment, caches and runs
