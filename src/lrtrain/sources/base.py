@@ -292,20 +292,29 @@ def resident(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialized float64 array whose pages are all mapped at once, for a table about to be filled.
 
     A fresh array's pages are otherwise mapped one fault at a time as they are first written: 4 KB
-    each, 40,000 for a 1e6 x 20 table, which can cost more than parsing the rows that fill it. One
-    populated mapping (Linux MAP_POPULATE) takes a fraction of that; elsewhere it is np.empty.
+    each, 40,000 for a 1e6 x 20 table, which can cost more than parsing the rows that fill it. The
+    mapping asks for 2 MB pages (MADV_HUGEPAGE, as NumPy asks for its own large arrays) and maps them
+    all in one call (MADV_POPULATE_WRITE, Linux 5.14): 152 MB in about 0.01 s. Where either is refused,
+    4 KB pages mapped at once (MAP_POPULATE: 0.05 s); elsewhere it is np.empty.
     """
     size = math.prod(shape) * 8
     populate = getattr(mmap, "MAP_POPULATE", 0)
     if size < POPULATE_MIN_BYTES or not populate:
         return np.empty(shape)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
     try:
-        memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
-    except OSError:  # no room for it at once (ulimit -v): let NumPy's allocator say so, as for any array
-        return np.empty(shape)
+        memory = mmap.mmap(-1, size, flags=flags)
+        memory.madvise(mmap.MADV_HUGEPAGE)
+        memory.madvise(MADV_POPULATE_WRITE)
+    except (OSError, AttributeError):  # an older kernel, no huge pages: 4 KB pages, mapped at once
+        try:
+            memory = mmap.mmap(-1, size, flags=flags | populate)
+        except OSError:  # no room for it at once (ulimit -v): let NumPy's allocator say so, as for any array
+            return np.empty(shape)
     return np.frombuffer(memory, dtype=np.float64).reshape(shape)
 
 
+MADV_POPULATE_WRITE = 23  # Linux's value (mmap names it from Python 3.13)
 POPULATE_MIN_BYTES = 1 << 24  # below this, the faults cost little
 
 
