@@ -76,11 +76,13 @@ ONE_THREAD_MAX_D = 64  # up to this many features the products are memory-bound:
 def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     """Centered sums of products, float64, memory O(block · D).
 
-    Fast path: two passes over float64 X, one BLAS gemm Xᵀ[1 y] (sums and Xᵀy) and one syrk,
-    centered algebraically (G = XᵀX - nμμᵀ), which is exact enough unless a mean dwarfs its
-    spread; then, and for float32, strided or file-mapped data (whose pages a block-by-block
-    pass releases as it goes: lrtrain.blocks), the products are taken block by block on the
-    centered rows.
+    Fast path, for float64 X in memory: the raw sums of products, centered algebraically
+    (G = XᵀX - nμμᵀ), which is exact enough unless a mean dwarfs its spread. With few features
+    they are one pass over X: each block of rows, copied beside its y and a column of ones (in
+    cache), gives all of XᵀX, Xᵀy, yᵀy and the sums in one BLAS syrk; with many, a gemm Xᵀ[1 y]
+    and a syrk XᵀX. When a mean dwarfs its spread, and for float32, strided or file-mapped data
+    (whose pages a block-by-block pass releases as it goes: lrtrain.blocks), the products are
+    taken block by block on the centered rows.
 
     With few features (D ≤ ONE_THREAD_MAX_D) every BLAS call is a thin product that streams X
     once; a second BLAS thread only adds its wake-ups per block (on 2 busy cores, 1e6 × 19:
@@ -95,17 +97,22 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
 
 def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
     n, d = x.shape
-    y_mean = float(blocked_sum(y[:, None])[0]) / n  # block by block: y may be a column of a mapped file
     if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous and not mapped(x):
-        sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
-        x_mean = sums_and_xty[:, 0] / n
-        gram = x.T @ x - n * np.outer(x_mean, x_mean)
-        cross = sums_and_xty[:, 1] - n * x_mean * y_mean
-        tt = float(y @ y) - n * y_mean**2
+        if d <= ONE_THREAD_MAX_D:
+            products = _augmented_products(x, y)  # [X y 1]ᵀ[X y 1]
+            xtx, xty, x_sums, yty, y_sum = products[:d, :d], products[:d, d], products[:d, -1], *products[d, d:]
+        else:
+            sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
+            xtx, xty, x_sums, yty, y_sum = x.T @ x, sums_and_xty[:, 1], sums_and_xty[:, 0], y @ y, y.sum()
+        x_mean, y_mean = x_sums / n, float(y_sum) / n
+        gram = xtx - n * np.outer(x_mean, x_mean)
+        cross = xty - n * x_mean * y_mean
+        tt = float(yty) - n * y_mean**2
         spread = np.append(np.diag(gram), tt) / n
         means = np.append(x_mean, y_mean) ** 2
         if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
             return Moments(n, x_mean, y_mean, gram, cross, tt)
+    y_mean = float(blocked_sum(y[:, None])[0]) / n  # block by block: y may be a column of a mapped file
     x_mean = blocked_sum(x) / n
     gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
     for x_part, y_part in passing(x, y):
@@ -115,6 +122,24 @@ def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
         cross += a.T @ t
         tt += float(t @ t)
     return Moments(n, x_mean, y_mean, gram, cross, tt)
+
+
+def _augmented_products(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[X y 1]ᵀ[X y 1] in one pass over X: block by block, the rows copied into a block that stays in cache."""
+    n, d = x.shape
+    rows = max(AUGMENTED_MIN_ROWS, AUGMENTED_BLOCK_BYTES // ((d + 2) * 8))
+    block = np.empty((min(n, rows), d + 2))
+    block[:, d + 1] = 1.0
+    total = np.zeros((d + 2, d + 2))
+    for start in range(0, n, rows):
+        part = block[: min(rows, n - start)]
+        part[:, :d], part[:, d] = x[start : start + len(part)], y[start : start + len(part)]
+        total += part.T @ part  # BLAS syrk
+    return total
+
+
+AUGMENTED_BLOCK_BYTES = 1 << 21  # a block of [X y 1] rows: within a core's cache
+AUGMENTED_MIN_ROWS = 256
 
 
 def combined(local: Moments, shard: Shard) -> Moments:
