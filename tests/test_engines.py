@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from lrtrain import sources
 from lrtrain.config import Config, load_config
 from lrtrain.engine import EpochLog, Schedule, State
-from lrtrain.engine_exact import CHOLESKY_MAX_CONDITION, solve
+from lrtrain.engine_exact import CHOLESKY_MAX_CONDITION, solution, solve
 from lrtrain.moments import Scaling, largest_curvature, moments
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.prepare import Prepared, prepare
@@ -491,6 +491,47 @@ def test_final_and_optimum_losses_are_the_mse_of_the_rows() -> None:
         (result.optimum_weights, result.optimum_bias, result.optimum_loss),
     ):
         assert loss == pytest.approx(np.mean((raw.x @ w + b - raw.y) ** 2), rel=1e-13)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+@pytest.mark.parametrize("layout", ["in memory", "far from the origin", "read-only", "float32"])
+def test_the_solve_gives_its_residual_sum_of_squares_as_a_pass_over_the_rows_would(
+    bias: bool, decay: float, layout: str
+) -> None:
+    """The exact engine's loss comes from the refinement's own pass (|r|² less the refinement's gain), not a
+    pass of its own: it equals |Xw + b - y|² summed over the rows, for every kind of table the pass sees."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(5000, 6)) @ rng.normal(size=(6, 6))  # correlated columns: the refinement moves w
+    y = x @ rng.normal(size=6) + 2.0 + rng.normal(scale=0.3, size=5000)
+    if layout == "far from the origin":
+        x = x + 1e4
+    if layout == "read-only":
+        x.flags.writeable = False
+    if layout == "float32":
+        x, y = x.astype(np.float32), y.astype(np.float32)
+    found = solution(x, y, bias, decay)
+    assert found.squares is not None
+    rows = (x.astype(np.float64) @ found.weights + found.bias - y.astype(np.float64)) ** 2
+    assert found.squares == pytest.approx(rows.sum(), rel=1e-11)
+    w, b = solve(x, y, bias, decay)
+    np.testing.assert_array_equal(w, found.weights)
+    assert b == found.bias
+
+
+def test_an_exact_fit_reports_a_loss_of_zero_not_a_negative_one() -> None:
+    x = np.linspace(0, 1, 50)[:, None] ** np.arange(1, 4)
+    y = x @ np.array([1.0, -2.0, 3.0]) + 0.5
+    found = solution(x, y, True)
+    assert found.squares is not None
+    assert 0.0 <= found.squares < 1e-25
+
+
+def test_a_solve_by_qr_leaves_the_sum_of_squares_to_a_pass_of_its_own() -> None:
+    x = np.random.default_rng(3).normal(size=(200, 2))
+    x = np.column_stack([x, x[:, 0] + 1e-9 * x[:, 1]])  # cond(G) far beyond CHOLESKY_MAX_CONDITION
+    found = solution(x, x @ np.ones(3), True)
+    assert found.squares is None
 
 
 def test_compare_gives_every_engine_the_optimum_of_the_data() -> None:

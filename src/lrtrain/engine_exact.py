@@ -16,6 +16,7 @@ small [R_r | Q_rᵀt_r], whose least-squares problem has the same solutions as t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,21 +44,44 @@ def solve(
     Under torchrun, (x, y) are this rank's rows of the data, `shard` sums over the ranks, and
     `centered` (if given) are the moments of all rows; every rank gets the same optimum.
     """
+    found = solution(x, y, bias, weight_decay, centered, shard)
+    return found.weights, found.bias
+
+
+@dataclass(frozen=True)
+class Solution:
+    weights: np.ndarray
+    bias: float
+    squares: float | None  # |Xw + b - y|² over every rank's rows, when the solve made a pass that gives it
+
+
+def solution(
+    x: np.ndarray,
+    y: np.ndarray,
+    bias: bool,
+    weight_decay: float = 0.0,
+    centered: Moments | None = None,
+    shard: Shard = SINGLE,
+) -> Solution:
+    """`solve`'s optimum, with its sum of squared residuals when the refinement's pass over the data gave it."""
     centered = centered or combined(moments(x, y), shard)
     stats = centered if bias else centered.uncentered()
     ridge = stats.n * weight_decay / 2  # mean(r²) + (λ/2)|w|²  ⇔  |r|² + (nλ/2)|w|²
     system = stats.gram + ridge * np.eye(len(stats.cross))
     eigenvalues = np.linalg.eigvalsh(system) if len(system) else np.ones(1)
+    squares: float | None = None
     if eigenvalues[0] > eigenvalues[-1] / CHOLESKY_MAX_CONDITION:
-        w = _cholesky_refined(x, y, stats, system, ridge, shard)
+        w, squares = _cholesky_refined(x, y, stats, system, ridge, shard)
     else:
         w = _householder(x, y, stats, ridge, shard)
-    return w, stats.y_mean - float(stats.x_mean @ w)
+    return Solution(w, stats.y_mean - float(stats.x_mean @ w), squares)
 
 
 def _cholesky_refined(
     x: np.ndarray, y: np.ndarray, stats: Moments, system: np.ndarray, ridge: float, shard: Shard
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
+    """The refined solution w + δ, and |t - A(w + δ)|² from the same pass: |r|² - 2δᵀAᵀr + δᵀGδ, r = t - Aw
+    (the correction is the small excess loss of the unrefined w; clamped at 0 against rounding)."""
     factor = np.linalg.cholesky(system)  # (G + ρI) = LLᵀ
 
     def solve_with(rhs: np.ndarray) -> np.ndarray:
@@ -70,15 +94,19 @@ def _cholesky_refined(
     near_origin = np.all(stats.x_mean**2 <= np.diag(stats.gram) / stats.n)  # |μ| within one spread
     if near_origin and x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous and not mapped(x):
         r = (y - stats.y_mean) - (x @ w - float(stats.x_mean @ w))  # two BLAS passes, no copies of X
-        residual = x.T @ r - stats.x_mean * r.sum()  # Aᵀr = Xᵀr - μΣr
+        residual, squares = x.T @ r - stats.x_mean * r.sum(), float(r @ r)  # Aᵀr = Xᵀr - μΣr
     else:
-        residual = np.zeros(len(w))
+        residual, squares = np.zeros(len(w)), 0.0
         for x_part, y_part in passing(x, y):
             a = np.asarray(x_part, dtype=np.float64) - stats.x_mean
-            t = np.asarray(y_part, dtype=np.float64) - stats.y_mean
-            residual += a.T @ (t - a @ w)
-    refined: np.ndarray = w + solve_with(shard.reduce(residual) - ridge * w)
-    return refined
+            r = np.asarray(y_part, dtype=np.float64) - stats.y_mean - a @ w
+            residual += a.T @ r
+            squares += float(r @ r)
+    summed = shard.reduce(np.append(residual, squares))
+    residual, squares = summed[:-1], float(summed[-1])
+    step = solve_with(residual - ridge * w)
+    excess = float(step @ stats.gram @ step) - 2 * float(step @ residual)
+    return w + step, max(squares + excess, 0.0)
 
 
 def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float, shard: Shard) -> np.ndarray:
@@ -112,8 +140,9 @@ def _stacked_factors(a: np.ndarray, t: np.ndarray, shard: Shard) -> tuple[np.nda
 
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a non-finite answer is checked, in words
-        w, b = solve(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments, data.shard)
-        loss = mse(data.x, data.y, w, b)  # blocked: no float64 copy of X
+        found = solution(data.x, data.y, schedule.bias, schedule.weight_decay, data.moments, data.shard)
+        w, b = found.weights, found.bias
+        loss = mse(data.x, data.y, w, b) if found.squares is None else found.squares / data.rows
     if not (np.all(np.isfinite(w)) and np.isfinite(b) and np.isfinite(loss)):
         raise DataError(unrepresentable(data, "the least-squares solution"))
     yield EpochLog(1, loss, w, b, 0.0)

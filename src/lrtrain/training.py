@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -196,7 +196,7 @@ def train(
     listener: Listener | None,
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
-    optimum: tuple[np.ndarray, float] | None = None,
+    optimum: Optimum | None = None,
 ) -> FitResult:
     """Train one engine on prepared data; `optimum` is the exact solution in raw units, if already solved.
 
@@ -220,7 +220,8 @@ def train(
             Start(engine, label, prepared.rows, prepared.features, before, rates.lr, rates.why, epochs, done)
         )
     started = time.perf_counter()  # the exact engine's run is the solve
-    w_opt, b_opt = optimum or _optimum(prepared, config)
+    solved = optimum or _optimum(prepared, config)
+    w_opt, b_opt = solved.weights, solved.bias
     if not (np.all(np.isfinite(w_opt)) and math.isfinite(b_opt)):
         raise DataError(unrepresentable(prepared, "the least-squares optimum"))
     best = prepared.scaling.to_trained(w_opt, b_opt)
@@ -232,7 +233,11 @@ def train(
     optimum_loss = math.nan
     if engine == "exact":  # the optimum just solved is the run's one epoch: not solved again, its loss taken once
         with np.errstate(over="ignore", invalid="ignore"):
-            (optimum_loss,) = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [best])
+            (optimum_loss,) = (
+                [solved.loss]
+                if solved.loss is not None
+                else mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [best])
+            )
         logs = _solved(EpochLog(1, optimum_loss, *best, 0.0))
     else:
         started = time.perf_counter()
@@ -457,14 +462,21 @@ def _use_statistics(config: Config, prepared: Prepared) -> bool:
     return config.model.dtype == "float64" and cheaper  # float32 keeps its rounding, step for step
 
 
-def _optimum(prepared: Prepared, config: Config) -> tuple[np.ndarray, float]:
-    from lrtrain.engine_exact import solve
+class Optimum(NamedTuple):
+    weights: np.ndarray  # raw units
+    bias: float
+    loss: float | None  # its MSE on the training rows (trained units), when the solve's own pass gave it
+
+
+def _optimum(prepared: Prepared, config: Config) -> Optimum:
+    from lrtrain.engine_exact import solution
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the caller checks the result is finite
-        w, b = solve(
+        found = solution(
             prepared.x, prepared.y, config.model.bias, config.train.weight_decay, prepared.moments, prepared.shard
         )
-        return prepared.scaling.to_original(w, b)
+        loss = None if found.squares is None else found.squares / prepared.rows
+        return Optimum(*prepared.scaling.to_original(found.weights, found.bias), loss)
 
 
 def _predict(w: np.ndarray, b: float, sample: list[float]) -> float:
