@@ -584,6 +584,49 @@ def test_a_column_name_that_yaml_read_as_a_boolean_says_to_quote_it(workdir: Pat
 
 
 @pytest.mark.slow
+def test_a_parquet_fit_loads_no_remote_filesystem_support(workdir: Path) -> None:
+    """pyarrow.fs loads OpenSSL on Linux (a tenth of a 1e6-row fit); a local file needs neither."""
+    assert cli("data", "make", "t.parquet", "--rows", "100", "--features", "2").exit_code == 0
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lrtrain', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('lrtrain', run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        "print('loaded:', sorted(m for m in ('ssl', 'pyarrow.fs') if m in sys.modules), file=sys.stderr)\n"
+    )
+    fit = ["fit", "--engine", "exact", "--set", "data.path=t.parquet", "--set", "output.save=false"]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *fit], cwd=workdir, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+    assert "loaded: []" in done.stderr, done.stderr
+
+
+def test_a_pyarrow_without_the_bare_reader_reads_parquet_through_parquetfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrtrain.sources import parquet
+
+    path = tmp_path / "t.parquet"
+    assert cli("data", "make", str(path), "--rows", "5000", "--features", "3").exit_code == 0
+    config = load_config(None, [f"data.path={path}"])
+    direct = sources.load(config)
+    assert isinstance(parquet.open_file(path), parquet._Local)
+    import pyarrow._parquet
+
+    class Changed:  # a pyarrow whose reader takes other arguments
+        def open(self, source: str) -> None:
+            raise AssertionError("not reached")
+
+    monkeypatch.setattr(pyarrow._parquet, "ParquetReader", Changed)
+    assert not isinstance(parquet.open_file(path), parquet._Local)
+    wrapped = sources.load(config)
+    np.testing.assert_array_equal(wrapped.x, direct.x)
+    np.testing.assert_array_equal(wrapped.y, direct.y)
+
+
+@pytest.mark.slow
 def test_help_and_predict_never_import_pyarrow(workdir: Path) -> None:
     assert cli("fit", "--set", "train.epochs=2").exit_code == 0
     probe = (

@@ -92,10 +92,9 @@ class TableFile:
                 yield pa.RecordBatch.from_arrays(batch.columns, names=self.names)
 
     def _parquet(self) -> Iterator[Any]:
-        import pyarrow.parquet as pq
+        from lrtrain.sources.parquet import open_file
 
-        with pq.ParquetFile(self.path) as handle:
-            yield from handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
+        yield from open_file(self.path).iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
 
 
 def open_table(path: Path) -> TableFile:
@@ -112,10 +111,10 @@ def open_table(path: Path) -> TableFile:
     compression = COMPRESSION.get(suffixes[-1]) if suffixes else None
     kind = suffixes[-2 if compression else -1] if len(suffixes) > int(compression is not None) else ""
     if kind == ".parquet" and compression is None:
-        import pyarrow.parquet as pq
+        from lrtrain.sources.parquet import open_file
 
         try:
-            names = list(pq.ParquetFile(path).schema_arrow.names)
+            names = list(open_file(path).schema_arrow.names)
         except (pa.ArrowException, OSError) as exc:
             raise DataError(
                 f"data file {path} is not a readable Parquet file ({str(exc).splitlines()[0]}). "
