@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -361,6 +362,44 @@ def test_passes_over_a_table_cached_on_disk_hold_a_block_of_it_at_a_time_not_all
     grown, error = done.stdout.split()
     assert int(grown) < 16, f"the passes over a 48 MB mapped table grew the peak by {grown} MB"
     assert float(error) < 1e-9  # six copies of a block: the same least squares as the block
+
+
+def test_the_finite_check_and_the_moments_each_read_a_table_on_disk_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass over a table cached on disk costs a read of the file: the finite check reads x and y together, and
+    the moments need no pass for the means first (each block centered on its own, merged exactly)."""
+    from lrtrain import blocks
+    from lrtrain.moments import moments
+    from lrtrain.sources.base import Table, checked, scratch_mapping
+
+    rng = np.random.default_rng(5)
+    numbers = rng.normal(size=(40_000, 6)) + 1e6 * rng.normal(size=6)  # means far beyond the spread
+    numbers[:, -1] = numbers[:, :-1] @ np.arange(5.0) + rng.normal(size=40_000)
+
+    def fill(out: object) -> tuple[int, int]:
+        numbers.tofile(out)
+        return numbers.shape
+
+    rows = scratch_mapping(fill, np.dtype(np.float64))
+    table = Table(rows[:, :-1], rows[:, -1], [f"x{i}" for i in range(5)], "y", "test")
+    read = {"x": 0, "y": 0}
+    release = blocks.release
+
+    def counted(part: np.ndarray) -> None:
+        read["x" if part.ndim == 2 else "y"] += len(part)
+        release(part)
+
+    monkeypatch.setattr(blocks, "release", counted)
+    checked(table)
+    assert read == {"x": 40_000, "y": 40_000}
+    stats = moments(table.x, table.y)
+    assert read == {"x": 80_000, "y": 80_000}
+    means = np.array([math.fsum(column) / len(column) for column in numbers.T])  # exactly rounded
+    a, t = numbers[:, :-1] - means[:-1], numbers[:, -1] - means[-1]
+    np.testing.assert_allclose(stats.x_mean, means[:-1], rtol=1e-14)
+    assert stats.y_mean == pytest.approx(means[-1], rel=1e-14)
+    np.testing.assert_allclose(stats.gram, a.T @ a, rtol=1e-11)
+    np.testing.assert_allclose(stats.cross, a.T @ t, rtol=1e-11)
+    assert stats.tt == pytest.approx(t @ t, rel=1e-11)
 
 
 def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrtrain.blocks import blocked_sum, mapped, passing
+from lrtrain.blocks import mapped, passing
 from lrtrain.parallel import Shard
 
 
@@ -82,7 +82,7 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     cache), gives all of XᵀX, Xᵀy, yᵀy and the sums in one BLAS syrk; with many, a gemm Xᵀ[1 y]
     and a syrk XᵀX. When a mean dwarfs its spread, and for float32, strided or file-mapped data
     (whose pages a block-by-block pass releases as it goes: lrtrain.blocks), the products are
-    taken block by block on the centered rows.
+    taken block by block on rows centered on their block's means, in one pass (`_merged`).
 
     With few features (D ≤ ONE_THREAD_MAX_D) every BLAS call is a thin product that streams X
     once; a second BLAS thread only adds its wake-ups per block (on 2 busy cores, 1e6 × 19:
@@ -112,16 +112,39 @@ def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
         means = np.append(x_mean, y_mean) ** 2
         if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
             return Moments(n, x_mean, y_mean, gram, cross, tt)
-    y_mean = float(blocked_sum(y[:, None])[0]) / n  # block by block: y may be a column of a mapped file
-    x_mean = blocked_sum(x) / n
+    return _merged(x, y)
+
+
+def _merged(x: np.ndarray, y: np.ndarray) -> Moments:
+    """One pass over the rows: each block's products about its own means, merged into those of the blocks
+    before it exactly (Chan et al., as `combined` merges ranks), so no pass for the means comes first.
+
+    The rows are taken about a fixed shift (the first block's means) and the running means kept as offsets
+    from it: a block's offset from the blocks before it (the merge's δ) is then a difference of small
+    numbers, not rounded at the last digit of a mean of 1e6.
+    """
+    n, d = x.shape
+    x_shift, y_shift = np.zeros(d), 0.0
+    x_offset, y_offset, seen = np.zeros(d), 0.0, 0
     gram, cross, tt = np.zeros((d, d)), np.zeros(d), 0.0
     for x_part, y_part in passing(x, y):
-        a = np.asarray(x_part, dtype=np.float64) - x_mean
-        t = np.asarray(y_part, dtype=np.float64) - y_mean
-        gram += a.T @ a  # BLAS syrk
-        cross += a.T @ t
-        tt += float(t @ t)
-    return Moments(n, x_mean, y_mean, gram, cross, tt)
+        if not seen:
+            x_shift, y_shift = np.mean(x_part, axis=0, dtype=np.float64), float(np.mean(y_part, dtype=np.float64))
+        a = np.subtract(x_part, x_shift, dtype=np.float64)  # copies, centered in place
+        t = np.subtract(y_part, y_shift, dtype=np.float64)
+        a_mean, t_mean = a.mean(axis=0), float(t.mean())
+        a -= a_mean
+        t -= t_mean
+        delta, epsilon = a_mean - x_offset, t_mean - y_offset
+        seen += len(t)
+        share = len(t) / seen
+        weight = (seen - len(t)) * share  # n_before · n_block / n_both
+        gram += a.T @ a + weight * np.outer(delta, delta)  # BLAS syrk
+        cross += a.T @ t + weight * epsilon * delta
+        tt += float(t @ t) + weight * epsilon**2
+        x_offset += share * delta
+        y_offset += share * epsilon
+    return Moments(n, x_shift + x_offset, y_shift + y_offset, gram, cross, tt)
 
 
 def _augmented_products(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -146,21 +146,17 @@ def checked(source: Source, group: Shard = SINGLE) -> Source:
     if n == 0:
         raise DataError(f"{source.origin} has zero rows. Training needs at least one row.")
     mine = own_rows(source, group)
-    found = np.array([np.inf, 0.0, 0.0, -1.0])  # (position in x-then-y order, column, value, line); inf: none
-    for which in (0, 1):
-        at = mine.start
-        for x, y in source.blocks(mine.start, mine.stop):
-            part = x if which == 0 else y[:, None]
-            bad = ~np.isfinite(part)
-            if bad.any():
-                row, col = (int(i) for i in np.argwhere(bad)[0])
-                line = source.line(at + row)
-                found = np.array([which * n + at + row, col, part[row, col], -1.0 if line is None else line])
-                break
-            at += len(y)
-        if np.isfinite(found[0]):
+    none = np.array([np.inf, 0.0, 0.0, -1.0])  # (position in x-then-y order, column, value, line); inf: none
+    in_x, in_y = none, none
+    at = mine.start
+    for x, y in source.blocks(mine.start, mine.stop):  # one pass: x's first find ends it, y's is kept till then
+        in_x = _first_bad(source, x, at, 0)
+        if np.isfinite(in_x[0]):
             break
-    finds = group.gather(found)  # every rank's first find, one row each
+        if not np.isfinite(in_y[0]):
+            in_y = _first_bad(source, y[:, None], at, n)
+        at += len(y)
+    finds = group.gather(in_x if np.isfinite(in_x[0]) else in_y)  # every rank's first find, one row each
     position, col, value, line = finds[int(np.argmin(finds[:, 0]))]
     if np.isfinite(position):
         which, row = divmod(int(position), n)
@@ -286,6 +282,17 @@ def available_memory() -> int:
 
 def gigabytes(size: int) -> str:
     return f"{size / 2**30:.3g} GB"
+
+
+def _first_bad(source: Source, part: np.ndarray, at: int, offset: int) -> np.ndarray:
+    """(position, column, value, line) of the first NaN or infinity in `part` (rows from `at`; positions from
+    `offset`: 0 for x, N for y), by row then column; position inf when there is none."""
+    bad = ~np.isfinite(part)
+    if not bad.any():
+        return np.array([np.inf, 0.0, 0.0, -1.0])
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    line = source.line(at + row)
+    return np.array([offset + at + row, col, part[row, col], -1.0 if line is None else line])
 
 
 def resident(shape: tuple[int, ...]) -> np.ndarray:
