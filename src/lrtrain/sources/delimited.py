@@ -362,7 +362,7 @@ class _Reader:
                     end = len(carry) + got
                     if end < size:  # the end of the file or share: the last line may have no line end
                         if end:
-                            self.quotes += data.count(b'"', 0, end)
+                            self.quotes += _quotes(data, end)
                             yield memoryview(data)[:end], start
                         return
                     cut = row_end(data, end)
@@ -377,7 +377,7 @@ class _Reader:
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
-                    self.quotes += data.count(b'"', 0, cut)
+                    self.quotes += _quotes(data, cut)
                     yield memoryview(data)[:cut], start
                     start += cut
                     carry = bytes(data[cut:end])
@@ -575,6 +575,11 @@ def _fill(stream: io.RawIOBase, into: memoryview) -> int:
     while done < len(into) and (got := stream.readinto(into[done:])):
         done += got
     return done
+
+
+def _quotes(data: bytearray, end: int) -> int:
+    """The quote characters in data[:end]: counted (2 ms for 8 MB) only when a search (memchr, 0.1 ms) finds one."""
+    return data.count(b'"', 0, end) if data.find(b'"', 0, end) >= 0 else 0
 
 
 def _unplaced(row: int) -> int:
