@@ -76,6 +76,17 @@ def test_fast_predict_errors_match_the_full_cli(trained: Path) -> None:
     assert "takes 1 feature(s)" in fast.stderr
 
 
+def test_fit_with_json_loads_no_rich_and_still_says_its_notes(tmp_path: Path) -> None:
+    """--json is for programs: records on stdout, notes as plain lines on stderr; Rich (0.02 s) draws nothing."""
+    args = ("fit", "--json", "--set", "train.lr=auto", "--set", "output.save=false")
+    result = run_installed(*args, cwd=tmp_path, python_flags=("-X", "importtime"))
+    assert result.returncode == 0, result.stderr
+    assert "rich" not in imported_modules(result.stderr)
+    notes = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert any(line.startswith("lr = auto: 1/L = ") for line in notes), notes
+    assert json.loads(result.stdout.splitlines()[-1])["event"] == "fit"
+
+
 @pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["--version"], ["config", "schema"]])
 def test_help_and_version_do_not_import_torch(tmp_path: Path, args: list[str]) -> None:
     result = run_installed(*args, cwd=tmp_path, python_flags=("-X", "importtime"))

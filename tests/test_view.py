@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from lrtrain import live, render
+from lrtrain import live, render, status
 from lrtrain.config import load_config
 from lrtrain.engine import EpochLog
 from lrtrain.training import Start
@@ -64,7 +64,7 @@ def erased_at_the_end(stderr: str) -> bool:
 
 def test_live_status_redraws_at_most_ten_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(live.time, "monotonic", clock)
+    monkeypatch.setattr(status.time, "monotonic", clock)
     out, printed = stdout()
     err, stderr = terminal()
     config = load_config(None, ["train.epochs=1000", "log.every=250"])
@@ -88,7 +88,7 @@ def test_the_status_line_never_reaches_the_last_column_of_a_narrow_terminal(
     width: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    monkeypatch.setattr(live.time, "monotonic", clock)
+    monkeypatch.setattr(status.time, "monotonic", clock)
     out, _ = stdout()
     err, stderr = terminal(width)
     config = load_config(None, ["train.epochs=1000", "log.every=1000"])
@@ -101,12 +101,12 @@ def test_the_status_line_never_reaches_the_last_column_of_a_narrow_terminal(
     drawn = [line for line in drawn if line.strip()]
     assert len(drawn) >= 40
     assert all(len(line) <= width - 1 for line in drawn), drawn  # a full last column would wrap the line
-    assert ("━" in drawn[-1]) == (width >= live.NARROW_TERMINAL)
+    assert ("━" in drawn[-1]) == (width >= status.NARROW_TERMINAL)
 
 
 def test_status_is_erased_before_each_epoch_line_and_on_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(live.time, "monotonic", clock)
+    monkeypatch.setattr(status.time, "monotonic", clock)
     err, stderr = terminal()
     events: list[str] = []
 
@@ -320,7 +320,7 @@ def watch_two_engines(clock: Clock, runs: list[list[EpochLog]], mode: render.Mod
 
 def test_compare_view_shows_each_engine_in_turn_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(live.time, "monotonic", clock)
+    monkeypatch.setattr(status.time, "monotonic", clock)
     text = watch_two_engines(clock, [logs(20), logs(20)])
     assert "manual (1 of 2)" in text
     assert "torch (2 of 2)" in text
@@ -378,7 +378,7 @@ def test_only_the_first_rank_draws_the_live_view() -> None:
 
 def test_compare_view_starts_each_engine_with_no_best_validation_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(live.time, "monotonic", clock)
+    monkeypatch.setattr(status.time, "monotonic", clock)
     clock.now = 100.0  # far from the first draw: each engine's first epoch is drawn
     first, second = ([EpochLog(1, 5.0, np.array([1.0]), 0.0, 0.1, val_loss=v)] for v in (0.5, 7.0))
     text = watch_two_engines(clock, [first, second])

@@ -8,6 +8,7 @@ stream is a terminal, and its colours, the Console decides from the stream, NO_C
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -15,13 +16,9 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from rich import box
-from rich.console import Console, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from lrtrain.config import Config
 from lrtrain.engine import FitResult
@@ -29,12 +26,18 @@ from lrtrain.errors import printable, writing_stdout
 from lrtrain.runs import RunInfo
 from lrtrain.training import SCHEMA, Comparison
 
+if TYPE_CHECKING:  # Rich is imported where a table is drawn: --json never loads it
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
 Mode = Literal["rich", "plain", "json"]
 
 MIN_WIDTH = 20  # a terminal narrower than this (COLUMNS=0 says "unknown") is drawn as if this wide
 
 
 def console(stream: IO[str] | None = None) -> Console:
+    from rich.console import Console
+
     stream = stream or sys.stdout
     plain = os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
     out = Console(
@@ -87,9 +90,13 @@ class Out:
         mode: Mode | None = None,
     ) -> None:
         self.stream = stream or sys.stdout
-        self.console = console(self.stream)
-        self.mode: Mode = mode or choose_mode(self.console, json_output)
+        self.mode: Mode = mode or ("json" if json_output else choose_mode(self.console, json_output))
         self.safe_point = safe_point
+
+    @functools.cached_property
+    def console(self) -> Console:
+        """Rich on this stream: asked only to tell a terminal, or to draw on one."""
+        return console(self.stream)
 
     def line(self, text: str) -> None:
         self.safe_point()
@@ -195,6 +202,8 @@ def _key_values(rows: list[tuple[str, str]], out: Out, title: str | None = None)
         for key, value in rows:
             out.line(f"{key}: {value}")
         return
+    from rich.table import Table
+
     table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -217,6 +226,9 @@ def sparklines(curves: dict[str, list[float]], width: int = 48) -> Table | None:
             logs[name] = np.log10(kept)
     if not logs:
         return None
+    from rich.table import Table
+    from rich.text import Text
+
     low = min(float(v.min()) for v in logs.values())
     span = max(float(v.max()) for v in logs.values()) - low or 1.0
     grid = Table.grid(padding=(0, 1))
@@ -306,6 +318,10 @@ def comparison(config: Config, cmp: Comparison, out: Out) -> None:
         for label, r, delta in zip(cmp.labels, cmp.results, cmp.deltas, strict=True)
     ]
     if out.mode == "rich":
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(  # one column per engine: narrow enough for a terminal whatever the metrics
             title="Engines on the same data, initial weights and batch order",
             title_justify="left",
@@ -369,6 +385,8 @@ def runs(found: list[RunInfo], root: str, out: Out) -> None:
             path = row.pop("run")
             out.line(printable("  ".join([path, *(f"{k}={v}" for k, v in row.items() if v is not None)])))
         return
+    from rich.table import Table
+
     table = Table(box=None, padding=(0, 1), pad_edge=False)
     table.add_column("run", no_wrap=True)
     for heading in ("status", "engine", "epochs", "final loss", "R²", "when"):
@@ -446,6 +464,10 @@ def statistics(summary: dict[str, Any], heading: str, out: Out) -> None:
         out.record("summary", source=heading, **fields)
         return
 
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     def number(value: float | None, spec: str = ".4g") -> str:
         return "—" if value is None else format(value, spec)  # None: undefined or infinite (see the notes)
 
@@ -499,6 +521,8 @@ def statistics(summary: dict[str, Any], heading: str, out: Out) -> None:
 def plain_lines(renderable: RenderableType) -> list[str]:
     """A table as plain text lines, every number whole: laid out 1000 columns wide (the tables do not expand),
     without colour or trailing blanks."""
+    from rich.console import Console
+
     layout = Console(file=io.StringIO(), width=1000, color_system=None, highlight=False, emoji=False)
     with layout.capture() as captured:
         layout.print(renderable)
