@@ -738,3 +738,65 @@ def test_any_model_file_predicts_or_is_refused_with_exit_2(
 ) -> None:
     (workdir / "m.json").write_bytes(raw if as_bytes else json.dumps(payload).encode())
     exits_0_or_2(cli("predict", "1", "--model", "m.json"))
+
+
+TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LRTRAIN_DIST_TIMEOUT")
+
+
+@pytest.mark.parametrize(
+    ("environment", "words"),
+    [
+        ({"LRTRAIN_CSV_STREAM_BYTES": "abc"}, ("LRTRAIN_CSV_STREAM_BYTES is 'abc'", "whole number", "unset it")),
+        ({"LRTRAIN_CSV_STREAM_BYTES": "1.5"}, ("LRTRAIN_CSV_STREAM_BYTES is '1.5'", "268435456")),
+        ({"LRTRAIN_CSV_STREAM_BYTES": "-5"}, ("LRTRAIN_CSV_STREAM_BYTES is '-5'",)),
+        ({"WORLD_SIZE": "abc"}, ("WORLD_SIZE is 'abc'", "torchrun sets it", "unset WORLD_SIZE")),
+        ({"WORLD_SIZE": "0"}, ("WORLD_SIZE is '0'", "whole number >= 1")),
+        ({"WORLD_SIZE": "2"}, ("WORLD_SIZE is 2 but RANK is unset", "torchrun")),
+        ({"WORLD_SIZE": "2", "RANK": "2"}, ("WORLD_SIZE is 2 but RANK is 2", "RANK from 0 to WORLD_SIZE - 1")),
+        ({"WORLD_SIZE": "2", "RANK": "x"}, ("RANK is 'x'",)),
+        ({"WORLD_SIZE": "2", "RANK": "0"}, ("cannot find each other", "MASTER_ADDR", "torchrun")),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "LRTRAIN_DIST_TIMEOUT": "soon"},
+            ("LRTRAIN_DIST_TIMEOUT is 'soon'", "the default is 300"),
+        ),
+    ],
+    ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None,
+)
+def test_a_stray_or_malformed_environment_variable_is_named_not_an_internal_error(
+    tmp_path: Path, environment: dict[str, str], words: tuple[str, ...]
+) -> None:
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n2,4\n3,6.5\n")
+    clean = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+    done = subprocess.run(
+        [lrtrain_path(), "fit", "--set", "data.path=d.csv", "--set", "train.epochs=2"],
+        cwd=tmp_path,
+        env={**clean, **environment},
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "internal error" not in done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_blank_variables_are_unset_and_a_stray_rank_alone_changes_nothing(tmp_path: Path) -> None:
+    """WORLD_SIZE= (blank) is one process; RANK=3 left in the shell without WORLD_SIZE is no torchrun rank: the
+    run prints and saves as ever."""
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n2,4\n3,6.5\n")
+    clean = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+    blank = {"WORLD_SIZE": " ", "LRTRAIN_CSV_STREAM_BYTES": "", "LRTRAIN_DIST_TIMEOUT": "", "RANK": "3"}
+    done = subprocess.run(
+        [lrtrain_path(), "fit", "--set", "data.path=d.csv", "--engine", "exact"],
+        cwd=tmp_path,
+        env={**clean, **blank},
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Run saved" in done.stdout
+    assert (tmp_path / "runs").is_dir()

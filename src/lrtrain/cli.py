@@ -83,7 +83,7 @@ def main_options(
     """Train, compare and serve linear-regression models."""
     if debug:
         DEBUG["on"] = True
-    world = os.environ.get("WORLD_SIZE", "1")
+    world = os.environ.get("WORLD_SIZE", "").strip() or "1"
     if world != "1" and ctx.invoked_subcommand not in (None, "fit"):  # each process would run it whole, alone
         report(
             ExitCode.USAGE,

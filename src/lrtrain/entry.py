@@ -23,7 +23,8 @@ def main(leave: bool = True) -> None:
 
     tolerant_streams()  # before anything is written: an ASCII-only stdout escapes "R²", it does not fail on it
     args = sys.argv[1:]
-    if args[:1] == ["predict"] and os.environ.get("WORLD_SIZE", "1") == "1":  # under torchrun the CLI refuses
+    alone = (os.environ.get("WORLD_SIZE", "").strip() or "1") == "1"  # under torchrun the CLI refuses predict
+    if args[:1] == ["predict"] and alone:
         plain = _plain_predict(args[1:])
         if plain is not None:
             sys.exit(_predict(*plain))
@@ -51,7 +52,8 @@ def _leave(code: str | int | None) -> NoReturn:
     import atexit
     import threading
 
-    if not isinstance(code, int) or threading.active_count() > 1 or os.environ.get("WORLD_SIZE", "1") != "1":
+    alone = (os.environ.get("WORLD_SIZE", "").strip() or "1") == "1"
+    if not isinstance(code, int) or threading.active_count() > 1 or not alone:
         sys.exit(code)
     if _watched():
         sys.exit(code)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import sys
@@ -201,6 +202,26 @@ READ_LIMITS = {
     "checkpoint": (256, "LRTRAIN_MAX_CHECKPOINT_MB"),
     "metrics": (1024, "LRTRAIN_MAX_METRICS_MB"),
 }
+
+
+def environment_number(variable: str, default: float, what: str, low: float = 0.0, whole: bool = False) -> float:
+    """The number in the environment variable `variable` (`what` it sets), or `default` when it is unset or
+    blank; a value that is not a number above `low` (a whole one with `whole`) is a ConfigError that names the
+    variable, its value and the fix."""
+    setting = os.environ.get(variable, "").strip()
+    if not setting:
+        return default
+    try:
+        value = float(setting)
+    except ValueError:
+        value = math.nan
+    if not (low < value < math.inf) or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(
+            f"the environment variable {variable} is {printable(repr(setting))}, not {kind} above {low:g}; it sets "
+            f"{what}. Set it to such a number (the default is {default:.15g}), or unset it."
+        )
+    return value
 
 
 def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) -> bytes:

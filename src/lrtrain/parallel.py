@@ -44,12 +44,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrtrain.errors import ConfigError
+from lrtrain.errors import ConfigError, TrainingFailed, environment_number, printable
 
 if TYPE_CHECKING:
     import torch
 
-TIMEOUT_SECONDS = float(os.environ.get("LRTRAIN_DIST_TIMEOUT", "300"))  # torch's default is 30 minutes
+TIMEOUT_SECONDS = 300.0  # LRTRAIN_DIST_TIMEOUT's default; torch's is 30 minutes
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,26 @@ SINGLE = Shard(0, 1, 0, 1 << 62)  # one process: every row
 
 
 def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    """The processes torchrun started (WORLD_SIZE; 1 without torchrun)."""
+    return _launched("WORLD_SIZE", 1, 1, "the number of processes")
+
+
+def _launched(variable: str, default: int, low: int, what: str) -> int:
+    """A whole number torchrun sets in the environment (`what` it is); a stray one in words."""
+    setting = os.environ.get(variable, "").strip()
+    if not setting:
+        return default
+    try:
+        value = int(setting)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ConfigError(
+            f"the environment variable {variable} is {printable(repr(setting))}, not a whole number >= {low}: torchrun "
+            f"sets it to {what}. Run lrtrain under torchrun, or unset {variable} (and RANK, LOCAL_RANK) to run it "
+            "in one process."
+        )
+    return value
 
 
 def block(rows: int, rank: int, world: int) -> Shard:
@@ -161,8 +180,16 @@ def start(device: str) -> Shard:
     world = world_size()
     if world == 1:
         return SINGLE
-    rank = int(os.environ["RANK"])
-    _join(rank, world, device, TIMEOUT_SECONDS, os.environ.get("LRTRAIN_DIST_INIT"))
+    rank = _launched("RANK", -1, 0, "this process's place among them")
+    if not 0 <= rank < world:
+        given = "unset" if rank < 0 else f"{rank}"
+        raise ConfigError(
+            f"WORLD_SIZE is {world} but RANK is {given}: torchrun sets both (RANK from 0 to WORLD_SIZE - 1). Run "
+            "lrtrain under torchrun, or unset WORLD_SIZE, RANK and LOCAL_RANK to run it in one process."
+        )
+    what = "the seconds a process waits for the others at each step (torch's own default is 30 minutes)"
+    timeout = environment_number("LRTRAIN_DIST_TIMEOUT", TIMEOUT_SECONDS, what)
+    _join(rank, world, device, timeout, os.environ.get("LRTRAIN_DIST_INIT"))
     return Shard(rank, world, 0, 0)
 
 
@@ -183,13 +210,13 @@ def stop(finished: bool = True) -> None:
 
 
 def is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return world_size() == 1 or _launched("RANK", 0, 0, "this process's place among them") == 0
 
 
 def local_device(device: str) -> str:
     """Under torchrun, `cuda` means this rank's GPU (NCCL takes one GPU per rank)."""
     if world_size() > 1 and device.startswith("cuda"):
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        return f"cuda:{_launched('LOCAL_RANK', 0, 0, 'the GPU of this process on its machine')}"
     return device
 
 
@@ -206,7 +233,26 @@ def _join(rank: int, world: int, device: str, timeout: float, init: str | None) 
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(torch.device(device))
-    dist.init_process_group(backend, init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+    try:
+        dist.init_process_group(
+            backend, init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=timeout)
+        )
+    except ValueError as exc:  # env:// without MASTER_ADDR or MASTER_PORT: set by hand, not by torchrun
+        raise ConfigError(
+            f"WORLD_SIZE is {world}, but the processes cannot find each other: {_first_line(exc)}. Start them with "
+            "torchrun (it sets MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE), or unset WORLD_SIZE, RANK "
+            "and LOCAL_RANK to run in one process."
+        ) from None
+    except RuntimeError as exc:  # the others never came, or the address cannot be reached
+        raise TrainingFailed(
+            f"process {rank} of {world} could not join the others: {_first_line(exc)}. Check that every process "
+            "started (torchrun --nproc-per-node, --nnodes) and can reach the address in MASTER_ADDR; "
+            f"each waits LRTRAIN_DIST_TIMEOUT seconds ({timeout:g})."
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [exc.__class__.__name__])[0].rstrip(".")
 
 
 def _all_reduce_numpy(values: np.ndarray) -> None:

@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import io
 import itertools
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 
 import lrtrain.sources.shares as shares
 from lrtrain.config import CsvData
-from lrtrain.errors import DataError, LrtrainError
+from lrtrain.errors import DataError, LrtrainError, environment_number
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
@@ -146,7 +145,8 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
 def stream_bytes() -> int:
     """CSV files above this size are parsed in ranges; tables (CSV or Parquet) above it are kept in a
     memory-mapped file on disk, not in memory."""
-    return int(os.environ.get("LRTRAIN_CSV_STREAM_BYTES", str(256 << 20)))
+    what = "the table size in bytes above which a CSV is parsed in ranges and a table is kept on disk"
+    return int(environment_number("LRTRAIN_CSV_STREAM_BYTES", 256 << 20, what, whole=True))
 
 
 def _rows_in(path: Path, skip: int, size: int) -> int:
