@@ -220,6 +220,44 @@ def test_a_last_line_without_a_line_end_is_read_in_ranges_too(tmp_path: Path, mo
     np.testing.assert_array_equal(table.y, [2, 4, 6])
 
 
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_ranges_are_cut_where_pyarrow_ends_rows_whatever_the_quotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delimiter: str
+) -> None:
+    """A quote opens a quoted cell only at a cell's start (pyarrow's reading); elsewhere it is text (12", an inch).
+    Counting quotes, one inch mark turned every cut after it over, and with quoted line ends in the file a range
+    could end inside a quoted cell: an error on a valid file, or rows read wrongly. Every range size gives the
+    rows of the whole file, read at once."""
+    rng = np.random.default_rng(11)
+    notes = ['12" pipe', '"line one\nline two"', '"say ""hi""\n"', '15"', "plain", '"a\n\nb"', 'x"y"z']
+    lines = [f"size{delimiter}note{delimiter}y"]
+    for i in range(400):
+        size = int(rng.integers(0, 50))
+        lines.append(f"{size}{delimiter}{notes[int(rng.integers(0, len(notes)))]}{delimiter}{2.0 * size + i % 3}")
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    spec = f"data: {{source: csv, path: d.csv, delimiter: {json.dumps(delimiter)}, features: [size]}}\n"
+    whole = load(tmp_path, spec)
+    assert len(whole.y) == 400
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(delimited, "LINE_BYTES", 64)
+    for size in (37, 64, 100, 257, 1000):
+        monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", size)
+        ranged = load(tmp_path, spec)
+        np.testing.assert_array_equal(ranged.x, whole.x)
+        np.testing.assert_array_equal(ranged.y, whole.y)
+
+
+def test_a_quoted_cell_that_never_closes_is_named_before_it_fills_the_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "d.csv").write_text('x,y\n1,2\n3,"4\n' + "5,6\n" * 100)
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 64)
+    monkeypatch.setattr(delimited, "LINE_BYTES", 64)
+    with pytest.raises(DataError, match=r"line 3: a quote at the start of a cell there .* closing quote missing"):
+        load(tmp_path, "data: {source: csv, path: d.csv}\n")
+
+
 def compress(kind: str, raw: bytes) -> bytes:
     if kind == "gz":
         return gzip.compress(raw)

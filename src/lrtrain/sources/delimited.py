@@ -365,15 +365,19 @@ class _Reader:
                             self.quotes += _quotes(data, end)
                             yield memoryview(data)[:end], start
                         return
-                    cut = row_end(data, end)
-                    if cut == 0 and end > LINE_BYTES:  # no row ends outside quotes within a parser's block:
-                        cut = data.rfind(b"\n", 0, end) + 1  # a quote inside an unquoted cell (12", text to pyarrow)
-                        if cut == 0:  # no line end at all: no parser takes it, refused before it fills the memory
+                    cut = row_end(data, end, self.spec.delimiter)
+                    if cut == 0 and end > LINE_BYTES:  # no row ends within a parser's block: refused before the
+                        line = self._line_at(compression, start)  # row fills the memory
+                        if data.rfind(b"\n", 0, end) < 0:
                             raise DataError(
-                                f"data file {self.path}, line {self._line_at(compression, start)} goes on past "
-                                f"{LINE_BYTES:,} bytes without a line end, longer than any CSV line lrtrain can "
-                                "parse. Check the file there."
+                                f"data file {self.path}, line {line} goes on past {LINE_BYTES:,} bytes without a line "
+                                "end, longer than any CSV line lrtrain can parse. Check the file there."
                             )
+                        raise DataError(
+                            f"data file {self.path}, line {line}: a quote at the start of a cell there opens a quoted "
+                            f"cell that runs on, over line ends, past {LINE_BYTES:,} bytes, longer than any row "
+                            "lrtrain can parse: is its closing quote missing? Check the quotes on that line."
+                        )
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
