@@ -361,6 +361,16 @@ CONFIG_CASES = [
         stderr=("'data.delimiter'", "cannot separate fields", CONFIG_FIX),
     ),
     case(
+        "config-delimiter-not-ascii",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        "--set",
+        "data.delimiter=§",
+        files={"d.csv": "a§b\n1§2\n2§4\n3§7\n"},
+        stderr=("'data.delimiter'", "'§' is not an ASCII character", CONFIG_FIX),
+    ),
+    case(
         "config-dtype-float16",
         "fit",
         "-c",

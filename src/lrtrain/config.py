@@ -149,6 +149,8 @@ class CsvData(_Columns):
     def _separable(cls, delimiter: str) -> str:
         if delimiter in '"\r\n':
             raise ValueError(f"{delimiter!r} cannot separate fields: it quotes them or ends lines; use e.g. ',' or ';'")
+        if not delimiter.isascii():  # the parser splits bytes
+            raise ValueError(f"{delimiter!r} is not an ASCII character: the CSV parser splits on a byte, e.g. ';'")
         return delimiter
 
 
