@@ -618,6 +618,28 @@ def test_csv_shares_stay_even_when_a_quote_inside_an_unquoted_cell_leaves_the_qu
         assert_shares_make_the_table(in_threads(world, lambda group: sources.load(config, group)), single)
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_csv_shares_with_inch_marks_and_quoted_line_ends_are_read_as_one_process_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: int
+) -> None:
+    """An inch mark (12", text to pyarrow) turns the quote count over, and with line ends inside quoted cells the
+    count can no longer tell where a share's rows start: every rank then reads the whole file (as a compressed
+    one) and takes its block, and the rows are still those of one process."""
+    notes, inch = ['"two\nlines"', "word", '"a, b"', "word"], 'pipe 12" long'
+    rows = ["a,note,y"] + [f"{i},{inch if i in (7, 2500) else notes[i % 4]},{(3 * i) % 11}" for i in range(6000)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 5_000)
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", "data.features=[a]"])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    assert len(single.y) == 6000
+    fitted = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", "data.features=[a]"])
+    one = prepare(single, fitted)
+    ranks = in_threads(world, lambda group: prepare(sources.load(config, group), fitted, group))
+    np.testing.assert_array_equal(np.concatenate([r.x for r in ranks]), one.x)
+    np.testing.assert_array_equal(np.concatenate([r.y for r in ranks]), one.y)
+
+
 def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[str, int]]]:
     """The (file name, row group) pairs each thread has pyarrow decode, from here on."""
     decoded: dict[int, set[tuple[str, int]]] = {}

@@ -63,12 +63,36 @@ def row_end(data: bytearray, end: int, delimiter: str = ",") -> int:
     count would turn every cut after it over, and then the rows are matched as pyarrow reads them
     (a regular expression, 4 to 8 ms a megabyte).
     """
+    return cut_rows(data, end, delimiter)[0]
+
+
+def cut_rows(data: bytearray, end: int, delimiter: str = ",") -> tuple[int, bool]:
+    """`row_end`, and whether counting the quotes of data[:end] tells the row starts (see `countable`)."""
     if data.find(b'"', 0, end) < 0:
-        return data.rfind(b"\n", 0, end) + 1
+        return data.rfind(b"\n", 0, end) + 1, True
     if _paired(data, end, delimiter):
-        return _even_end(data, end)
+        return _even_end(data, end), True
     match = _rows(delimiter).match(data, 0, end)
-    return match.end() if match else 0
+    cut = match.end() if match else 0
+    return cut, _flat(data, cut, delimiter)
+
+
+def countable(data: bytearray, end: int, delimiter: str = ",") -> bool:
+    """Whether counting the quotes of data[:end] (from a row's start) tells which line starts are row starts, as
+    under torchrun the shares' cuts ask: the quotes pair up as RFC 4180 has them, every pair opening at a cell's
+    start; or, where a quote inside an unquoted cell (12", text to pyarrow) throws the count off, no line end
+    lies inside a quoted cell, so that every line start is a row start whatever the count says."""
+    if data.find(b'"', 0, end) < 0 or _paired(data, end, delimiter):
+        return True
+    match = _rows(delimiter).match(data, 0, end)
+    whole = match.end() if match else 0
+    return data.find(b"\n", whole, end) < 0 and _flat(data, whole, delimiter)
+
+
+def _flat(data: bytearray, cut: int, delimiter: str) -> bool:
+    """Whether the whole rows of data[:cut] hold no line end inside a quoted cell."""
+    match = _rows(delimiter, flat=True).match(data, 0, cut)
+    return (match.end() if match else 0) == cut
 
 
 def _paired(data: bytearray, end: int, delimiter: str) -> bool:
@@ -101,9 +125,11 @@ def _even_end(data: bytearray, end: int) -> int:
 
 
 @functools.cache
-def _rows(delimiter: str) -> re.Pattern[bytes]:
-    """Whole rows from the start, as pyarrow parses them (see `row_end`); possessive throughout, so a row that
-    does not end within the data is given up at once, never backtracked into."""
+def _rows(delimiter: str, flat: bool = False) -> re.Pattern[bytes]:
+    """Whole rows from the start, as pyarrow parses them (see `row_end`); `flat`: rows whose quoted cells hold no
+    line end. Possessive throughout, so a row that does not end within the data is given up at once, never
+    backtracked into."""
     d = re.escape(delimiter.encode())
-    cell = rb'(?:"(?:[^"]|"")*+"[^' + d + rb"\n]*+|[^" + d + rb'\n"][^' + d + rb"\n]*+|)"
+    inside = rb'[^"\n]' if flat else rb'[^"]'
+    cell = rb'(?:"(?:' + inside + rb'|"")*+"[^' + d + rb"\n]*+|[^" + d + rb'\n"][^' + d + rb"\n]*+|)"
     return re.compile(rb"(?:" + cell + rb"(?:" + d + cell + rb")*+\n)*+")

@@ -34,7 +34,7 @@ from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
-from lrtrain.sources.cuts import LINE_BYTES, line_start, row_end, row_start
+from lrtrain.sources.cuts import LINE_BYTES, countable, cut_rows, line_start, row_start
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -118,12 +118,15 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
     origin = f"data file {path}"
     nothing = f"data file {path} has a header but no data rows. Add rows of numbers below the header."
     if group.world > 1 and compression is None:
-        reader, rows, failure, start = _share(reader, skip, group)
-        lines = functools.partial(reader._row_line, None, start)
-        counts, read = reader.counts, reader.read
-        return shares.table(
-            rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, nothing, lines
-        )
+        shared = _share(reader, skip, group)
+        if shared is not None:
+            reader, rows, failure, start = shared
+            lines = functools.partial(reader._row_line, None, start)
+            counts, read = reader.counts, reader.read
+            return shares.table(
+                rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, nothing, lines
+            )
+        reader = _Reader(path, spec, names, columns, categorical)
     size = path.stat().st_size
     table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or compression is not None or _table_bytes(path, skip, size, len(columns)) > stream_bytes():
@@ -248,6 +251,7 @@ class _Reader:
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
         self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)
+        self.countable = True  # and does their count tell which line starts are row starts? (cuts.countable)
 
     def _take(self, table: pa.Table, line: Callable[[int], int], into: IO[bytes] | Filling) -> int:
         """A parsed table's rows, batch by batch, into the table in memory `into` or appended to the file `into`;
@@ -363,9 +367,11 @@ class _Reader:
                     if end < size:  # the end of the file or share: the last line may have no line end
                         if end:
                             self.quotes += _quotes(data, end)
+                            self.countable &= countable(data, end, self.spec.delimiter)
                             yield memoryview(data)[:end], start
                         return
-                    cut = row_end(data, end, self.spec.delimiter)
+                    cut, counts = cut_rows(data, end, self.spec.delimiter)
+                    self.countable &= counts
                     if cut == 0 and end > LINE_BYTES:  # no row ends within a parser's block: refused before the
                         line = self._line_at(compression, start)  # row fills the memory
                         if data.rfind(b"\n", 0, end) < 0:
@@ -522,9 +528,14 @@ def _words(text: str, col: int, delimiter: str, rows: int = 1000) -> list[str]:
     return words if others > numbers else []
 
 
-def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarray | None, LrtrainError | None, int]:
+def _share(
+    reader: _Reader, skip: int, group: Shard
+) -> tuple[_Reader, np.ndarray | None, LrtrainError | None, int] | None:
     """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
-    after a problem), the problem that stopped it (None: none) and the byte the range starts at.
+    after a problem), the problem that stopped it (None: none) and the byte the range starts at. None when a
+    rank met quotes whose count cannot tell the row starts (cuts.countable: a quote inside an unquoted cell in
+    a file with line ends in quoted cells): then every rank reads the whole file, as a compressed one, and
+    takes its block of the rows.
 
     The data after the header is cut into `world` spans of equal size, and each share runs from
     the first row start at or after its span's start to the next share's. That row start is
@@ -532,7 +543,8 @@ def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarra
     once the quote characters before it are known: each rank counts those of its share as it
     parses it, one all_reduce adds them up, and a rank whose share began or ended inside a
     quoted cell cuts it again where that row ends and parses it again (never, in a file with
-    no quoted line ends at the cuts).
+    no quoted line ends at the cuts). A second all_reduce asks whether the count told every
+    rank the truth (cuts.countable, on the share as finally read).
     """
     path, world, rank = reader.path, group.world, group.rank
     size = path.stat().st_size
@@ -547,6 +559,9 @@ def _share(reader: _Reader, skip: int, group: Shard) -> tuple[_Reader, np.ndarra
     if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
         reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
         rows, failure = _parse_share(reader, real[0], real[1])
+    # each share read from the start the counts gave it: the counts hold, rank after rank, if every share's do
+    if group.gather(np.array([float(not reader.countable)])).any():  # an inch mark and quoted line ends
+        return None
     return reader, rows, failure, real[0]
 
 
