@@ -532,9 +532,10 @@ def counted(owner: Any, name: str, when: Callable[..., bool] = lambda *args: Tru
 
 
 def case_costs(quick: bool, repeats: int) -> dict[str, Any]:
-    """What a run does once that it could do more often, counted, not timed: exact solves in `compare` and
-    `fit --engine exact`, SHA-256 passes over the data for an interrupted run and its resume, and the memory
-    the torch engine adds at set-up on the CPU, in copies of X, for rows it can share and rows it must copy."""
+    """What a run does once that it could do more often, counted, not timed: exact solves (engine_exact.solution,
+    which `solve` calls too) in `compare` and `fit --engine exact`, SHA-256 passes over the data for an interrupted
+    run and its resume, and the memory the torch engine adds at set-up on the CPU, in copies of X, for rows it can
+    share and rows it must copy."""
     import hashlib
 
     import lrtrain.engine_exact as exact
@@ -547,10 +548,10 @@ def case_costs(quick: bool, repeats: int) -> dict[str, Any]:
     settings = ["data.source=synthetic", "data.rows=20000", "data.features=10", "train.epochs=20", "train.lr=0.05"]
     solves = {}
     for engines in (["manual", "torch"], ["manual", "torch", "exact"]):
-        with counted(exact, "solve") as calls:
+        with counted(exact, "solution") as calls:
             compare(load_config(None, [*settings, "model.dtype=float64", "output.save=false"]), engines)
         solves[f"compare {' '.join(engines)}"] = len(calls)
-    with counted(exact, "solve") as calls:
+    with counted(exact, "solution") as calls:
         fit(load_config(None, [*settings, "train.engine=exact", "output.save=false"]))
     solves["fit --engine exact"] = len(calls)
 
