@@ -640,6 +640,28 @@ def test_csv_shares_with_inch_marks_and_quoted_line_ends_are_read_as_one_process
     np.testing.assert_array_equal(np.concatenate([r.y for r in ranks]), one.y)
 
 
+@pytest.mark.parametrize("world", [3, 4])
+def test_a_share_whose_first_reading_stops_short_still_counts_every_quote_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: int
+) -> None:
+    """Rank 1's span begins inside a long quoted cell whose closing quote begins a line, and no quote follows: read
+    first from there, the count finds no row end in a parser's block and the reading stops. The quotes after that
+    point must still be counted, or rank 2 judges its start from a short count."""
+    rows = ["a,note,y"] + [f"{i},plain,{i % 13}" for i in range(3000)]
+    middle = len(rows) // world
+    rows[middle] = f'{middle - 1},"{"a line of the note" + chr(10)}' * 1 + "a line\n" * 400 + f'",{middle % 13}'
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 3000)
+    monkeypatch.setattr(delimited, "LINE_BYTES", 2000)
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", "data.features=[a]"])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    ranks = in_threads(world, lambda group: prepare(sources.load(config, group), config, group))
+    one = prepare(single, config)
+    np.testing.assert_array_equal(np.concatenate([r.x for r in ranks]), one.x)
+    np.testing.assert_array_equal(np.concatenate([r.y for r in ranks]), one.y)
+
+
 def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[str, int]]]:
     """The (file name, row group) pairs each thread has pyarrow decode, from here on."""
     decoded: dict[int, set[tuple[str, int]]] = {}

@@ -66,15 +66,15 @@ def row_end(data: bytearray, end: int, delimiter: str = ",") -> int:
     return cut_rows(data, end, delimiter)[0]
 
 
-def cut_rows(data: bytearray, end: int, delimiter: str = ",") -> tuple[int, bool]:
-    """`row_end`, and whether counting the quotes of data[:end] tells the row starts (see `countable`)."""
+def cut_rows(data: bytearray, end: int, delimiter: str = ",", judge: bool = False) -> tuple[int, bool]:
+    """`row_end`, and (with `judge`: only the shares under torchrun ask) whether counting the quotes of data[:end]
+    tells the row starts (see `countable`)."""
     if data.find(b'"', 0, end) < 0:
         return data.rfind(b"\n", 0, end) + 1, True
     if _paired(data, end, delimiter):
         return _even_end(data, end), True
-    match = _rows(delimiter).match(data, 0, end)
-    cut = match.end() if match else 0
-    return cut, _flat(data, cut, delimiter)
+    cut = _matched(data, end, delimiter)
+    return cut, not judge or _flat(data, cut, delimiter)
 
 
 def countable(data: bytearray, end: int, delimiter: str = ",") -> bool:
@@ -84,15 +84,21 @@ def countable(data: bytearray, end: int, delimiter: str = ",") -> bool:
     lies inside a quoted cell, so that every line start is a row start whatever the count says."""
     if data.find(b'"', 0, end) < 0 or _paired(data, end, delimiter):
         return True
-    match = _rows(delimiter).match(data, 0, end)
-    whole = match.end() if match else 0
+    whole = _matched(data, end, delimiter)
     return data.find(b"\n", whole, end) < 0 and _flat(data, whole, delimiter)
+
+
+def _matched(data: bytearray, end: int, delimiter: str, flat: bool = False) -> int:
+    """Just after the last of the whole rows `_rows` matches from the start of data[:end]; 0 when none. (A match
+    that did not end just after a line end would be a regular-expression engine's fault: none is taken then.)"""
+    match = _rows(delimiter, flat).match(data, 0, end)
+    cut = match.end() if match else 0
+    return cut if cut == 0 or data[cut - 1] == ord("\n") else 0
 
 
 def _flat(data: bytearray, cut: int, delimiter: str) -> bool:
     """Whether the whole rows of data[:cut] hold no line end inside a quoted cell."""
-    match = _rows(delimiter, flat=True).match(data, 0, cut)
-    return (match.end() if match else 0) == cut
+    return _matched(data, cut, delimiter, flat=True) == cut
 
 
 def _paired(data: bytearray, end: int, delimiter: str) -> bool:
@@ -127,9 +133,10 @@ def _even_end(data: bytearray, end: int) -> int:
 @functools.cache
 def _rows(delimiter: str, flat: bool = False) -> re.Pattern[bytes]:
     """Whole rows from the start, as pyarrow parses them (see `row_end`); `flat`: rows whose quoted cells hold no
-    line end. Possessive throughout, so a row that does not end within the data is given up at once, never
+    line end. Atomic throughout, so a row that does not end within the data is given up at once, never
     backtracked into."""
     d = re.escape(delimiter.encode())
     inside = rb'[^"\n]' if flat else rb'[^"]'
-    cell = rb'(?:"(?:' + inside + rb'|"")*+"[^' + d + rb"\n]*+|[^" + d + rb'\n"][^' + d + rb"\n]*+|)"
-    return re.compile(rb"(?:" + cell + rb"(?:" + d + cell + rb")*+\n)*+")
+    # atomic groups (?>...), which every Python 3.11 keeps, rather than possessive quantifiers (3.11.5 mended them)
+    cell = rb'(?:"(?>(?:' + inside + rb'|"")*)"(?>[^' + d + rb"\n]*)|[^" + d + rb'\n"](?>[^' + d + rb"\n]*)|)"
+    return re.compile(rb"(?>(?:" + cell + rb"(?>(?:" + d + cell + rb")*)\n)*)")

@@ -15,6 +15,7 @@ again row by row for the exact cell.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -252,6 +253,8 @@ class _Reader:
         self.read = 0  # data rows parsed, before any is dropped
         self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)
         self.countable = True  # and does their count tell which line starts are row starts? (cuts.countable)
+        self.shared = False  # a share under torchrun: only then is `countable` asked
+        self.counted = 0  # the byte up to which quotes are counted
 
     def _take(self, table: pa.Table, line: Callable[[int], int], into: IO[bytes] | Filling) -> int:
         """A parsed table's rows, batch by batch, into the table in memory `into` or appended to the file `into`;
@@ -367,10 +370,11 @@ class _Reader:
                     if end < size:  # the end of the file or share: the last line may have no line end
                         if end:
                             self.quotes += _quotes(data, end)
-                            self.countable &= countable(data, end, self.spec.delimiter)
+                            self.counted = start + end
+                            self.countable &= not self.shared or countable(data, end, self.spec.delimiter)
                             yield memoryview(data)[:end], start
                         return
-                    cut, counts = cut_rows(data, end, self.spec.delimiter)
+                    cut, counts = cut_rows(data, end, self.spec.delimiter, judge=self.shared)
                     self.countable &= counts
                     if cut == 0 and end > LINE_BYTES:  # no row ends within a parser's block: refused before the
                         line = self._line_at(compression, start)  # row fills the memory
@@ -388,6 +392,7 @@ class _Reader:
                         carry = bytes(data[:end])
                         continue
                     self.quotes += _quotes(data, cut)
+                    self.counted = start + cut
                     yield memoryview(data)[:cut], start
                     start += cut
                     carry = bytes(data[cut:end])
@@ -547,6 +552,7 @@ def _share(
     rank the truth (cuts.countable, on the share as finally read).
     """
     path, world, rank = reader.path, group.world, group.rank
+    reader.shared = True
     size = path.stat().st_size
     spans = [skip + (size - skip) * r // world for r in range(world + 1)]
     cuts = [line_start(path, spans[r], skip, size) for r in (rank, rank + 1)]
@@ -558,6 +564,7 @@ def _share(
     real = [row_start(path, cuts[i]) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
     if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
         reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
+        reader.shared = True
         rows, failure = _parse_share(reader, real[0], real[1])
     # each share read from the start the counts gave it: the counts hold, rank after rank, if every share's do
     if group.gather(np.array([float(not reader.countable)])).any():  # an inch mark and quoted line ends
@@ -574,9 +581,25 @@ def _parse_share(
     try:
         return scratch_mapping(lambda out: reader.parsed(ranges, None, out, placed), np.dtype(np.float64)), None
     except LrtrainError as exc:  # a bad cell, a full $TMPDIR: said by every rank alike
-        for _ in ranges:
-            pass
+        with contextlib.suppress(LrtrainError):  # the ranges left, for their quotes (one may fail in turn)
+            for _ in ranges:
+                pass
+        counted = max(reader.counted, start)
+        if counted < stop:  # the ranges stopped short (a row that never ends): the rest counted here
+            reader.quotes += _span_quotes(reader.path, counted, stop)
         return None, exc
+
+
+def _span_quotes(path: Path, start: int, stop: int) -> int:
+    """The quote characters in bytes start..stop of the file (as many as it lets be read: a failure to read is
+    already the problem the share reports)."""
+    quotes = 0
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        handle.seek(start)
+        while start < stop and (piece := handle.read(min(CSV_RANGE_BYTES, stop - start))):
+            quotes += piece.count(b'"') if b'"' in piece else 0
+            start += len(piece)
+    return quotes
 
 
 def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
