@@ -309,11 +309,14 @@ def resident(shape: tuple[int, ...]) -> np.ndarray:
     if size < POPULATE_MIN_BYTES or not populate:
         return np.empty(shape)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    memory: mmap.mmap | None = None
     try:
         memory = mmap.mmap(-1, size, flags=flags)
         memory.madvise(mmap.MADV_HUGEPAGE)
         memory.madvise(MADV_POPULATE_WRITE)
     except (OSError, AttributeError):  # an older kernel, no huge pages: 4 KB pages, mapped at once
+        if memory is not None:
+            memory.close()  # what it mapped goes before the second mapping comes
         try:
             memory = mmap.mmap(-1, size, flags=flags | populate)
         except OSError:  # no room for it at once (ulimit -v): let NumPy's allocator say so, as for any array
