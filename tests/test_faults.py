@@ -759,6 +759,10 @@ TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER
             {"WORLD_SIZE": "2", "RANK": "0", "LRTRAIN_DIST_TIMEOUT": "soon"},
             ("LRTRAIN_DIST_TIMEOUT is 'soon'", "the default is 300"),
         ),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "LRTRAIN_DIST_TIMEOUT": "1e15"},  # past what a timedelta holds
+            ("LRTRAIN_DIST_TIMEOUT is '1e15'", "from 0.001 to 1e+09"),
+        ),
     ],
     ids=lambda v: ",".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else None,
 )
@@ -783,20 +787,30 @@ def test_a_stray_or_malformed_environment_variable_is_named_not_an_internal_erro
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
 
 
-def test_blank_variables_are_unset_and_a_stray_rank_alone_changes_nothing(tmp_path: Path) -> None:
-    """WORLD_SIZE= (blank) is one process; RANK=3 left in the shell without WORLD_SIZE is no torchrun rank: the
-    run prints and saves as ever."""
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"WORLD_SIZE": " ", "LRTRAIN_CSV_STREAM_BYTES": "", "LRTRAIN_DIST_TIMEOUT": "", "RANK": "3"},
+        {"WORLD_SIZE": "01", "LRTRAIN_CSV_STREAM_BYTES": "0"},  # one process; every CSV read in ranges
+    ],
+    ids=["blank", "one"],
+)
+def test_blank_variables_are_unset_and_a_stray_rank_alone_changes_nothing(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    """WORLD_SIZE= (blank) or 01 is one process; RANK=3 left in the shell without WORLD_SIZE is no torchrun rank:
+    the run prints and saves as ever, and predict takes its fast path."""
     (tmp_path / "d.csv").write_text("x,y\n1,2\n2,4\n3,6.5\n")
     clean = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
-    blank = {"WORLD_SIZE": " ", "LRTRAIN_CSV_STREAM_BYTES": "", "LRTRAIN_DIST_TIMEOUT": "", "RANK": "3"}
-    done = subprocess.run(
-        [lrtrain_path(), "fit", "--set", "data.path=d.csv", "--engine", "exact"],
-        cwd=tmp_path,
-        env={**clean, **blank},
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Run saved" in done.stdout
+    for args in (["fit", "--set", "data.path=d.csv", "--engine", "exact"], ["predict", "5"]):
+        done = subprocess.run(
+            [lrtrain_path(), *args],
+            cwd=tmp_path,
+            env={**clean, **settings},
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
+        )
+        assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(131 / 12, rel=1e-9)  # y = 2.25 x - 1/3 at x = 5
     assert (tmp_path / "runs").is_dir()

@@ -284,6 +284,8 @@ kept = Torn()  # freed only by the interpreter's teardown
 atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
 if sys.argv[1] == "traced":
     sys.settrace(lambda *args: None)
+import ctypes
+ctypes.CDLL(None).printf(b"from C\\n")  # held in C's stdout buffer: the pipe is no terminal
 sys.argv = ["lrtrain", *sys.argv[2:]]
 from lrtrain.entry import main
 main()
@@ -302,8 +304,10 @@ def test_the_console_script_leaves_without_teardown_but_runs_atexit(tmp_path: Pa
             capture_output=True,
             text=True,
             timeout=SUBPROCESS_TIMEOUT,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},  # C's stdout buffered on a pipe
         )
         assert done.returncode == code, done.stderr
         assert "atexit ran" in done.stderr
         assert ("torn down" in done.stderr) is torn, (mode, done.stderr)
         assert ("lrtrain" in done.stdout) is (code == 0)  # --version's line, flushed before the exit
+        assert "from C" in done.stdout  # and what a C library left in its buffer

@@ -43,6 +43,7 @@ from lrtrain.errors import (
     ExitCode,
     OutputError,
     discard_stdout,
+    one_process,
     report,
     tolerant_streams,
     writing_stdout,
@@ -83,8 +84,8 @@ def main_options(
     """Train, compare and serve linear-regression models."""
     if debug:
         DEBUG["on"] = True
-    world = os.environ.get("WORLD_SIZE", "").strip() or "1"
-    if world != "1" and ctx.invoked_subcommand not in (None, "fit"):  # each process would run it whole, alone
+    world = os.environ.get("WORLD_SIZE", "").strip()
+    if not one_process() and ctx.invoked_subcommand not in (None, "fit"):  # each process would run it whole, alone
         report(
             ExitCode.USAGE,
             f"error: `lrtrain {ctx.invoked_subcommand}` runs in one process, but WORLD_SIZE is {world} (torchrun): "

@@ -19,12 +19,11 @@ from typing import NoReturn
 
 def main(leave: bool = True) -> None:
     """The console script; `leave`: exit at once when the command is over (see `_leave`)."""
-    from lrtrain.errors import tolerant_streams
+    from lrtrain.errors import one_process, tolerant_streams
 
     tolerant_streams()  # before anything is written: an ASCII-only stdout escapes "R²", it does not fail on it
     args = sys.argv[1:]
-    alone = (os.environ.get("WORLD_SIZE", "").strip() or "1") == "1"  # under torchrun the CLI refuses predict
-    if args[:1] == ["predict"] and alone:
+    if args[:1] == ["predict"] and one_process():  # under torchrun the CLI refuses predict
         plain = _plain_predict(args[1:])
         if plain is not None:
             sys.exit(_predict(*plain))
@@ -52,8 +51,9 @@ def _leave(code: str | int | None) -> NoReturn:
     import atexit
     import threading
 
-    alone = (os.environ.get("WORLD_SIZE", "").strip() or "1") == "1"
-    if not isinstance(code, int) or threading.active_count() > 1 or not alone:
+    from lrtrain.errors import one_process
+
+    if not isinstance(code, int) or threading.active_count() > 1 or not one_process():
         sys.exit(code)
     if _watched():
         sys.exit(code)
@@ -61,6 +61,10 @@ def _leave(code: str | int | None) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # stdout's failures were said by the command
             stream.flush()
+    with contextlib.suppress(OSError, AttributeError):  # what C libraries left in their stdio buffers
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
     os._exit(code)
 
 

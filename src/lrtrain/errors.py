@@ -204,10 +204,22 @@ READ_LIMITS = {
 }
 
 
-def environment_number(variable: str, default: float, what: str, low: float = 0.0, whole: bool = False) -> float:
+def one_process() -> bool:
+    """Whether this is one process, not a rank under torchrun: WORLD_SIZE unset, blank or 1 (01 too); anything
+    else is a rank, or a value the full CLI says is wrong (lrtrain.parallel)."""
+    world = os.environ.get("WORLD_SIZE", "").strip()
+    try:
+        return not world or int(world) == 1
+    except ValueError:
+        return False
+
+
+def environment_number(
+    variable: str, default: float, what: str, least: float = 0.0, most: float = 1e15, whole: bool = False
+) -> float:
     """The number in the environment variable `variable` (`what` it sets), or `default` when it is unset or
-    blank; a value that is not a number above `low` (a whole one with `whole`) is a ConfigError that names the
-    variable, its value and the fix."""
+    blank; a value that is not a number from `least` to `most` (a whole one with `whole`) is a ConfigError that
+    names the variable, its value and the fix."""
     setting = os.environ.get(variable, "").strip()
     if not setting:
         return default
@@ -215,11 +227,11 @@ def environment_number(variable: str, default: float, what: str, low: float = 0.
         value = float(setting)
     except ValueError:
         value = math.nan
-    if not (low < value < math.inf) or (whole and value != int(value)):
+    if not (least <= value <= most) or (whole and value != int(value)):
         kind = "a whole number" if whole else "a number"
         raise ConfigError(
-            f"the environment variable {variable} is {printable(repr(setting))}, not {kind} above {low:g}; it sets "
-            f"{what}. Set it to such a number (the default is {default:.15g}), or unset it."
+            f"the environment variable {variable} is {printable(repr(setting))}, not {kind} from {least:g} to "
+            f"{most:g}; it sets {what}. Set it to such a number (the default is {default:.15g}), or unset it."
         )
     return value
 

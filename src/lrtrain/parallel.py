@@ -188,7 +188,7 @@ def start(device: str) -> Shard:
             "lrtrain under torchrun, or unset WORLD_SIZE, RANK and LOCAL_RANK to run it in one process."
         )
     what = "the seconds a process waits for the others at each step (torch's own default is 30 minutes)"
-    timeout = environment_number("LRTRAIN_DIST_TIMEOUT", TIMEOUT_SECONDS, what)
+    timeout = environment_number("LRTRAIN_DIST_TIMEOUT", TIMEOUT_SECONDS, what, least=0.001, most=1e9)
     _join(rank, world, device, timeout, os.environ.get("LRTRAIN_DIST_INIT"))
     return Shard(rank, world, 0, 0)
 
