@@ -1438,6 +1438,22 @@ CSV_HOSTILE_CASES = [
         stderr=("d.csv: line 1 goes on past 1,048,576 bytes without a line end", "Is it a CSV file"),
     ),
     case(
+        "csv-lines-ended-by-carriage-returns",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": CSV_CONFIG, "d.csv": b"x,y\r1,2\r2,4\r3,6.5\r"},
+        stderr=("d.csv ends its lines with a carriage return alone", "\\n or \\r\\n", "tr '\\r' '\\n'"),
+    ),
+    case(
+        "csv-gz-lines-ended-by-carriage-returns",
+        "fit",
+        "--set",
+        "data.path=d.csv.gz",
+        files={"d.csv.gz": gzip.compress(b"x,y\r1,2\r2,4\r3,6.5\r")},
+        stderr=("d.csv.gz ends its lines with a carriage return alone",),
+    ),
+    case(
         "csv-header-name-too-long",
         "fit",
         "-c",
@@ -1574,6 +1590,15 @@ SERVE_CASES = [
         setup=fitted,
         files={"t.csv.gz": gzip.compress(b"x\ty\n1\t2\n")},
         stderr=("t.csv.gz has one column", "separated by '\\t'", "a .csv file's are read as separated by ','"),
+    ),
+    case(
+        "evaluate-table-lines-ended-by-carriage-returns",
+        "evaluate",
+        "--data",
+        "t.csv",
+        setup=fitted,
+        files={"t.csv": b"x,y\r1,2\r2,4\r"},
+        stderr=("t.csv ends its lines with a carriage return alone",),
     ),
     case(
         "evaluate-table-header-only",

@@ -189,7 +189,8 @@ def _first_line(path: Path, compression: str | None) -> bytes:
 
 def line_one(stream: Any, path: Path) -> bytes:
     """Line 1 of `stream` with its line end (a file of one line may have none), read piece by piece and no further
-    than LINE_BYTES: a longer line (a file without line ends, a device) is a DataError."""
+    than LINE_BYTES: a longer line (a file without line ends, a device), or lines ended by a carriage return
+    alone, is a DataError."""
     pieces: list[bytes] = []
     size = 0
     while piece := stream.read(HEADER_BYTES):
@@ -200,11 +201,20 @@ def line_one(stream: Any, path: Path) -> bytes:
         pieces.append(piece)
         size += len(piece)
         if size > LINE_BYTES:
-            raise DataError(
-                f"data file {path}: line 1 goes on past {LINE_BYTES:,} bytes without a line end, longer than any "
-                "CSV line lrtrain can parse. Is it a CSV file (one row per line)?"
-            )
-    return b"".join(pieces)
+            break
+    line = b"".join(pieces)
+    text = line.removesuffix(b"\n").removesuffix(b"\r")
+    if b"\r" in text and b'"' not in text:  # a carriage return that ends no line end: a line end of its own
+        raise DataError(
+            f"data file {path} ends its lines with a carriage return alone (\\r, as old Mac programs wrote CSV); "
+            "lrtrain reads lines that end in \\n or \\r\\n. Convert it, e.g. tr '\\r' '\\n' < FILE > NEW.csv."
+        )
+    if size > LINE_BYTES:
+        raise DataError(
+            f"data file {path}: line 1 goes on past {LINE_BYTES:,} bytes without a line end, longer than any "
+            "CSV line lrtrain can parse. Is it a CSV file (one row per line)?"
+        )
+    return line
 
 
 def header_cells(text: str, delimiter: str, path: Path) -> list[str]:
