@@ -24,7 +24,8 @@ from lrtrain.errors import DataError, ModelError
 from lrtrain.files import read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
-from lrtrain.sources.delimited import COMPRESSION, NUMBER, decimal_comma, header_cells, line_one
+from lrtrain.sources.delimited import NUMBER, decimal_comma
+from lrtrain.sources.text import COMPRESSION, header_cells, line_one
 
 CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch

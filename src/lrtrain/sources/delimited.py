@@ -3,14 +3,14 @@
 pyarrow parses them, the chosen columns typed float64 up front (no type inference), on every
 core. A file up to LRTRAIN_CSV_STREAM_BYTES (256 MB) is parsed in one go; a larger one, a
 compressed one (.gz, .bz2, .zst) or any under torchrun is read in ranges of CSV_RANGE_BYTES cut
-at row ends (a line end outside quotes: a quoted cell may hold line ends), each range parsed
-(still threaded). The rows go to a table in memory when its float64 numbers fit under the same
-threshold (estimated from the first lines' length), else to a memory-mapped table in a nameless
-temporary file, so memory stays bounded by the range, never the file. Under torchrun each rank
-reads only its byte range of the file (see `_share`; lrtrain.sources.shares puts the shares
-together). Every problem
-names the file, the line and the column: when pyarrow refuses a block, the block is scanned
-again row by row for the exact cell.
+where pyarrow ends rows (lrtrain.sources.cuts: a quoted cell may hold line ends), each range
+parsed (still threaded); lrtrain.sources.text opens, decompresses and counts the bytes. The
+rows go to a table in memory when its float64 numbers fit under the same threshold (estimated
+from the first lines' length), else to a memory-mapped table in a nameless temporary file, so
+memory stays bounded by the range, never the file. Under torchrun each rank reads only its
+byte range of the file (see `_share`; lrtrain.sources.shares puts the shares together). Every
+problem names the file, the line and the column: when pyarrow refuses a block, the block is
+scanned again row by row for the exact cell.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -36,13 +36,23 @@ from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
 from lrtrain.sources.cuts import LINE_BYTES, countable, cut_rows, line_start, row_start
+from lrtrain.sources.text import (
+    COMPRESSION,
+    HEADER_BYTES,
+    fill,
+    header_cells,
+    open_bytes,
+    opening_line,
+    quote_count,
+    skip_to,
+    span_quotes,
+    unreadable,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 CSV_RANGE_BYTES = 8 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
-COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
-HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
 SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
 
 # the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
@@ -73,7 +83,7 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
     path = Path(spec.path)
     open_checked(path, "CSV")
     compression = COMPRESSION.get(path.suffix.lower())
-    first = _first_line(path, compression)
+    first = opening_line(path, compression)
     try:
         text = first.decode("utf-8-sig")  # -sig: a BOM (Excel) is not a name
     except UnicodeDecodeError:
@@ -166,75 +176,6 @@ def _rows_in(path: Path, skip: int, size: int) -> int:
 def _table_bytes(path: Path, skip: int, size: int, width: int) -> int:
     """About how large the float64 table of the file's `width` chosen columns is."""
     return _rows_in(path, skip, size) * width * 8 if size > stream_bytes() else size
-
-
-def _open(path: Path, compression: str | None) -> io.RawIOBase:
-    """The file's bytes, decompressed as its name says."""
-    if compression is None:
-        return path.open("rb", buffering=0)
-    import pyarrow as pa
-
-    stream: io.RawIOBase = pa.input_stream(str(path), compression=compression)  # the same methods
-    return stream
-
-
-def _first_line(path: Path, compression: str | None) -> bytes:
-    """Line 1 with its line end, as bytes ('' for an empty file)."""
-    try:
-        with _open(path, compression) as stream:
-            return line_one(stream, path)
-    except OSError as exc:
-        raise _unreadable(path, compression, exc) from None
-
-
-def line_one(stream: Any, path: Path) -> bytes:
-    """Line 1 of `stream` with its line end (a file of one line may have none), read piece by piece and no further
-    than LINE_BYTES: a longer line (a file without line ends, a device), or lines ended by a carriage return
-    alone, is a DataError."""
-    pieces: list[bytes] = []
-    size = 0
-    while piece := stream.read(HEADER_BYTES):
-        end = piece.find(b"\n")
-        if end >= 0:
-            pieces.append(piece[: end + 1])
-            break
-        pieces.append(piece)
-        size += len(piece)
-        if size > LINE_BYTES:
-            break
-    line = b"".join(pieces)
-    text = line.removesuffix(b"\n").removesuffix(b"\r")
-    if b"\r" in text and b'"' not in text:  # a carriage return that ends no line end: a line end of its own
-        raise DataError(
-            f"data file {path} ends its lines with a carriage return alone (\\r, as old Mac programs wrote CSV); "
-            "lrtrain reads lines that end in \\n or \\r\\n. Convert it, e.g. tr '\\r' '\\n' < FILE > NEW.csv."
-        )
-    if size > LINE_BYTES:
-        raise DataError(
-            f"data file {path}: line 1 goes on past {LINE_BYTES:,} bytes without a line end, longer than any "
-            "CSV line lrtrain can parse. Is it a CSV file (one row per line)?"
-        )
-    return line
-
-
-def header_cells(text: str, delimiter: str, path: Path) -> list[str]:
-    """The fields of line 1; one past the csv module's limit (an unclosed quote, say) is a DataError."""
-    try:
-        return next(csv.reader([text], delimiter=delimiter), [])
-    except csv.Error:
-        raise DataError(
-            f"data file {path}: a field of line 1 is longer than {csv.field_size_limit():,} characters, too long "
-            "for a column name or a number (an unclosed quote joins what follows into one field). Check that line."
-        ) from None
-
-
-def _unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
-    if compression is None:
-        return DataError(f"cannot read data file {path}: {getattr(exc, 'strerror', None) or exc}. Check it.")
-    return DataError(
-        f"data file {path} cannot be decompressed as {compression} ({str(exc).splitlines()[0]}). The name ends in "
-        f"{path.suffix}: is the file really {compression}-compressed CSV? Rename or recompress it."
-    )
 
 
 class _Reader:
@@ -366,20 +307,20 @@ class _Reader:
         data = bytearray()
         left = -1 if stop is None else stop - skip  # bytes still to read; -1: to the end
         try:
-            with _open(self.path, compression) as stream:
-                _skip(stream, skip, compression)  # the header line (read and checked), or the shares before this one
+            with open_bytes(self.path, compression) as stream:
+                skip_to(stream, skip, compression)  # the header line (read and checked), or the shares before this one
                 while True:
                     size = len(carry) + CSV_RANGE_BYTES
                     if len(data) < size:
                         data = bytearray(size + HEADER_BYTES)  # room for the tails of ordinary lines
                     data[: len(carry)] = carry
                     want = size if left < 0 else min(size, len(carry) + left)
-                    got = _fill(stream, memoryview(data)[len(carry) : want])
+                    got = fill(stream, memoryview(data)[len(carry) : want])
                     left = left if left < 0 else left - got
                     end = len(carry) + got
                     if end < size:  # the end of the file or share: the last line may have no line end
                         if end:
-                            self.quotes += _quotes(data, end)
+                            self.quotes += quote_count(data, end)
                             self.counted = start + end
                             self.countable &= not self.shared or countable(data, end, self.spec.delimiter)
                             yield memoryview(data)[:end], start
@@ -401,25 +342,25 @@ class _Reader:
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
-                    self.quotes += _quotes(data, cut)
+                    self.quotes += quote_count(data, cut)
                     self.counted = start + cut
                     yield memoryview(data)[:cut], start
                     start += cut
                     carry = bytes(data[cut:end])
         except OSError as exc:
-            raise _unreadable(self.path, compression, exc) from None
+            raise unreadable(self.path, compression, exc) from None
 
     def _line_at(self, compression: str | None, offset: int) -> int:
         """The file line that starts at byte `offset` of the (decompressed) file: the line ends before it, counted
         again from the start (only a message needs it)."""
         ends = 0
         try:
-            with _open(self.path, compression) as stream:
+            with open_bytes(self.path, compression) as stream:
                 while offset > 0 and (piece := stream.read(min(offset, CSV_RANGE_BYTES))):
                     ends += piece.count(b"\n")
                     offset -= len(piece)
         except OSError as exc:
-            raise _unreadable(self.path, compression, exc) from None
+            raise unreadable(self.path, compression, exc) from None
         return 1 + ends
 
     def _row_line(self, compression: str | None, offset: int, k: int) -> int:
@@ -429,8 +370,8 @@ class _Reader:
         line = self._line_at(compression, offset)
         before = 0  # the lines before the row
         try:
-            with io.BufferedReader(_open(self.path, compression), HEADER_BYTES) as stream:
-                _skip(stream, offset, compression)
+            with io.BufferedReader(open_bytes(self.path, compression), HEADER_BYTES) as stream:
+                skip_to(stream, offset, compression)
                 text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
                 reader = csv.reader(text, delimiter=self.spec.delimiter)
                 for row in reader:
@@ -440,7 +381,7 @@ class _Reader:
                         k -= 1
                     before = reader.line_num
         except OSError as exc:
-            raise _unreadable(self.path, compression, exc) from None
+            raise unreadable(self.path, compression, exc) from None
         except csv.Error:  # a cell over the csv module's size limit: the line reached is the best answer
             pass
         return line + before
@@ -596,42 +537,8 @@ def _parse_share(
                 pass
         counted = max(reader.counted, start)
         if counted < stop:  # the ranges stopped short (a row that never ends): the rest counted here
-            reader.quotes += _span_quotes(reader.path, counted, stop)
+            reader.quotes += span_quotes(reader.path, counted, stop)
         return None, exc
-
-
-def _span_quotes(path: Path, start: int, stop: int) -> int:
-    """The quote characters in bytes start..stop of the file (as many as it lets be read: a failure to read is
-    already the problem the share reports)."""
-    quotes = 0
-    with contextlib.suppress(OSError), path.open("rb") as handle:
-        handle.seek(start)
-        while start < stop and (piece := handle.read(min(CSV_RANGE_BYTES, stop - start))):
-            quotes += piece.count(b'"') if b'"' in piece else 0
-            start += len(piece)
-    return quotes
-
-
-def _skip(stream: io.IOBase, offset: int, compression: str | None) -> None:
-    """Move `stream` to byte `offset` of the (decompressed) file: a seek, or a read when it is compressed."""
-    if compression is None:
-        stream.seek(offset)
-        return
-    while offset > 0 and (piece := stream.read(min(offset, CSV_RANGE_BYTES))):
-        offset -= len(piece)
-
-
-def _fill(stream: io.RawIOBase, into: memoryview) -> int:
-    """Read until `into` is full or the stream ends; the bytes read."""
-    done = 0
-    while done < len(into) and (got := stream.readinto(into[done:])):
-        done += got
-    return done
-
-
-def _quotes(data: bytearray, end: int) -> int:
-    """The quote characters in data[:end]: counted (2 ms for 8 MB) only when a search (memchr, 0.1 ms) finds one."""
-    return data.count(b'"', 0, end) if data.find(b'"', 0, end) >= 0 else 0
 
 
 def _unplaced(row: int) -> int:

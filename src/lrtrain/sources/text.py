@@ -1,0 +1,121 @@
+"""A CSV file's bytes: opened (decompressed, as its name says), its first line, a move to an offset, a buffer
+filled, quote characters counted. What the CSV reader (lrtrain.sources.delimited) and the table scorer
+(lrtrain.scoring) read a text file with, each problem said as a DataError that names the file."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from lrtrain.errors import DataError
+from lrtrain.sources.cuts import LINE_BYTES
+
+COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}  # by the file name's last suffix
+HEADER_BYTES = 1 << 16  # the first line is read in pieces of this size
+READ_BYTES = 8 << 20  # bytes read at a time when a file is skipped or counted through
+
+
+def open_bytes(path: Path, compression: str | None) -> io.RawIOBase:
+    """The file's bytes, decompressed as its name says."""
+    if compression is None:
+        return path.open("rb", buffering=0)
+    import pyarrow as pa
+
+    stream: io.RawIOBase = pa.input_stream(str(path), compression=compression)  # the same methods
+    return stream
+
+
+def opening_line(path: Path, compression: str | None) -> bytes:
+    """Line 1 with its line end, as bytes ('' for an empty file)."""
+    try:
+        with open_bytes(path, compression) as stream:
+            return line_one(stream, path)
+    except OSError as exc:
+        raise unreadable(path, compression, exc) from None
+
+
+def line_one(stream: Any, path: Path) -> bytes:
+    """Line 1 of `stream` with its line end (a file of one line may have none), read piece by piece and no further
+    than LINE_BYTES: a longer line (a file without line ends, a device), or lines ended by a carriage return
+    alone, is a DataError."""
+    pieces: list[bytes] = []
+    size = 0
+    while piece := stream.read(HEADER_BYTES):
+        end = piece.find(b"\n")
+        if end >= 0:
+            pieces.append(piece[: end + 1])
+            break
+        pieces.append(piece)
+        size += len(piece)
+        if size > LINE_BYTES:
+            break
+    line = b"".join(pieces)
+    text = line.removesuffix(b"\n").removesuffix(b"\r")
+    if b"\r" in text and b'"' not in text:  # a carriage return that ends no line end: a line end of its own
+        raise DataError(
+            f"data file {path} ends its lines with a carriage return alone (\\r, as old Mac programs wrote CSV); "
+            "lrtrain reads lines that end in \\n or \\r\\n. Convert it, e.g. tr '\\r' '\\n' < FILE > NEW.csv."
+        )
+    if size > LINE_BYTES:
+        raise DataError(
+            f"data file {path}: line 1 goes on past {LINE_BYTES:,} bytes without a line end, longer than any "
+            "CSV line lrtrain can parse. Is it a CSV file (one row per line)?"
+        )
+    return line
+
+
+def header_cells(text: str, delimiter: str, path: Path) -> list[str]:
+    """The fields of line 1; one past the csv module's limit (an unclosed quote, say) is a DataError."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        raise DataError(
+            f"data file {path}: a field of line 1 is longer than {csv.field_size_limit():,} characters, too long "
+            "for a column name or a number (an unclosed quote joins what follows into one field). Check that line."
+        ) from None
+
+
+def unreadable(path: Path, compression: str | None, exc: Exception) -> DataError:
+    if compression is None:
+        return DataError(f"cannot read data file {path}: {getattr(exc, 'strerror', None) or exc}. Check it.")
+    return DataError(
+        f"data file {path} cannot be decompressed as {compression} ({str(exc).splitlines()[0]}). The name ends in "
+        f"{path.suffix}: is the file really {compression}-compressed CSV? Rename or recompress it."
+    )
+
+
+def span_quotes(path: Path, start: int, stop: int) -> int:
+    """The quote characters in bytes start..stop of the file (as many as it lets be read: a failure to read is
+    already the problem the share reports)."""
+    quotes = 0
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        handle.seek(start)
+        while start < stop and (piece := handle.read(min(READ_BYTES, stop - start))):
+            quotes += piece.count(b'"') if b'"' in piece else 0
+            start += len(piece)
+    return quotes
+
+
+def skip_to(stream: io.IOBase, offset: int, compression: str | None) -> None:
+    """Move `stream` to byte `offset` of the (decompressed) file: a seek, or a read when it is compressed."""
+    if compression is None:
+        stream.seek(offset)
+        return
+    while offset > 0 and (piece := stream.read(min(offset, READ_BYTES))):
+        offset -= len(piece)
+
+
+def fill(stream: io.RawIOBase, into: memoryview) -> int:
+    """Read until `into` is full or the stream ends; the bytes read."""
+    done = 0
+    while done < len(into) and (got := stream.readinto(into[done:])):
+        done += got
+    return done
+
+
+def quote_count(data: bytearray, end: int) -> int:
+    """The quote characters in data[:end]: counted (2 ms for 8 MB) only when a search (memchr, 0.1 ms) finds one."""
+    return data.count(b'"', 0, end) if data.find(b'"', 0, end) >= 0 else 0
