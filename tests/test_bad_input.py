@@ -1580,7 +1580,7 @@ SERVE_CASES = [
         "t.csv",
         setup=fitted,
         files={"t.csv": "x;y\n1;2\n2;4\n"},
-        stderr=("t.csv has one column, 'x;y'", "separated by ';'", "read as separated by ','"),
+        stderr=("t.csv has one column, 'x;y'", "separated by ';'", "read as separated by ','", "--delimiter ';'"),
     ),
     case(
         "predict-gz-table-separated-by-tabs",
@@ -1589,7 +1589,7 @@ SERVE_CASES = [
         "t.csv.gz",
         setup=fitted,
         files={"t.csv.gz": gzip.compress(b"x\ty\n1\t2\n")},
-        stderr=("t.csv.gz has one column", "separated by '\\t'", "a .csv file's are read as separated by ','"),
+        stderr=("t.csv.gz has one column", "separated by '\\t'", "read as separated by ','", "--delimiter '\\t'"),
     ),
     case(
         "evaluate-table-lines-ended-by-carriage-returns",

@@ -128,6 +128,47 @@ def test_evaluate_without_a_bias_reports_the_uncentered_r2_as_fit_does(workdir: 
     assert _evaluation(str(run), "--data", "train.csv")["r2"] == pytest.approx(stored, rel=1e-9)
 
 
+@pytest.mark.parametrize(("delimiter", "given"), [(";", ";"), ("|", "|"), ("\t", "\\t"), ("\t", "tab")])
+def test_evaluate_and_predict_read_a_table_separated_as_delimiter_says(
+    workdir: Path, delimiter: str, given: str
+) -> None:
+    """A test table saved with ';' (a European spreadsheet), '|' or tabs in a .csv file: --delimiter says so."""
+    run = _fit(workdir)
+    table = _test_table()
+    _write_csv(workdir / "test.csv", table, delimiter)
+    record = _evaluation("--data", "test.csv", "--delimiter", given)
+    for key, value in _reference(run, table).items():
+        assert record[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    result = cli("predict", "--data", "test.csv", "--delimiter", given)
+    assert result.exit_code == 0, result.output
+    model = load(run)
+    rows = _predict_rows(result.stdout)  # written as CSV, comma-separated
+    assert len(rows) == 150
+    first = [float(rows[0][name]) for name in model.features]
+    assert float(rows[0]["prediction"]) == pytest.approx(model.predict(first), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["evaluate", "--data", "t.csv", "--delimiter", ";;"], ("--delimiter ';;'", "not one character")),
+        (["evaluate", "--data", "t.csv", "--delimiter", '"'], ("cannot separate fields",)),
+        (["evaluate", "--data", "t.parquet", "--delimiter", ";"], ("--delimiter is for a CSV table", "Parquet")),
+        (["predict", "5", "--delimiter", ";"], ("give the table with --data FILE",)),
+    ],
+    ids=["two characters", "a quote", "parquet", "no table"],
+)
+def test_a_delimiter_that_cannot_apply_is_exit_2(workdir: Path, args: list[str], words: tuple[str, ...]) -> None:
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table(), ";")
+    pq.write_table(pa.table(_test_table()), workdir / "t.parquet")
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
 def test_evaluate_prints_key_value_lines_when_piped(workdir: Path) -> None:
     _fit(workdir)
     _write_csv(workdir / "test.csv", _test_table())

@@ -26,6 +26,7 @@ from lrtrain.cli_support import (
     Command,
     ConfigOption,
     DataOption,
+    DelimiterOption,
     JsonOption,
     RunArgument,
     SetOption,
@@ -278,6 +279,7 @@ def predict(
             "--output", "-o", metavar="OUT", help="With --data: write the CSV to this file (whole or not at all)."
         ),
     ] = None,
+    delimiter: DelimiterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Print the model's prediction for each sample, one number per line and nothing else; with --data, the
@@ -289,6 +291,8 @@ def predict(
     if data is None:
         if output is not None:
             raise InputError(f"-o {output} writes the predictions of a table: give the table with --data FILE.")
+        if delimiter is not None:
+            raise InputError("--delimiter says how a table's fields are separated: give the table with --data FILE.")
         model_module.predict(values or [], model, json_output, sys.stdin, sys.stdout, sys.stderr, level)
         return
     if values:
@@ -300,7 +304,7 @@ def predict(
         raise InputError("predict --data writes CSV; --json is for VALUEs. Leave --json out.")
     from lrtrain import scoring
 
-    scoring.predict_file(model, data, output, level, warn, line)
+    scoring.predict_file(model, data, output, level, warn, line, delimiter)
 
 
 @app.command(cls=Command, epilog=EXIT_CODES)
@@ -308,6 +312,7 @@ def predict(
 def evaluate(
     run: RunArgument = None,
     data: DataOption = ...,  # type: ignore[assignment]
+    delimiter: DelimiterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """MSE, RMSE, MAE and R² of a model on a table that holds its features and its target (columns by name).
@@ -323,7 +328,7 @@ def evaluate(
         if run is not None
         else model_module.load_latest(Path("runs"), warn, "name a RUN")
     )
-    result = scoring.evaluate(loaded, scoring.open_table(data))
+    result = scoring.evaluate(loaded, scoring.open_table(data, delimiter))
     render.evaluation(dataclasses.asdict(result), output(json_output))
 
 

@@ -110,6 +110,15 @@ DataOption = Annotated[
         "to the model's features.",
     ),
 ]
+DelimiterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--delimiter",
+        metavar="CHAR",
+        help="With a CSV table (--data): the character between its fields, e.g. ';' or '|' ('\\t' or tab for a "
+        "tab). Default: ',' (a tab for .tsv).",
+    ),
+]
 
 
 def handled(command: F) -> F:

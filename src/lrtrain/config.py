@@ -147,11 +147,19 @@ class CsvData(_Columns):
     @field_validator("delimiter")
     @classmethod
     def _separable(cls, delimiter: str) -> str:
-        if delimiter in '"\r\n':
-            raise ValueError(f"{delimiter!r} cannot separate fields: it quotes them or ends lines; use e.g. ',' or ';'")
-        if not delimiter.isascii():  # the parser splits bytes
-            raise ValueError(f"{delimiter!r} is not an ASCII character: the CSV parser splits on a byte, e.g. ';'")
-        return delimiter
+        return separable(delimiter)
+
+
+def separable(delimiter: str) -> str:
+    """`delimiter` when it can separate a CSV's fields; else a ValueError that says why (data.delimiter, and
+    --delimiter for a table to score)."""
+    if len(delimiter) != 1:
+        raise ValueError(f"{delimiter!r} is not one character; give one, e.g. ',' or ';'")
+    if delimiter in '"\r\n':
+        raise ValueError(f"{delimiter!r} cannot separate fields: it quotes them or ends lines; use e.g. ',' or ';'")
+    if not delimiter.isascii():  # the parser splits bytes
+        raise ValueError(f"{delimiter!r} is not an ASCII character: the CSV parser splits on a byte, e.g. ';'")
+    return delimiter
 
 
 class ParquetData(_Columns):

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from lrtrain.config import separable
 from lrtrain.design import Levels, cell_text, indicators
-from lrtrain.errors import DataError, ModelError
+from lrtrain.errors import DataError, InputError, ModelError, printable
 from lrtrain.files import read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
@@ -98,9 +99,17 @@ class TableFile:
         yield from open_file(self.path).iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
 
 
-def open_table(path: Path) -> TableFile:
-    """The table in `path`, its format from its name; an error that says what to do when it is not one."""
+def open_table(path: Path, delimiter: str | None = None) -> TableFile:
+    """The table in `path`, its format from its name (a CSV's fields separated by `delimiter`, by default ',' or,
+    for .tsv, a tab); an error that says what to do when it is not one."""
     import pyarrow as pa
+
+    if delimiter is not None:
+        delimiter = TAB_NAMES.get(delimiter.lower(), delimiter)
+        try:
+            separable(delimiter)
+        except ValueError as exc:
+            raise InputError(f"--delimiter {printable(repr(delimiter))}: {exc}.") from None
 
     if not path.exists():
         raise DataError(f"data file {path} does not exist. Check the path (--data FILE): a CSV or Parquet file.")
@@ -114,6 +123,9 @@ def open_table(path: Path) -> TableFile:
     if kind == ".parquet" and compression is None:
         from lrtrain.sources.parquet import open_file
 
+        if delimiter is not None:
+            raise InputError(f"--delimiter is for a CSV table; data file {path} is Parquet. Leave --delimiter out.")
+
         try:
             names = list(open_file(path).schema_arrow.names)
         except (pa.ArrowException, OSError) as exc:
@@ -123,7 +135,7 @@ def open_table(path: Path) -> TableFile:
             ) from None
         table = TableFile(path, "parquet", names)
     elif kind in (".csv", ".tsv"):
-        delimiter = "\t" if kind == ".tsv" else ","
+        delimiter = delimiter or ("\t" if kind == ".tsv" else ",")
         table = TableFile(path, "csv", _header(path, compression, delimiter), compression, delimiter)
     else:
         raise DataError(
@@ -135,14 +147,17 @@ def open_table(path: Path) -> TableFile:
     other = next((mark for mark in (";", "\t", "|", ",") if mark != table.delimiter and mark in table.names[0]), None)
     if table.kind == "csv" and len(table.names) == 1 and other is not None:
         raise DataError(
-            f"{table.origin} has one column, {table.names[0]!r}: its fields look separated by {other!r}, and a "
-            f"{kind} file's are read as separated by {table.delimiter!r}. Save it with that separator (or "
-            "as .tsv for tabs, or as Parquet)."
+            f"{table.origin} has one column, {table.names[0]!r}: its fields look separated by {other!r}, and they "
+            f"are read as separated by {table.delimiter!r}. Say which with --delimiter {other!r}"
+            f"{' (or tab)' if other == chr(9) else ''}."
         )
     if len(set(table.names)) != len(table.names):
         twice = next(n for n in table.names if table.names.count(n) > 1)
         raise DataError(f"{table.origin}: column name {twice!r} appears twice. Rename one of them.")
     return table
+
+
+TAB_NAMES = {"\\t": "\t", "tab": "\t"}  # what a shell passes for a tab, typed as \t or the word
 
 
 def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
@@ -378,16 +393,18 @@ def predict_file(
     level: float | None,
     warn: Callable[[str], None],
     line: Callable[[str], None],
+    delimiter: str | None = None,
 ) -> None:
     """`lrtrain predict --data`: the table's rows with their predictions, as CSV on stdout (`line`, a line at a
-    time) or into `output`, written whole or not at all; `warn` takes the notes for stderr."""
+    time) or into `output`, written whole or not at all; `warn` takes the notes for stderr; `delimiter` separates
+    the table's fields (see `open_table`)."""
     from lrtrain import model as model_module
     from lrtrain.files import atomic_writer
 
     if output is not None:
         check_output(output, data)
     loaded = model_module.load(model) if model is not None else model_module.load_latest(Path("runs"), warn)
-    table = open_table(data)
+    table = open_table(data, delimiter)
     if level is not None:
         for note in loaded.require_statistics("predict --interval")["warnings"]:
             warn(f"note: {note}")
