@@ -814,3 +814,29 @@ def test_blank_variables_are_unset_and_a_stray_rank_alone_changes_nothing(
         assert done.returncode == 0, done.stderr
     assert float(done.stdout) == pytest.approx(131 / 12, rel=1e-9)  # y = 2.25 x - 1/3 at x = 5
     assert (tmp_path / "runs").is_dir()
+
+
+def test_ctrl_c_while_the_data_loads_stops_there_and_saves_nothing(tmp_path: Path) -> None:
+    """Before the first epoch there is nothing to save: a signal while a large table is drawn (or parsed) stops
+    the command at the next batch, instead of after all of it and an epoch, with a checkpoint of that epoch."""
+    args = ["fit", "--set", "data.source=synthetic", "--set", "data.rows=30000000", "--set", "data.features=4"]
+    process = subprocess.Popen([lrtrain_path(), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+        status = Path(f"/proc/{process.pid}/status")
+        while int(re.search(r"VmRSS:\s+(\d+)", status.read_text()).group(1)) < 400_000:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            time.sleep(0.02)  # drawing: the rows fill the memory (1 GB in all)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr
+        assert "interrupted: stopped before finishing; nothing was saved." in stderr
+        assert not (tmp_path / "runs").exists()  # without the stop while loading: epoch 1's checkpoint
+        assert time.monotonic() - signalled < 3.0  # the rest of the draw alone takes longer
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)

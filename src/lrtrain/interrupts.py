@@ -13,6 +13,13 @@ def silent(text: str) -> None:
     return None
 
 
+def loading_point() -> None:
+    """Asked by the data readers after each range or batch they parse: under a command's signal guard, a Ctrl-C
+    or SIGTERM that came while the data loads stops the command here, not after the whole file."""
+    if _guards:
+        _guards[-1].loading()
+
+
 class Signals:
     """SIGINT and SIGTERM during `fit` or `compare`. The handler only counts them; the command acts on the
     count at safe points, on the main thread: after each epoch (the view's epoch callback and `requested`,
@@ -26,9 +33,12 @@ class Signals:
     was saved. `compare` saves nothing: any signal stops it at the next epoch.
 
     What bounds the wait is the epoch: engines yield once per epoch, and an epoch is not cut half-way. From
-    the moments an epoch takes microseconds; minibatches over a large file take one pass over it. Before
-    the first epoch, loading the data is not interrupted either. Ctrl-\\ (SIGQUIT) still ends the process at
-    once; while training, no run folder exists yet (it is made when saving starts), so none is left behind.
+    the moments an epoch takes microseconds; minibatches over a large file take one pass over it. While the
+    data loads, before any epoch, there is nothing to save: the readers ask `loading_point` after each range
+    or batch they parse, and a signal stops the command there (in one process; under torchrun the ranks
+    may be inside a collective, so loading runs on to the first epoch's vote). Ctrl-\\ (SIGQUIT) still ends
+    the process at once; while training, no run folder exists yet (it is made when saving starts), so none
+    is left behind.
     """
 
     def __init__(self, distributed: bool = False, stop_at_once: bool = False) -> None:
@@ -43,11 +53,20 @@ class Signals:
     def __enter__(self) -> Signals:
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.previous[signum] = signal.signal(signum, self._count)
+        _guards.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+        _guards.remove(self)
+
+    def loading(self) -> None:
+        """A safe point while the data loads (see `loading_point`): a signal since the last one stops the command,
+        which has nothing to save yet."""
+        if self.count > self.seen and not self.distributed:
+            self.seen = self.count
+            raise KeyboardInterrupt  # "stopped before finishing; nothing was saved": handled says so, exit 130
 
     def _count(self, signum: int, frame: object) -> None:
         if self.distributed and self.count:
@@ -79,3 +98,6 @@ class Signals:
             self.say("stopping at the end of an epoch, all processes together")
         elif first:
             self.say("stopping at the end of this epoch (press Ctrl-C again to stop now, saving nothing)")
+
+
+_guards: list[Signals] = []  # the signal guards entered, innermost last

@@ -31,6 +31,7 @@ import numpy as np
 import lrtrain.sources.shares as shares
 from lrtrain.config import CsvData
 from lrtrain.errors import DataError, LrtrainError, environment_number
+from lrtrain.interrupts import loading_point
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
@@ -292,6 +293,7 @@ class _Reader:
             # the file line of the range's k-th row, counted only for a message
             lines = functools.partial(self._row_line, compression, start) if placed else _unplaced
             rows += self._take(table, lines, out)
+            loading_point()  # Ctrl-C while a large file loads stops here
             del table
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))

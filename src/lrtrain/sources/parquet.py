@@ -21,6 +21,7 @@ import lrtrain.sources.shares as shares
 from lrtrain import parallel
 from lrtrain.config import ParquetData
 from lrtrain.errors import DataError, LrtrainError
+from lrtrain.interrupts import loading_point
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
@@ -307,6 +308,7 @@ def _batches(file: Path, handle: Any, **which: Any) -> Iterator[Any]:
                 "short. Write it again (pyarrow, pandas, polars or Spark)."
             ) from None
         rows += batch.num_rows
+        loading_point()  # Ctrl-C while a large table loads stops here
         yield batch
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from lrtrain.config import SyntheticData
 from lrtrain.errors import DataError
+from lrtrain.interrupts import loading_point
 from lrtrain.sources.base import Table, available_memory, default_names, gigabytes, scratch_mapping
 
 
@@ -25,6 +26,7 @@ def chunks(spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16) -> Iterato
         n = min(chunk_rows, spec.rows - start)
         x = x_rng.standard_normal((n, spec.features))
         y = x @ w + spec.bias + spec.noise * noise_rng.standard_normal(n)
+        loading_point()  # Ctrl-C while a large table is drawn stops here
         yield x, y
 
 
