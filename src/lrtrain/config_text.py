@@ -7,6 +7,7 @@ from (file and line, or --set), the value, the allowed range and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from dataclasses import dataclass
@@ -334,6 +335,9 @@ def describe(
             where = "from the command line"
         else:
             line = _line_of(str_loc, positions)
+            if error["type"] == "invalid_key":  # the key itself is a number, a boolean or null: its own line
+                parent = tuple(str(p) for p in loc[:-1] if isinstance(p, str))
+                line = _key_line(parent, error.get("input"), positions) or line
             where = f"{source}, line {line}" if line else source
         problems.append(f"{where}: {_explain(error, dotted, loc, raw, schema)}")
         key = _key_of(dotted, raw, schema)
@@ -363,6 +367,18 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def _key_line(parent: tuple[str, ...], key: Any, positions: Positions) -> int | None:
+    """The line of the key under `parent` that YAML read as the value `key` (1 from `1`, True from `yes`), where
+    the positions know keys by their text."""
+    for path, line in positions.items():
+        if path[:-1] == parent:
+            with contextlib.suppress(yaml.YAMLError):
+                value = yaml.safe_load(path[-1])
+                if not isinstance(value, str) and type(value) is type(key) and value == key:
+                    return line
+    return None
 
 
 def _line_of(loc: tuple[str, ...], positions: Positions) -> int | None:
