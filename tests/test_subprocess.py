@@ -311,3 +311,45 @@ def test_the_console_script_leaves_without_teardown_but_runs_atexit(tmp_path: Pa
         assert ("torn down" in done.stderr) is torn, (mode, done.stderr)
         assert ("lrtrain" in done.stdout) is (code == 0)  # --version's line, flushed before the exit
         assert "from C" in done.stdout  # and what a C library left in its buffer
+
+
+@pytest.mark.parametrize(
+    ("shell", "code", "said"),
+    [
+        ("lrtrain fit --set output.save=false >&-", 1, "cannot write the results to stdout: Bad file descriptor"),
+        ("lrtrain fit --json --set output.save=false >&-", 1, "cannot write the results to stdout"),
+        ("lrtrain predict 5 >&-", 1, "cannot write the results to stdout"),
+        ("lrtrain predict - <&-", 2, "cannot read the samples on stdin ('-'): Bad file descriptor"),
+        ("lrtrain fit --set output.dir=closed 2>&-", 0, ""),
+        ("lrtrain predict 5 <&- 2>&-", 0, ""),
+    ],
+    ids=[
+        "fit, stdout closed",
+        "fit --json, stdout closed",
+        "predict, stdout closed",
+        "predict -, stdin closed",
+        "fit, stderr closed",
+        "predict, stdin and stderr closed",
+    ],
+)
+def test_a_closed_standard_stream_is_a_failure_to_write_or_read_not_an_internal_error(
+    trained: Path, shell: str, code: int, said: str
+) -> None:
+    """A stream the shell closed (`>&-`) is None to Python: results that cannot be written are exit 1, as `echo
+    >&-` fails; a closed stdin cannot be read (exit 2); a closed stderr silences messages, not the work."""
+    closes_stderr = "2>&-" in shell
+    command = f"PATH={Path(lrtrain_path()).parent}:$PATH; {shell}{'' if closes_stderr else ' 2>err.txt'}"
+    done = subprocess.run(
+        ["bash", "-c", command],
+        cwd=trained,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    stderr = "" if closes_stderr else (trained / "err.txt").read_text()
+    assert done.returncode == code, (done.stdout, stderr)
+    assert "internal error" not in stderr
+    assert "Traceback" not in stderr
+    assert said in stderr
+    if "output.dir=closed" in shell:
+        assert len(list((trained / "closed").iterdir())) == 1  # the run is saved all the same

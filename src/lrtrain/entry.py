@@ -59,7 +59,7 @@ def _leave(code: str | int | None) -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # stdout's failures were said by the command
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # stdout's failures were said already
             stream.flush()
     with contextlib.suppress(OSError, AttributeError):  # what C libraries left in their stdio buffers
         import ctypes

@@ -5,6 +5,8 @@ in the lowest room, so that the config text below `files` can use it too)."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import math
 import os
@@ -145,6 +147,7 @@ def tolerant_streams() -> None:
     instead of failing a command whose work is already done. And let stdin read any bytes: one its encoding
     cannot decode reaches the reader as a surrogate (as under the C locale), which predict names in words,
     instead of a UnicodeDecodeError (a strict UTF-8 locale such as en_US.UTF-8)."""
+    _reopen_closed()
     for stream, errors in (
         (sys.stdout, "backslashreplace"),
         (sys.stderr, "backslashreplace"),
@@ -154,6 +157,45 @@ def tolerant_streams() -> None:
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):
                 reconfigure(errors=errors)
+
+
+def _reopen_closed() -> None:
+    """A standard stream the shell closed (`<&-`, `>&-`, `2>&-`), which Python leaves as None: its descriptor is
+    held on /dev/null, so that no file opened later takes it (and a library's write to fd 2 lands in no data
+    file); reading a closed stdin or writing results to a closed stdout fails as on its descriptor, EBADF (as
+    `cat <&-`, `echo >&-`), while messages for a closed stderr go nowhere."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+    if sys.stdin is None:
+        sys.stdin = _Closed()
+    if sys.stdout is None:
+        sys.stdout = _Closed()
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  the process's stderr, to its end
+
+
+class _Closed(io.TextIOBase):
+    """stdin or stdout closed by the shell: every read and write fails as on a closed descriptor."""
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
 def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:

@@ -445,7 +445,17 @@ def predict_lines(
         if sample is not None:
             yield sample
             continue
-        for number, line in enumerate(stdin, start=1):
+        lines = enumerate(stdin, start=1)
+        while True:
+            try:
+                number, line = next(lines)
+            except StopIteration:
+                break
+            except OSError as exc:  # a closed stdin (<&-), a device that fails
+                raise InputError(
+                    f"cannot read the samples on stdin ('-'): {exc.strerror or exc}. Pipe them in, one per line, "
+                    "or give them as arguments."
+                ) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")  # Notepad and PowerShell start a UTF-8 file with one
             if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
