@@ -1164,6 +1164,14 @@ CONFIG_SHAPE_CASES = [
         stderr=("c.yaml, line 4", "a key under 'train' is the boolean True, not a name"),
     ),
     case(
+        "config-key-a-boolean-after-a-quoted-yes",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": 'train:\n  lr: 0.1\n  "yes": 1\n  on: 2\n'},
+        stderr=("line 4: a key under 'train' is the boolean True", "line 3: unknown key 'train.yes'"),
+    ),
+    case(
         "config-python-object-tag",
         "fit",
         "-c",

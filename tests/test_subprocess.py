@@ -322,6 +322,8 @@ def test_the_console_script_leaves_without_teardown_but_runs_atexit(tmp_path: Pa
         ("lrtrain predict - <&-", 2, "cannot read the samples on stdin ('-'): Bad file descriptor"),
         ("lrtrain fit --set output.dir=closed 2>&-", 0, ""),
         ("lrtrain predict 5 <&- 2>&-", 0, ""),
+        ("lrtrain --help >&-", 1, "cannot write the results to stdout: Bad file descriptor"),
+        ("lrtrain predict --help > /dev/full", 1, "cannot write the results to stdout: No space left on device"),
     ],
     ids=[
         "fit, stdout closed",
@@ -330,6 +332,8 @@ def test_the_console_script_leaves_without_teardown_but_runs_atexit(tmp_path: Pa
         "predict -, stdin closed",
         "fit, stderr closed",
         "predict, stdin and stderr closed",
+        "help, stdout closed",
+        "help, stdout full",
     ],
 )
 def test_a_closed_standard_stream_is_a_failure_to_write_or_read_not_an_internal_error(

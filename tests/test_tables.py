@@ -258,6 +258,21 @@ def test_a_quoted_cell_that_never_closes_is_named_before_it_fills_the_memory(
         load(tmp_path, "data: {source: csv, path: d.csv}\n")
 
 
+@pytest.mark.parametrize("spelled", ["\\t", "tab", "TAB"])
+def test_data_delimiter_takes_a_tab_as_a_shell_types_it(tmp_path: Path, spelled: str) -> None:
+    (tmp_path / "d.csv").write_text("x\ty\n1\t2\n2\t4.5\n3\t6\n")
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / 'd.csv'}", f"data.delimiter={spelled}"])
+    table = sources.load(config)
+    np.testing.assert_array_equal(table.y, [2, 4.5, 6])
+
+
+def test_a_header_alone_read_in_ranges_has_no_rows_to_estimate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d.csv").write_text("x0,x1,y\n")
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "0")  # every CSV in ranges
+    with pytest.raises(DataError, match="has a header but no data rows"):
+        load(tmp_path, "data: {source: csv, path: d.csv}\n")
+
+
 def compress(kind: str, raw: bytes) -> bytes:
     if kind == "gz":
         return gzip.compress(raw)

@@ -490,6 +490,10 @@ def main() -> None:
     except BrokenPipeError:
         discard_stdout()
         code = ExitCode.OK
+    except OSError as exc:  # --help or --version onto a stdout that cannot be written (/dev/full, >&-)
+        discard_stdout()
+        report(ExitCode.TRAINING_FAILED, f"error: cannot write the results to stdout: {exc.strerror or exc}.", False)
+        code = ExitCode.TRAINING_FAILED
     for signum in (signal.SIGINT, signal.SIGTERM):  # the command is over: a late signal changes nothing
         signal.signal(signum, signal.SIG_IGN)
     sys.exit(flushed(code if isinstance(code, int) else 0))

@@ -144,10 +144,18 @@ class CsvData(_Columns):
         ",", min_length=1, max_length=1, description="field separator, one character (not a quote or a line break)"
     )
 
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _tab(cls, delimiter: Any) -> Any:
+        return TAB_NAMES.get(delimiter.lower(), delimiter) if isinstance(delimiter, str) else delimiter
+
     @field_validator("delimiter")
     @classmethod
     def _separable(cls, delimiter: str) -> str:
         return separable(delimiter)
+
+
+TAB_NAMES = {"\\t": "\t", "tab": "\t"}  # a tab as typed in a shell or unquoted YAML: \t, or the word
 
 
 def separable(delimiter: str) -> str:

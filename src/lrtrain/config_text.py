@@ -119,6 +119,7 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 Positions = dict[tuple[str, ...], int]
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
@@ -264,6 +265,9 @@ def _walk(node: yaml.Node, path: tuple[str, ...], positions: Positions, where: s
                 )
             seen[key] = line
             positions[(*path, key)] = line
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != STR_TAG:  # 1, yes, ~: no name
+                with contextlib.suppress(yaml.YAMLError):
+                    positions[(*path, _typed(yaml.safe_load(key_node.value)))] = line
             _walk(value_node, (*path, key), positions, where)
 
 
@@ -370,15 +374,14 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 
 def _key_line(parent: tuple[str, ...], key: Any, positions: Positions) -> int | None:
-    """The line of the key under `parent` that YAML read as the value `key` (1 from `1`, True from `yes`), where
-    the positions know keys by their text."""
-    for path, line in positions.items():
-        if path[:-1] == parent:
-            with contextlib.suppress(yaml.YAMLError):
-                value = yaml.safe_load(path[-1])
-                if not isinstance(value, str) and type(value) is type(key) and value == key:
-                    return line
-    return None
+    """The line of the key under `parent` that YAML read as the value `key` (1 from `1`, True from `yes`), as
+    `_walk` recorded it (a quoted "yes" is a name, not this key)."""
+    return positions.get((*parent, _typed(key)))
+
+
+def _typed(value: Any) -> str:
+    """A key that is no name, as a position's last part: no key text starts with NUL."""
+    return f"\0{type(value).__name__}:{value!r}"
 
 
 def _line_of(loc: tuple[str, ...], positions: Positions) -> int | None:

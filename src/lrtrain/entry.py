@@ -61,7 +61,7 @@ def _leave(code: str | int | None) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError, AttributeError):  # stdout's failures were said already
             stream.flush()
-    with contextlib.suppress(OSError, AttributeError):  # what C libraries left in their stdio buffers
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # what C libraries left in their stdio buffers
         import ctypes
 
         ctypes.CDLL(None).fflush(None)

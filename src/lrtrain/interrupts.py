@@ -57,9 +57,9 @@ class Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _guards.remove(self)  # first: a signal while the handlers go back raises past the rest
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-        _guards.remove(self)
 
     def loading(self) -> None:
         """A safe point while the data loads (see `loading_point`): a signal since the last one stops the command,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lrtrain.config import separable
+from lrtrain.config import TAB_NAMES, separable
 from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, InputError, ModelError, printable
 from lrtrain.files import read_json
@@ -155,9 +155,6 @@ def open_table(path: Path, delimiter: str | None = None) -> TableFile:
         twice = next(n for n in table.names if table.names.count(n) > 1)
         raise DataError(f"{table.origin}: column name {twice!r} appears twice. Rename one of them.")
     return table
-
-
-TAB_NAMES = {"\\t": "\t", "tab": "\t"}  # what a shell passes for a tab, typed as \t or the word
 
 
 def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:

@@ -170,6 +170,8 @@ def _rows_in(path: Path, skip: int, size: int) -> int:
     with path.open("rb") as handle:
         handle.seek(skip)
         sample = handle.read(SAMPLE_BYTES)
+    if not sample:  # a header and nothing else: no rows to make room for
+        return 0
     lines = max(sample.count(b"\n"), 1)
     return int((size - skip) / (len(sample) / lines) * 1.05) + lines
 
