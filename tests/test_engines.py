@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 
@@ -317,6 +318,92 @@ def test_exact_on_the_normal_equations_path_is_as_accurate_as_qr(scale: float) -
     ours = relative_error(np.append(w, b), truth)
     reference = relative_error(householder_reference(x, y), truth)
     assert ours <= max(10 * reference, 1e-13), (ours, reference)
+
+
+def long_double_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least squares with a bias in 80-bit long double (centered normal equations, Gaussian elimination with
+    pivoting): the coefficients, and the sum of squared residuals taken row by row."""
+    a, t = x.astype(np.longdouble), y.astype(np.longdouble)
+    a_mean, t_mean = a.mean(axis=0), t.mean()
+    a, t = a - a_mean, t - t_mean
+    system = np.column_stack([a.T @ a, a.T @ t])
+    for i in range(len(system)):
+        pivot = i + int(np.argmax(np.abs(system[i:, i])))
+        system[[i, pivot]] = system[[pivot, i]]
+        system[i] /= system[i, i]
+        for j in range(len(system)):
+            if j != i:
+                system[j] -= system[j, i] * system[i]
+    weights = system[:, -1]
+    residuals = t - a @ weights
+    return np.append(weights, t_mean - a_mean @ weights).astype(np.float64), float(residuals @ residuals)
+
+
+@pytest.mark.parametrize(("mixing", "noise"), [(0.0, 1.0), (0.3, 0.3), (0.0, 0.1)], ids=["plain", "mixed", "close"])
+def test_a_well_conditioned_problem_is_solved_from_its_moments_without_reading_the_rows(
+    mixing: float, noise: float
+) -> None:
+    """Condition up to SETTLED_CONDITION and R² up to 1 − 1/SETTLED_FIT: the normal equations hold about 13
+    digits, so no refinement pass is made (rows of NaN give the same answer), and the sum of squares comes
+    from the moments to as many digits, means of 1e6 included."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(20_000, 6)) @ (np.eye(6) + mixing * rng.normal(size=(6, 6))) + 1e6
+    y = x @ rng.normal(size=6) + noise * rng.normal(size=20_000)
+    stats = moments(x, y)
+    found = solution(np.full_like(x, np.nan), np.full_like(y, np.nan), True, centered=stats)
+    coefficients, squares = long_double_fit(x, y)
+    assert relative_error(found.weights, coefficients[:-1]) < 1e-12
+    assert found.bias == pytest.approx(coefficients[-1], rel=1e-12)
+    assert found.squares == pytest.approx(squares, rel=1e-12)
+    assert np.array_equal(found.weights, solution(x, y, True, centered=stats).weights)
+
+
+@pytest.mark.parametrize(
+    ("mixing", "noise"), [(0.0, 1e-4), (0.0, 1e-9), (30.0, 1.0)], ids=["R² 1-1e-8", "R² 1-1e-18", "cond 1e4"]
+)
+def test_a_nearly_exact_or_ill_conditioned_fit_is_refined_against_the_rows(mixing: float, noise: float) -> None:
+    """Past SETTLED_FIT (R² near 1) or SETTLED_CONDITION the moments alone would lose digits: the refinement's
+    pass over the rows is made (rows of NaN spoil it), and keeps the weights and the sum of squares exact."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(20_000, 4))
+    x[:, 1] = x[:, 0] + x[:, 1] / mixing if mixing else x[:, 1]
+    y = x @ np.array([1.0, -2.0, 0.5, 3.0]) + 7.0 + noise * rng.normal(size=20_000)
+    stats = moments(x, y)
+    spoiled = solution(np.full_like(x, np.nan), np.full_like(y, np.nan), True, centered=stats)
+    assert not np.all(np.isfinite(spoiled.weights))
+    found = solution(x, y, True, centered=stats)
+    coefficients, squares = long_double_fit(x, y)
+    assert relative_error(found.weights, coefficients[:-1]) < 1e-13
+    assert found.squares == pytest.approx(squares, rel=1e-8)
+
+
+def test_a_tally_takes_rows_about_its_first_block_so_a_mean_of_1e9_keeps_its_digits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Summed about the origin, a mean of 1e9 with a spread of 1 would leave XᵀX − nμμᵀ 18 digits short, and
+    the moments would need a pass centered block by block; about the first block's means, the one pass holds."""
+    import lrtrain.moments
+
+    def no_second_pass(*args: object) -> None:
+        raise AssertionError("the moments took a second pass")
+
+    monkeypatch.setattr(lrtrain.moments, "_merged", no_second_pass)
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(30_000, 3)) + np.array([1e9, -1e9, 0.0])
+    y = x @ np.array([1.0, 2.0, 3.0]) + rng.normal(size=30_000)
+    stats = moments(x, y)
+    exact_means = np.array([math.fsum(column) / len(column) for column in x.T])
+    a = x - exact_means
+    np.testing.assert_allclose(stats.x_mean, exact_means, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(stats.gram, a.T @ a, rtol=1e-9, atol=1e-9 * np.max(a.T @ a))
+    assert stats.amplified < 1.01
+    tally = lrtrain.moments.Tally(3)
+    for start in range(0, 30_000, 977):
+        tally.add(x[start : start + 977], y[start : start + 977])
+    tallied = tally.moments()
+    assert tallied is not None
+    np.testing.assert_allclose(tallied.gram, stats.gram, rtol=1e-12)
+    assert tallied.tt == pytest.approx(stats.tt, rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ class Streamed:
     origin: str = "a streamed test source"
     rows: int | None = None
     held: tuple[int, int] | None = None  # every row
+    finite: bool = False  # not known: the check reads the rows
+    moments: None = None  # not tallied: preparation gathers them
 
     def line(self, row: int) -> int:
         return row + 2  # a header line, then a row a line

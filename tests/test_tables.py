@@ -455,6 +455,144 @@ def test_the_finite_check_and_the_moments_each_read_a_table_on_disk_once(monkeyp
     assert stats.tt == pytest.approx(t @ t, rel=1e-11)
 
 
+TALLIED = [
+    "csv whole",
+    "csv in ranges",
+    "csv on disk",
+    "csv gzip",
+    "csv drop",
+    "csv categorical",
+    "parquet",
+    "parquet on disk",
+]
+
+
+@pytest.mark.parametrize("how", TALLIED)
+def test_a_table_read_from_a_file_comes_checked_and_with_its_moments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The readers tally the rows as they make them (moments.Tally): the source arrives known to be finite, so
+    the check reads none of it, and with its moments, equal to those of a pass over it (centered block by
+    block), whether it is kept in memory or on disk, with rows dropped or categorical columns expanded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lrtrain.moments import _merged
+    from lrtrain.sources import parquet
+
+    rng = np.random.default_rng(8)
+    numbers = rng.normal(size=(3000, 4)) * [1.0, 1e-3, 50.0, 2.0] + [1e6, -3.0, 0.0, 7.0]  # a mean of 1e6
+    names = ["a", "b", "c", "y"]
+    cells = [[repr(v) for v in row] for row in numbers.tolist()]
+    if how == "csv drop":
+        cells[17][1] = cells[2000][3] = ""
+    if how == "csv categorical":
+        for i, row in enumerate(cells):
+            row[2] = ["red", "green", "blue"][i % 3]
+    text = "\n".join([",".join(names), *(",".join(row) for row in cells)]) + "\n"
+    settings = ["data.missing=drop"] if how == "csv drop" else []
+    settings += ["data.categorical=[c]"] if how == "csv categorical" else []
+    if how.startswith("parquet"):
+        path = tmp_path / "d.parquet"
+        pq.write_table(pa.table(dict(zip(names, numbers.T, strict=True))), path, row_group_size=700)
+    elif how == "csv gzip":
+        path = tmp_path / "d.csv.gz"
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path = tmp_path / "d.csv"
+        path.write_text(text)
+    if how.endswith("on disk"):
+        monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "1")
+    if how == "csv in ranges":
+        monkeypatch.setattr(delimited, "stream_bytes", lambda: 200_000)  # the file is over it, its table under it
+        monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 9000)
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 500)
+
+    def unread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the finite check read the rows")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Table, "blocks", unread)
+        table = sources.load(load_config(None, [f"data.path={path}", *settings]))
+    assert isinstance(table, Table)
+    assert table.finite
+    assert table.moments is not None
+    assert isinstance(table.x.base, np.memmap) == how.endswith(("on disk", "gzip"))
+    x, y = np.asarray(table.x), np.asarray(table.y)
+    assert len(y) == (2998 if how == "csv drop" else 3000)
+    assert x.shape[1] == (4 if how == "csv categorical" else 3)
+    passed = _merged(x, y)
+    np.testing.assert_allclose(table.moments.x_mean, passed.x_mean, rtol=1e-14)
+    assert table.moments.y_mean == pytest.approx(passed.y_mean, rel=1e-14)
+    np.testing.assert_allclose(table.moments.gram, passed.gram, rtol=1e-11, atol=1e-11 * np.max(passed.gram))
+    np.testing.assert_allclose(table.moments.cross, passed.cross, rtol=1e-11, atol=1e-11 * np.max(passed.cross))
+    assert table.moments.tt == pytest.approx(passed.tt, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("settings", "tallied"),
+    [
+        ([], True),
+        (["data.validation=0.2"], False),
+        (["data.standardize=true"], False),
+        (["model.dtype=float32"], False),
+    ],
+    ids=["as read", "split", "standardized", "float32"],
+)
+def test_the_exact_model_of_a_csv_reads_its_rows_only_to_parse_them(
+    tmp_path: Path, settings: list[str], tallied: bool, request: pytest.FixtureRequest
+) -> None:
+    """Rows trained on as they were read: the exact fit is the parse and nothing more (rows of NaN put in their
+    place after it give numpy's least squares), and so are lr: auto, the epochs from the statistics and the final
+    loss. A split, a standardization (both known to the reader, which then only sums the rows, for the check)
+    or a cast makes other rows, whose moments are gathered by a pass."""
+    import dataclasses
+
+    from lrtrain.engine import mean_squares
+    from lrtrain.parallel import SINGLE
+    from lrtrain.prepare import prepare
+    from lrtrain.training import train
+
+    rng = np.random.default_rng(9)
+    numbers = rng.normal(size=(4000, 4)) + np.array([10.0, -5.0, 0.0, 0.0])
+    numbers[:, -1] = numbers[:, :-1] @ [1.0, -2.0, 0.5] + 4.0 + rng.normal(size=4000)
+    np.savetxt(tmp_path / "d.csv", numbers, delimiter=",", header="a,b,c,y", comments="", fmt="%.17g")
+    config_args = [f"data.path={tmp_path / 'd.csv'}", "model.dtype=float64", *settings]
+    config = load_config(None, config_args)
+    source = sources.load(config)
+    assert source.finite  # known without a pass, whatever rows are trained on
+    assert (source.moments is None) == ("split" in request.node.name or "standardized" in request.node.name)
+    prepared = prepare(source, config)
+    assert (prepared.tallied is not None) == tallied
+    if not tallied:
+        return
+    spoiled = dataclasses.replace(prepared, x=np.full_like(prepared.x, np.nan), y=np.full_like(prepared.y, np.nan))
+    result = train(config, spoiled, "exact", "cpu", None)
+    design = np.column_stack([numbers[:, :3], np.ones(len(numbers))])
+    coef, residual = np.linalg.lstsq(design, numbers[:, 3], rcond=None)[:2]
+    np.testing.assert_allclose(result.weights, coef[:3], rtol=1e-12)
+    assert result.bias == pytest.approx(coef[3], rel=1e-12)
+    assert result.loss == pytest.approx(residual[0] / len(numbers), rel=1e-11)
+    walked = load_config(None, [*config_args, "train.lr=auto", "train.statistics=always", "train.epochs=30"])
+    result = train(walked, spoiled, "manual", "cpu", None)  # lr: auto, the epochs and the loss: the moments alone
+    assert result.epochs == 30
+    assert result.loss == pytest.approx(
+        mean_squares(prepared.x, prepared.y, 4000, SINGLE, [(result.weights, result.bias)])[0], rel=1e-11
+    )
+
+
+def test_a_value_the_sums_cannot_vouch_for_is_still_checked_and_its_moments_taken_in_a_pass(tmp_path: Path) -> None:
+    """A square beyond float64 (1e200²) leaves the sums infinite: the check then reads the rows (they are finite,
+    so nothing is refused there), and no tallied moments stand in for a pass."""
+    (tmp_path / "d.csv").write_text("a,y\n1e200,1\n2,2\n3,1\n")
+    table = load(tmp_path, "data: {path: d.csv}\n")
+    assert not table.finite
+    assert table.moments is None
+    (tmp_path / "e.csv").write_text("a,y\n1,1\n2,inf\n3,1\n")
+    with pytest.raises(DataError, match=r"e.csv, line 3, column 'y': the value is inf"):
+        load(tmp_path, "data: {path: e.csv}\n")
+
+
 def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:
     """A table with int32, float32 and float64 columns and a text column; also its numbers as float64."""
     import pyarrow as pa
@@ -739,3 +877,21 @@ def test_help_and_predict_never_import_pyarrow(workdir: Path) -> None:
             timeout=SUBPROCESS_TIMEOUT,
         )
         assert "pyarrow imported: False" in done.stderr, (args, done.stderr)
+
+
+def test_a_wide_table_is_only_summed_as_it_is_read_and_its_moments_gathered_on_every_core(tmp_path: Path) -> None:
+    """Past moments.ONE_THREAD_MAX_D features the products, on the reader's one thread, would cost more than a pass
+    of them on every core: the reader sums the rows for the finite check alone."""
+    from lrtrain.moments import ONE_THREAD_MAX_D
+
+    d = ONE_THREAD_MAX_D + 1
+    numbers = np.random.default_rng(6).normal(size=(300, d + 1))
+    header = ",".join([*(f"x{i}" for i in range(d)), "y"])
+    np.savetxt(tmp_path / "d.csv", numbers, delimiter=",", header=header, comments="", fmt="%.17g")
+    table = load(tmp_path, "data: {path: d.csv}\n")
+    assert table.finite
+    assert table.moments is None
+    numbers[7, 3] = np.nan
+    np.savetxt(tmp_path / "e.csv", numbers, delimiter=",", header=header, comments="", fmt="%.17g")
+    with pytest.raises(DataError, match=r"e.csv, line 9, column 'x3': the value is nan"):
+        load(tmp_path, "data: {path: e.csv}\n")

@@ -1,11 +1,14 @@
 """The closed-form least-squares optimum in float64: the reference every run is measured against.
 
 The method is picked from the problem. The centered Gram matrix AᵀA (A = X minus its column
-means) is gathered in one blocked pass; when its condition number is small enough for the
-normal equations to keep their digits, Cholesky solves them and one step of iterative
-refinement against the data (the corrected semi-normal equations) brings the accuracy to that
-of a QR solve. Otherwise Householder QR of A solves the problem directly, and rank-deficient
-problems get the minimum-norm solution (SVD).
+means) is gathered in one blocked pass (or as the rows were read: moments.Tally); when its
+condition number is small enough for the normal equations to keep their digits, Cholesky solves
+them. When the answer is sure to hold about 13 digits, and its sum of squares as many (a problem
+that is well conditioned and not fitted almost exactly), that is all: no further pass over the
+data. Otherwise one step of iterative refinement against the data (the corrected semi-normal
+equations) brings the accuracy to that of a QR solve. Beyond that condition number Householder
+QR of A solves the problem directly, and rank-deficient problems get the minimum-norm solution
+(SVD).
 
 Under torchrun each rank holds a block of the rows and the answer is still the one-process
 optimum: the moments are those of all rows, the refinement's Aᵀ(t − Aw) is all-reduced, and
@@ -23,11 +26,15 @@ import numpy as np
 from lrtrain.blocks import mapped, passing
 from lrtrain.engine import EpochLog, Schedule, State, mse
 from lrtrain.errors import DataError
-from lrtrain.moments import Moments, combined, moments
+from lrtrain.moments import Moments, combined, moments, squares_hold
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.prepare import Prepared
 
 CHOLESKY_MAX_CONDITION = 1e10  # cond(AᵀA) = cond(A)²; beyond this the normal equations lose too much
+# the normal equations' answer stands without refinement when the system, its columns scaled to a unit diagonal, has
+# a condition number up to SETTLED_CONDITION (times the rounding the moments' centering may have amplified), and its
+# sum of squares taken from the moments holds (moments.squares_hold): both then hold about 13 digits
+SETTLED_CONDITION = 100.0
 
 
 def solve(
@@ -80,8 +87,9 @@ def solution(
 def _cholesky_refined(
     x: np.ndarray, y: np.ndarray, stats: Moments, system: np.ndarray, ridge: float, shard: Shard
 ) -> tuple[np.ndarray, float]:
-    """The refined solution w + δ, and |t - A(w + δ)|² from the same pass: |r|² - 2δᵀAᵀr + δᵀGδ, r = t - Aw
-    (the correction is the small excess loss of the unrefined w; clamped at 0 against rounding)."""
+    """The normal equations' w and |t - Aw|² from the moments, when they hold their digits (`_settled`); else the
+    refined solution w + δ, and |t - A(w + δ)|² from the same pass: |r|² - 2δᵀAᵀr + δᵀGδ, r = t - Aw (the
+    correction is the small excess loss of the unrefined w; clamped at 0 against rounding)."""
     factor = np.linalg.cholesky(system)  # (G + ρI) = LLᵀ
 
     def solve_with(rhs: np.ndarray) -> np.ndarray:
@@ -89,6 +97,9 @@ def _cholesky_refined(
         return solution
 
     w = solve_with(stats.cross)
+    squares = stats.tt - 2 * float(w @ stats.cross) + float(w @ stats.gram @ w)  # |t - Aw|² from the moments
+    if _settled(stats, system, squares):
+        return w, max(squares, 0.0)
     # one refinement step against the data, not the rounded Gram matrix: g = Aᵀ(t - Aw) - ρw,
     # Aᵀ(t - Aw) summed over this rank's rows, then over the ranks
     near_origin = np.all(stats.x_mean**2 <= np.diag(stats.gram) / stats.n)  # |μ| within one spread
@@ -107,6 +118,17 @@ def _cholesky_refined(
     step = solve_with(residual - ridge * w)
     excess = float(step @ stats.gram @ step) - 2 * float(step @ residual)
     return w + step, max(squares + excess, 0.0)
+
+
+def _settled(stats: Moments, system: np.ndarray, squares: float) -> bool:
+    """Whether the normal equations' answer and its sum of squares hold their digits without a pass over the
+    data (SETTLED_CONDITION, moments.squares_hold)."""
+    if not len(system):
+        return True
+    scale = 1 / np.sqrt(np.diag(system))
+    eigenvalues = np.linalg.eigvalsh(system * np.outer(scale, scale))
+    conditioned = stats.amplified * eigenvalues[-1] <= SETTLED_CONDITION * eigenvalues[0]
+    return bool(conditioned and squares_hold(stats, squares))
 
 
 def _householder(x: np.ndarray, y: np.ndarray, stats: Moments, ridge: float, shard: Shard) -> np.ndarray:

@@ -6,8 +6,10 @@ starts here, so no later step makes another pass over the N×D data."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,7 @@ class Moments:
     gram: np.ndarray  # G = AᵀA, A = X - μ
     cross: np.ndarray  # c = Aᵀt, t = y - ȳ
     tt: float  # tᵀt
+    amplified: float = 1.0  # how much centering the sums may have amplified their rounding: 1 + (mean offset)²/spread
 
     def in_original_units(self, scaling: Scaling) -> Moments:
         """The moments of the raw features, from those of x_trained = (x − mean)/scale: x = x_trained·scale + mean."""
@@ -54,6 +57,7 @@ class Moments:
             self.gram * np.outer(scale, scale),  # AᵀA scales by s_i·s_j; centering removes the shift
             self.cross * scale,
             self.tt,
+            self.amplified,
         )
 
     def uncentered(self) -> Moments:
@@ -66,21 +70,23 @@ class Moments:
             self.gram + n * np.outer(mu, mu),
             self.cross + n * mu * ybar,
             self.tt + n * ybar**2,
+            self.amplified,
         )
 
 
-CANCELLATION_LIMIT = 1e3  # mean² / variance above which XᵀX - nμμᵀ would lose more than 3 digits
+CANCELLATION_LIMIT = 1e3  # offset² / variance above which XᵀX - nmmᵀ would lose more than 3 digits
 ONE_THREAD_MAX_D = 64  # up to this many features the products are memory-bound: BLAS runs on one thread
 
 
 def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     """Centered sums of products, float64, memory O(block · D).
 
-    Fast path, for float64 X in memory: the raw sums of products, centered algebraically
+    Fast path, for float64 X in memory: the sums of products, centered algebraically
     (G = XᵀX - nμμᵀ), which is exact enough unless a mean dwarfs its spread. With few features
-    they are one pass over X: each block of rows, copied beside its y and a column of ones (in
-    cache), gives all of XᵀX, Xᵀy, yᵀy and the sums in one BLAS syrk; with many, a gemm Xᵀ[1 y]
-    and a syrk XᵀX. When a mean dwarfs its spread, and for float32, strided or file-mapped data
+    they are one pass over X (a `Tally`): each block of rows, copied beside its y and a column of
+    ones (in cache) and less the first block's means, gives all of XᵀX, Xᵀy, yᵀy and the sums in
+    one BLAS syrk; with many, a gemm Xᵀ[1 y] and a syrk XᵀX. When a mean (its offset from the
+    first block's, for a Tally) dwarfs its spread, and for float32, strided or file-mapped data
     (whose pages a block-by-block pass releases as it goes: lrtrain.blocks), the products are
     taken block by block on rows centered on their block's means, in one pass (`_merged`).
 
@@ -88,10 +94,8 @@ def moments(x: np.ndarray, y: np.ndarray) -> Moments:
     once; a second BLAS thread only adds its wake-ups per block (on 2 busy cores, 1e6 × 19:
     0.07 s on one thread, 0.3 s to 23 s on two), so the pass runs on one.
     """
-    from threadpoolctl import threadpool_limits  # here: start-up of commands that gather no moments skips it
-
     few = x.shape[1] <= ONE_THREAD_MAX_D
-    with threadpool_limits(1, user_api="blas") if few else contextlib.nullcontext():
+    with _one_thread() if few else contextlib.nullcontext():
         return _moments(x, y)
 
 
@@ -99,20 +103,41 @@ def _moments(x: np.ndarray, y: np.ndarray) -> Moments:
     n, d = x.shape
     if x.dtype == np.float64 and y.dtype == np.float64 and x.flags.c_contiguous and not mapped(x):
         if d <= ONE_THREAD_MAX_D:
-            products = _augmented_products(x, y)  # [X y 1]ᵀ[X y 1]
-            xtx, xty, x_sums, yty, y_sum = products[:d, :d], products[:d, d], products[:d, -1], *products[d, d:]
+            tally = Tally(d, n)
+            tally.add(x, y)
+            exact = tally.moments()
         else:
             sums_and_xty = x.T @ np.column_stack([np.ones(n), y])
-            xtx, xty, x_sums, yty, y_sum = x.T @ x, sums_and_xty[:, 1], sums_and_xty[:, 0], y @ y, y.sum()
-        x_mean, y_mean = x_sums / n, float(y_sum) / n
-        gram = xtx - n * np.outer(x_mean, x_mean)
-        cross = xty - n * x_mean * y_mean
-        tt = float(yty) - n * y_mean**2
-        spread = np.append(np.diag(gram), tt) / n
-        means = np.append(x_mean, y_mean) ** 2
-        if np.all(means <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
-            return Moments(n, x_mean, y_mean, gram, cross, tt)
+            sums = (x.T @ x, sums_and_xty[:, 1], sums_and_xty[:, 0], float(y @ y), float(y.sum()))
+            exact = _centered(n, *sums, np.zeros(d), 0.0)
+        if exact is not None:
+            return exact
     return _merged(x, y)
+
+
+def _centered(
+    n: int,
+    xtx: np.ndarray,
+    xty: np.ndarray,
+    x_sums: np.ndarray,
+    yty: float,
+    y_sum: float,
+    x_shift: np.ndarray,
+    y_shift: float,
+) -> Moments | None:
+    """The moments from the sums of products of the rows less a shift (x - x_shift, y - y_shift), centered
+    algebraically (G = XᵀX - nmmᵀ, m the mean's offset from the shift); None when an offset dwarfs its spread
+    (CANCELLATION_LIMIT), or a spread is 0, where that would lose digits."""
+    x_offset, y_offset = x_sums / n, y_sum / n
+    gram = xtx - n * np.outer(x_offset, x_offset)
+    cross = xty - n * x_offset * y_offset
+    tt = yty - n * y_offset**2
+    spread = np.append(np.diag(gram), tt) / n
+    offsets = np.append(x_offset, y_offset) ** 2
+    if np.all(offsets <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
+        amplified = 1.0 + float(np.max(offsets / spread))
+        return Moments(n, x_shift + x_offset, float(y_shift + y_offset), gram, cross, float(tt), amplified)
+    return None
 
 
 def _merged(x: np.ndarray, y: np.ndarray) -> Moments:
@@ -147,22 +172,89 @@ def _merged(x: np.ndarray, y: np.ndarray) -> Moments:
     return Moments(n, x_shift + x_offset, y_shift + y_offset, gram, cross, tt)
 
 
-def _augmented_products(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[X y 1]ᵀ[X y 1] in one pass over X: block by block, the rows copied into a block that stays in cache."""
-    n, d = x.shape
-    rows = max(AUGMENTED_MIN_ROWS, AUGMENTED_BLOCK_BYTES // ((d + 2) * 8))
-    block = np.empty((min(n, rows), d + 2))
-    block[:, d + 1] = 1.0
-    total = np.zeros((d + 2, d + 2))
-    for start in range(0, n, rows):
-        part = block[: min(rows, n - start)]
-        part[:, :d], part[:, d] = x[start : start + len(part)], y[start : start + len(part)]
-        total += part.T @ part  # BLAS syrk
-    return total
-
-
 AUGMENTED_BLOCK_BYTES = 1 << 21  # a block of [X y 1] rows: within a core's cache
 AUGMENTED_MIN_ROWS = 256
+
+
+class Tally:
+    """The moments of rows met block by block (`add`), as `moments` takes them from a table in memory or a reader
+    makes them: the rows are copied beside their y and a column of ones into a block that stays in cache, and
+    each full block adds its [X y 1]ᵀ[X y 1] (one BLAS syrk, on one thread) to the sums; `moments` centers them.
+    The rows are taken less a shift, the first block's means, so that centering the sums at the end subtracts
+    only the small offset of the mean from it (a mean of 1e6 loses no digits to its square).
+
+    A table tallied as it is read needs no pass of its own for its moments, nor for the finite check: the sums
+    of squares are finite only if every value is (a NaN or an infinity makes its column's one), and when they
+    are not (that, or a square beyond float64), `finite` says so and the check's own pass names the value.
+
+    A reader asks for the sums (`sums`) only where they can serve: the rows as read are the rows trained on
+    (no validation split, no standardization), and there are at most ONE_THREAD_MAX_D features (wider, the
+    products cost more than a pass of them on every core). Otherwise the rows are only summed, for `finite`.
+    """
+
+    def __init__(self, d: int, rows: int | None = None, sums: bool = True) -> None:
+        self.summing = sums and d <= ONE_THREAD_MAX_D
+        size = max(AUGMENTED_MIN_ROWS, AUGMENTED_BLOCK_BYTES // ((d + 2) * 8)) if self.summing else 0
+        self._block = np.empty((size if rows is None else min(size, max(rows, 1)), d + 2))
+        self._filled = 0
+        self._sums = np.zeros((d + 2, d + 2))
+        self._shift: np.ndarray | None = None  # (x, y) subtracted from every row, once the first block set it
+        self._total = 0.0  # without the sums: the sum of every value, not finite if one is not
+        self.n = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        if not self.summing:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._total += float(np.sum(x)) + float(np.sum(y))
+            self.n += len(y)
+            return
+        d, at = x.shape[1], 0
+        while at < len(y):
+            part = self._block[self._filled : self._filled + len(y) - at]
+            part[:, :d], part[:, d], part[:, d + 1] = x[at : at + len(part)], y[at : at + len(part)], 1.0
+            self._filled += len(part)
+            at += len(part)
+            if self._filled == len(self._block):
+                self._flush()
+        self.n += len(y)
+
+    def _flush(self) -> None:
+        part = self._block[: self._filled]
+        if not len(part):
+            return
+        with np.errstate(over="ignore", invalid="ignore"), _one_thread():  # a value not finite: `finite` says so
+            if self._shift is None:
+                self._shift = part[:, :-1].mean(axis=0)
+            part[:, :-1] -= self._shift
+            self._sums += part.T @ part  # BLAS syrk
+        self._filled = 0
+
+    @property
+    def finite(self) -> bool:
+        """Every value added is finite (no square's sum is NaN or infinite; without the sums, no sum of values)."""
+        self._flush()
+        return bool(np.all(np.isfinite(np.diag(self._sums)))) and math.isfinite(self._total)
+
+    def moments(self) -> Moments | None:
+        """The moments of every row added; None without the sums, when there is no row, a sum is not finite, or
+        `_centered` declines."""
+        if not (self.summing and self.n and self.finite):
+            return None
+        s, d, shift = self._sums, len(self._sums) - 2, self._shift
+        assert shift is not None  # rows were added
+        return _centered(self.n, s[:d, :d], s[:d, d], s[:d, -1], float(s[d, d]), float(s[d, -1]), shift[:d], shift[d])
+
+
+@functools.cache
+def _blas() -> Any:
+    from threadpoolctl import ThreadpoolController  # here: start-up of commands that gather no moments skips it
+
+    return ThreadpoolController()
+
+
+def _one_thread() -> Any:
+    """BLAS on one thread while in the context (a few µs: the libraries are found once)."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 def combined(local: Moments, shard: Shard) -> Moments:
@@ -176,18 +268,27 @@ def combined(local: Moments, shard: Shard) -> Moments:
     if shard.world == 1:
         return local
     d = len(local.cross)
-    own = np.concatenate([[local.n], local.x_mean, [local.y_mean]])
+    own = np.concatenate([[local.n], local.x_mean, [local.y_mean, local.amplified]])
     packed = shard.reduce(np.concatenate([local.gram.ravel(), local.cross, [local.tt], shard.slot(own).ravel()]))
     grams, cross, tts, ranks = np.split(packed, np.cumsum([d * d, d, 1]))
-    ranks = ranks.reshape(shard.world, d + 2)
-    counts, x_means, y_means = ranks[:, 0], ranks[:, 1:-1], ranks[:, -1]
+    ranks = ranks.reshape(shard.world, d + 3)
+    counts, x_means, y_means = ranks[:, 0], ranks[:, 1 : d + 1], ranks[:, d + 1]
     n = int(counts.sum())
     x_mean, y_mean = counts @ x_means / n, float(counts @ y_means) / n
     delta, epsilon = x_means - x_mean, y_means - y_mean
     gram = grams.reshape(d, d) + (delta.T * counts) @ delta
     cross += delta.T @ (counts * epsilon)
     tt = float(tts[0]) + float(counts @ epsilon**2)
-    return Moments(n, x_mean, y_mean, gram, cross, tt)
+    return Moments(n, x_mean, y_mean, gram, cross, tt, float(ranks[:, -1].max()))
+
+
+SETTLED_FIT = 1e3  # tᵀt / |r|² (1 / (1 − R²)) up to which a sum of squares from the moments holds about 13 digits
+
+
+def squares_hold(stats: Moments, squares: float) -> bool:
+    """Whether a sum of squared residuals |t − Aw|² taken from the moments (tᵀt − 2cᵀw + wᵀGw) holds its digits:
+    the rounding of tᵀt, amplified by the centering's, is small beside it (not a fit that is almost exact)."""
+    return bool(stats.amplified * stats.tt <= SETTLED_FIT * squares)
 
 
 def largest_curvature(centered: Moments, bias: bool) -> float:

@@ -46,12 +46,14 @@ class Prepared:
     shard: Shard  # which training rows x holds, and the all-reduce over the ranks
     rows: int  # training rows, all ranks together
     val_rows: int  # validation rows, all ranks together
+    tallied: Moments | None = None  # the moments of x and y, when the reader gathered them as it read the rows
 
     @functools.cached_property
     def moments(self) -> Moments:
-        """Centered sufficient statistics of the training rows, gathered once and shared.
+        """Centered sufficient statistics of the training rows, gathered once and shared: those the reader
+        tallied, when the rows are the ones it read (no split, no standardization, float64), else in a pass.
         Under torchrun the first use is a collective: every rank must ask at the same point."""
-        return combined(moments(self.x, self.y), self.shard)
+        return combined(self.tallied or moments(self.x, self.y), self.shard)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -192,6 +194,7 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
                 "or set data.standardize to false."
             )
     dtype, standardized = np.dtype(config.model.dtype), scaling if config.data.standardize else None
+    as_read = not n_val and standardized is None and dtype == x.dtype and (group.world == 1 or source.held is not None)
     return Prepared(
         _taken(x, train, dtype, standardized),
         _taken(y, train, dtype, None),
@@ -202,6 +205,7 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
         shard,
         rows,
         n_val,
+        source.moments if as_read else None,
     )
 
 

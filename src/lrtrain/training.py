@@ -22,9 +22,10 @@ from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.engine_exact import unrepresentable
 from lrtrain.errors import ConfigError, DataError, Interrupted, LrtrainError, SaveError, TrainingFailed
+from lrtrain.moments import squares_hold
 from lrtrain.prepare import Prepared, load, prepare
 from lrtrain.runs import Checkpoint
-from lrtrain.stopping import StopRules, Target
+from lrtrain.stopping import StopRules, Target, mse_from_moments
 
 ENGINES = {"manual": "lrtrain.engine_manual", "torch": "lrtrain.engine_torch", "exact": "lrtrain.engine_exact"}
 SCHEMA = "lrtrain/1"
@@ -255,8 +256,7 @@ def train(
         if engine == "exact":
             loss = optimum_loss
         else:
-            final = scaling.to_trained(w_raw, b_raw)
-            loss, optimum_loss = mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, [final, best])
+            loss, optimum_loss = _losses(prepared, [scaling.to_trained(w_raw, b_raw), best])
     if not (math.isfinite(loss) and math.isfinite(optimum_loss)):  # never "Final loss: nan" and exit 0
         raise DataError(
             unrepresentable(prepared, "the final loss" if math.isfinite(optimum_loss) else "the optimum's loss")
@@ -286,6 +286,17 @@ def train(
     if result.converged is False and engine != "exact" and stopped == "completed":
         result.shortfall = target.shortfall(history, gap, steps.pace(config, prepared, rates), _faster(config, rates))
     return result
+
+
+def _losses(prepared: Prepared, models: list[tuple[np.ndarray, float]]) -> list[float]:
+    """The training loss of each model: from the moments, O(D²), where float64 rows and a sum of squares they hold
+    (moments.squares_hold) allow; else a pass over the rows."""
+    moments = prepared.moments
+    if prepared.x.dtype == np.float64:
+        losses = [mse_from_moments(moments, *model) for model in models]
+        if all(squares_hold(moments, loss * moments.n) for loss in losses):
+            return losses
+    return mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, models)
 
 
 def _solved(log: EpochLog) -> Generator[EpochLog, None, None]:

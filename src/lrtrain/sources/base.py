@@ -28,6 +28,7 @@ import numpy as np
 from lrtrain.blocks import BLOCK_ROWS, passing
 from lrtrain.design import Levels
 from lrtrain.errors import DataError, ScratchError
+from lrtrain.moments import Moments
 from lrtrain.parallel import SINGLE, Shard, block
 
 HASH_ROWS = 1 << 16  # rows per block of the data's fingerprint
@@ -50,6 +51,10 @@ class Source(Protocol):
     def levels(self) -> tuple[Levels, ...]: ...  # the categorical columns' levels (their indicators are features)
     @property
     def dropped(self) -> Dropped | None: ...  # data.missing: drop: the rows left out, None when nothing was
+    @property
+    def finite(self) -> bool: ...  # every value this process holds is known to be finite (no check pass needed)
+    @property
+    def moments(self) -> Moments | None: ...  # the moments of the rows this process holds, when gathered as read
 
     def line(self, row: int) -> int | None:
         """The file line of a row this process holds (a text file's), for a message; None: say "row"."""
@@ -94,6 +99,8 @@ class Table:
     offset: int = 0
     total: int | None = None  # None: x and y hold every row
     lines: Callable[[int], int] | None = None  # the file line of x[i], given i (counted when a message asks)
+    finite: bool = False  # True: the reader's sums showed every value in x and y finite
+    moments: Moments | None = None  # the moments of x and y, tallied as the reader made the rows (None: not)
 
     @property
     def rows(self) -> int:
@@ -138,7 +145,8 @@ def own_rows(source: Source, group: Shard = SINGLE) -> Shard:
 def checked(source: Source, group: Shard = SINGLE) -> Source:
     """Reject a NaN or infinity, naming the first (in x, then in y; by row, then column).
 
-    Under torchrun each rank reads only its own rows, and one all_reduce gathers every rank's
+    A source whose reader tallied its rows as it made them (`Source.finite`) is known finite without a
+    pass. Under torchrun each rank reads only its own rows, and one all_reduce gathers every rank's
     first find (with its file line, which only the rank that read the row knows), so every
     rank reports the same one, the one a single process would.
     """
@@ -149,7 +157,8 @@ def checked(source: Source, group: Shard = SINGLE) -> Source:
     none = np.array([np.inf, 0.0, 0.0, -1.0])  # (position in x-then-y order, column, value, line); inf: none
     in_x, in_y = none, none
     at = mine.start
-    for x, y in source.blocks(mine.start, mine.stop):  # one pass: x's first find ends it, y's is kept till then
+    blocks = () if source.finite else source.blocks(mine.start, mine.stop)
+    for x, y in blocks:  # one pass: x's first find ends it, y's is kept till then
         in_x = _first_bad(source, x, at, 0)
         if np.isfinite(in_x[0]):
             break

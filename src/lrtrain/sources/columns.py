@@ -15,8 +15,10 @@ from typing import IO, Any
 import numpy as np
 
 from lrtrain.blocks import BLOCK_ROWS
+from lrtrain.config import CsvData, ParquetData
 from lrtrain.design import Levels, cell_text, indicators, levels_of
 from lrtrain.errors import DataError
+from lrtrain.moments import Tally
 from lrtrain.sources.base import Dropped, Table, resident, scratch_mapping
 
 Place = Callable[[int], str]  # a row of the batch -> "data file F, line L" (or row R), for messages
@@ -92,13 +94,16 @@ def batch_rows(
     return out if keep.all() else out[keep]
 
 
-def batch_into(columns: list[Any], names: list[str], coders: dict[int, Coder], place: Place, into: Filling) -> None:
+def batch_into(
+    columns: list[Any], names: list[str], coders: dict[int, Coder], place: Place, into: Filling
+) -> tuple[np.ndarray, np.ndarray]:
     """One batch of the chosen columns (data.missing: error: every row is kept) written straight into the
-    table's next rows, column by column: no batch of rows is made on the way."""
+    table's next rows, column by column: no batch of rows is made on the way. Those rows (features, target)."""
     rows = len(columns[0]) if columns else 0
     x, y = into.next_rows(rows)
     for j, column in enumerate(columns):
         (x[:, j] if j < x.shape[1] else y)[:] = _values(j, column, names, coders, "error", place)
+    return x, y
 
 
 def _values(j: int, column: Any, names: list[str], coders: dict[int, Coder], missing: str, place: Place) -> np.ndarray:
@@ -166,12 +171,15 @@ def finish(
     origin: str,
     first_line: int | None,
     scratch: bool,
+    tally: Tally,
     union: Callable[[list[str]], list[str]] = list,
 ) -> Table:
     """The source: the rows (features, then the target; or the pair of them, as a Filling gives them) with
     each categorical column's codes expanded to its indicator columns, and what data.missing: drop left out
-    of the `read` rows. `union` gives a column's levels in every process's rows from those in this one's
-    (under torchrun, where each read a share of the rows)."""
+    of the `read` rows. `tally` holds the sums of the rows as read (categorical columns as codes), which the
+    table keeps as its moments; with categorical columns those of the expanded rows are tallied here. `union`
+    gives a column's levels in every process's rows from those in this one's (under torchrun, where each read
+    a share of the rows)."""
     x, y = (table[:, :-1], table[:, -1]) if isinstance(table, np.ndarray) else table
     n = len(y)
     if n == 0:
@@ -182,7 +190,7 @@ def finish(
         dropped = Dropped(read - n, {name: int(c) for name, c in zip(names, counts, strict=True) if c})
         first_line = None  # the rows after a dropped one are no longer at first_line + row
     if not coders:
-        return Table(x, y, names[:-1], names[-1], origin, first_line, (), dropped)
+        return Table(x, y, names[:-1], names[-1], origin, first_line, (), dropped, **_known(tally))
     levels: dict[int, Levels] = {}
     for j, coder in coders.items():
         present = np.zeros(len(coder.seen), dtype=bool)
@@ -191,6 +199,7 @@ def finish(
         levels[j] = levels_of(names[j], union([v for v, kept in zip(coder.seen, present, strict=True) if kept]), origin)
     features = [name for j, column in enumerate(names[:-1]) for name in (levels[j].names if j in levels else [column])]
     width = len(features) + 1
+    tally = Tally(width - 1, sums=tally.summing)
 
     def expanded() -> Iterator[np.ndarray]:
         for at in range(0, n, BLOCK_ROWS):
@@ -204,7 +213,9 @@ def finish(
                 else:
                     pieces.append(part[:, j : j + 1])
             pieces.append(np.asarray(y[at : at + BLOCK_ROWS])[:, None])
-            yield np.hstack(pieces)
+            rows = np.hstack(pieces)
+            tally.add(rows[:, :-1], rows[:, -1])
+            yield rows
 
     def fill(out: IO[bytes]) -> tuple[int, ...]:
         for part in expanded():
@@ -214,9 +225,20 @@ def finish(
     kept = tuple(levels[j] for j in sorted(levels))
     if scratch:
         rows = scratch_mapping(fill, np.dtype(np.float64))
-        return Table(rows[:, :-1], rows[:, -1], features, names[-1], origin, first_line, kept, dropped)
+        return Table(rows[:, :-1], rows[:, -1], features, names[-1], origin, first_line, kept, dropped, **_known(tally))
     filling = Filling(n, width)
     for part in expanded():
         filling.append(part)
     x, y = filling.table()
-    return Table(x, y, features, names[-1], origin, first_line, kept, dropped)
+    return Table(x, y, features, names[-1], origin, first_line, kept, dropped, **_known(tally))
+
+
+def tally_for(spec: CsvData | ParquetData, d: int) -> Tally:
+    """What a reader tallies of the rows it makes (moments.Tally): their sums of products, where the rows as read
+    are the rows trained on (no validation split, no standardization); else only their sums."""
+    return Tally(d, sums=spec.validation == 0 and not spec.standardize)
+
+
+def _known(tally: Tally) -> dict[str, Any]:
+    """What the sums of the rows tell a table: that its values are finite, and its moments."""
+    return {"finite": tally.finite, "moments": tally.moments()}

@@ -35,7 +35,7 @@ from lrtrain.interrupts import loading_point
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
-from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
+from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish, tally_for
 from lrtrain.sources.cuts import LINE_BYTES, countable, cut_rows, line_start, row_start
 from lrtrain.sources.text import (
     COMPRESSION,
@@ -135,8 +135,9 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
             reader, rows, failure, start = shared
             lines = functools.partial(reader._row_line, None, start)
             counts, read = reader.counts, reader.read
+            tally = reader.tally
             return shares.table(
-                rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, nothing, lines
+                rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, tally, nothing, lines
             )
         reader = _Reader(path, spec, names, columns, categorical)
     size = path.stat().st_size
@@ -151,7 +152,7 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
         table = reader.whole(skip)
     if reader.read == 0:
         raise DataError(nothing)
-    source = finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch)
+    source = finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch, reader.tally)
     if source.first_line is None:  # rows were dropped: a message names the row among those kept
         return source
     return dataclasses.replace(source, lines=functools.partial(reader._row_line, compression, skip))
@@ -209,6 +210,7 @@ class _Reader:
         self.countable = True  # and does their count tell which line starts are row starts? (cuts.countable)
         self.shared = False  # a share under torchrun: only then is `countable` asked
         self.counted = 0  # the byte up to which quotes are counted
+        self.tally = tally_for(spec, len(columns) - 1)  # the rows' sums, as they are made
 
     def _take(self, table: pa.Table, line: Callable[[int], int], into: IO[bytes] | Filling) -> int:
         """A parsed table's rows, batch by batch, into the table in memory `into` or appended to the file `into`;
@@ -219,10 +221,11 @@ class _Reader:
         for batch in table.to_batches():
             place = functools.partial(_line, self.path, line, at)
             if isinstance(into, Filling) and self.spec.missing == "error":
-                batch_into(batch.columns, names, self.coders, place, into)
+                self.tally.add(*batch_into(batch.columns, names, self.coders, place, into))
                 kept += batch.num_rows
             else:
                 block = batch_rows(batch.columns, names, self.coders, self.spec.missing, place, self.counts)
+                self.tally.add(block[:, :-1], block[:, -1])
                 if isinstance(into, Filling):
                     into.append(block)
                 else:

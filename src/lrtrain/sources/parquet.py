@@ -25,7 +25,7 @@ from lrtrain.interrupts import loading_point
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
-from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish
+from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish, tally_for
 from lrtrain.sources.delimited import stream_bytes
 
 BATCH_ROWS = 1 << 16  # rows decoded at a time
@@ -56,7 +56,7 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
         _check_columns(file, handle, chosen, text, schema, pa)
     rows = sum(handle.metadata.num_rows for handle in opened)
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
-    reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec.missing)
+    reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec)
     if group.world > 1:
         return _share(reading, rows, origin, group)
     table: np.ndarray | tuple[np.ndarray, np.ndarray]
@@ -66,7 +66,7 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
         filling = Filling(rows, len(chosen))
         reading.fill(filling)
         table = filling.table()
-    return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch)
+    return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch, reading.tally)
 
 
 def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
@@ -80,7 +80,9 @@ def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
     except LrtrainError as exc:  # a bad cell, a full $TMPDIR: said by every rank alike
         failure = exc
     read = mine.stop - mine.start
-    return shares.table(table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group)
+    return shares.table(
+        table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group, reading.tally
+    )
 
 
 def _files(path: Path) -> list[Path]:
@@ -228,16 +230,21 @@ class _Reading:
     """The chosen columns of every file, batch by batch, as float64 rows (categorical columns as codes)."""
 
     def __init__(
-        self, files: list[Path], opened: list[Any], chosen: list[str], coders: dict[int, Coder], missing: str
+        self, files: list[Path], opened: list[Any], chosen: list[str], coders: dict[int, Coder], spec: ParquetData
     ) -> None:
-        self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, missing
+        self.files, self.opened, self.chosen, self.coders, self.missing = files, opened, chosen, coders, spec.missing
         self.counts = np.zeros(len(chosen), dtype=np.int64)  # missing cells per column (data.missing: drop)
+        self.tally = tally_for(spec, len(chosen) - 1)  # the rows' sums, as they are made
 
     def blocks(self) -> Iterator[np.ndarray]:
         """The batches' rows (categorical columns as codes; with data.missing: drop, the rows kept)."""
         for file, at, batch in self._batches():
             place = functools.partial(_place, file, at)
-            yield batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts)
+            yield self._tallied(batch_rows(batch.columns, self.chosen, self.coders, self.missing, place, self.counts))
+
+    def _tallied(self, block: np.ndarray) -> np.ndarray:
+        self.tally.add(block[:, :-1], block[:, -1])
+        return block
 
     def fill(self, into: Filling) -> None:
         """Every batch written into the table in memory: column by column when every row is kept, else the rows
@@ -247,7 +254,8 @@ class _Reading:
                 into.append(block)
             return
         for file, at, batch in self._batches():
-            batch_into(batch.columns, self.chosen, self.coders, functools.partial(_place, file, at), into)
+            place = functools.partial(_place, file, at)
+            self.tally.add(*batch_into(batch.columns, self.chosen, self.coders, place, into))
 
     def _batches(self) -> Iterator[tuple[Path, int, Any]]:
         """(file, the file's row of the batch's first, batch) for every batch of every file."""
@@ -283,7 +291,8 @@ class _Reading:
                 if first < last:
                     part = batch.slice(first, last - first)
                     place = functools.partial(_place, file, at + first)
-                    yield batch_rows(part.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                    rows = batch_rows(part.columns, self.chosen, self.coders, self.missing, place, self.counts)
+                    yield self._tallied(rows)
                 at += batch.num_rows
                 if at >= hi:
                     break

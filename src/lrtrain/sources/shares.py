@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lrtrain.errors import ConfigError, DataError, LrtrainError, ScratchError
+from lrtrain.moments import Tally
 from lrtrain.parallel import Shard
 from lrtrain.sources.base import Dropped, Table
 from lrtrain.sources.columns import Coder, finish
@@ -47,14 +48,15 @@ def table(
     origin: str,
     first_line: int | None,
     group: Shard,
+    tally: Tally,
     nothing: str | None = None,
     lines: Callable[[int], int] | None = None,
 ) -> Table:
     """This rank's share as a source of the whole table, or every rank's error: `rows` (float64, categorical
     columns as codes) are the share's rows kept of the `read` it read, `counts` its missing cells per column
-    (data.missing: drop), `failure` what stopped its reading (None: nothing), `nothing` the error when no share
-    has a row (None: the one finish gives), and `lines(i)` the file line of the share's row i. One all_reduce,
-    two with a failure, one more per categorical column."""
+    (data.missing: drop), `tally` the sums of its rows as read, `failure` what stopped its reading (None:
+    nothing), `nothing` the error when no share has a row (None: the one finish gives), and `lines(i)` the
+    file line of the share's row i. One all_reduce, two with a failure, one more per categorical column."""
     width = len(names)
     mine = [0.0] * (2 + width) if rows is None or failure is not None else [read, len(rows), *counts]
     everyone = agree(group, failure, mine)
@@ -64,14 +66,14 @@ def table(
     if reads.sum() == 0 and nothing is not None:
         raise DataError(nothing)
     if total == 0:  # the error one process gives: no row, or every row dropped
-        finish(rows[:0], names, coders, counts, int(reads.sum()), origin, first_line, True)
+        finish(rows[:0], names, coders, counts, int(reads.sum()), origin, first_line, True, Tally(width - 1))
     if not kept.all():
         empty = int(np.flatnonzero(kept == 0)[0])
         raise DataError(
             f"{origin}: its {total} rows are shared by {group.world} processes, and process {empty}'s share holds "
             "none of them (too few rows, or rows of very uneven length). Use fewer processes, or more data."
         )
-    local = finish(rows, names, coders, counts, read, origin, first_line, True, union=group.texts)
+    local = finish(rows, names, coders, counts, read, origin, first_line, True, tally, union=group.texts)
     dropped = None
     if reads.sum() > total:  # the rows after a dropped one are no longer at first_line + row: no line then
         columns = everyone[:, 2:].sum(axis=0).astype(int)
