@@ -275,3 +275,44 @@ def test_an_interval_level_is_a_probability_or_a_percentage(text: str, level: fl
     from lrtrain.model import parse_level
 
     assert parse_level(text) == pytest.approx(level, rel=1e-15)
+
+
+def names_that_look_like_markup(folder: Path) -> None:
+    """A CSV whose column names and categorical levels hold square brackets, as Rich's markup has them."""
+    rng = np.random.default_rng(4)
+    levels = ["b", "red", "link https://x", "/i"]
+    lines = ["x,[/b],c,y"] + [
+        f"{a:.6f},{b:.6f},{levels[i % 4]},{a + 2 * b + i % 4 + rng.normal():.6f}"
+        for i, (a, b) in enumerate(rng.normal(size=(80, 2)))
+    ]
+    (folder / "m.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_names_with_square_brackets_are_shown_as_they_are_not_as_styles(workdir: Path) -> None:
+    names_that_look_like_markup(workdir)
+    args = ["--set", "data.path=m.csv", "--set", "data.categorical=[c]", "--engine", "exact"]
+    result = cli("fit", *args, "--summary")
+    assert result.exit_code == 0, result.output
+    for name in ("[/b]", "c[link https://x]", "c[red]", "c[b]"):  # "/i" sorts first: the baseline
+        assert name in result.stdout, name
+    shown = cli("summary")
+    assert shown.exit_code == 0, shown.output
+    assert "c[link https://x]" in shown.stdout
+
+
+@pytest.mark.slow
+def test_names_with_square_brackets_or_controls_are_shown_whole_and_escaped_on_a_terminal(workdir: Path) -> None:
+    import os
+
+    from .conftest import run_on_terminal
+
+    names_that_look_like_markup(workdir)
+    text = (workdir / "m.csv").read_text().replace("x,[/b]", '"x\x1b[31m1",[/b]', 1)
+    (workdir / "m.csv").write_text(text)
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160"}
+    args = ["fit", "--set", "data.path=m.csv", "--set", "data.categorical=[c]", "--engine", "exact", "--summary"]
+    seen, _ = run_on_terminal(args, workdir, env)
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen.replace(b"\x1b[31m1", b"")).decode()
+    assert "internal error" not in shown
+    for name in ("[/b]", "c[link https://x]", "c[red]", "x\\x1b[31m1"):
+        assert name in shown, (name, shown)

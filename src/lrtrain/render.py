@@ -47,6 +47,7 @@ def console(stream: IO[str] | None = None) -> Console:
         no_color=plain,
         soft_wrap=True,
         emoji=False,
+        markup=False,  # text is shown as it is: a column named "[/b]" is a name, not a style
     )
     if out.width < MIN_WIDTH:  # Rich takes COLUMNS=0 at its word, and a table drawn 0 wide is nothing at all
         out.width = MIN_WIDTH
@@ -198,6 +199,7 @@ def _gap_text(config: Config, result: FitResult) -> str:
 
 def _key_values(rows: list[tuple[str, str]], out: Out, title: str | None = None) -> None:
     """A two-column table on a terminal; `key: value` lines when piped."""
+    rows = [(key, printable(value, sys.maxsize)) for key, value in rows]  # names may hold any character
     if out.mode != "rich":
         for key, value in rows:
             out.line(f"{key}: {value}")
@@ -497,7 +499,7 @@ def statistics(summary: dict[str, Any], heading: str, out: Out) -> None:
         terms.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0, overflow="fold")
     for term in summary["terms"]:
         terms.add_row(
-            term["name"],
+            printable(term["name"], sys.maxsize),
             number(term["coef"], ".5g"),
             number(term["std_err"], ".3g"),
             number(term["t"], ".4g"),
@@ -523,7 +525,7 @@ def plain_lines(renderable: RenderableType) -> list[str]:
     without colour or trailing blanks."""
     from rich.console import Console
 
-    layout = Console(file=io.StringIO(), width=1000, color_system=None, highlight=False, emoji=False)
+    layout = Console(file=io.StringIO(), width=1000, color_system=None, highlight=False, emoji=False, markup=False)
     with layout.capture() as captured:
         layout.print(renderable)
     return [line.rstrip() for line in captured.get().splitlines()]
