@@ -116,6 +116,24 @@ def test_evaluate_in_many_batches_is_exact_far_from_zero(workdir: Path, monkeypa
         assert record["r2"] == pytest.approx(expected["r2"], rel=1e-9, abs=1e-12)
 
 
+def test_quoted_line_ends_in_cells_are_read_in_every_batch(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text column whose cells hold line ends ("a<LF>b"), in batches of a few hundred bytes, so that batches end
+    inside them: evaluate and predict --data read every row, as fit does, and the cells come out whole."""
+    run = _fit(workdir)
+    monkeypatch.setattr(scoring, "CSV_BATCH_BYTES", 512)
+    table = _test_table(rows=400, seed=3)
+    table["id"] = np.array([f"row {i}\nsecond line, with a comma" for i in range(400)])
+    _write_csv(workdir / "notes.csv", table)
+    record = _evaluation(str(run), "--data", "notes.csv")
+    assert record["rows"] == 400
+    assert record["mse"] == pytest.approx(_reference(run, table)["mse"], rel=1e-12)
+    result = cli("predict", "--model", str(run), "--data", "notes.csv", "-o", "out.csv")
+    assert result.exit_code == 0, result.output
+    with (workdir / "out.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["id"] for row in rows] == table["id"].tolist()
+
+
 def test_evaluate_without_a_bias_reports_the_uncentered_r2_as_fit_does(workdir: Path) -> None:
     run = _fit(workdir, bias=False)
     table = _test_table(offset=0.0)

@@ -81,7 +81,7 @@ class TableFile:
         reader = pacsv.open_csv(
             pa.input_stream(str(self.path), compression=self.compression),
             read_options=pacsv.ReadOptions(column_names=keys, skip_rows=1, block_size=CSV_BATCH_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter),
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),  # "a<LF>b": a cell
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(keys, pa.string()),
                 null_values=[],
