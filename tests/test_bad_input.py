@@ -1361,7 +1361,7 @@ FILE_KIND_CASES = [
         "--set",
         "data.path=d",
         files={"d": None},
-        stderr=("holds no .parquet files", "data.path"),
+        stderr=("holds no Parquet files", "data.path"),
     ),
 ]
 

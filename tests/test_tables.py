@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -641,6 +642,44 @@ def test_a_folder_of_parquet_files_is_one_table_in_name_order(tmp_path: Path) ->
     np.testing.assert_array_equal(read.y, numbers[:, 2])
 
 
+def test_every_file_of_a_parquet_folder_is_read_whatever_its_name_ends_in(tmp_path: Path) -> None:
+    """As pyarrow's datasets: a file named .PARQUET, or with no extension at all (part-0, as Hive writes them), is
+    part of the table; rows are never silently left out."""
+    import pyarrow.parquet as pq
+
+    table, numbers = parquet_table(rows=3000)
+    (tmp_path / "set").mkdir()
+    pq.write_table(table.slice(0, 1000), tmp_path / "set" / "a.PARQUET")
+    pq.write_table(table.slice(1000, 1000), tmp_path / "set" / "b")
+    pq.write_table(table.slice(2000), tmp_path / "set" / "c.snappy.parquet")
+    read = load(tmp_path, "data: {source: parquet, path: set, features: [a, b]}\n")
+    np.testing.assert_array_equal(read.x, numbers[:, :2])
+
+
+@pytest.mark.parametrize("intruder", ["README.txt", "broken link", "pipe", "empty file"])
+def test_a_parquet_folder_with_a_file_it_cannot_read_names_it(tmp_path: Path, intruder: str) -> None:
+    import os
+
+    import pyarrow.parquet as pq
+
+    table, _ = parquet_table(rows=100)
+    (tmp_path / "set").mkdir()
+    pq.write_table(table, tmp_path / "set" / "a.parquet")
+    other = tmp_path / "set" / "b.parquet"
+    if intruder == "README.txt":
+        other = tmp_path / "set" / "README.txt"
+        other.write_text("the data of 2026\n")
+    elif intruder == "broken link":
+        other.symlink_to(tmp_path / "gone.parquet")
+    elif intruder == "pipe":
+        os.mkfifo(other)
+    else:
+        other.write_bytes(b"")
+    with pytest.raises(DataError, match=re.escape(str(other))) as caught:
+        load(tmp_path, "data: {source: parquet, path: set, features: [a, b]}\n")
+    assert "leading _" in str(caught.value) or "or .)" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("column", "message"),
     [("city", r"column 'city' holds text, not numbers"), ("kind", r"column 'kind' holds categories")],
@@ -698,7 +737,7 @@ def test_a_file_that_is_not_parquet_is_refused_in_words(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"d\.parquet is not a readable Parquet file"):
         load(tmp_path, "data: {source: parquet, path: d.parquet}\n")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"data folder .*empty holds no \.parquet files"):
+    with pytest.raises(DataError, match=r"data folder .*empty holds no Parquet files"):
         load(tmp_path, "data: {source: parquet, path: empty}\n")
 
 

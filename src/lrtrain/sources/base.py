@@ -266,8 +266,8 @@ def open_checked(path: Path, what: str) -> None:
             "data.path at it."
         )
     if info.st_size == 0:
-        needs = "a header line and at least one data row" if what == "CSV" else "an array"
-        raise DataError(f"data file {path} is empty. It needs {needs}.")
+        needs = {"CSV": "a header line and at least one data row", "Parquet": "a table (pyarrow, pandas, polars)"}
+        raise DataError(f"data file {path} is empty. It needs {needs.get(what, 'an array')}.")
 
 
 def available_memory() -> int:

@@ -23,7 +23,7 @@ from lrtrain.config import ParquetData
 from lrtrain.errors import DataError, LrtrainError
 from lrtrain.interrupts import loading_point
 from lrtrain.parallel import SINGLE, Shard
-from lrtrain.sources.base import Table, scratch_mapping
+from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish, tally_for
 from lrtrain.sources.delimited import stream_bytes
@@ -86,25 +86,30 @@ def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
 
 
 def _files(path: Path) -> list[Path]:
-    """The .parquet files of `path`: itself, or those under the folder in name order (hidden and _ names left out,
-    as Spark and pyarrow write them beside the data)."""
-    if not path.exists():
-        raise DataError(
-            f"data file {path} does not exist (data.path). Check the path: a relative path is relative to the "
-            f"config file. `lrtrain data make {path.name}` writes a synthetic Parquet file to try things."
-        )
-    if path.is_file():
-        if path.stat().st_size == 0:
-            raise DataError(f"data file {path} is empty. Write a Parquet table there (pyarrow, pandas, polars, Spark).")
+    """The Parquet files of `path`: itself, or every file under the folder in name order, as pyarrow's datasets
+    take them (whatever their names end in; hidden and _ names left out, as Spark and pyarrow write them beside
+    the data). Something there that cannot be read is an error that names it, never rows silently left out."""
+    if not path.is_dir():
+        open_checked(path, "Parquet")
         return [path]
-    found = sorted(
-        file
-        for file in path.rglob("*.parquet")
-        if file.is_file() and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
-    )
+    found = []
+    for entry in sorted(path.rglob("*")):
+        if any(part.startswith((".", "_")) for part in entry.relative_to(path).parts) or entry.is_dir():
+            continue
+        if not entry.is_file():
+            raise DataError(
+                f"data folder {path} holds {entry}, which is not a file (a broken link, a pipe or a device), so its "
+                "rows cannot be read. Remove it from the folder, or name it with a leading _ to leave it out."
+            )
+        if entry.stat().st_size == 0:
+            raise DataError(
+                f"data folder {path} holds {entry}, which is empty. Remove it, or name it with a leading _ to leave "
+                "it out."
+            )
+        found.append(entry)
     if not found:
         raise DataError(
-            f"data folder {path} holds no .parquet files (data.path). Point data.path at one or at a folder of them."
+            f"data folder {path} holds no Parquet files (data.path). Point data.path at one or at a folder of them."
         )
     return found
 
@@ -118,7 +123,8 @@ def _open(file: Path) -> Any:
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"data file {file} is not a readable Parquet file ({str(exc).splitlines()[0]}). "
-            "Write it with pyarrow, pandas, polars or Spark, or give the CSV with data.source: csv."
+            "Write it with pyarrow, pandas, polars or Spark, or give the CSV with data.source: csv. In a folder, every "
+            "file is read (but those whose names start with _ or .)."
         ) from None
 
 
