@@ -318,19 +318,70 @@ def test_evaluate_needs_the_target(workdir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("output", "expected"),
-    [("missing/out.csv", "the folder missing does not exist"), ("folder", "is a folder"), ("t.csv", "input file")],
+    [
+        ("missing/out.csv", "the folder missing does not exist"),
+        ("folder", "is a folder"),
+        ("t.csv", "input file"),
+        ("out.parquet", "predict writes CSV, not parquet"),
+        ("out.json.gz", "predict writes CSV, not json"),
+        ("runs/RUN/model.json", "predict writes CSV, not json"),
+        ("runs/RUN/other.csv", "in the run folder of the model"),
+    ],
 )
 def test_output_into_a_missing_folder_onto_a_folder_or_the_input_is_refused(
     workdir: Path, output: str, expected: str
 ) -> None:
-    _fit(workdir)
+    run = _fit(workdir)
     _write_csv(workdir / "t.csv", _test_table())
     (workdir / "folder").mkdir()
     before = files_under(workdir)
-    result = cli("predict", "--data", "t.csv", "-o", output)
+    model_before = (run / "model.json").read_bytes()
+    result = cli("predict", "--data", "t.csv", "-o", output.replace("RUN", run.name))
     assert result.exit_code == 2
     assert expected in result.stderr
     assert files_under(workdir) == before
+    assert (run / "model.json").read_bytes() == model_before
+
+
+@pytest.mark.parametrize("name", ["out.csv.gz", "out.csv.bz2", "out.csv.zst"])
+def test_predict_data_compresses_the_output_its_name_says(workdir: Path, name: str) -> None:
+    import pyarrow.csv as pacsv
+
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table())
+    result = cli("predict", "--data", "t.csv", "-o", name)
+    assert result.exit_code == 0, result.output
+    plain = cli("predict", "--data", "t.csv").stdout
+    codec = {"gz": "gzip", "bz2": "bz2", "zst": "zstd"}[name.rsplit(".", 1)[1]]
+    with pa.input_stream(str(workdir / name), compression=codec) as stream:
+        assert stream.read().decode() == plain
+    assert pacsv.read_csv(workdir / name).num_rows == 150  # and any reader that knows the name reads it back
+
+
+def test_predict_data_writes_into_a_link_pipe_or_device_without_replacing_it(workdir: Path) -> None:
+    """-o onto a link writes the file it links to, and leaves the link; onto a pipe or a device (/dev/stdout,
+    /dev/null) it writes into it, as a shell's > would: none of them is replaced by a file."""
+    import os
+    import threading
+
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table())
+    plain = cli("predict", "--data", "t.csv").stdout
+    (workdir / "target.csv").write_text("old\n")
+    (workdir / "link.csv").symlink_to("target.csv")
+    assert cli("predict", "--data", "t.csv", "-o", "link.csv").exit_code == 0
+    assert (workdir / "link.csv").is_symlink()
+    assert (workdir / "target.csv").read_text() == plain
+    os.mkfifo(workdir / "fifo")
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append((workdir / "fifo").read_text()))
+    reader.start()
+    assert cli("predict", "--data", "t.csv", "-o", "fifo").exit_code == 0
+    reader.join(timeout=30)
+    assert got == [plain]
+    assert (workdir / "fifo").is_fifo()
+    assert cli("predict", "--data", "t.csv", "-o", "/dev/null").exit_code == 0
+    assert Path("/dev/null").is_char_device()
 
 
 def test_predict_refuses_values_with_data_json_with_data_and_output_without_data(workdir: Path) -> None:

@@ -9,20 +9,22 @@ writes them back exactly as they were, and a cell that is not a number is named 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from lrtrain.config import TAB_NAMES, separable
 from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, InputError, ModelError, printable
-from lrtrain.files import read_json
+from lrtrain.files import atomic_writer, read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
 from lrtrain.sources.delimited import NUMBER, decimal_comma
@@ -272,13 +274,78 @@ def _missing(table: TableFile, row: int, name: str) -> DataError:
 
 
 def check_output(output: Path, data: Path) -> None:
-    """`-o OUT` names a new or existing file in an existing folder, other than the input."""
+    """`-o OUT` names a new or existing file in an existing folder, other than the input, and a CSV by its name
+    (not .parquet, .json, ...; .gz, .bz2 or .zst compress it), or a pipe or device that takes the text as it is."""
     if output.is_dir():
         raise DataError(f"-o {output} is a folder; name the CSV file to write, e.g. {output / 'predictions.csv'}.")
-    if not output.parent.is_dir():
+    if not output.resolve().parent.is_dir():
         raise DataError(f"-o {output}: the folder {output.parent} does not exist. Create it, or write elsewhere.")
     if output.exists() and data.exists() and output.resolve() == data.resolve():
         raise DataError(f"-o {output} is the input file itself. Write the predictions to another file.")
+    suffixes = [s.lower() for s in output.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION:
+        suffixes.pop()
+    if not _stream(output) and suffixes and suffixes[-1] in (".parquet", ".json", ".npy", ".npz", ".xlsx", ".yaml"):
+        raise DataError(
+            f"-o {output}: predict writes CSV, not {suffixes[-1][1:]}. Name the file .csv (.csv.gz, .csv.bz2 or "
+            ".csv.zst compress it)."
+        )
+
+
+def _stream(output: Path) -> bool:
+    """Whether `output` is a pipe, a terminal or a device (/dev/stdout, /dev/null): written straight, never replaced."""
+    with contextlib.suppress(OSError):
+        return not stat.S_ISREG(output.stat().st_mode) and not output.is_dir()
+    return False
+
+
+def _write(output: Path, chunks: Iterator[tuple[str, int]]) -> int:
+    """The CSV text of `chunks` into `output`; its rows. A regular file is written whole or not at all (and, under a
+    link, the file it links to); a .gz, .bz2 or .zst name compresses it; a pipe or a device takes the text as it is."""
+    import bz2
+    import gzip
+
+    rows = 0
+    if _stream(output):
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            for text, count in chunks:
+                handle.write(text)
+                rows += count
+        return rows
+    codec = COMPRESSION.get(output.suffix.lower())
+    with atomic_writer(output.resolve(), "wb") as raw:
+        packed: Any = raw
+        if codec == "gzip":
+            packed = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # closing it leaves `raw` open
+        elif codec == "bz2":
+            packed = bz2.BZ2File(raw, "wb")
+        elif codec == "zstd":
+            import pyarrow as pa
+
+            packed = pa.CompressedOutputStream(_Unclosed(raw), "zstd")
+        with contextlib.closing(packed) if packed is not raw else contextlib.nullcontext():
+            for text, count in chunks:
+                packed.write(text.encode())
+                rows += count
+    return rows
+
+
+class _Unclosed:
+    """A binary file whose close() only flushes: a compressing stream around it must not close the atomic writer's."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.flush()
+        self.closed = True
 
 
 def predictions(model: Model, table: TableFile, level: float | None = None) -> Iterator[tuple[str, int]]:
@@ -396,11 +463,15 @@ def predict_file(
     time) or into `output`, written whole or not at all; `warn` takes the notes for stderr; `delimiter` separates
     the table's fields (see `open_table`)."""
     from lrtrain import model as model_module
-    from lrtrain.files import atomic_writer
 
     if output is not None:
         check_output(output, data)
     loaded = model_module.load(model) if model is not None else model_module.load_latest(Path("runs"), warn)
+    if output is not None and output.resolve().parent == loaded.path.resolve().parent:
+        raise DataError(
+            f"-o {output} is in the run folder of the model ({loaded.path.parent}), whose files are the run's own. "
+            "Write the predictions elsewhere."
+        )
     table = open_table(data, delimiter)
     if level is not None:
         for note in loaded.require_statistics("predict --interval")["warnings"]:
@@ -410,12 +481,8 @@ def predict_file(
         for text, _ in chunks:
             line(text.removesuffix("\n"))
         return
-    rows = 0
     try:
-        with atomic_writer(output) as handle:
-            for text, count in chunks:
-                handle.write(text)
-                rows += count
+        rows = _write(output, chunks)
     except OSError as exc:  # no permission, a full disk: the file is whole or absent
         raise DataError(f"cannot write {output}: {exc.strerror or exc}. Check the folder and the free space.") from None
     line(f"wrote {output}: {rows} rows with predictions")
