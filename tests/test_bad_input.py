@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import socket
@@ -25,7 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .conftest import cli, files_under
+from lrtrain.errors import InputError
+
+from .conftest import cli, files_under, run_installed
 
 
 class WrongExitCode(AssertionError):
@@ -1733,7 +1736,7 @@ SERVE_CASES = [
         "--model",
         "m.json",
         setup=a_link("m.json", "/dev/zero"),
-        stderr=("m.json is larger than 64 MB", "LRTRAIN_MAX_MODEL_MB"),
+        stderr=("m.json is not a file", "a device"),
     ),
     case(
         "summary-of-a-model-without-statistics",
@@ -1874,3 +1877,61 @@ def test_predict_streams_stdin_and_stops_at_the_first_bad_line(workdir: Path) ->
     assert "stdin line 2" in result.stderr
     assert "'abc' is not a number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- found by hostile use: each in words
+
+
+def test_rows_with_no_feature_are_refused_before_training(workdir: Path) -> None:
+    before = files_under(workdir)
+    result = cli("fit", "--set", "data.x=[[],[],[],[]]")
+    assert result.exit_code == 2, result.output
+    assert "has no features" in result.stderr
+    assert "Traceback" not in result.output
+    assert files_under(workdir) == before
+
+
+def exact_run(workdir: Path) -> Path:
+    result = cli("fit", "--engine", "exact", "--set", "data.x=[[1,2],[2,1],[3,5],[4,4],[0,1]]", "--set",
+                 "data.y=[1,2,3,4,5]")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return next((workdir / "runs").iterdir())
+
+
+def test_a_prediction_beyond_float64_is_an_error_not_inf(workdir: Path) -> None:
+    run = exact_run(workdir)
+    saved = json.loads((run / "model.json").read_text())
+    (workdir / "big").mkdir()
+    (workdir / "big" / "model.json").write_text(json.dumps({**saved, "weights": [1e308, 1e308]}))
+    result = cli("predict", "--model", str(workdir / "big"), "10,10")
+    assert result.exit_code == 2, result.output
+    assert "not a number float64 can hold" in result.stderr
+    result = cli("predict", "--model", str(run), "1e200,1e200", "--interval", "0.95")
+    assert result.exit_code == 2
+    assert "internal error" not in result.stderr
+    result = cli("predict", "--model", str(run), "1e160,1", "--interval", "0.95")
+    assert result.exit_code == 2
+    assert "too large for an interval" in result.stderr
+    assert "damaged" not in result.stderr
+
+
+def test_a_stdin_line_without_end_is_refused_not_read_whole(workdir: Path) -> None:
+    from lrtrain import model
+
+    run = exact_run(workdir)
+    endless = io.StringIO("1,2\n" + "9" * (model.LINE_LIMIT + 10))
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(InputError, match="stdin line 2 is longer than"):
+        model.predict(["-"], run, False, endless, out, err, None)
+    assert out.getvalue().count("\n") == 1  # the first sample was predicted
+
+
+def test_a_pipe_where_a_run_keeps_its_model_is_skipped_not_waited_on(workdir: Path) -> None:
+    run = exact_run(workdir)
+    (workdir / "runs" / "zz-newer").mkdir()
+    os.mkfifo(workdir / "runs" / "zz-newer" / "model.json")
+    os.utime(workdir / "runs" / "zz-newer", (2e9, 2e9))
+    result = run_installed("predict", "5,5", cwd=workdir)
+    assert "is not a file (a pipe" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == cli("predict", "--model", str(run), "5,5").stdout.strip()

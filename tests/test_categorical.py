@@ -183,6 +183,24 @@ def test_drop_leaves_out_rows_with_a_missing_cell_and_says_so(workdir: Path) -> 
     assert clean_model["data"]["dropped"] is None
 
 
+def test_drop_takes_a_cell_of_blanks_for_a_missing_one(workdir: Path) -> None:
+    """A fixed-width export pads an empty cell with spaces or tabs: without drop it is refused as empty, and the
+    fix that message gives (data.missing: drop) drops its row, in a number column and a categorical one."""
+    (workdir / "s.csv").write_text("x1,x2,c,y\n   ,2,a,5\n2,1,\t,4\n3,5,b,13\n4,3,a,10.5\n5,0,b,5.2\n6,1,a,8\n")
+    (workdir / "kept.csv").write_text("x1,x2,c,y\n3,5,b,13\n4,3,a,10.5\n5,0,b,5.2\n6,1,a,8\n")
+    common = ["--set", "data.categorical=[c]", "--engine", "exact", "--set", "output.save=false"]
+    refused = cli("fit", "--set", "data.path=s.csv", *common)
+    assert refused.exit_code == 2
+    assert "the cell is empty" in refused.stderr
+    assert "data.missing=drop" in refused.stderr
+    result = cli("fit", "--set", "data.path=s.csv", "--set", "data.missing=drop", *common, "--json")
+    assert result.exit_code == 0, result.output
+    assert "dropped 2 of 6 rows" in result.stderr
+    assert "x1 1, c 1" in result.stderr
+    reference = fit_json("--set", "data.path=kept.csv", *common)[-1]
+    assert json.loads(result.stdout.splitlines()[-1])["weights"] == reference["weights"]
+
+
 def test_drop_in_parquet_counts_nulls_and_keeps_numbers_checked(workdir: Path) -> None:
     table = pa.table({"a": [1.0, None, 3.0, 4.0, 5.0], "b": [1, 2, None, 4, 0], "y": [1.0, 2.0, 3.0, 5.0, 4.0]})
     pq.write_table(table, workdir / "d.parquet")

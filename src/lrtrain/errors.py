@@ -296,6 +296,10 @@ def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) ->
                 f"{default * 4} (the default is {default}), or unset it."
             )
     limit = int(megabytes * (1 << 20))
+    if kind != "config":  # a run's files are files: opening a pipe there would wait for a writer that never comes
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: open() says so, as before
+            raise error(f"{what} {path} is not a file (a pipe, a socket or a device). Remove it, or name another run.")
     with open(path, "rb") as handle:
         info = os.fstat(handle.fileno())
         size = info.st_size if stat.S_ISREG(info.st_mode) else None

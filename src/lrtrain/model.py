@@ -99,10 +99,18 @@ class Model(NamedTuple):
         ):
             raise damaged
         prediction = self.predict(sample)
-        _, low, high = prediction_interval(
-            sample, self.weights, bias, covariance, sigma2, statistics["df_resid"], level
-        )
-        if math.isfinite(prediction) and not (math.isfinite(low) and math.isfinite(high)):
+        try:
+            _, low, high = prediction_interval(
+                sample, self.weights, bias, covariance, sigma2, statistics["df_resid"], level
+            )
+        except (OverflowError, ValueError):  # fsum of terms beyond float64 (inf - inf)
+            low = high = math.nan
+        if not (math.isfinite(low) and math.isfinite(high)):
+            if any(abs(float(v)) > LEVERAGE_SAFE for v in sample):
+                raise InputError(
+                    f"the sample {_shown(sample)} is too large for an interval: its leverage (xᵀCx, values squared) "
+                    "goes beyond float64. Rescale it, or predict without --interval."
+                )
             raise damaged  # e.g. a covariance that is not positive semi-definite: a negative variance
         return prediction, low, high
 
@@ -110,9 +118,16 @@ class Model(NamedTuple):
         self.check(sample)
         terms = [w * x for w, x in zip(self.weights, sample, strict=True)]
         try:
-            return math.fsum(terms) + self.bias
-        except OverflowError:  # beyond float64: plain addition says ±inf
-            return sum(terms) + self.bias
+            value = math.fsum(terms) + self.bias
+        except (OverflowError, ValueError):  # beyond float64 (inf - inf): plain addition says ±inf or nan
+            value = sum(terms) + self.bias
+        if not math.isfinite(value):
+            raise InputError(
+                f"the prediction for {_shown(sample)} is {value}, not a number float64 can hold: the values times "
+                "the weights go beyond about 1.8e308. Rescale the sample (the model's units are those it was "
+                "trained in)."
+            )
+        return value
 
     def check(self, sample: list[float]) -> None:
         """A sample must have one value per feature."""
@@ -445,7 +460,7 @@ def predict_lines(
         if sample is not None:
             yield sample
             continue
-        lines = enumerate(stdin, start=1)
+        lines = enumerate(_lines(stdin), start=1)
         while True:
             try:
                 number, line = next(lines)
@@ -460,6 +475,36 @@ def predict_lines(
                 line = line.removeprefix("\ufeff")  # Notepad and PowerShell start a UTF-8 file with one
             if line.strip():  # blank lines (a trailing one from an editor, say) are not samples
                 yield _checked(check, parse(line, f"stdin line {number}"), f"stdin line {number}")
+
+
+LEVERAGE_SAFE = 1e150  # a sample value beyond this can square past float64 in an interval's leverage
+
+
+def _shown(sample: Sequence[Any]) -> str:
+    """A sample in a message: its first values."""
+    text = ", ".join(str(v) for v in sample[:5]) + (", ..." if len(sample) > 5 else "")
+    return f"({text})"
+
+
+LINE_LIMIT = 1 << 24  # characters of a stdin line: a sample of a million features, not /dev/zero read whole
+
+
+def _lines(stdin: Iterable[str]) -> Iterator[str]:
+    """The lines of `stdin`, each read up to LINE_LIMIT characters: a longer one is an InputError, not a read
+    without end (a stream with no line end, /dev/zero)."""
+    readline = getattr(stdin, "readline", None)
+    if readline is None:  # a list of lines (tests, callers in Python)
+        yield from stdin
+        return
+    number = 0
+    while line := readline(LINE_LIMIT + 1):
+        number += 1
+        if len(line) > LINE_LIMIT:
+            raise InputError(
+                f"stdin line {number} is longer than {LINE_LIMIT:,} characters: it is not a sample (is stdin a file "
+                "of another kind, or a device?). Pipe in the samples one per line, their values separated by commas."
+            )
+        yield line
 
 
 def _checked(check: Callable[[Sample], None], sample: Sample, where: str) -> Sample:

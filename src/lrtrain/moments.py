@@ -174,14 +174,16 @@ def _merged(x: np.ndarray, y: np.ndarray) -> Moments:
 
 AUGMENTED_BLOCK_BYTES = 1 << 21  # a block of [X y 1] rows: within a core's cache
 AUGMENTED_MIN_ROWS = 256
+SHIFT_ROWS = 4096  # the first rows whose means are the shift: a sample, not a pass
 
 
 class Tally:
     """The moments of rows met block by block (`add`), as `moments` takes them from a table in memory or a reader
     makes them: the rows are copied beside their y and a column of ones into a block that stays in cache, and
     each full block adds its [X y 1]ᵀ[X y 1] (one BLAS syrk, on one thread) to the sums; `moments` centers them.
-    The rows are taken less a shift, the first block's means, so that centering the sums at the end subtracts
-    only the small offset of the mean from it (a mean of 1e6 loses no digits to its square).
+    Where a mean dwarfs its spread, the rows are taken less a shift, the means of the first rows added, so that
+    centering the sums at the end subtracts only the small offset of the mean from it (a mean of 1e6 loses no
+    digits to its square); elsewhere they are copied as they are, which is faster and loses nothing.
 
     A table tallied as it is read needs no pass of its own for its moments, nor for the finite check: the sums
     of squares are finite only if every value is (a NaN or an infinity makes its column's one), and when they
@@ -196,6 +198,7 @@ class Tally:
         self.summing = sums and d <= ONE_THREAD_MAX_D
         size = max(AUGMENTED_MIN_ROWS, AUGMENTED_BLOCK_BYTES // ((d + 2) * 8)) if self.summing else 0
         self._block = np.empty((size if rows is None else min(size, max(rows, 1)), d + 2))
+        self._block[:, d + 1] = 1.0  # the column of ones: never written again
         self._filled = 0
         self._sums = np.zeros((d + 2, d + 2))
         self._shift: np.ndarray | None = None  # (x, y) subtracted from every row, once the first block set it
@@ -209,9 +212,20 @@ class Tally:
             self.n += len(y)
             return
         d, at = x.shape[1], 0
+        if self._shift is None:  # the first rows' means: the rows are taken less them where a mean dwarfs its spread
+            first = np.column_stack([x[:SHIFT_ROWS], y[:SHIFT_ROWS]]).astype(np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):  # a value not finite: `finite` says so
+                mean, spread = first.mean(axis=0), first.var(axis=0)
+                self._shift = np.where(mean**2 > spread, mean, 0.0)  # else a plain copy (faster) loses no digits
+        shift = self._shift if np.any(self._shift) else None
         while at < len(y):
             part = self._block[self._filled : self._filled + len(y) - at]
-            part[:, :d], part[:, d], part[:, d + 1] = x[at : at + len(part)], y[at : at + len(part)], 1.0
+            if shift is None:
+                part[:, :d], part[:, d] = x[at : at + len(part)], y[at : at + len(part)]
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    np.subtract(x[at : at + len(part)], shift[:d], out=part[:, :d])  # copied and shifted at once
+                    np.subtract(y[at : at + len(part)], shift[d], out=part[:, d])
             self._filled += len(part)
             at += len(part)
             if self._filled == len(self._block):
@@ -223,9 +237,6 @@ class Tally:
         if not len(part):
             return
         with np.errstate(over="ignore", invalid="ignore"), _one_thread():  # a value not finite: `finite` says so
-            if self._shift is None:
-                self._shift = part[:, :-1].mean(axis=0)
-            part[:, :-1] -= self._shift
             self._sums += part.T @ part  # BLAS syrk
         self._filled = 0
 

@@ -121,6 +121,11 @@ def load(config: Config, group: Shard = SINGLE) -> Source:
 def determined(rows: int, d: int, config: Config, origin: str) -> None:
     """Refuse `rows` training rows for `d` features (and a bias) that cannot determine the fit, unless a ridge
     penalty does; asked before synthetic data is drawn too (data.rows and data.features say its shape)."""
+    if d == 0:
+        raise DataError(
+            f"{origin} has no features: its rows hold no value besides the target. Give each row of data.x at least "
+            "one value (a model of y alone is its mean)."
+        )
     needed = d + int(config.model.bias)
     if rows < needed and config.train.weight_decay == 0:
         raise DataError(

@@ -56,10 +56,12 @@ if TYPE_CHECKING:
 CSV_RANGE_BYTES = 8 << 20  # bytes parsed at a time when a file is streamed: threads, and memory bounded by it
 SAMPLE_BYTES = 1 << 20  # the lines whose mean length estimates the row count of a large file
 
-# the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions)
+# the cells data.missing: drop counts as missing: pyarrow's default null_values (pyarrow.csv.ConvertOptions), and blanks
 MISSING = (
     *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN"),
     *("N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"),
+    *(" " * k for k in range(1, 17)),  # a blank cell padded with spaces or tabs, as a fixed-width export leaves it
+    *("\t" * k for k in range(1, 5)),
 )
 
 # a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
