@@ -1916,10 +1916,10 @@ def test_a_prediction_beyond_float64_is_an_error_not_inf(workdir: Path) -> None:
 
 
 def test_a_stdin_line_without_end_is_refused_not_read_whole(workdir: Path) -> None:
-    from lrtrain import model
+    from lrtrain import model, samples
 
     run = exact_run(workdir)
-    endless = io.StringIO("1,2\n" + "9" * (model.LINE_LIMIT + 10))
+    endless = io.StringIO("1,2\n" + "9" * (samples.LINE_LIMIT + 10))
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(InputError, match="stdin line 2 is longer than"):
         model.predict(["-"], run, False, endless, out, err, None)

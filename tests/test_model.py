@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrtrain import model
+from lrtrain import model, samples
 from lrtrain.config import load_config
 from lrtrain.errors import ModelError
 from lrtrain.files import atomic_writer
@@ -117,7 +117,7 @@ def test_float64_numbers_print_as_repr() -> None:
 
 
 def test_parse_sample_accepts_commas_and_spaces() -> None:
-    assert model.parse_sample(" 1, 2  3,4 \n", "x") == [1.0, 2.0, 3.0, 4.0]
+    assert samples.parse_sample(" 1, 2  3,4 \n", "x") == [1.0, 2.0, 3.0, 4.0]
 
 
 @pytest.mark.slow

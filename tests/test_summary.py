@@ -272,7 +272,7 @@ def test_no_summary_for_standardized_features_without_a_bias(workdir: Path) -> N
     ("text", "level"), [("0.95", 0.95), ("95%", 0.95), (" 95% ", 0.95), ("95 %", 0.95), ("9e1%", 0.9)]
 )
 def test_an_interval_level_is_a_probability_or_a_percentage(text: str, level: float) -> None:
-    from lrtrain.model import parse_level
+    from lrtrain.samples import parse_level
 
     assert parse_level(text) == pytest.approx(level, rel=1e-15)
 

@@ -285,9 +285,10 @@ def predict(
     """Print the model's prediction for each sample, one number per line and nothing else; with --data, the
     table as CSV with a prediction column added."""
     from lrtrain import model as model_module
+    from lrtrain import samples
     from lrtrain.errors import InputError
 
-    level = model_module.parse_level(interval) if interval is not None else None
+    level = samples.parse_level(interval) if interval is not None else None
     if data is None:
         if output is not None:
             raise InputError(f"-o {output} writes the predictions of a table: give the table with --data FILE.")

@@ -65,7 +65,7 @@ class Refused(yaml.MarkedYAMLError):
     """YAML that parses but that lrtrain does not build: `problem` says what, `note` the fix."""
 
 
-# A number as lrtrain reads one, here as on predict's command line (model.is_number): ASCII digits with a sign, a
+# A number as lrtrain reads one, here as on predict's command line (samples.is_number): ASCII digits with a sign, a
 # point and an exponent. YAML 1.1 reads more as numbers: 1_000, 0x1F, 0b101, 010 (octal: 8), 1:30 (base 60: 90).
 PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 # .inf and .nan pass here: the check for finite numbers refuses them later, naming the key

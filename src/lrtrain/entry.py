@@ -103,7 +103,7 @@ def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool, str | 
 
 
 def _is_number(text: str) -> bool:
-    from lrtrain.model import is_number
+    from lrtrain.samples import is_number
 
     return is_number(text.replace(",", " ").split(maxsplit=1)[0]) if text.strip() else False
 
@@ -112,7 +112,8 @@ def _predict(values: list[str], model: str | None, json_output: bool, interval: 
     from pathlib import Path
 
     from lrtrain.errors import ExitCode, LrtrainError, report
-    from lrtrain.model import parse_level, predict
+    from lrtrain.model import predict
+    from lrtrain.samples import parse_level
 
     try:
         level = parse_level(interval) if interval is not None else None
