@@ -350,7 +350,8 @@ def case_tables(quick: bool, repeats: int) -> dict[str, Any]:
             times: dict[str, list[float]] = {name: [] for name in commands}
             peaks: dict[str, list[float]] = {name: [] for name in commands}
             os.sync()  # the file just written is on disk: no writeback competes with the first runs
-            for turn in range(1 + max(1, min(repeats, 3))):  # turn 0 warms the page cache; then they alternate
+            for turn in range(1 + max(1, repeats)):  # turn 0 warms the page cache; then they alternate (a median
+                # of 5 by default: on a shared VM one run in a few stalls for 0.1-0.5 s, and a median of 3 took two)
                 for name, command in commands.items():
                     done = subprocess.run(
                         [sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=3600
