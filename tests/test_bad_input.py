@@ -1935,3 +1935,32 @@ def test_a_pipe_where_a_run_keeps_its_model_is_skipped_not_waited_on(workdir: Pa
     assert "is not a file (a pipe" in result.stderr
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == cli("predict", "--model", str(run), "5,5").stdout.strip()
+
+
+def test_every_writer_writes_through_a_link_and_into_a_pipe_without_replacing_them(workdir: Path) -> None:
+    """files.atomic_writer, under data make, plot -o and predict -o alike: a link keeps pointing at the file it
+    names, which gets the content; a pipe is written into, as a shell's > would (it was replaced by a plain file)."""
+    import threading
+
+    (workdir / "table.csv").write_text("old\n")
+    (workdir / "link.csv").symlink_to("table.csv")
+    made = cli("data", "make", "link.csv", "--rows", "20", "--features", "2", "--force")
+    assert made.exit_code == 0, made.output
+    assert (workdir / "link.csv").is_symlink()
+    assert (workdir / "table.csv").read_text().startswith("x0,x1,y\n")
+    assert cli("fit", "--set", "data.path=table.csv", "--engine", "exact").exit_code == 0
+    (workdir / "loss.png").write_bytes(b"")
+    (workdir / "plot-link.png").symlink_to("loss.png")
+    assert cli("plot", "-o", "plot-link.png").exit_code == 0
+    assert (workdir / "plot-link.png").is_symlink()
+    assert (workdir / "loss.png").read_bytes().startswith(b"\x89PNG")
+    os.mkfifo(workdir / "fifo.csv")
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append((workdir / "fifo.csv").read_text()))
+    reader.start()
+    made = cli("data", "make", "fifo.csv", "--rows", "20", "--features", "2", "--force")
+    reader.join(timeout=30)
+    assert made.exit_code == 0, made.output
+    assert (workdir / "fifo.csv").is_fifo()
+    assert len(got) == 1
+    assert got[0].startswith("x0,x1,y\n")

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +21,30 @@ STALE_SECONDS = 600  # a temporary file untouched this long whose writer is gone
 INT_DIGITS = 40  # an integer in lrtrain's JSON (an epoch, a count) has a few digits; thousands are damage
 
 
+def is_stream(path: Path) -> bool:
+    """Whether `path` is a pipe, a terminal or a device (/dev/stdout, /dev/null): written into, never replaced."""
+    with contextlib.suppress(OSError):
+        return not stat.S_ISREG(path.stat().st_mode) and not path.is_dir()
+    return False
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never torn."""
+    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never torn. Through a
+    link, the file it names is replaced and the link stays; a pipe or a device takes the text as it comes, as a
+    shell's > would write it (replacing it would leave a plain file where /dev/stdout or a FIFO was)."""
     import tempfile  # not at the top: `predict` never writes, and every millisecond of start-up counts
 
+    text = "b" not in mode
+    if is_stream(path):
+        with open(path, mode, encoding="utf-8" if text else None, newline="" if text else None) as handle:
+            yield handle
+        return
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     # the writer's PID in the name: a leftover of a writer killed mid-write (kill -9) can be told from a live one
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     os.fchmod(fd, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's private 0600
-    text = "b" not in mode
     try:
         with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as handle:
             yield handle

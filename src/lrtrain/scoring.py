@@ -13,7 +13,6 @@ import contextlib
 import csv
 import io
 import math
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from lrtrain.config import TAB_NAMES, separable
 from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, InputError, ModelError, printable
-from lrtrain.files import atomic_writer, read_json
+from lrtrain.files import atomic_writer, is_stream, read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
 from lrtrain.sources.delimited import NUMBER, decimal_comma
@@ -285,35 +284,22 @@ def check_output(output: Path, data: Path) -> None:
     suffixes = [s.lower() for s in output.suffixes]
     if suffixes and suffixes[-1] in COMPRESSION:
         suffixes.pop()
-    if not _stream(output) and suffixes and suffixes[-1] in (".parquet", ".json", ".npy", ".npz", ".xlsx", ".yaml"):
+    if not is_stream(output) and suffixes and suffixes[-1] in (".parquet", ".json", ".npy", ".npz", ".xlsx", ".yaml"):
         raise DataError(
             f"-o {output}: predict writes CSV, not {suffixes[-1][1:]}. Name the file .csv (.csv.gz, .csv.bz2 or "
             ".csv.zst compress it)."
         )
 
 
-def _stream(output: Path) -> bool:
-    """Whether `output` is a pipe, a terminal or a device (/dev/stdout, /dev/null): written straight, never replaced."""
-    with contextlib.suppress(OSError):
-        return not stat.S_ISREG(output.stat().st_mode) and not output.is_dir()
-    return False
-
-
 def _write(output: Path, chunks: Iterator[tuple[str, int]]) -> int:
-    """The CSV text of `chunks` into `output`; its rows. A regular file is written whole or not at all (and, under a
-    link, the file it links to); a .gz, .bz2 or .zst name compresses it; a pipe or a device takes the text as it is."""
+    """The CSV text of `chunks` into `output` (files.atomic_writer: a file whole or not at all); its rows. A .gz, .bz2
+    or .zst name compresses it."""
     import bz2
     import gzip
 
     rows = 0
-    if _stream(output):
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            for text, count in chunks:
-                handle.write(text)
-                rows += count
-        return rows
-    codec = COMPRESSION.get(output.suffix.lower())
-    with atomic_writer(output.resolve(), "wb") as raw:
+    codec = None if is_stream(output) else COMPRESSION.get(output.suffix.lower())
+    with atomic_writer(output, "wb") as raw:
         packed: Any = raw
         if codec == "gzip":
             packed = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # closing it leaves `raw` open
