@@ -448,6 +448,17 @@ CONFIG_CASES = [
 ]
 
 SET_CASES = [
+    case("set-nul-in-a-path", "fit", "--set", 'data.path="a\\0b.csv"', stderr=("holds a NUL character", "Remove it")),
+    case("set-nul-in-the-runs-folder", "fit", "--set", 'output.dir="ru\\0ns"', stderr=("holds a NUL character",)),
+    case("set-surrogate-in-a-path", "fit", "--set", 'data.path="\\ud800.csv"', stderr=("a lone surrogate (\\ud800)",)),
+    case(
+        "config-nul-in-a-path",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": 'data:\n  path: "\\u0000"\n'},
+        stderr=("c.yaml, key 'data.path'", "holds a NUL character"),
+    ),
     case(
         "set-unknown-key-did-you-mean",
         "fit",

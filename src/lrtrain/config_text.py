@@ -134,7 +134,7 @@ def parse_yaml(text: str, where: str) -> tuple[Any, Positions]:
         _check_aliases(node)  # before anything walks the nodes as a tree
         positions: Positions = {}
         _walk(node, (), positions, where)
-        return _construct(loader, node), positions
+        return check_text(_construct(loader, node), where), positions
     except Refused as exc:
         mark = exc.problem_mark
         at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -167,11 +167,11 @@ def parse_value(text: str, where: str) -> Any:
         if node is None:
             return None
         _check_aliases(node)
-        return _construct(loader, node)
+        return check_text(_construct(loader, node), where)
     except Refused as exc:
         raise ConfigError(f"{where}: {exc.problem}. {exc.note}") from None
     except (yaml.YAMLError, RecursionError):
-        return text
+        return check_text(text, where)
     finally:
         loader.dispose()
 
@@ -497,3 +497,25 @@ def _key_of(dotted: str, raw: dict[str, Any], schema: Schema) -> Key | None:
     source = data.get("source", next(iter(schema.sources))) if isinstance(data, dict) else next(iter(schema.sources))
     keys = [k for k in schema.keys if k.key == dotted]
     return next((k for k in keys if k.source in ("", source)), keys[0] if keys else None)
+
+
+def check_text(value: Any, where: str, key: tuple[str, ...] = ()) -> Any:
+    """`value`, after refusing a NUL or a surrogate that stands for no byte (\\ud800, which YAML's escapes can
+    write) in any of its keys or values: no file, column or run name can hold one, and the error would otherwise
+    come from deep inside a path call. (\\udc80 to \\udcff stand for the bytes of a name that is not UTF-8.)"""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        check_text(name, where, key)
+        check_text(item, where, (*key, str(name)))
+    bad = next((c for c in value if c == "\x00" or _unencodable(c)), None) if isinstance(value, str) else None
+    if bad is not None:
+        what = "a NUL character" if bad == "\x00" else f"a lone surrogate ({bad.encode('unicode_escape').decode()})"
+        shown = value.encode("unicode_escape").decode()[:200]
+        place = f", key '{'.'.join(key)}'" if key else ""
+        reason = "no file, column or run name can hold"
+        raise ConfigError(f"{where}{place}: '{shown}' holds {what}, which {reason}. Remove it.")
+    return value
+
+
+def _unencodable(char: str) -> bool:
+    return "\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff"
