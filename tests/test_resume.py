@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -161,6 +162,27 @@ def test_metrics_written_past_the_checkpoint_by_a_save_cut_short_are_dropped_on_
     same(resumed, straight)
     epochs = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
     assert epochs == list(range(1, 61))
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda lines: [*lines[:3], "x,y,z", *lines[4:]], "line 4 is not epoch 3's row"),
+        (lambda lines: [*lines[:-1], lines[-1][: len(lines[-1]) // 2]], "line 11 is not epoch 10's row"),
+        (lambda lines: ["epoch,loss,oops", *lines[1:]], "its first line is not the header epoch,loss,val_loss"),
+    ],
+    ids=["a row of words", "a row cut short", "another header"],
+)
+def test_resume_refuses_metrics_it_would_carry_damaged_into_the_run(workdir: Path, damage: Any, said: str) -> None:
+    """The rows before the checkpoint are kept as they are: damaged, they would finish a run that plot refuses."""
+    run = interrupted_run(config(), at=10)
+    metrics = run / "metrics.csv"
+    metrics.write_text("\n".join(damage(metrics.read_text().splitlines())) + "\n")
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 2
+    assert "metrics.csv is damaged" in result.stderr
+    assert said in result.stderr
+    assert not (run / "model.json").exists()
 
 
 def test_interrupt_without_saving_says_nothing_was_saved(workdir: Path) -> None:

@@ -313,7 +313,8 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
     try:
         payload = read_json(path, "checkpoint", ConfigError, f"--resume {run_dir}: the checkpoint")
         metrics = read_limited(run_dir / METRICS_FILE, "metrics", ConfigError, f"--resume {run_dir}: the metrics")
-        rows = list(csv.reader(io.StringIO(metrics.decode("utf-8"), newline="")))[1:]
+        table = list(csv.reader(io.StringIO(metrics.decode("utf-8"), newline="")))
+        rows = table[1:]
     except FileNotFoundError as exc:
         raise ConfigError(
             f"--resume {run_dir}: {Path(exc.filename).name} is missing, so the run cannot be continued. "
@@ -338,6 +339,9 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
     damaged = _damaged_fields(payload, prepared.features, len(rows))
     if damaged:
         raise ConfigError(f"--resume {run_dir}: the checkpoint is damaged: {'; '.join(damaged)}. Start a new run.")
+    wrong = _damaged_metrics(table, prepared.raw.features, payload["epoch"])
+    if wrong:
+        raise ConfigError(f"--resume {run_dir}: {METRICS_FILE} is damaged: {wrong}. Start a new run.")
     velocity = payload["velocity_w"]
     state = State(
         payload["epoch"],
@@ -366,6 +370,22 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
         )
     # metrics.csv is written before checkpoint.json: rows past the checkpoint are from a save cut short
     return Checkpoint(state, _stop_rules(payload["stop_rules"]), float(payload["seconds"]), [], rows[: state.epoch])
+
+
+def _damaged_metrics(table: list[list[str]], features: list[str], epochs: int) -> str | None:
+    """What is wrong with metrics.csv as the run wrote it (its header, then a row of numbers per epoch up to the
+    checkpoint's), or None: a resumed run keeps those rows, and they must still plot and read."""
+    header = ["epoch", "loss", "val_loss", "lr", "bias", *[f"w_{name}" for name in features]]
+    if not table or table[0] != header:
+        return f"its first line is not the header {','.join(header[:6])}{',...' if len(header) > 6 else ''}"
+    for epoch, row in enumerate(table[1 : epochs + 1], start=1):
+        try:
+            numbers = len(row) == len(header) and int(row[0]) == epoch and [float(v) for v in row[1:] if v]
+        except ValueError:
+            numbers = False
+        if not numbers:
+            return f"line {epoch + 1} is not epoch {epoch}'s row of {len(header)} numbers ({','.join(row)[:80]!r})"
+    return None
 
 
 def _damaged_fields(payload: dict[str, Any], features: int, rows: int) -> list[str]:
