@@ -1975,3 +1975,32 @@ def test_every_writer_writes_through_a_link_and_into_a_pipe_without_replacing_th
     assert (workdir / "fifo.csv").is_fifo()
     assert len(got) == 1
     assert got[0].startswith("x0,x1,y\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["data", "make", "x.csv", "--rows", "5", "--noise", "1e308"], "goes beyond float64"),
+        (["data", "make", "x.csv", "--rows", "5", "--weights", "1e308", "--bias", "1e308"], "goes beyond float64"),
+        (["fit", "--set", "train.weight_decay=1e300"], "train.weight_decay = 1e+300 is beyond what float32 holds"),
+        (["fit", "--set", "model.init=normal", "--set", "model.init_std=1e308"], "model.init_std = 1e+308 draws"),
+    ],
+    ids=["noise", "weights and bias", "weight decay", "init std"],
+)
+def test_numbers_near_the_float_limit_are_refused_in_words_without_warnings(
+    workdir: Path, args: list[str], said: str
+) -> None:
+    before = files_under(workdir)
+    result = run_installed(*args, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
+    assert "Warning" not in result.stderr
+    assert files_under(workdir) == before
+
+
+def test_a_prediction_of_1e308_asked_of_fit_is_shown_short_and_without_warnings(workdir: Path) -> None:
+    result = run_installed("fit", "--set", "output.save=false", "--set", "train.predict=[1e308]", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "Prediction before training: f(1e+308) = 2.74e+307\n" in result.stdout
+    assert "Prediction after training: f(1e+308) = inf\n" in result.stdout
+    assert "Warning" not in result.stderr

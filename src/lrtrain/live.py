@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Self
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog
 from lrtrain.errors import printable
-from lrtrain.render import Out, console, inputs_text, weights_text
+from lrtrain.render import Out, console, inputs_text, summary_number, weights_text
 from lrtrain.training import Start
 
 if TYPE_CHECKING:
@@ -80,7 +80,9 @@ class FitView(_Watching):
         if self.config.log.header:
             self._line(f"Number of samples: {start.rows}, number of features: {start.features}")
         for sample, value in start.predictions:
-            self._line(f"Prediction before training: f({inputs_text(sample)}) = {value:.{self.config.log.precision}f}")
+            precision = self.config.log.precision  # as the cheat sheet prints it, but never 300 digits
+            shown = f"{value:.{precision}f}" if abs(value) < 1e15 else summary_number(value, precision)
+            self._line(f"Prediction before training: f({inputs_text(sample)}) = {shown}")
         if self.status:
             self.status.start(start.epochs, start.done, f"{start.engine} on {start.device}")
 

@@ -142,8 +142,9 @@ def weights_text(w: np.ndarray, precision: int, summary: bool = False) -> str:
 
 def summary_number(value: float, precision: int) -> str:
     """`precision` decimals, as on epoch lines, unless they keep fewer than two significant digits of the value
-    (0.000 for 0.0004): then `precision` (at least two) significant digits."""
-    if value != 0 and abs(value) < 10.0 ** (1 - precision):
+    (0.000 for 0.0004), or it is 1e15 or more (a line of 300 digits for 1e300): then `precision` (at least two)
+    significant digits."""
+    if value != 0 and not 10.0 ** (1 - precision) <= abs(value) < 1e15:
         return f"{value:.{max(precision, 2)}g}"
     return f"{value:.{precision}f}"
 

@@ -85,7 +85,14 @@ def initial_weights(config: Config, d: int) -> tuple[np.ndarray, float]:
         bound = 1.0 / math.sqrt(d)
         w, b = rng.uniform(-bound, bound, size=d), float(rng.uniform(-bound, bound))
     dtype = np.dtype(config.model.dtype)
-    return w.astype(dtype), float(dtype.type(b)) if config.model.bias else 0.0
+    with np.errstate(over="ignore"):
+        w = w.astype(dtype)
+    if not np.all(np.isfinite(w)):
+        raise ConfigError(
+            f"model.init_std = {config.model.init_std:g} draws initial weights beyond what {dtype} holds (about "
+            f"{float(np.finfo(dtype).max):.2g}). Lower model.init_std (0.01 is common), or use model.init: torch."
+        )
+    return w, float(dtype.type(b)) if config.model.bias else 0.0
 
 
 def fit(
@@ -390,6 +397,17 @@ def _early_stop(config: Config, stop: StopRules, history: list[EpochLog]) -> tup
 
 def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: str) -> Schedule:
     train = config.train
+    largest = float(np.finfo(np.dtype(config.model.dtype)).max)
+    for key, value in (
+        ("train.lr", rates.lr),
+        ("train.momentum", rates.momentum),
+        ("train.weight_decay", train.weight_decay),
+    ):
+        if abs(value) > largest:  # the engines take it in the run's dtype, where it would be inf
+            raise ConfigError(
+                f"{key} = {value:g} is beyond what {config.model.dtype} holds (about {largest:.2g}), the run's "
+                f"model.dtype. Lower it{', or set model.dtype: float64' if config.model.dtype == 'float32' else ''}."
+            )
     return Schedule(
         epochs=train.epochs,
         lr=rates.lr,
@@ -491,7 +509,8 @@ def _optimum(prepared: Prepared, config: Config) -> Optimum:
 
 
 def _predict(w: np.ndarray, b: float, sample: list[float]) -> float:
-    return float(np.dot(w, sample) + b)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float64: shown as inf, a sample given to look at
+        return float(np.dot(w, sample) + b)
 
 
 def _prediction_inputs(config: Config, d: int) -> list[list[float]]:

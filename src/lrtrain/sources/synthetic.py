@@ -25,7 +25,14 @@ def chunks(spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16) -> Iterato
     for start in range(0, spec.rows, chunk_rows):
         n = min(chunk_rows, spec.rows - start)
         x = x_rng.standard_normal((n, spec.features))
-        y = x @ w + spec.bias + spec.noise * noise_rng.standard_normal(n)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = x @ w + spec.bias + spec.noise * noise_rng.standard_normal(n)
+        if not np.all(np.isfinite(y)):
+            raise DataError(
+                f"synthetic data: y = x·w + bias + noise goes beyond float64 (about 1.8e308) with weights up to "
+                f"{float(np.max(np.abs(w), initial=0.0)):.3g}, bias {spec.bias:g} and noise {spec.noise:g}. Lower them "
+                "(data.weights, data.bias, data.noise; --weights, --bias, --noise for data make)."
+            )
         loading_point()  # Ctrl-C while a large table is drawn stops here
         yield x, y
 
