@@ -120,6 +120,27 @@ def test_a_single_level_and_a_categorical_target_are_refused(workdir: Path) -> N
     assert "not among the features" in message
 
 
+def test_a_level_that_validation_takes_whole_is_named_in_a_note(workdir: Path) -> None:
+    """40 rows, one of level 'rare', held out for validation by the seed: no training row has it, its weight is 0
+    and the model predicts it as the baseline; the run says so instead of leaving it to a summary's footnote."""
+    from lrtrain.order import held_out
+
+    rng = np.random.default_rng(2)
+    lines = ["a,b,c,y"] + [
+        f"{a:.6f},{b:.6f},{'rare' if i == 7 else ['p', 'q'][i % 2]},{2 * a + 3 * b + i % 2 + rng.normal():.6f}"
+        for i, (a, b) in enumerate(rng.normal(size=(40, 2)))
+    ]
+    (workdir / "d.csv").write_text("\n".join(lines) + "\n")
+    seed = next(s for s in range(100) if 7 in held_out(40, 20, s, 0, 40)[1])
+    common = ["--set", "data.path=d.csv", "--set", "data.categorical=[c]", "--engine", "exact", "--json"]
+    result = cli("fit", *common, "--set", "data.validation=0.5", "--set", f"seed={seed}")
+    assert result.exit_code == 0, result.output
+    assert "note: 1 level(s) occur only in the 20 validation rows" in result.stderr
+    assert "c[rare] (baseline 'p')" in result.stderr
+    whole = cli("fit", *common)
+    assert "occur only in" not in whole.stderr
+
+
 def test_indicators_encode_known_levels_and_name_an_unseen_one() -> None:
     levels = levels_of("city", ["Paris", "Berlin", "Paris", "Lyon"], "test")
     assert levels == Levels("city", ("Berlin", "Lyon", "Paris"))

@@ -142,8 +142,10 @@ def _fit(
     try:
         with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
             prepared = prepare(load(config, group), config, group)  # under torchrun, this rank's rows only
-        if listener is not None and main and (note := sources.dropped_note(prepared.raw)):
-            listener.note(note)
+        unseen = _unseen_levels(prepared)  # by every rank: the moments are a collective
+        for note in (sources.dropped_note(prepared.raw), unseen):
+            if listener is not None and main and note:
+                listener.note(note)
         if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
             prepared.fingerprint  # noqa: B018  a process slow to stop), nor on rank 0 alone once the others left
         checkpoint = runs.load_checkpoint(resume, prepared, config) if resume is not None else None
@@ -304,6 +306,30 @@ def _losses(prepared: Prepared, models: list[tuple[np.ndarray, float]]) -> list[
         if all(squares_hold(moments, loss * moments.n) for loss in losses):
             return losses
     return mean_squares(prepared.x, prepared.y, prepared.rows, prepared.shard, models)
+
+
+def _unseen_levels(prepared: Prepared) -> str | None:
+    """A note for the levels that validation took every row of: their indicators are 0 on every training row, so
+    their weights stay 0 and the model predicts them as the baseline. None when there are none."""
+    if not prepared.raw.levels or not prepared.val_rows:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum beyond float64 is refused by train(), in words
+        moments = prepared.moments
+    index = {name: j for j, name in enumerate(prepared.raw.features)}
+    unseen = [
+        (levels, name)
+        for levels in prepared.raw.levels
+        for name in levels.names
+        if moments.x_mean[index[name]] == 0 and moments.gram[index[name], index[name]] == 0
+    ]
+    if not unseen:
+        return None
+    named = ", ".join(f"{name} (baseline {levels.baseline!r})" for levels, name in unseen)
+    return (
+        f"note: {len(unseen)} level(s) occur only in the {prepared.val_rows} validation rows (data.validation), so "
+        f"no training row has them: {named}. Their weights stay 0 and the model predicts them as the baseline. "
+        "Use more data, a smaller data.validation, or another seed."
+    )
 
 
 def _solved(log: EpochLog) -> Generator[EpochLog, None, None]:
