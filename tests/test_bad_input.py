@@ -11,6 +11,7 @@ bug breaks (``raises=``): any other failure in that case still fails the test.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
@@ -1380,6 +1381,78 @@ FILE_KIND_CASES = [
 ]
 
 # CSV files a demanding user (or a broken export) hands over.
+TABLE = "a,y\n1,2\n2,3\n3,5\n"
+MISNAMED_CASES = [
+    case(
+        "csv-gzip-named-csv",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        files={"d.csv": gzip.compress(TABLE.encode(), mtime=0)},
+        stderr=("d.csv is gzip-compressed, not CSV text", "name it d.csv.gz"),
+    ),
+    case(
+        "csv-bzip2-named-csv",
+        "evaluate",
+        "--data",
+        "d.csv",
+        setup=fitted,
+        files={"d.csv": bz2.compress(TABLE.encode())},
+        stderr=("d.csv is bzip2-compressed, not CSV text", "name it d.csv.bz2"),
+    ),
+    case(
+        "csv-utf16-without-bom",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        files={"d.csv": TABLE.encode("utf-16-le")},
+        stderr=("d.csv is not UTF-8 text", "UTF-16", "iconv"),
+    ),
+    case(
+        "csv-nul-in-the-header",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        files={"d.csv": b"a\x00,y\n1,2\n2,3\n3,5\n"},
+        stderr=("d.csv: line 1 holds a NUL byte",),
+    ),
+    case(
+        "csv-header-alone-without-a-line-end",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        files={"d.csv": "x1,x2,y"},
+        stderr=("d.csv has a header but no data rows",),
+        absent=("Could not skip", "data.delimiter"),
+    ),
+    case(
+        "csv-thousands-separator",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        files={"d.csv": 'a,y\n"1,000",2\n2,3\n3,5\n'},
+        stderr=("thousands separator (1000)",),
+    ),
+    case(
+        "predict-data-from-a-pipe",
+        "predict",
+        "--data",
+        "p.csv",
+        setup=lambda folder: (fitted(folder), os.mkfifo(folder / "p.csv")),
+        stderr=("p.csv is a pipe or a device, not a file",),
+        absent=("is empty",),
+    ),
+    case(
+        "evaluate-data-through-a-link-loop",
+        "evaluate",
+        "--data",
+        "loop.csv",
+        setup=lambda folder: (fitted(folder), (folder / "loop.csv").symlink_to("loop.csv")),
+        stderr=("loop.csv cannot be opened", "symbolic links"),
+        absent=("does not exist",),
+    ),
+]
+
 CSV_HOSTILE_CASES = [
     case(
         "csv-unclosed-quote",
@@ -1793,6 +1866,7 @@ CASES = (
     + NUMBER_CASES
     + FILE_KIND_CASES
     + CSV_HOSTILE_CASES
+    + MISNAMED_CASES
     + MAKE_CASES
     + SERVE_CASES
 )

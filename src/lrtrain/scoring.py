@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import math
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +113,23 @@ def open_table(path: Path, delimiter: str | None = None) -> TableFile:
         except ValueError as exc:
             raise InputError(f"--delimiter {printable(repr(delimiter))}: {exc}.") from None
 
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist. Check the path (--data FILE): a CSV or Parquet file.")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise DataError(
+            f"data file {path} does not exist. Check the path (--data FILE): a CSV or Parquet file."
+        ) from None
+    except OSError as exc:  # a loop of links, a folder on the way without permission
+        raise DataError(
+            f"data file {path} cannot be opened: {exc.strerror or exc}. Check the path (--data FILE)."
+        ) from None
     if path.is_dir():
         raise DataError(f"data file {path} is a folder. Give --data a CSV or Parquet file.")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):  # a pipe's size is 0, and the table is read more than once
+        raise DataError(
+            f"data file {path} is a pipe or a device, not a file. Save the table to a file and give --data that."
+        )
+    if info.st_size == 0:
         raise DataError(f"data file {path} is empty. It needs a header line and at least one data row.")
     suffixes = [s.lower() for s in path.suffixes]
     compression = COMPRESSION.get(suffixes[-1]) if suffixes else None

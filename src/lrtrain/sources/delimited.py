@@ -71,10 +71,17 @@ DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+", re.ASCII)  # 1,5 for 1.5, as some lo
 
 def decimal_comma(cell: str) -> str:
     """The words for a cell that is a number written with a decimal comma; '' for any other cell."""
-    if not DECIMAL_COMMA.fullmatch(cell.strip()):
+    cell = cell.strip()
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", cell, re.ASCII):  # 1,000: thousands more likely than 1.000
+        return (
+            f" It looks like a number with a thousands separator ({cell.replace(',', '')}) or a decimal comma "
+            f"({cell.replace(',', '.')}): lrtrain reads plain digits and a decimal point. Save the file without "
+            "separators (a spreadsheet's General number format, or pandas' to_csv())."
+        )
+    if not DECIMAL_COMMA.fullmatch(cell):
         return ""
     return (
-        f" It looks like a number written with a decimal comma ({cell.strip().replace(',', '.')}): lrtrain reads "
+        f" It looks like a number written with a decimal comma ({cell.replace(',', '.')}): lrtrain reads "
         "a decimal point. Save the file with decimal points (a spreadsheet in an English locale, or pandas' "
         "to_csv(decimal='.'))."
     )
@@ -131,6 +138,8 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
     chosen = [names[i] for i in columns]
     origin = f"data file {path}"
     nothing = f"data file {path} has a header but no data rows. Add rows of numbers below the header."
+    if spec.header and not first.endswith(b"\n"):  # line 1 ran to the end of the file: there is nothing below it
+        raise DataError(nothing)
     if group.world > 1 and compression is None:
         shared = _share(reader, skip, group)
         if shared is not None:

@@ -53,6 +53,7 @@ def line_one(stream: Any, path: Path) -> bytes:
         if size > LINE_BYTES:
             break
     line = b"".join(pieces)
+    _not_text(line, path)
     text = line.removesuffix(b"\n").removesuffix(b"\r")
     if b"\r" in text and b'"' not in text:  # a carriage return that ends no line end: a line end of its own
         raise DataError(
@@ -65,6 +66,41 @@ def line_one(stream: Any, path: Path) -> bytes:
             "CSV line lrtrain can parse. Is it a CSV file (one row per line)?"
         )
     return line
+
+
+# the first bytes of files that are not CSV text, what each is, and the suffix that says so
+SIGNATURES = (
+    (b"\x1f\x8b", "gzip-compressed", ".gz"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", ".zst"),
+    (b"PAR1", "a Parquet file", ".parquet"),
+    (b"PK\x03\x04", "a zip archive (a spreadsheet workbook, say)", None),
+)
+
+
+def _not_text(line: bytes, path: Path) -> None:
+    """A DataError for a first line that shows the file is not CSV text: compressed, Parquet, a zip, or UTF-16
+    (Excel's "Unicode text"), whose every other byte is a NUL, so that it was read as one odd column."""
+    kind, suffix = next(((k, s) for magic, k, s in SIGNATURES if line.startswith(magic)), (None, None))
+    if kind is None and line.startswith(b"BZh") and line[4:10] == b"1AY&SY":
+        kind, suffix = "bzip2-compressed", ".bz2"
+    if kind is not None:
+        fix = (
+            f"name it {path.name}{suffix} (lrtrain reads a file's format from its name)"
+            if suffix
+            else ("save it as CSV (UTF-8) and point at that")
+        )
+        raise DataError(f"data file {path} is {kind}, not CSV text: {fix}.")
+    nuls = line.count(b"\x00")
+    if nuls and not line.startswith((b"\xff\xfe", b"\xfe\xff")) and nuls * 4 < len(line):
+        raise DataError(
+            f"data file {path}: line 1 holds a NUL byte, which no column name has (is the file binary, or cut "
+            "from another?). Remove it, or export the table again."
+        )
+    if nuls or line.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(
+            f"data file {path} is not UTF-8 text: its first line holds NUL bytes, as UTF-16 text does (Excel's "
+            "'Unicode Text', PowerShell's default). Save it as UTF-8 CSV, e.g. iconv -f UTF-16 -t UTF-8 FILE > NEW.csv."
+        )
 
 
 def header_cells(text: str, delimiter: str, path: Path) -> list[str]:
