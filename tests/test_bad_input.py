@@ -1382,7 +1382,34 @@ FILE_KIND_CASES = [
 
 # CSV files a demanding user (or a broken export) hands over.
 TABLE = "a,y\n1,2\n2,3\n3,5\n"
+
+
+def a_parquet_with_an_unnamed_column(folder: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "": [1.0, 0.0, 2.0], "y": [2.0, 3.0, 5.0]}), folder / "d.parquet")
+
+
 MISNAMED_CASES = [
+    case(
+        "parquet-column-without-a-name",
+        "fit",
+        "--set",
+        "data.path=d.parquet",
+        setup=a_parquet_with_an_unnamed_column,
+        stderr=("d.parquet: column 2 has no name", "data.features"),
+    ),
+    case(
+        "csv-categorical-named-twice",
+        "fit",
+        "--set",
+        "data.path=d.csv",
+        "--set",
+        "data.categorical=[c, c]",
+        files={"d.csv": "a,c,y\n1,p,2\n2,q,3\n3,p,5\n4,q,4\n"},
+        stderr=("data.categorical names column 'c' twice",),
+    ),
     case(
         "csv-gzip-named-csv",
         "fit",

@@ -665,7 +665,7 @@ def test_a_share_whose_first_reading_stops_short_still_counts_every_quote_for_th
 def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[str, int]]]:
     """The (file name, row group) pairs each thread has pyarrow decode, from here on."""
     decoded: dict[int, set[tuple[str, int]]] = {}
-    opened = parquet._open
+    opened = parquet.open_part
 
     def spied(file: Path) -> Any:
         handle = opened(file)
@@ -679,7 +679,7 @@ def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[st
         handle.iter_batches = counted
         return handle
 
-    monkeypatch.setattr(parquet, "_open", spied)
+    monkeypatch.setattr(parquet, "open_part", spied)
     return decoded
 
 

@@ -134,6 +134,29 @@ def test_quoted_line_ends_in_cells_are_read_in_every_batch(workdir: Path, monkey
     assert [row["id"] for row in rows] == table["id"].tolist()
 
 
+def test_a_folder_of_parquet_files_is_read_as_fit_reads_it(workdir: Path) -> None:
+    """Every file under the folder in name order, as one table: the same predictions and errors as one file."""
+    run = _fit(workdir)
+    table = _test_table(rows=90)
+    whole = pa.table(table)
+    (workdir / "parts").mkdir()
+    pq.write_table(whole.slice(0, 40), workdir / "parts" / "a.parquet")
+    pq.write_table(whole.slice(40), workdir / "parts" / "b.parquet")
+    (workdir / "parts" / "_SUCCESS").write_text("")
+    pq.write_table(whole, workdir / "one.parquet")
+    parted, single = _evaluation(str(run), "--data", "parts"), _evaluation(str(run), "--data", "one.parquet")
+    assert parted["rows"] == single["rows"] == 90
+    for key in ("mse", "rmse", "mae", "r2"):
+        assert parted[key] == pytest.approx(single[key], rel=1e-12), key
+    parts = cli("predict", "--model", str(run), "--data", "parts")
+    assert parts.exit_code == 0, parts.output
+    assert parts.stdout == cli("predict", "--model", str(run), "--data", "one.parquet").stdout
+    pq.write_table(whole.drop_columns(["id"]), workdir / "parts" / "c.parquet")
+    other = cli("evaluate", str(run), "--data", "parts")
+    assert other.exit_code == 2
+    assert "c.parquet has other columns than" in other.stderr
+
+
 def test_evaluate_without_a_bias_reports_the_uncentered_r2_as_fit_does(workdir: Path) -> None:
     run = _fit(workdir, bias=False)
     table = _test_table(offset=0.0)

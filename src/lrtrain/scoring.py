@@ -45,10 +45,11 @@ class TableFile:
     names: list[str]
     compression: str | None = None
     delimiter: str = ","
+    files: tuple[Path, ...] = ()  # a folder of Parquet files: them, in order (sources.parquet reads them so)
 
     @property
     def origin(self) -> str:
-        return f"data file {self.path}"
+        return f"data folder {self.path}" if self.files else f"data file {self.path}"
 
     def place(self, row: int) -> str:
         """Where row `row` (0-based, of the data) is, for messages: a line of a text file, a row of Parquet."""
@@ -98,7 +99,25 @@ class TableFile:
     def _parquet(self) -> Iterator[Any]:
         from lrtrain.sources.parquet import open_file
 
-        yield from open_file(self.path).iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
+        for file in self.files or (self.path,):
+            yield from open_file(file).iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
+
+
+def _parquet_folder(path: Path, delimiter: str | None) -> TableFile:
+    """A folder of Parquet files as fit reads it (sources.parquet): every file, in name order, one schema."""
+    from lrtrain.sources.parquet import open_part, table_files
+
+    if delimiter is not None:
+        raise InputError(f"--delimiter is for a CSV table; data folder {path} holds Parquet. Leave --delimiter out.")
+    files = table_files(path)
+    names = [list(open_part(file).schema_arrow.names) for file in files]
+    differs = next((file for file, these in zip(files, names, strict=True) if these != names[0]), None)
+    if differs is not None:
+        raise DataError(
+            f"data folder {path}: {differs} has other columns than {files[0]} ({', '.join(names[0][:6])}). Every "
+            "file of a folder is a part of one table: give them the same columns."
+        )
+    return TableFile(path, "parquet", names[0], files=tuple(files))
 
 
 def open_table(path: Path, delimiter: str | None = None) -> TableFile:
@@ -124,7 +143,7 @@ def open_table(path: Path, delimiter: str | None = None) -> TableFile:
             f"data file {path} cannot be opened: {exc.strerror or exc}. Check the path (--data FILE)."
         ) from None
     if path.is_dir():
-        raise DataError(f"data file {path} is a folder. Give --data a CSV or Parquet file.")
+        return _parquet_folder(path, delimiter)
     if not stat.S_ISREG(info.st_mode):  # a pipe's size is 0, and the table is read more than once
         raise DataError(
             f"data file {path} is a pipe or a device, not a file. Save the table to a file and give --data that."

@@ -75,5 +75,7 @@ def categorical_columns(
                 f"data file {path}: data.categorical names column {names[index]!r}, which is not among the features "
                 "(data.features). Add it to data.features or remove it from data.categorical."
             )
+        if index in chosen:
+            raise DataError(f"data file {path}: data.categorical names column {names[index]!r} twice. List it once.")
         chosen.add(index)
     return chosen

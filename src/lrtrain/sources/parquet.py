@@ -38,8 +38,8 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
     import pyarrow as pa
 
     path = Path(spec.path)
-    files = _files(path)
-    opened = [_open(file) for file in files]
+    files = table_files(path)
+    opened = [open_part(file) for file in files]
     schema = opened[0].schema_arrow
     names = list(schema.names)
     if len(set(names)) != len(names):
@@ -51,6 +51,11 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
     if not features:
         raise DataError(f"data file {path} has only one column ({names[target]!r}), the target: there are no features.")
     chosen = [names[i] for i in [*features, target]]
+    if "" in chosen:
+        raise DataError(
+            f"data file {files[0]}: column {names.index('') + 1} has no name, and the model names each feature. "
+            "Name it when writing the table, or leave it out with data.features."
+        )
     text = {chosen.index(names[i]) for i in categorical_columns(spec.categorical, names, features, target, path, True)}
     for file, handle in zip(files, opened, strict=True):
         _check_columns(file, handle, chosen, text, schema, pa)
@@ -85,7 +90,7 @@ def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
     )
 
 
-def _files(path: Path) -> list[Path]:
+def table_files(path: Path) -> list[Path]:
     """The Parquet files of `path`: itself, or every file under the folder in name order, as pyarrow's datasets
     take them (whatever their names end in; hidden and _ names left out, as Spark and pyarrow write them beside
     the data). Something there that cannot be read is an error that names it, never rows silently left out."""
@@ -114,7 +119,7 @@ def _files(path: Path) -> list[Path]:
     return found
 
 
-def _open(file: Path) -> Any:
+def open_part(file: Path) -> Any:
     """A Parquet file's reader (see `open_file`); a file that is not Parquet is a DataError naming it."""
     import pyarrow as pa
 
