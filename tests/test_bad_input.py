@@ -789,6 +789,9 @@ MODEL_CASES = [
 ]
 
 ENGINE_CASES = [
+    case("engine-empty", "fit", "--engine", "", stderr=("--engine is empty", "--engine exact")),
+    case("device-empty", "fit", "--engine", "torch", "--device", "", stderr=("--device is empty",)),
+    case("compare-engine-ending-in-a-colon", "compare", "manual", "torch:", stderr=("'torch:' ends in a colon",)),
     case(
         "compare-unknown-engine",
         "compare",
@@ -2105,3 +2108,12 @@ def test_a_prediction_of_1e308_asked_of_fit_is_shown_short_and_without_warnings(
     assert "Prediction before training: f(1e+308) = 2.74e+307\n" in result.stdout
     assert "Prediction after training: f(1e+308) = inf\n" in result.stdout
     assert "Warning" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["config"], ["data"]], ids=["lrtrain", "lrtrain config", "lrtrain data"])
+def test_a_group_without_a_command_shows_its_help_line_by_line(workdir: Path, args: list[str]) -> None:
+    result = run_installed(*args, cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Usage: lrtrain {' '.join([*args, ''])}[OPTIONS] COMMAND [ARGS]...\n")
+    assert "\nCommands:\n" in result.stderr
+    assert "\\x0a" not in result.stderr

@@ -140,8 +140,12 @@ def fit(
     run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
     """
     from lrtrain import live, parallel, render, training
+    from lrtrain.errors import ConfigError
     from lrtrain.runs import resume_config
 
+    for option, value, example in (("--engine", engine, "exact"), ("--device", device, "cpu")):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{option} is empty. Name one (e.g. {option} {example}), or leave the option out.")
     extra = [f"train.engine={engine}"] if engine else []
     extra += [f"train.device={device}"] if device else []
     if resume is not None:

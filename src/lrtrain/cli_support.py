@@ -189,6 +189,9 @@ def usage_error(exc: Exception) -> None:
     """A usage error as click shows it (usage, where to find help, the error), the error printable and bounded:
     it may echo what was typed, which can hold control characters or be megabytes long."""
     ctx = getattr(exc, "ctx", None)
+    if ctx is not None and type(exc).__name__ == "NoArgsIsHelpError":  # `lrtrain`, `lrtrain config`: the help
+        print(ctx.get_help(), file=sys.stderr)  # our own text, line by line (its message would be one escaped line)
+        return
     if ctx is not None:
         names = ctx.help_option_names if ctx.command.get_help_option(ctx) is not None else []
         hint = f"Try '{ctx.command_path} {names[0]}' for help.\n" if names else ""

@@ -54,7 +54,9 @@ class Start:
 
 def parse_engine(text: str, default_device: str) -> tuple[str, str]:
     """'manual' | 'torch' | 'torch:cuda' | 'exact' -> (engine, device)."""
-    name, _, device = text.partition(":")
+    name, colon, device = text.partition(":")
+    if colon and not device:
+        raise ConfigError(f"engine {text!r} ends in a colon: name the device after it (torch:cuda), or leave it out.")
     if name not in ENGINES:
         import difflib
 
