@@ -91,13 +91,17 @@ def test_an_ascii_only_stdout_gets_escapes_not_a_failure(tmp_path: Path, env: di
     assert summary.returncode == 0, summary.stderr
 
 
-def test_threads_far_beyond_the_machine_are_refused_before_torch_crashes(workdir: Path) -> None:
-    result = cli("fit", "--engine", "torch", "--set", "train.threads=100000")
+@pytest.mark.parametrize("engine", ["torch", "manual", "exact"])
+def test_threads_far_beyond_the_machine_are_refused_before_torch_crashes(workdir: Path, engine: str) -> None:
+    result = cli("fit", "--engine", engine, "--set", "train.threads=100000")
     assert result.exit_code == 2, result.output
     cores = len(os.sched_getaffinity(0))
     assert f"train.threads = 100000 is far more than this machine's {cores} usable CPU core" in result.stderr
     assert f"--set train.threads={cores}" in result.stderr
     assert result.stdout == ""  # refused before the data is read, as a missing device is
+    compared = cli("compare", "manual", "exact", "--set", "train.threads=100000")
+    assert compared.exit_code == 2
+    assert "train.threads = 100000 is far more" in compared.stderr
 
 
 def test_runs_lists_an_unreadable_folder_and_still_the_others(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

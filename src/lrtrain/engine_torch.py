@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -16,8 +15,9 @@ from torch.optim import lr_scheduler
 
 from lrtrain import parallel
 from lrtrain.engine import EpochLog, Schedule, State
-from lrtrain.errors import ConfigError, DeviceError
+from lrtrain.errors import DeviceError
 from lrtrain.prepare import Prepared
+from lrtrain.system import check_threads
 
 
 def available_devices() -> list[str]:
@@ -67,25 +67,6 @@ def resolve_device(name: str) -> torch.device:
             "Choose one of those (fit --device cpu, compare torch:cpu), or auto for the best one present."
         )
     return torch.device(canonical)
-
-
-THREADS_PER_CORE = 4  # beyond this many threads a core, torch only slows down; far beyond, its pool crashes
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, e.g. a container's share), else the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def check_threads(threads: int | None) -> None:
-    """train.threads far beyond the machine makes torch's thread pool crash (a segfault): refuse it first."""
-    cores = usable_cores()
-    if threads is not None and threads > THREADS_PER_CORE * cores:
-        raise ConfigError(
-            f"train.threads = {threads} is far more than this machine's {cores} usable CPU core(s): torch allows "
-            f"up to {THREADS_PER_CORE} threads a core ({THREADS_PER_CORE * cores} here). Use --set "
-            f"train.threads={cores}, or null for the libraries' default (every core)."
-        )
 
 
 def train(data: Prepared, schedule: Schedule, start: State) -> Iterator[EpochLog]:

@@ -32,7 +32,7 @@ def describe() -> dict[str, Any]:
         "lrtrain": __version__,
         "python": f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
         "platform": platform.platform(),
-        "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "usable": _usable_cores()},
+        "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "usable": usable_cores()},
         "packages": {name: _version(name) for name in ("numpy", "torch", "typer", "rich", "pydantic", "matplotlib")},
         "blas": blas,
         "torch": torch,
@@ -46,9 +46,25 @@ def _version(package: str) -> str | None:
         return None  # an optional extra that is not installed
 
 
-def _usable_cores() -> int | None:
+def usable_cores() -> int:
     """Cores this process may run on (a container or taskset may allow fewer than the machine has)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+THREADS_PER_CORE = 4  # beyond this many threads a core, BLAS and torch only slow down; far beyond, torch's pool crashes
+
+
+def check_threads(threads: int | None) -> None:
+    """train.threads far beyond the machine, refused before it is used (torch's thread pool crashes: a segfault)."""
+    cores = usable_cores()
+    if threads is not None and threads > THREADS_PER_CORE * cores:
+        from lrtrain.errors import ConfigError
+
+        raise ConfigError(
+            f"train.threads = {threads} is far more than this machine's {cores} usable CPU core(s): lrtrain allows "
+            f"up to {THREADS_PER_CORE} threads a core ({THREADS_PER_CORE * cores} here). Use --set "
+            f"train.threads={cores}, or null for the libraries' default (every core)."
+        )
 
 
 def _cpu_model() -> str:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrtrain import model, parallel, runs, sources, stats, steps
+from lrtrain import model, parallel, runs, sources, stats, steps, system
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.engine_exact import unrepresentable
@@ -134,9 +134,8 @@ def _fit(
     if engine == "exact":
         config = _in_float64(config)
     device = parallel.local_device(device)
-    module, _ = _engine(engine, device)  # a missing device fails before the data is even read,
-    if hasattr(module, "check_threads"):  # and so do more threads than the engine can take
-        module.check_threads(config.train.threads)
+    _engine(engine, device)  # a missing device fails before the data is even read,
+    system.check_threads(config.train.threads)  # and so do more threads than the machine can take
     main = parallel.is_main()  # under torchrun, rank 0 speaks and writes; the others only train
     save = config.output.save and main
     finished = False
@@ -593,6 +592,7 @@ def compare(
     `watch(label, index)` may return a listener for that engine's training (a progress view).
     """
     specs = [parse_engine(text, config.train.device) for text in engines]
+    system.check_threads(config.train.threads)
     source = load(config)
     with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
         prepared = prepare(source, config)
