@@ -2117,3 +2117,16 @@ def test_a_group_without_a_command_shows_its_help_line_by_line(workdir: Path, ar
     assert result.stderr.startswith(f"Usage: lrtrain {' '.join([*args, ''])}[OPTIONS] COMMAND [ARGS]...\n")
     assert "\nCommands:\n" in result.stderr
     assert "\\x0a" not in result.stderr
+
+
+def test_runs_lists_a_model_predict_would_refuse_as_unreadable_with_its_reason(workdir: Path) -> None:
+    run = exact_run(workdir)
+    saved = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**saved, "weights": [None, 1.0]}))
+    listed = cli("runs", "--json")
+    assert listed.exit_code == 0, listed.output
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["status"] == "unreadable"
+    assert "weights missing or malformed" in row["problem"]
+    assert "Python" not in row["problem"]
+    assert "subscriptable" not in row["problem"]

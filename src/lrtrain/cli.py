@@ -393,10 +393,10 @@ def runs(
     json_output: JsonOption = False,
 ) -> None:
     """List the run folders, oldest first: name, status, engine, epochs, final loss, R², when."""
-    from lrtrain import render
+    from lrtrain import model, render
     from lrtrain.runs import list_runs
 
-    render.runs(list_runs(runs_dir), str(runs_dir), output(json_output))
+    render.runs(list_runs(runs_dir, model.load), str(runs_dir), output(json_output))
 
 
 @app.command(cls=Command, epilog=EXIT_CODES)

@@ -461,8 +461,9 @@ class RunInfo:
     problem: str | None = None  # why the folder could not be read
 
 
-def list_runs(root: Path) -> list[RunInfo]:
-    """The run folders under `root`, oldest first; unreadable ones are listed with the reason."""
+def list_runs(root: Path, checked: Callable[[Path], object] | None = None) -> list[RunInfo]:
+    """The run folders under `root`, oldest first; unreadable ones are listed with the reason. `checked` reads a
+    model.json as predict and summary do (model.load): one they would refuse is not listed as finished."""
     try:
         folders = sorted(root.iterdir()) if root.exists() else []
     except NotADirectoryError:
@@ -472,11 +473,12 @@ def list_runs(root: Path) -> list[RunInfo]:
     except OSError as exc:
         raise ConfigError(f"cannot list the runs in {root}: {exc.strerror or exc}.") from None
     return sorted(
-        (run for run in map(_run_info, folders) if run is not None), key=lambda run: (run.when, str(run.path))
+        (run for run in (_run_info(folder, checked) for folder in folders) if run is not None),
+        key=lambda run: (run.when, str(run.path)),
     )
 
 
-def _run_info(folder: Path) -> RunInfo | None:
+def _run_info(folder: Path, checked: Callable[[Path], object] | None = None) -> RunInfo | None:
     """What a run folder holds (None: not a run folder, it has no config.yaml)."""
     model_file, checkpoint_file, config_file = (
         folder / MODEL_FILE,
@@ -496,6 +498,8 @@ def _run_info(folder: Path) -> RunInfo | None:
     reading = model_file
     try:
         if model_file.is_file():
+            if checked is not None:
+                checked(model_file)
             payload = read_json(model_file, "model", ConfigError, "model file")
             metrics = payload["metrics"]
             engine, epochs = str(payload["engine"]), int(metrics["epochs"])
