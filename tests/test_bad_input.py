@@ -2130,3 +2130,33 @@ def test_runs_lists_a_model_predict_would_refuse_as_unreadable_with_its_reason(w
     assert "weights missing or malformed" in row["problem"]
     assert "Python" not in row["problem"]
     assert "subscriptable" not in row["problem"]
+
+
+def test_model_files_with_a_key_twice_or_a_feature_named_twice_are_damaged(workdir: Path) -> None:
+    run = exact_run(workdir)
+    text = (run / "model.json").read_text()
+    (run / "model.json").write_text(text.replace('"weights": [', '"bias": 1e6,\n  "weights": [', 1))
+    twice = cli("predict", "--model", str(run), "1,2")
+    assert twice.exit_code == 2
+    assert "the key 'bias' appears twice" in twice.stderr
+    saved = json.loads(text)
+    (run / "model.json").write_text(json.dumps({**saved, "features": ["x0", "x0"]}))
+    named = cli("predict", "--model", str(run), "1,2")
+    assert named.exit_code == 2
+    assert "the feature 'x0' is named twice" in named.stderr
+
+
+def test_a_learning_rate_that_rounds_to_zero_in_the_runs_dtype_is_refused(workdir: Path) -> None:
+    result = cli("fit", "--set", "train.lr=1e-320")
+    assert result.exit_code == 2
+    assert "below what float32 holds" in result.stderr
+    assert "where it would be 0" in result.stderr
+
+
+def test_predict_data_to_dash_writes_stdout(workdir: Path) -> None:
+    run = exact_run(workdir)
+    (workdir / "t.csv").write_text("x0,x1\n1,2\n3,4\n")
+    dashed = cli("predict", "--model", str(run), "--data", "t.csv", "-o", "-")
+    assert dashed.exit_code == 0, dashed.output
+    assert dashed.stdout == cli("predict", "--model", str(run), "--data", "t.csv").stdout
+    assert not (workdir / "-").exists()

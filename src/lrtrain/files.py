@@ -113,12 +113,21 @@ def write_json(path: Path, payload: dict[str, Any], allow_nan: bool = False) -> 
 def read_json(path: Path, kind: str, error: type[LrtrainError], what: str) -> Any:
     """The JSON in `path`, read with the limit of its `kind` (errors.READ_LIMITS; `error` beyond it). Whatever
     the bytes are, a failure to parse them is a ValueError that says why (not UTF-8, not JSON, nested too
-    deeply, an integer of thousands of digits); OSError is the caller's."""
+    deeply, an integer of thousands of digits, a key twice in an object); OSError is the caller's."""
     data = read_limited(path, kind, error, what)
     try:
-        return json.loads(data.decode("utf-8"), parse_int=_int)
+        return json.loads(data.decode("utf-8"), parse_int=_int, object_pairs_hook=_unique)
     except RecursionError:
         raise ValueError("nested too deeply to be an lrtrain file") from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are distinct: JSON's last-one-wins would let an edit hide behind an earlier value."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        twice = next(key for key in found if sum(k == key for k, _ in pairs) > 1)
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return found
 
 
 def _int(text: str) -> int:

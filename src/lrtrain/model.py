@@ -212,6 +212,9 @@ def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --
         raise ModelError(
             f"model file {path} is damaged: {len(weights)} weights but {len(features)} feature names. Retrain it."
         )
+    if len(set(features)) != len(features):
+        twice = next(name for name in features if features.count(name) > 1)
+        raise ModelError(f"model file {path} is damaged: the feature {twice!r} is named twice. Retrain it.")
     statistics = payload.get("statistics")
     return Model(
         weights,

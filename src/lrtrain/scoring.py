@@ -482,6 +482,8 @@ def predict_file(
     the table's fields (see `open_table`)."""
     from lrtrain import model as model_module
 
+    if output is not None and str(output) == "-":  # -o -: stdout, as the Unix tools read it
+        output = None
     if output is not None:
         check_output(output, data)
     loaded = model_module.load(model) if model is not None else model_module.load_latest(Path("runs"), warn)

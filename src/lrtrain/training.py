@@ -430,10 +430,14 @@ def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: st
         ("train.momentum", rates.momentum),
         ("train.weight_decay", train.weight_decay),
     ):
-        if abs(value) > largest:  # the engines take it in the run's dtype, where it would be inf
+        with np.errstate(over="ignore"):
+            rounded = float(np.dtype(config.model.dtype).type(value))  # the engines take it in the run's dtype
+        if abs(value) > largest or (value != 0 and rounded == 0):  # where it would be inf, or 0
+            also = ", or set model.dtype: float64" if config.model.dtype == "float32" else ""
             raise ConfigError(
-                f"{key} = {value:g} is beyond what {config.model.dtype} holds (about {largest:.2g}), the run's "
-                f"model.dtype. Lower it{', or set model.dtype: float64' if config.model.dtype == 'float32' else ''}."
+                f"{key} = {value:g} is {'beyond' if rounded else 'below'} what {config.model.dtype} holds (about "
+                f"{largest if rounded else float(np.finfo(np.dtype(config.model.dtype)).smallest_subnormal):.2g}), "
+                f"the run's model.dtype, where it would be {rounded:g}. {'Lower' if rounded else 'Raise'} it{also}."
             )
     return Schedule(
         epochs=train.epochs,
