@@ -11,7 +11,7 @@ import pytest
 from lrtrain import plot
 from lrtrain.errors import ConfigError
 
-from .conftest import cli, files_under
+from .conftest import cli, files_under, run_installed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -183,3 +183,17 @@ def test_model_json_is_read_with_the_size_limit_of_every_model_read(
     (warning,) = drawn.warnings
     assert "model.json is larger than 0.01 MB" in warning
     assert "LRTRAIN_MAX_MODEL_MB" in warning
+
+
+def test_a_run_whose_config_is_a_pipe_is_plotted_with_a_warning_not_waited_on(workdir: Path) -> None:
+    import os
+
+    assert cli("fit", "--set", "train.epochs=20").exit_code == 0
+    run = next((workdir / "runs").iterdir())
+    (run / "config.yaml").unlink()
+    os.mkfifo(run / "config.yaml")
+    result = run_installed("plot", str(run), "-o", "loss.png", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "config.yaml could not be read" in result.stderr
+    assert "not a file" in result.stderr
+    assert (workdir / "loss.png").read_bytes().startswith(b"\x89PNG")

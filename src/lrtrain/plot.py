@@ -64,6 +64,8 @@ def plot_run(run_dir: Path, out: Path) -> RunPlot:
     model, engine = _read_model(run_dir, warnings)
     config = None
     try:
+        if not (run_dir / CONFIG_FILE).is_file():  # a pipe there would be waited on for ever
+            raise ConfigError("it is not a file")
         config = config_module.load_config(run_dir / CONFIG_FILE)
     except LrtrainError as exc:
         warnings.append(f"{run_dir / CONFIG_FILE} could not be read, so the plot may lack the engine and data: {exc}")
