@@ -1394,7 +1394,23 @@ def a_parquet_with_an_unnamed_column(folder: Path) -> None:
     pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "": [1.0, 0.0, 2.0], "y": [2.0, 3.0, 5.0]}), folder / "d.parquet")
 
 
+def a_gzip_cut_short(folder: Path) -> None:
+    fitted(folder)
+    rows = "".join(f"{i % 7},{i % 5},{i % 3}\n" for i in range(100_000))
+    packed = gzip.compress(("x0,x1,y\n" + rows).encode(), mtime=0)
+    (folder / "t.csv.gz").write_bytes(packed[: len(packed) // 2])
+
+
 MISNAMED_CASES = [
+    case(
+        "evaluate-gzip-cut-short",
+        "evaluate",
+        "--data",
+        "t.csv.gz",
+        setup=a_gzip_cut_short,
+        stderr=("t.csv.gz cannot be decompressed as gzip", "cut short or damaged"),
+        absent=("near line",),
+    ),
     case(
         "parquet-column-without-a-name",
         "fit",

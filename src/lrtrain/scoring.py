@@ -67,6 +67,11 @@ class TableFile:
                     at += batch.num_rows
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            if self.compression is not None and "compress" in reason.lower():
+                raise DataError(
+                    f"{self.origin} cannot be decompressed as {self.compression} ({reason}): it is "
+                    "cut short or damaged. Compress it again from the original."
+                ) from None
             what = "CSV" if self.kind == "csv" else "Parquet"
             near = f" near {self.place(at)}" if self.kind == "csv" else ""
             raise DataError(
