@@ -137,6 +137,30 @@ def test_training_stops_once_converged_and_epochs_become_a_cap(workdir: Path) ->
     assert every.converged is None
 
 
+@pytest.mark.parametrize("engine", ["manual", "torch"])
+@pytest.mark.parametrize("settings", [["train.momentum=0.9"], ["data.standardize=true"]], ids=["momentum", "plain"])
+def test_under_weight_decay_converged_means_at_the_ridge_optimum(
+    workdir: Path, engine: str, settings: list[str]
+) -> None:
+    """The target is the objective (MSE + (λ/2)|w|²): the MSE alone dips below the ridge optimum's on the way,
+    and a run stopped there as 'converged' with weights 10-100% off."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 2)) * [1.0, 3.0]
+    y = x @ [2.0, -0.5] + 3.0 + rng.normal(scale=0.5, size=50)
+    write(workdir / "wd.csv", iter([(x, y)]), 50, 2, ["a", "b"])
+    common = ["--set", "data.path=wd.csv", "--set", "train.weight_decay=0.5", "--set", "model.dtype=float64"]
+    common += ["--set", "train.lr=auto", "--set", "train.epochs=100000", "--set", "output.save=false", "--json"]
+    common += [arg for setting in settings for arg in ("--set", setting)]
+    ridge = json.loads(cli("fit", *common, "--engine", "exact").stdout.splitlines()[-1])
+    walked = cli("fit", *common, "--engine", engine)
+    assert walked.exit_code == 0, walked.output
+    result = json.loads(walked.stdout.splitlines()[-1])
+    assert result["stopped"] == "converged"
+    assert 0 <= result["gap"] <= 1e-6
+    np.testing.assert_allclose(result["weights"], ridge["weights"], rtol=2e-3)
+    assert result["bias"] == pytest.approx(ridge["bias"], rel=2e-3)
+
+
 def test_an_exact_fit_is_judged_by_the_absolute_gap(workdir: Path) -> None:
     result = cli("fit", "--json", "--set", "output.save=false", "--set", "train.epochs=5000")  # y = 2x exactly
     assert result.exit_code == 0, result.output

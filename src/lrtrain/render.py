@@ -192,9 +192,10 @@ def _gap_text(config: Config, result: FitResult) -> str:
     verdict = ""
     if result.converged is not None:
         verdict = f", {'within' if result.converged else 'above'} the target {config.train.target_gap:g}"
+    what, reference = ("objective", "ridge") if config.train.weight_decay else ("loss", "least squares")
     return (
-        f"loss {max(result.gap, 0.0):.3g}{relative}{verdict}; max |w - w*| {result.max_dw_to_optimum:.3g} "
-        "(least squares, float64)"
+        f"{what} {max(result.gap, 0.0):.3g}{relative}{verdict}; max |w - w*| {result.max_dw_to_optimum:.3g} "
+        f"({reference}, float64)"
     )
 
 

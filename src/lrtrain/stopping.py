@@ -33,35 +33,47 @@ def mse_from_moments(moments: Moments, w: np.ndarray, b: float) -> float:
 
 
 class Target:
-    """train.target_gap: the training loss within that relative gap of the optimum's (absolute when the optimum
-    is an exact fit). Checked after every epoch from the moments, O(D²), without a pass over the rows."""
+    """train.target_gap: the objective the engines minimise, the training loss plus (λ/2)|w|² with
+    train.weight_decay = λ, within that relative gap of the optimum's (absolute when the optimum is an exact
+    fit). Checked after every epoch from the moments, O(D²), without a pass over the rows. (The loss alone
+    would not do under weight decay: on the way to the ridge optimum it dips below the optimum's own.)"""
 
     def __init__(self, config: Config, prepared: Prepared, optimum: tuple[np.ndarray, float]) -> None:
         self.gap = config.train.target_gap
+        self.decay = config.train.weight_decay
         self.moments = prepared.moments
-        self.optimum = mse_from_moments(self.moments, *optimum)  # in the trained (standardized) space
+        self.best = optimum[0]  # in the trained (standardized) space
+        self.optimum = self.objective(mse_from_moments(self.moments, *optimum), optimum[0])
         spread = self.moments.tt / self.moments.n  # the loss of predicting the mean
         self.exact = self.optimum <= EXACT_FIT * spread
 
-    def gap_of(self, loss: float, optimum: float | None = None) -> float:
-        optimum = self.optimum if optimum is None else optimum
-        return loss - optimum if self.exact else (loss - optimum) / optimum
+    def objective(self, loss: float, weights: np.ndarray) -> float:
+        """The loss of `weights` (trained space) plus their penalty, (λ/2)|w|²; the bias has none."""
+        w = np.asarray(weights, dtype=np.float64)
+        return loss + self.decay / 2 * float(w @ w) if self.decay else loss
+
+    def gap_of(self, loss: float, weights: np.ndarray, optimum: float | None = None) -> float:
+        """How far the objective of `weights` with this `loss` is above the optimum's (or `optimum`, a loss)."""
+        reference = self.optimum if optimum is None else self.objective(optimum, self.best)
+        value = self.objective(loss, weights)
+        return value - reference if self.exact else (value - reference) / reference
 
     def reached(self, log: EpochLog) -> bool:
         """After this epoch's step, are the weights within the gap? The epoch's own loss (before the step, or
         a minibatch average) screens first, for free: only near the target is the loss of the weights after
         the step worked out from the moments."""
-        if self.gap == 0 or not self.gap_of(log.loss) <= SCREEN * self.gap:
+        if self.gap == 0 or not self.gap_of(log.loss, log.weights) <= SCREEN * self.gap:
             return False
-        return self.gap_of(mse_from_moments(self.moments, log.weights, log.bias)) <= self.gap
+        return self.gap_of(mse_from_moments(self.moments, log.weights, log.bias), log.weights) <= self.gap
 
     def shortfall(self, history: list[EpochLog], gap: float, pace: float | None, advice: list[str]) -> str:
         """What to say when the run ends above the gap: how far, how many epochs more at the pace of its last
         epochs, and the settings that get there faster."""
         kind = "" if self.exact else " (relative)"
         text = (
-            f"the run stopped short of train.target_gap = {self.gap:g}: its training loss is {gap:.3g}{kind} above "
-            f"the least-squares optimum after {history[-1].epoch} epochs."
+            f"the run stopped short of train.target_gap = {self.gap:g}: its training "
+            f"{'objective (loss + (λ/2)|w|²)' if self.decay else 'loss'} is {gap:.3g}{kind} above the "
+            f"{'ridge optimum' if self.decay else 'least-squares optimum'} after {history[-1].epoch} epochs."
         )
         if pace is not None and 0 < pace < 1:  # full batch: the slowest direction's pace, from the spectrum
             more = math.ceil(math.log(self.gap / gap) / math.log(pace))
@@ -71,7 +83,7 @@ class Target:
                 f"(--set train.epochs={history[-1].epoch + more})."
             )
         elif pace is None:  # minibatches: the pace observed over the last fifth of the run, noise and all
-            window = [self.gap_of(log.loss) for log in history[-max(5, min(len(history) // 5, 100)) :]]
+            window = [self.gap_of(log.loss, log.weights) for log in history[-max(5, min(len(history) // 5, 100)) :]]
             rate = math.log(window[-1] / window[0]) / (len(window) - 1) if len(window) > 1 and min(window) > 0 else 0
             if rate < -1e-12:
                 more = math.ceil(math.log(self.gap / gap) / rate)

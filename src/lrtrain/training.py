@@ -271,7 +271,7 @@ def train(
         raise DataError(
             unrepresentable(prepared, "the final loss" if math.isfinite(optimum_loss) else "the optimum's loss")
         )
-    gap = target.gap_of(loss, optimum_loss)
+    gap = target.gap_of(loss, best[0] if engine == "exact" else scaling.to_trained(w_raw, b_raw)[0], optimum_loss)
     result = FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
