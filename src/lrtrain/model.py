@@ -57,6 +57,7 @@ class Model(NamedTuple):
             "level": lambda v: isinstance(v, float) and 0 < v < 1,
             "warnings": lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v),
             "unscaled_covariance": lambda v: v is None or _is_matrix(v, terms),
+            "means": lambda v: v is None or (isinstance(v, list) and len(v) == terms - 1 and all(map(_is_finite, v))),
             **dict.fromkeys(("n", "df_model", "df_resid"), lambda v: isinstance(v, int) and not isinstance(v, bool)),
             **dict.fromkeys(STATISTICS_NUMBERS, _is_number_or_null),
         }
@@ -102,7 +103,15 @@ class Model(NamedTuple):
         prediction = self.predict(sample)
         try:
             _, low, high = prediction_interval(
-                sample, self.weights, bias, covariance, sigma2, statistics["df_resid"], level
+                sample,
+                self.weights,
+                bias,
+                covariance,
+                sigma2,
+                statistics["df_resid"],
+                level,
+                statistics.get("means"),
+                statistics["n"],
             )
         except (OverflowError, ValueError):  # fsum of terms beyond float64 (inf - inf)
             low = high = math.nan

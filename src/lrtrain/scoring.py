@@ -406,8 +406,13 @@ def intervals(model: Model, x: np.ndarray, y_hat: np.ndarray, level: float) -> t
     model.interval([float(v) for v in x[0]], level)  # the model's own checks: statistics, covariance, df
     statistics = model.require_statistics("predict --interval")
     covariance = np.array(statistics["unscaled_covariance"], dtype=np.float64)  # null (nan) stays nan
-    rows = np.hstack([np.ones((len(x), 1)), x]) if statistics["intercept"] else x
-    leverage = np.einsum("ij,jk,ik->i", rows, covariance, rows)
+    means = statistics.get("means")
+    if statistics["intercept"] and means is not None:  # centered, as stats.prediction_interval takes it
+        centered = x - np.asarray(means, dtype=np.float64)
+        leverage = 1 / statistics["n"] + np.einsum("ij,jk,ik->i", centered, covariance[1:, 1:], centered)
+    else:
+        rows = np.hstack([np.ones((len(x), 1)), x]) if statistics["intercept"] else x
+        leverage = np.einsum("ij,jk,ik->i", rows, covariance, rows)
     sigma2 = math.nan if statistics["sigma2"] is None else float(statistics["sigma2"])
     half = -float(stdtrit(statistics["df_resid"], (1 - level) / 2)) * np.sqrt(sigma2 * (1 + np.maximum(leverage, 0)))
     return y_hat - half, y_hat + half

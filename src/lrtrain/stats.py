@@ -78,6 +78,7 @@ class Summary:
     condition_number: float  # σ_max/σ_min of [1 X] (of X without an intercept), uncentered, as statsmodels
     unscaled_covariance: tuple[tuple[float, ...], ...]  # (X̃ᵀX̃)⁻¹ over the terms, in their order; σ²· it is Cov
     warnings: tuple[str, ...]
+    means: tuple[float, ...] | None = None  # the features' means, with an intercept: a leverage taken centered
 
     def to_dict(self, covariance: bool = True) -> dict[str, Any]:
         """Plain JSON-ready data: dicts, lists, str, int, float, and None for nan or ±inf (JSON has neither);
@@ -169,6 +170,7 @@ def summarize(
         condition_number=condition,
         unscaled_covariance=tuple(tuple(float(v) for v in row) for row in covariance),
         warnings=tuple(notes),
+        means=tuple(float(v) for v in stats.x_mean) if intercept else None,
     )
 
 
@@ -289,12 +291,17 @@ def prediction_interval(
     sigma2: float,
     df_resid: int,
     level: float = 0.95,
+    means: Sequence[float] | None = None,
+    n: int | None = None,
 ) -> tuple[float, float, float]:
     """(ŷ, low, high): the `level` interval for a new observation at `sample` (raw feature units).
 
     ŷ ± t_((1 + level)/2, df_resid) · √(σ²·(1 + x̃ᵀCx̃)), with C = (X̃ᵀX̃)⁻¹ as
     `Summary.unscaled_covariance` holds it: over [intercept, *weights] and x̃ = [1, *sample] when
     `bias` is not None, over the weights and x̃ = sample without. Plain Python but for the t quantile.
+    With an intercept and the features' `means` (over `n` rows), the leverage is taken centered, as
+    1/n + (x − x̄)ᵀ(AᵀA)⁻¹(x − x̄) with (AᵀA)⁻¹ C's block of the weights: equal, and without the
+    cancellation of x̃ᵀCx̃ when a mean dwarfs its spread (a mean of 1e9 lost every digit of it).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
@@ -305,7 +312,12 @@ def prediction_interval(
             f"(need {len(row)} × {len(row)})"
         )
     prediction = math.fsum(w * x for w, x in zip(weights, sample, strict=True)) + (bias or 0.0)  # ŷ = w·x + b
-    leverage = math.fsum(row[i] * covariance[i][j] * row[j] for i in range(len(row)) for j in range(len(row)))
+    if bias is not None and means is not None and n:
+        dx = [x - m for x, m in zip(row[1:], means, strict=True)]
+        terms = (dx[i] * covariance[i + 1][j + 1] * dx[j] for i in range(len(dx)) for j in range(len(dx)))
+        leverage = 1 / n + math.fsum(terms)
+    else:
+        leverage = math.fsum(row[i] * covariance[i][j] * row[j] for i in range(len(row)) for j in range(len(row)))
     sigma2_new = sigma2 * (1 + max(leverage, 0.0)) if df_resid > 0 else math.nan  # Var(y − ŷ) = σ²(1 + x̃ᵀCx̃)
     half = _t_quantile(level, df_resid) * (math.sqrt(sigma2_new) if sigma2_new >= 0 else math.nan)
     return prediction, prediction - half, prediction + half
