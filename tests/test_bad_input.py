@@ -2176,3 +2176,21 @@ def test_predict_data_to_dash_writes_stdout(workdir: Path) -> None:
     assert dashed.exit_code == 0, dashed.output
     assert dashed.stdout == cli("predict", "--model", str(run), "--data", "t.csv").stdout
     assert not (workdir / "-").exists()
+
+
+def test_a_float32_run_says_which_features_float32_cannot_hold_the_spread_of(workdir: Path) -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=100) + 1e9, rng.normal(size=100)
+    y = 0.5 * (a - 1e9) - b + 0.1 * rng.normal(size=100)
+    rows = "".join(f"{float(u)!r},{float(v)!r},{float(w)!r}\n" for u, v, w in zip(a, b, y, strict=True))
+    (workdir / "m9.csv").write_text("a,b,y\n" + rows)
+    common = ["fit", "--set", "data.path=m9.csv", "--set", "train.lr=auto", "--set", "output.save=false"]
+    said = cli(*common)
+    assert said.exit_code == 0, said.output
+    assert "feature(s) keep fewer than 3 digits of their spread" in said.stderr
+    assert "'a' (spread 0 about 1e+09)" in said.stderr
+    assert "'b'" not in said.stderr
+    for setting in ("data.standardize=true", "model.dtype=float64"):
+        quiet = cli(*common, "--set", setting)
+        assert quiet.exit_code == 0, quiet.output
+        assert "digits of their spread" not in quiet.stderr

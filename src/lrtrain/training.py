@@ -144,7 +144,7 @@ def _fit(
         with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
             prepared = prepare(load(config, group), config, group)  # under torchrun, this rank's rows only
         unseen = _unseen_levels(prepared)  # by every rank: the moments are a collective
-        for note in (sources.dropped_note(prepared.raw), unseen):
+        for note in (sources.dropped_note(prepared.raw), unseen, _float32_spread(prepared, config)):
             if listener is not None and main and note:
                 listener.note(note)
         if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
@@ -331,6 +331,31 @@ def _unseen_levels(prepared: Prepared) -> str | None:
         f"no training row has them: {named}. Their weights stay 0 and the model predicts them as the baseline. "
         "Use more data, a smaller data.validation, or another seed."
     )
+
+
+def _float32_spread(prepared: Prepared, config: Config) -> str | None:
+    """A note for features that float32 holds to fewer than 3 digits of their spread about their mean (a column
+    around 1e9 with a spread of 1 casts to one value): a float32 run learns little from them, and the cure is a
+    setting. None when there are none, or the run is float64 or standardized."""
+    if config.model.dtype != "float32" or config.data.standardize:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum beyond float64 is refused by train(), in words
+        moments = prepared.moments  # under torchrun a collective: asked by every rank
+        spread = np.sqrt(np.maximum(np.diag(moments.gram), 0) / moments.n)
+        size = np.abs(moments.x_mean)
+    lost = np.flatnonzero((size > 0) & (spread < FLOAT32_SPREAD * size))
+    if not lost.size:
+        return None
+    names = prepared.raw.features
+    shown = ", ".join(f"{names[j]!r} (spread {spread[j]:.2g} about {moments.x_mean[j]:.6g})" for j in lost[:5])
+    return (
+        f"note: in float32 (about 7 digits) {len(lost)} feature(s) keep fewer than 3 digits of their spread about "
+        f"their mean: {shown}{', ...' if lost.size > 5 else ''}. The run learns little from them; set "
+        "data.standardize: true (or model.dtype: float64)."
+    )
+
+
+FLOAT32_SPREAD = 1e3 * float(np.finfo(np.float32).eps)  # a spread under 1000 float32 steps at the mean: 1.2e-4
 
 
 def _solved(log: EpochLog) -> Generator[EpochLog, None, None]:
