@@ -42,13 +42,13 @@ def run_rank(
         {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LRTRAIN_DIST_INIT": f"file://{store}"}
     )
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    from lrtrain import training
+    from lrtrain import sources, training
     from lrtrain.config import load_config
     from lrtrain.errors import Interrupted
     from lrtrain.training import fit
 
     held: dict[str, Any] = {}
-    prepare, load = training.prepare, training.sources.load
+    prepare, load = training.prepare, sources.load
 
     def loaded(*args: Any, **kwargs: Any) -> Any:
         before = read_bytes()
@@ -72,7 +72,7 @@ def run_rank(
         return prepared
 
     training.prepare = recorded  # type: ignore[assignment]  # what this rank holds after preparing
-    training.sources.load = loaded  # type: ignore[assignment]  # and what it read to get there
+    sources.load = loaded  # type: ignore[assignment]  # and what it read to get there
     calls = {"epochs": 0}
 
     def should_stop() -> bool:

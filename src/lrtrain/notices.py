@@ -1,0 +1,65 @@
+"""What a fit says of its data on stderr before it trains: the rows data.missing: drop left out, the categorical
+levels that validation took every row of, and the features float32 cannot hold the spread of."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrtrain import sources
+from lrtrain.config import Config
+from lrtrain.prepare import Prepared
+
+
+def of_data(prepared: Prepared, config: Config) -> list[str]:
+    """The notes, in that order. Under torchrun every rank must ask (the moments are a collective)."""
+    found = (sources.dropped_note(prepared.raw), unseen_levels(prepared), float32_spread(prepared, config))
+    return [note for note in found if note]
+
+
+def unseen_levels(prepared: Prepared) -> str | None:
+    """A note for the levels that validation took every row of: their indicators are 0 on every training row, so
+    their weights stay 0 and the model predicts them as the baseline. None when there are none."""
+    if not prepared.raw.levels or not prepared.val_rows:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum beyond float64 is refused by train(), in words
+        moments = prepared.moments
+    index = {name: j for j, name in enumerate(prepared.raw.features)}
+    unseen = [
+        (levels, name)
+        for levels in prepared.raw.levels
+        for name in levels.names
+        if moments.x_mean[index[name]] == 0 and moments.gram[index[name], index[name]] == 0
+    ]
+    if not unseen:
+        return None
+    named = ", ".join(f"{name} (baseline {levels.baseline!r})" for levels, name in unseen)
+    return (
+        f"note: {len(unseen)} level(s) occur only in the {prepared.val_rows} validation rows (data.validation), so "
+        f"no training row has them: {named}. Their weights stay 0 and the model predicts them as the baseline. "
+        "Use more data, a smaller data.validation, or another seed."
+    )
+
+
+def float32_spread(prepared: Prepared, config: Config) -> str | None:
+    """A note for features that float32 holds to fewer than 3 digits of their spread about their mean (a column
+    around 1e9 with a spread of 1 casts to one value): a float32 run learns little from them, and the cure is a
+    setting. None when there are none, or the run is float64 or standardized."""
+    if config.model.dtype != "float32" or config.data.standardize:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum beyond float64 is refused by train(), in words
+        moments = prepared.moments  # under torchrun a collective: asked by every rank
+        spread = np.sqrt(np.maximum(np.diag(moments.gram), 0) / moments.n)
+        size = np.abs(moments.x_mean)
+    lost = np.flatnonzero((size > 0) & (spread < FLOAT32_SPREAD * size))
+    if not lost.size:
+        return None
+    names = prepared.raw.features
+    shown = ", ".join(f"{names[j]!r} (spread {spread[j]:.2g} about {moments.x_mean[j]:.6g})" for j in lost[:5])
+    return (
+        f"note: in float32 (about 7 digits) {len(lost)} feature(s) keep fewer than 3 digits of their spread about "
+        f"their mean: {shown}{', ...' if lost.size > 5 else ''}. The run learns little from them; set "
+        "data.standardize: true (or model.dtype: float64)."
+    )
+
+
+FLOAT32_SPREAD = 1e3 * float(np.finfo(np.float32).eps)  # a spread under 1000 float32 steps at the mean: 1.2e-4
