@@ -934,3 +934,27 @@ def test_a_wide_table_is_only_summed_as_it_is_read_and_its_moments_gathered_on_e
     np.savetxt(tmp_path / "e.csv", numbers, delimiter=",", header=header, comments="", fmt="%.17g")
     with pytest.raises(DataError, match=r"e.csv, line 9, column 'x3': the value is nan"):
         load(tmp_path, "data: {path: e.csv}\n")
+
+
+def test_a_batch_whose_every_row_is_dropped_leaves_the_tally_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.missing: drop can leave a batch with no row: the tally takes nothing from it (no mean of an empty
+    batch, which NumPy warns of), and the moments are those of the rows kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lrtrain.moments import _merged
+    from lrtrain.sources import parquet
+
+    rng = np.random.default_rng(3)
+    a, y = rng.normal(size=2000) + 50.0, rng.normal(size=2000)
+    holes = pa.array([None if i < 500 else float(v) for i, v in enumerate(a)])
+    pq.write_table(pa.table({"a": holes, "y": y}), tmp_path / "d.parquet")
+    monkeypatch.setattr(parquet, "BATCH_ROWS", 500)  # the first batch: every row has a missing cell
+    table = load(tmp_path, "data: {path: d.parquet, missing: drop}\n")
+    assert len(table.y) == 1500
+    assert table.moments is not None
+    passed = _merged(np.asarray(table.x), np.asarray(table.y))
+    np.testing.assert_allclose(table.moments.gram, passed.gram, rtol=1e-12)
+    assert table.moments.y_mean == pytest.approx(passed.y_mean, rel=1e-12)

@@ -206,6 +206,8 @@ class Tally:
         self.n = 0
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        if not len(y):  # a batch whose every row data.missing: drop left out
+            return
         if not self.summing:
             with np.errstate(over="ignore", invalid="ignore"):
                 self._total += float(np.sum(x)) + float(np.sum(y))
