@@ -82,12 +82,14 @@ def run_rank(
     payload: dict[str, Any] = {}
     try:
         config = load_config(Path(resume) / "config.yaml" if resume else None, ["output.save=false", *overrides])
-        result = fit(config, should_stop=should_stop, resume=Path(resume) if resume else None)
+        result = fit(config, should_stop=should_stop, resume=Path(resume) if resume else None, with_summary=True)
         payload = {"weights": [float(w) for w in result.weights], "bias": result.bias, "epochs": result.epochs}
         payload["losses"] = [log.loss for log in result.history]
         payload["val_losses"] = [log.val_loss for log in result.history]
         payload |= {"loss": result.loss, "val_loss": result.val_loss, "r2": result.r2, "rows": result.rows}
         payload["optimum"] = [*map(float, result.optimum_weights), result.optimum_bias, result.optimum_loss]
+        summary = result.summary
+        payload["summary"] = summary if summary is None or isinstance(summary, str) else summary.to_dict()
     except Interrupted as stop:
         payload = {"interrupted": str(stop), "epoch": stop.checkpoint.state.epoch}  # type: ignore[union-attr]
     except Exception as exc:  # report it to the test instead of dying silently

@@ -27,6 +27,7 @@ from lrtrain.parallel import Shard
 from lrtrain.prepare import prepare
 from lrtrain.sources import Table, base, checked, delimited, fingerprint, parquet, row_count, synthetic
 from lrtrain.sources.writers import write
+from lrtrain.stats import Summary
 from lrtrain.training import fit
 
 from .conftest import (
@@ -214,13 +215,22 @@ def test_an_ill_conditioned_optimum_is_the_least_squares_one_across_ranks(tmp_pa
     y = x @ rng.normal(size=8) + 0.5 + 0.1 * rng.normal(size=2000)  # noisy: half the rows would give another fit
     np.save(tmp_path / "poly.npy", np.column_stack([x, y]))
     settings = ["data.source=npy", f"data.path={tmp_path / 'poly.npy'}", "model.dtype=float64", "train.lr=auto"]
-    single = fit(load_config(None, [*settings, "train.epochs=3", "output.save=false"]))
+    single = fit(load_config(None, [*settings, "train.epochs=3", "output.save=false"]), with_summary=True)
     ranks = trained_in_ranks(tmp_path, [*settings, "train.epochs=3"])
     for rank in ranks:  # the weights of so ill-posed a problem carry cond(A)·ε; its least-squares loss does not
         assert rank["optimum"][-1] == pytest.approx(single.optimum_loss, rel=1e-11)
         fitted = x @ np.array(rank["optimum"][:-2]) + rank["optimum"][-2]
         np.testing.assert_allclose(fitted, x @ single.optimum_weights + single.optimum_bias, rtol=1e-9)
     assert ranks[0]["optimum"] == ranks[1]["optimum"]
+    # the summary takes the design's R from the rows (TSQR across the ranks): the same rank and covariance, which
+    # the moments (cond(AᵀA) ~ 1e19) would have called singular
+    assert isinstance(single.summary, Summary)
+    assert single.summary.df_model == 8
+    assert not any("singular" in w for w in single.summary.warnings)
+    covariance = np.array(single.summary.unscaled_covariance)
+    for rank in ranks:
+        assert rank["summary"]["df_model"] == 8
+        np.testing.assert_allclose(rank["summary"]["unscaled_covariance"], covariance, rtol=1e-6)
 
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"

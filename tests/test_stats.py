@@ -59,13 +59,18 @@ def names(x: np.ndarray) -> list[str]:
     return [f"x{i}" for i in range(x.shape[1])]
 
 
-def fit(x: np.ndarray, y: np.ndarray, intercept: bool = True) -> tuple[stats.Summary, RegressionResults]:
-    """Our summary at the lstsq optimum, and statsmodels' results on the same data."""
+def fit(
+    x: np.ndarray, y: np.ndarray, intercept: bool = True, factored: bool = False
+) -> tuple[stats.Summary, RegressionResults]:
+    """Our summary at the lstsq optimum, and statsmodels' results on the same data; `factored`: the summary
+    takes the design's R (of a QR of the rows about their means, or about the origin) instead of the moments."""
     design = sm.add_constant(x, has_constant="add") if intercept else x
     solution = np.linalg.lstsq(design, y, rcond=None)[0]
     rss = float(np.sum((y - design @ solution) ** 2))
     weights, bias = (solution[1:], float(solution[0])) if intercept else (solution, None)
-    return stats.summarize(moments(x, y), weights, bias, rss, names(x)), sm.OLS(y, design).fit()
+    factor = np.linalg.qr(x - x.mean(axis=0) if intercept else x, mode="r") if factored else None
+    summary = stats.summarize(moments(x, y), weights, bias, rss, names(x), factor=factor)
+    return summary, sm.OLS(y, design).fit()
 
 
 def assert_matches(summary: stats.Summary, reference: RegressionResults) -> None:
@@ -99,10 +104,11 @@ def assert_matches(summary: stats.Summary, reference: RegressionResults) -> None
 # --------------------------------------------------------------------------- the summary against statsmodels
 
 
+@pytest.mark.parametrize("factored", [False, True], ids=["from moments", "from R"])
 @pytest.mark.parametrize("make", DATASETS, ids=lambda make: make.__name__)
-def test_summary_matches_statsmodels(make: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+def test_summary_matches_statsmodels(make: Callable[[], tuple[np.ndarray, np.ndarray]], factored: bool) -> None:
     x, y = make()
-    summary, reference = fit(x, y)
+    summary, reference = fit(x, y, factored=factored)
     assert_matches(summary, reference)
     assert [term.name for term in summary.terms] == ["intercept", *names(x)]
 
@@ -118,8 +124,9 @@ def test_confidence_level_is_respected() -> None:
     np.testing.assert_allclose([t.ci_high for t in at_90.terms], interval[:, 1], rtol=RTOL)
 
 
-def test_summary_without_intercept_matches_statsmodels() -> None:
-    summary, reference = fit(*correlated(), intercept=False)
+@pytest.mark.parametrize("factored", [False, True], ids=["from moments", "from R"])
+def test_summary_without_intercept_matches_statsmodels(factored: bool) -> None:
+    summary, reference = fit(*correlated(), intercept=False, factored=factored)
     assert reference.k_constant == 0
     assert_matches(summary, reference)  # R² here is the uncentered 1 − RSS/yᵀy, as statsmodels'
     assert [term.name for term in summary.terms] == names(correlated()[0])
@@ -177,13 +184,14 @@ def test_no_residual_degrees_of_freedom_gives_nan_and_a_warning() -> None:
     assert math.isnan(high)
 
 
-def test_singular_design_warns_and_matches_statsmodels_where_identifiable() -> None:
+@pytest.mark.parametrize("factored", [False, True], ids=["from moments", "from R"])
+def test_singular_design_warns_and_matches_statsmodels_where_identifiable(factored: bool) -> None:
     rng = np.random.default_rng(4)
     base = rng.normal(size=(50, 2))
     x = np.column_stack([base, base[:, 0], np.full(50, 3.0)])  # a duplicated and a constant feature
     y = base @ [1.0, -2.0] + rng.normal(size=50)
     with pytest.warns(SingularMatrixWarning):
-        summary, reference = fit(x, y)
+        summary, reference = fit(x, y, factored=factored)
     assert (summary.df_model, summary.df_resid) == (reference.df_model, reference.df_resid) == (2, 47)
     assert len(summary.warnings) == 1
     assert "singular" in summary.warnings[0]

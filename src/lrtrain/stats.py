@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 CONDITION_WARNING = 1000.0  # statsmodels' summary notes a condition number above this
 RANK_TOLERANCE = 1e-13  # eigenvalues of the equilibrated Gram matrix below this · largest count as zero
+# singular values of the equilibrated design (from its R) below this · largest count as zero: a few hundred times
+# the rounding of the data's own values, as the exact engine's QR judges a column
+SINGULAR_TOLERANCE = 1e-13
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -113,12 +116,16 @@ def summarize(
     rss: float,
     features: Sequence[str],
     level: float = 0.95,
+    factor: np.ndarray | None = None,
 ) -> Summary:
     """OLS inference for the given weights (and bias; None: a model without an intercept).
 
     `moments` are the training rows' centered sums in raw feature units, as `lrtrain.moments.moments`
     gives them (without an intercept they are taken about the origin here); `rss` is Σ(ŷ − y)² of
     these weights on these rows. The weights need not be the optimum: σ² = RSS/df_resid is theirs.
+    `factor`, when given, is the triangular R of a QR of the same design (the rows about their means
+    with an intercept, about the origin without; RᵀR is the Gram matrix): the rank and (X̃ᵀX̃)⁻¹ are
+    then taken from it, which keeps digits the Gram matrix has lost (cond(G) = cond(R)²).
     """
     import numpy as np
     from scipy.special import fdtrc
@@ -132,7 +139,7 @@ def summarize(
     intercept = bias is not None
     stats = moments if intercept else moments.uncentered()
     n, k_constant = stats.n, int(intercept)
-    gram_inverse, rank_gram, factor, constant, dependent = _decompose(stats.gram)
+    gram_inverse, rank_gram, factor, constant, dependent = _decompose(stats.gram, factor)
     rank = rank_gram + k_constant
     df_model, df_resid = rank - k_constant, n - rank
     names = ["intercept", *features] if intercept else list(features)
@@ -245,23 +252,35 @@ def _notes(n: int, rank: int, df_resid: int, rss: float, condition: float, singu
     return notes
 
 
-def _decompose(gram: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, list[int], list[list[int]]]:
+def _decompose(
+    gram: np.ndarray, triangular: np.ndarray | None = None
+) -> tuple[np.ndarray, int, np.ndarray, list[int], list[list[int]]]:
     """(G⁺, rank, Fᵀ with G = FFᵀ, the constant features, the groups of linearly dependent ones).
 
-    From the eigendecomposition of the equilibrated G: C = SGS with S = diag(1/√Gᵢᵢ), so the
-    rank test is blind to the features' units. A constant feature (Gᵢᵢ = 0) drops out of C.
+    From the equilibrated G: C = SGS with S = diag(1/√Gᵢᵢ), so the rank test is blind to the features'
+    units; a constant feature (Gᵢᵢ = 0) drops out of C. With `triangular` (R, G = RᵀR) from the SVD of RS,
+    whose singular values are C's eigenvalues' roots to about eps of the largest, where an eigendecomposition
+    of C itself resolves them only to √eps: a design with cond(RS) = 1e9 (NIST's Filip) is not singular.
     """
     import numpy as np
 
-    diagonal = np.diag(gram)
+    # Gᵢᵢ, from R: |R's column i|²
+    diagonal = np.diag(gram) if triangular is None else np.einsum("ij,ij->j", triangular, triangular)
     live = diagonal > 0
     root = np.sqrt(np.where(live, diagonal, 0.0))  # √Gᵢᵢ, 0 for a constant feature
     scale = np.divide(1.0, root, out=np.zeros_like(root), where=live)
-    eigenvalues, vectors = np.linalg.eigh(gram * np.outer(scale, scale))  # C = V Λ Vᵀ
-    kept = eigenvalues > RANK_TOLERANCE * eigenvalues.max(initial=0.0)
+    if triangular is not None:
+        _, singular, rows = np.linalg.svd(triangular * scale)  # RS = UΣVᵀ: C = VΣ²Vᵀ
+        order = np.argsort(singular)  # ascending, as eigh gives them
+        eigenvalues, vectors = singular[order] ** 2, rows[order].T
+        kept = singular[order] > SINGULAR_TOLERANCE * singular.max(initial=0.0)
+        factor = triangular
+    else:
+        eigenvalues, vectors = np.linalg.eigh(gram * np.outer(scale, scale))  # C = V Λ Vᵀ
+        kept = eigenvalues > RANK_TOLERANCE * eigenvalues.max(initial=0.0)
+        factor = np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T * root  # Fᵀ = Λ^½ Vᵀ S⁻¹
     z = scale[:, None] * vectors[:, kept]
     inverse = (z / eigenvalues[kept]) @ z.T  # G⁺ = S V Λ⁺ Vᵀ S: G⁻¹ when nothing is dropped
-    factor = np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T * root  # Fᵀ = Λ^½ Vᵀ S⁻¹
     dependent: list[list[int]] = []
     for column in vectors[:, ~kept].T:  # each null direction, by the features it mixes
         weight = np.where(live, np.abs(column), 0.0)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, NoReturn, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrtrain import model, notices, parallel, runs, stats, steps, system
+from lrtrain import inference, model, notices, parallel, runs, steps, system
 from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.engine_exact import unrepresentable
@@ -152,6 +152,8 @@ def _fit(
         if config.output.save and resume is None:  # on every rank, so that all of them fail alike
             runs.check_writable(Path(config.output.dir))
         result = train(config, prepared, engine, device, listener if main else None, should_stop, checkpoint)
+        # by every rank: where the moments cannot give the summary's digits, a pass over the data (a collective)
+        factor = inference.design_factor(config, prepared) if config.output.save or with_summary else None
     except Interrupted as stop:
         if not save or not isinstance(stop.checkpoint, Checkpoint):
             raise
@@ -161,7 +163,7 @@ def _fit(
     finally:
         parallel.stop(finished)  # a barrier only when every rank got here the same way
     if save or with_summary:  # O(D³) from the moments: for the model file, or when asked
-        result.summary = summarize(config, prepared, result)
+        result.summary = inference.summarize(config, prepared, result, factor)
     if save:
         artifact = model.payload(config, result, prepared)
         result.run_dir = runs.save_run(config, result, artifact, prepared.raw.features, resume, checkpoint)
@@ -430,35 +432,6 @@ def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: st
         lr_schedule=LrSchedule(**train.schedule.settings(train.epochs)),
         first_lr=rates.first_lr,
     )
-
-
-def summarize(config: Config, prepared: Prepared, result: FitResult) -> stats.Summary | str:
-    """Standard errors, tests and intervals of the final weights, from the moments (no pass over the data);
-    or why there are none."""
-    if config.data.standardize and not config.model.bias:
-        return (
-            "no statistical summary for a model without a bias trained on standardized features: in the raw "
-            "units its intercept is fixed at −w·mean, which ordinary least squares has no test for. "
-            "Set model.bias to true, or data.standardize to false."
-        )
-    raw = prepared.moments.in_original_units(prepared.scaling)
-    w, b, loss, optimum_loss = result.weights, result.bias, result.loss, result.optimum_loss
-    summary = stats.summarize(raw, w, b if config.model.bias else None, loss * prepared.rows, prepared.raw.features)
-    notes = []
-    if config.train.weight_decay > 0:
-        notes.append(
-            f"train.weight_decay = {config.train.weight_decay:g}: these are ridge weights, and the standard errors, "
-            "tests and intervals assume ordinary least squares, so they are only indicative."
-        )
-    excess = loss - optimum_loss
-    variance = prepared.moments.tt / prepared.rows  # of y: what "small" means for an optimum of 0
-    if excess > 1e-3 * optimum_loss and excess > 1e-12 * variance:  # σ² off by more than 0.1%
-        how_far = f"{excess / optimum_loss:.2%} above the optimum's" if optimum_loss > 0 else f"{loss:.3g}, not 0"
-        notes.append(
-            f"the weights are not yet the least-squares optimum (their MSE is {how_far}), and the statistics use "
-            "their residuals: train longer, or use --engine exact."
-        )
-    return dataclasses.replace(summary, warnings=(*summary.warnings, *notes))
 
 
 def _epochs_of(config: Config, epochs: int) -> Config:
