@@ -83,7 +83,48 @@ def test_fit_equals_statsmodels_formula_with_c_column(workdir: Path, kind: str) 
         {"column": "city", "levels": ["Berlin", "Lyon", "Nice", "Paris"], "baseline": "Berlin"}
     ]
     loaded = model.load(next((workdir / "runs").glob("*/model.json")))
-    assert loaded.categorical == (("city", ("Berlin", "Lyon", "Nice", "Paris")),)
+    assert loaded.categorical == (Levels("city", ("Berlin", "Lyon", "Nice", "Paris")),)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_without_a_bias_the_first_categorical_column_is_coded_in_full_as_statsmodels_codes_it(
+    workdir: Path, kind: str
+) -> None:
+    df = frame()
+    df["size"] = np.random.default_rng(5).choice(["S", "M", "L"], size=len(df))
+    df = df[["x1", "city", "size", "y"]]
+    if kind == "csv":
+        df.to_csv(workdir / "d.csv", index=False, float_format="%.17g")
+    else:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), workdir / "d.parquet")
+    settings = [f"data.path=d.{kind}", "data.categorical=[city, size]", "model.bias=false"]
+    records = fit_json(*(a for s in settings for a in ("--set", s)), "--engine", "exact", "--summary")
+    fitted, summary = records[-2], records[-1]
+    reference = smf.ols("y ~ 0 + x1 + C(city) + C(size)", data=df).fit()  # no intercept: city has every level
+    theirs = {"x1": "x1"} | {f"city[{c}]": f"C(city)[{c}]" for c in sorted(CITIES)}
+    theirs |= {f"size[{s}]": f"C(size)[T.{s}]" for s in ("M", "S")}  # L, first sorted, is size's baseline
+    coef = {t["name"]: t["coef"] for t in summary["terms"]}  # type: ignore[index, union-attr]
+    assert list(coef) == list(theirs)
+    for ours, name in theirs.items():
+        np.testing.assert_allclose(coef[ours], reference.params[name], rtol=1e-8)
+    assert fitted["r2_kind"] == "centered"  # the city columns sum to 1: statsmodels' implicit constant
+    for ours, attribute in [("r2", "rsquared"), ("adj_r2", "rsquared_adj"), ("f_stat", "fvalue")]:
+        np.testing.assert_allclose(summary[ours], getattr(reference, attribute), rtol=1e-8)
+    np.testing.assert_allclose(fitted["r2"], reference.rsquared, rtol=1e-8)
+    assert (summary["df_model"], summary["df_resid"]) == (reference.df_model, reference.df_resid)
+    saved = json.loads(next((workdir / "runs").glob("*/model.json")).read_text())
+    assert saved["categorical"][0] == {"column": "city", "levels": sorted(CITIES), "baseline": None}
+    assert saved["categorical"][1]["baseline"] == "L"
+    sample = df.iloc[0]
+    predicted = cli("predict", f"{float(sample.x1)!r},{sample.city},{sample['size']}")
+    assert predicted.exit_code == 0, predicted.output
+    np.testing.assert_allclose(float(predicted.stdout), reference.fittedvalues.iloc[0], rtol=1e-9)
+    evaluated = cli("evaluate", "--data", f"d.{kind}", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["r2"] == pytest.approx(reference.rsquared, rel=1e-9)
+    scored = cli("predict", "--data", f"d.{kind}", "-o", "scored.csv")
+    assert scored.exit_code == 0, scored.output
+    np.testing.assert_allclose(pd.read_csv(workdir / "scored.csv")["prediction"], reference.fittedvalues, rtol=1e-9)
 
 
 def test_standardizing_leaves_the_saved_weights_in_indicator_units(workdir: Path) -> None:
@@ -162,6 +203,10 @@ def test_damaged_levels_in_a_model_file_are_refused(workdir: Path) -> None:
     path = next((workdir / "runs").glob("*/model.json"))
     saved = json.loads(path.read_text())
     saved["categorical"][0]["baseline"] = "Paris"
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ModelError, match="categorical levels are missing or malformed"):
+        model.load(path)
+    saved["categorical"][0]["baseline"] = None  # full coding needs a feature for every level: Berlin has none
     path.write_text(json.dumps(saved))
     with pytest.raises(ModelError, match="categorical levels are missing or malformed"):
         model.load(path)

@@ -132,6 +132,22 @@ def test_summary_without_intercept_matches_statsmodels(factored: bool) -> None:
     assert [term.name for term in summary.terms] == names(correlated()[0])
 
 
+@pytest.mark.parametrize("factored", [False, True], ids=["from moments", "from R"])
+@pytest.mark.parametrize("constant", ["a constant column", "indicators of every level"])
+def test_without_intercept_features_that_make_a_constant_center_r2_as_statsmodels(
+    constant: str, factored: bool
+) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(120, 2))
+    made = np.full((120, 1), 2.5) if constant == "a constant column" else np.eye(3)[rng.integers(0, 3, size=120)]
+    design = np.column_stack([x, made])
+    y = design @ rng.normal(size=design.shape[1]) + rng.normal(scale=0.4, size=120)
+    summary, reference = fit(design, y, intercept=False, factored=factored)
+    assert reference.k_constant == 1  # statsmodels finds the constant the features make
+    assert summary.implicit_constant
+    assert_matches(summary, reference)  # R², adjusted R², F and df_model about ȳ
+
+
 def test_condition_number_warning_follows_statsmodels_threshold() -> None:
     ill, _ = fit(*polynomial())
     assert ill.condition_number > 1e4

@@ -4,6 +4,9 @@ A categorical column with levels l0 < l1 < ... < lk (sorted: as numbers when eve
 else as text, the order statsmodels' `C(column)` uses) becomes k indicator columns named
 `column[l1]` ... `column[lk]`, each 1 where the row holds that level and 0 elsewhere; the
 baseline l0 is the row of zeros, so each weight is that level's difference from the baseline.
+In a model without an intercept the first categorical column is coded in full, as R and
+statsmodels code it (`y ~ 0 + C(column)`): k + 1 indicators, `column[l0]` too, each weight that
+level's own constant; without it, the baseline level would be forced through the origin.
 
 What a cell names is decided per column, as pandas' `read_csv` decides a column's type before
 statsmodels sees it: when every cell is a number, the levels are numbers (1, 1.0, 01 and +1e0 are
@@ -56,19 +59,26 @@ def cell_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Levels:
-    """A categorical column's levels in order; the first is the baseline."""
+    """A categorical column's levels in order; the first is the baseline, unless the column is coded in `full`
+    (an indicator for every level: the first categorical column of a model without an intercept)."""
 
     column: str
     levels: tuple[str, ...]
+    full: bool = False
 
     @property
-    def baseline(self) -> str:
-        return self.levels[0]
+    def baseline(self) -> str | None:
+        return None if self.full else self.levels[0]
+
+    @property
+    def coded(self) -> tuple[str, ...]:
+        """The levels that have an indicator column: all of them in full coding, else all but the baseline."""
+        return self.levels if self.full else self.levels[1:]
 
     @property
     def names(self) -> list[str]:
-        """The indicator columns' names: `column[level]` for every level but the baseline."""
-        return [f"{self.column}[{level}]" for level in self.levels[1:]]
+        """The indicator columns' names: `column[level]` for every level but the baseline (every one in full)."""
+        return [f"{self.column}[{level}]" for level in self.coded]
 
     @cached_property
     def numeric(self) -> bool:
@@ -87,7 +97,7 @@ class Levels:
 
     def row(self, code: int) -> list[float]:
         """The indicator values of the level at `code`: 1 in its column, 0 elsewhere (all 0 for the baseline)."""
-        return [float(i == code) for i in range(1, len(self.levels))]
+        return [float(i == code) for i in range(len(self.levels) - len(self.coded), len(self.levels))]
 
     def unseen(self, cell: str) -> str:
         """Why `cell` has no weight, and what to do: for an error that first says where the cell is."""
@@ -116,9 +126,10 @@ def ordered(values: Iterable[str]) -> list[str]:
     return sorted(distinct)
 
 
-def levels_of(column: str, values: Iterable[str], origin: str) -> Levels:
+def levels_of(column: str, values: Iterable[str], origin: str, full: bool = False) -> Levels:
     """The levels of a column whose cells are `values` (none empty): numbers when every cell is one, else the
-    cells' text without surrounding spaces. A single level is an error (an indicator would be constant)."""
+    cells' text without surrounding spaces; coded in `full` or against the first. A single level is an error
+    (an indicator would be constant)."""
     cells = [value.strip() for value in values]
     numbers = [number_text(cell) for cell in cells]
     levels = tuple(ordered(cells if None in numbers else [n for n in numbers if n is not None]))
@@ -128,15 +139,15 @@ def levels_of(column: str, values: Iterable[str], origin: str) -> Levels:
             f"{origin}: categorical column {column!r} has a single level{only}, so it contrasts nothing and "
             "its indicator would be constant. Leave it out of data.features and data.categorical."
         )
-    return Levels(column, levels)
+    return Levels(column, levels, full)
 
 
 def indicators(
     levels: Levels, values: Sequence[str] | np.ndarray, place: Callable[[int], str] = lambda row: f"row {row}"
 ) -> np.ndarray:
-    """The (rows, levels - 1) float64 indicator columns of `values` (the column's cells as text); a value that
-    names none of the levels is an error naming it, where it is (`place` of its index: a file's line or row),
-    the column and the levels known."""
+    """The (rows, levels - 1) float64 indicator columns of `values` (the column's cells as text; rows × levels
+    in full coding); a value that names none of the levels is an error naming it, where it is (`place` of its
+    index: a file's line or row), the column and the levels known."""
     import numpy as np
 
     found: dict[str, int | None] = {}  # each distinct cell is looked up once
@@ -148,7 +159,8 @@ def indicators(
         if code is None:
             raise DataError(f"{place(row)}, {levels.unseen(value)}")
         codes[row] = code
-    out = np.zeros((len(codes), len(levels.levels) - 1))
-    rows = np.flatnonzero(codes > 0)
-    out[rows, codes[rows] - 1] = 1.0
+    skipped = len(levels.levels) - len(levels.coded)  # the baseline's code, 0, has no column but in full coding
+    out = np.zeros((len(codes), len(levels.coded)))
+    rows = np.flatnonzero(codes >= skipped)
+    out[rows, codes[rows] - skipped] = 1.0
     return out

@@ -38,7 +38,7 @@ class Model(NamedTuple):
     dtype: str
     path: Path
     statistics: dict[str, Any] | None = None  # the OLS summary on the training rows; None in older files
-    categorical: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, its levels, the baseline first) each
+    categorical: tuple[Levels, ...] = ()  # each categorical column's levels, the baseline first (lrtrain.design)
 
     def require_statistics(self, command: str) -> dict[str, Any]:
         """The stored OLS summary, checked field by field (a damaged file is an error, not a crash)."""
@@ -237,13 +237,14 @@ def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --
     )
 
 
-def _categorical(entries: Any, features: list[str], path: Path) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _categorical(entries: Any, features: list[str], path: Path) -> tuple[Levels, ...]:
     """The categorical columns' levels, checked: distinct text levels, the first the baseline, and one feature
-    `column[level]` for each of the others."""
+    `column[level]` for each of the others; or a baseline of null (full coding) and a feature for every level."""
     found = []
     for entry in entries if isinstance(entries, list) else [None]:
         column = entry.get("column") if isinstance(entry, dict) else None
         levels = entry.get("levels") if isinstance(entry, dict) else None
+        full = isinstance(entry, dict) and entry.get("baseline", "") is None
         if not (
             isinstance(column, str)
             and isinstance(levels, list)
@@ -251,15 +252,15 @@ def _categorical(entries: Any, features: list[str], path: Path) -> tuple[tuple[s
             and all(isinstance(level, str) for level in levels)
             and len(set(levels)) == len(levels)
             and isinstance(entry, dict)
-            and entry.get("baseline") == levels[0]
-            and all(f"{column}[{level}]" in features for level in levels[1:])
+            and (full or entry.get("baseline") == levels[0])
+            and all(f"{column}[{level}]" in features for level in levels[0 if full else 1 :])
         ):
             raise ModelError(
                 f"model file {path} is damaged: its categorical levels are missing or malformed (each needs a column, "
                 "two or more distinct levels, the first of them the baseline, and a feature column[level] for every "
-                "other). Retrain it with `lrtrain fit`."
+                "other; or a null baseline and a feature for every level). Retrain it with `lrtrain fit`."
             )
-        found.append((column, tuple(levels)))
+        found.append(Levels(column, tuple(levels), full))
     return tuple(found)
 
 
@@ -326,7 +327,7 @@ class Inputs:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.levels = {column: Levels(column, levels) for column, levels in model.categorical}
+        self.levels = {levels.column: levels for levels in model.categorical}
         made = {name: column for column, levels in self.levels.items() for name in levels.names}
         self.columns = list(dict.fromkeys(made.get(feature, feature) for feature in model.features))
 
@@ -374,7 +375,7 @@ class Inputs:
         )
         import shlex
 
-        example = ",".join(self.levels[c].baseline if c in self.levels else "1" for c in self.columns)
+        example = ",".join(self.levels[c].levels[0] if c in self.levels else "1" for c in self.columns)
         raise InputError(
             f"the model in {self.model.path} takes {len(self.columns)} value(s), one per column of its training table: "
             f"{taken}; but got {len(sample)}: {', '.join(str(v) for v in sample)}.{hint} Give each sample as one "

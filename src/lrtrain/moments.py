@@ -60,6 +60,25 @@ class Moments:
             self.amplified,
         )
 
+    def spans_constant(self) -> bool:
+        """Whether the features can make a column of ones: a constant column that is not 0, or columns whose
+        sum is constant (a categorical column coded in full). A model without a bias then has a constant
+        anyway, and R² is taken centered, as statsmodels decides (its implicit constant). From the centered
+        sums: a combination v of the columns is constant when Gv = 0, and not 0 when μᵀv is not."""
+        diagonal = np.diag(self.gram)
+        live = diagonal > 0
+        size = np.sqrt(diagonal / max(self.n, 1) + self.x_mean**2)  # each column's root mean square
+        if np.any(~live & (self.x_mean != 0)):
+            return True
+        if not live.any():
+            return False
+        scale = 1 / np.sqrt(diagonal[live])
+        with np.errstate(over="ignore", invalid="ignore"):
+            eigenvalues, vectors = np.linalg.eigh(self.gram[np.ix_(live, live)] * np.outer(scale, scale))
+        null = vectors[:, eigenvalues <= SPAN_TOLERANCE * eigenvalues.max()] * scale[:, None]  # Gv ≈ 0
+        constant = np.abs(self.x_mean[live] @ null)  # Xv = Av + (μᵀv)·1, Av ≈ 0
+        return bool(np.any(constant > 1e-6 * (size[live] @ np.abs(null))))
+
     def uncentered(self) -> Moments:
         """The same sums about the origin (μ = 0, ȳ = 0), for a model without a bias."""
         n, mu, ybar = self.n, self.x_mean, self.y_mean
@@ -74,6 +93,7 @@ class Moments:
         )
 
 
+SPAN_TOLERANCE = 1e-13  # the equilibrated G's eigenvalues below this · largest: the directions G has none of
 CANCELLATION_LIMIT = 1e3  # offset² / variance above which XᵀX - nmmᵀ would lose more than 3 digits
 ONE_THREAD_MAX_D = 64  # up to this many features the products are memory-bound: BLAS runs on one thread
 

@@ -32,10 +32,11 @@ def unseen_levels(prepared: Prepared) -> str | None:
     ]
     if not unseen:
         return None
-    named = ", ".join(f"{name} (baseline {levels.baseline!r})" for levels, name in unseen)
+    named = ", ".join(name if levels.full else f"{name} (baseline {levels.baseline!r})" for levels, name in unseen)
+    full = " (a column coded in full, without a bias: with no constant)" if any(lv.full for lv, _ in unseen) else ""
     return (
         f"note: {len(unseen)} level(s) occur only in the {prepared.val_rows} validation rows (data.validation), so "
-        f"no training row has them: {named}. Their weights stay 0 and the model predicts them as the baseline. "
+        f"no training row has them: {named}. Their weights stay 0 and the model predicts them as the baseline{full}. "
         "Use more data, a smaller data.validation, or another seed."
     )
 

@@ -165,7 +165,7 @@ def fit_summary(config: Config, result: FitResult, out: Out) -> None:
         ("Engine", f"{result.engine} on {result.device}, {result.dtype}"),
         ("Epochs", f"{result.epochs} in {result.seconds:.3g} s ({result.stopped})"),
         ("Final loss", f"{result.loss:.6g} (MSE on {result.rows} training rows)"),
-        ("R²" if config.model.bias else "R² (uncentered: no bias)", f"{result.r2:.6f}"),
+        ("R²" if result.r2_centered else "R² (uncentered: no bias)", f"{result.r2:.6f}"),
     ]
     if result.val_loss is not None:
         rows.append(("Validation loss", f"{result.val_loss:.6g}"))
@@ -261,7 +261,7 @@ def fit_fields(config: Config, result: FitResult) -> dict[str, Any]:
         "loss": result.loss,
         "val_loss": result.val_loss,
         "r2": result.r2,
-        "r2_kind": "centered" if config.model.bias else "uncentered",
+        "r2_kind": "centered" if result.r2_centered else "uncentered",
         "gap": result.gap,
         "converged": result.converged,
         "weights": result.weights,
@@ -476,7 +476,8 @@ def statistics(summary: dict[str, Any], heading: str, out: Out) -> None:
         return "—" if value is None else format(value, spec)  # None: undefined or infinite (see the notes)
 
     level = summary["level"]
-    r2_label = "R²" if summary["intercept"] else "R² (uncentered)"  # statsmodels' convention without a constant
+    centered = summary["intercept"] or summary.get("implicit_constant") is True
+    r2_label = "R²" if centered else "R² (uncentered)"  # statsmodels' convention without a constant
     top = Table.grid(padding=(0, 2))
     for _ in range(4):
         top.add_column()

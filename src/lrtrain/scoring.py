@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from lrtrain.config import TAB_NAMES, separable
-from lrtrain.design import Levels, cell_text, indicators
+from lrtrain.design import cell_text, indicators
 from lrtrain.errors import DataError, InputError, ModelError, printable
 from lrtrain.files import atomic_writer, is_stream, read_json
 from lrtrain.model import Model
@@ -223,7 +223,7 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
     the same name, and a categorical column's level names become its indicator features, `column[level]`
     (lrtrain.design, as in training; a level the model never saw is an error naming it)."""
     names = batch.schema.names
-    coded = {name: Levels(name, levels) for name, levels in model.categorical}
+    coded = {levels.column: levels for levels in model.categorical}
     made = {feature: name for name, levels in coded.items() for feature in levels.names}  # indicator -> column
     missing = sorted({made.get(name, name) for name in model.features if made.get(name, name) not in names})
     if missing:
@@ -459,18 +459,21 @@ def evaluate(model: Model, table: TableFile) -> Evaluation:
         mean += delta * k / (n + k)
         m2 += batch_m2 + delta * delta * n * k / (n + k)
         n += k
-    centered = has_bias(model)
+    centered = centered_r2(model)
     total = m2 if centered else squares
     r2 = 1.0 - sse / total if total > 0 else (1.0 if sse == 0 else 0.0)
     mse = sse / n
     return Evaluation(str(model.path), str(table.path), model.target, n, mse, math.sqrt(mse), sae / n, r2, centered)
 
 
-def has_bias(model: Model) -> bool:
-    """Whether the model was fitted with a bias (model.bias in its config), which decides its R² convention."""
+def centered_r2(model: Model) -> bool:
+    """Whether the model's R² is taken about ȳ, as `fit` took it: fitted with a bias (model.bias in its config),
+    or without one on features that make a constant (a categorical column coded in full)."""
     statistics = model.statistics
+    if any(levels.full for levels in model.categorical):
+        return True
     if isinstance(statistics, dict) and isinstance(statistics.get("intercept"), bool):
-        return bool(statistics["intercept"])
+        return bool(statistics["intercept"]) or statistics.get("implicit_constant") is True
     try:
         config = read_json(model.path, "model", ModelError, "model file").get("config")
         return bool(config["model"]["bias"])

@@ -5,7 +5,8 @@ weights — the exact optimum or wherever gradient descent stopped — and their
 squares, and returns standard errors, t statistics, p-values, confidence intervals, R², F, the
 log-likelihood, AIC/BIC and the condition number. It never touches the N×D data, so it costs
 O(D³) whatever N is. Conventions follow statsmodels: `k_constant` = 1 with an intercept
-(`df_resid` = n − D − 1, centered R²) and 0 without (`df_resid` = n − D, uncentered R²).
+(`df_resid` = n − D − 1, centered R²) and 0 without (`df_resid` = n − D, uncentered R²), unless the
+features make a constant themselves (statsmodels' implicit constant: k_constant = 1, R² and F centered).
 
 The t and F distributions are `scipy.special`'s (`stdtr`, `stdtrit`, `fdtrc`, as statsmodels
 takes them through `scipy.stats`), each tail from its own function rather than 1 − cdf, so a
@@ -82,6 +83,7 @@ class Summary:
     unscaled_covariance: tuple[tuple[float, ...], ...]  # (X̃ᵀX̃)⁻¹ over the terms, in their order; σ²· it is Cov
     warnings: tuple[str, ...]
     means: tuple[float, ...] | None = None  # the features' means, with an intercept: a leverage taken centered
+    implicit_constant: bool = False  # no intercept, but the features make a constant: k_constant = 1 (statsmodels)
 
     def to_dict(self, covariance: bool = True) -> dict[str, Any]:
         """Plain JSON-ready data: dicts, lists, str, int, float, and None for nan or ±inf (JSON has neither);
@@ -138,16 +140,17 @@ def summarize(
         raise ValueError(f"need n ≥ 1, rss ≥ 0 and 0 < level < 1; got n = {moments.n}, rss = {rss}, level = {level}")
     intercept = bias is not None
     stats = moments if intercept else moments.uncentered()
-    n, k_constant = stats.n, int(intercept)
+    implicit = not intercept and moments.spans_constant()  # statsmodels' implicit constant: R², F centered
+    n, k_constant = stats.n, int(intercept or implicit)
     gram_inverse, rank_gram, factor, constant, dependent = _decompose(stats.gram, factor)
-    rank = rank_gram + k_constant
+    rank = rank_gram + int(intercept)  # the Gram matrix is centered with an intercept: its column is apart
     df_model, df_resid = rank - k_constant, n - rank
     names = ["intercept", *features] if intercept else list(features)
     coef = ([float(bias)] if bias is not None else []) + [float(v) for v in w]
     covariance, condition = _unscaled_covariance(stats, gram_inverse, factor, intercept)
     sigma2 = rss / df_resid if df_resid > 0 else math.nan  # σ² = RSS/(n − rank)
     terms = _terms(names, coef, covariance, sigma2, df_resid, level)
-    tss = stats.tt  # Σ(y − ȳ)² with an intercept, Σy² without
+    tss = moments.tt if k_constant else stats.tt  # Σ(y − ȳ)² with a constant, Σy² without
     r2 = 1 - rss / tss if tss > 0 else math.nan
     adj_r2 = 1 - (n - k_constant) / df_resid * (1 - r2) if df_resid > 0 else math.nan
     f_stat = _ratio((tss - rss) / df_model, sigma2) if df_model > 0 and df_resid > 0 else math.nan  # ESS = TSS − RSS
@@ -178,6 +181,7 @@ def summarize(
         unscaled_covariance=tuple(tuple(float(v) for v in row) for row in covariance),
         warnings=tuple(notes),
         means=tuple(float(v) for v in stats.x_mean) if intercept else None,
+        implicit_constant=implicit,
     )
 
 

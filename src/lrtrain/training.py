@@ -273,6 +273,7 @@ def train(
             unrepresentable(prepared, "the final loss" if math.isfinite(optimum_loss) else "the optimum's loss")
         )
     gap = target.gap_of(loss, best[0] if engine == "exact" else scaling.to_trained(w_raw, b_raw)[0], optimum_loss)
+    centered = config.model.bias or prepared.moments.spans_constant()  # R² about ȳ: a constant, or one made
     result = FitResult(
         engine=engine,
         device=device if engine == "torch" else "cpu",
@@ -282,7 +283,8 @@ def train(
         epochs=history[-1].epoch,
         loss=loss,
         val_loss=kept.val_loss,
-        r2=_r2(prepared, config.model.bias, loss),
+        r2=_r2(prepared, centered, loss),
+        r2_centered=centered,
         seconds=seconds,
         stopped=stopped,
         optimum_loss=optimum_loss,
@@ -314,11 +316,11 @@ def _solved(log: EpochLog) -> Generator[EpochLog, None, None]:
     yield log
 
 
-def _r2(prepared: Prepared, bias: bool, loss: float) -> float:
-    """R² = 1 − SSE/TSS, TSS = |y − ȳ|² with a bias and |y|² without (uncentered, as the summary and
-    statsmodels have it), both gathered with the moments: no float64 copy of y."""
+def _r2(prepared: Prepared, centered: bool, loss: float) -> float:
+    """R² = 1 − SSE/TSS, TSS = |y − ȳ|² with a bias (or features that make a constant) and |y|² without
+    (uncentered, as the summary and statsmodels have it), both gathered with the moments: no float64 copy of y."""
     moments = prepared.moments
-    total = moments.tt if bias else moments.tt + moments.n * moments.y_mean**2
+    total = moments.tt if centered else moments.tt + moments.n * moments.y_mean**2
     return 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)
 
 

@@ -15,13 +15,14 @@ def load(config: Config, group: Shard = SINGLE) -> Source:
     in the job) each rank reads only its share of a CSV or Parquet table (lrtrain.sources.shares) and
     checks only its share of the rows, and the ranks agree on what to report."""
     spec = config.data
+    full = not config.model.bias  # no intercept: the first categorical column is coded in full (lrtrain.design)
     scratch = group.world > 1  # rows a rank reads go to a mapped temporary file, not its own memory
     if isinstance(spec, SyntheticData):
         return synthetic.read(spec, config.seed, scratch)  # finite by construction; every rank makes them all
     if isinstance(spec, CsvData):
-        return checked(delimited.read(spec, scratch, group), group)
+        return checked(delimited.read(spec, scratch, group, full), group)
     if isinstance(spec, ParquetData):
-        return checked(parquet.read(spec, scratch, group), group)
+        return checked(parquet.read(spec, scratch, group, full), group)
     return checked(arrays.inline(spec) if isinstance(spec, InlineData) else arrays.npy(spec), group)
 
 

@@ -173,13 +173,15 @@ def finish(
     scratch: bool,
     tally: Tally,
     union: Callable[[list[str]], list[str]] = list,
+    full: bool = False,
 ) -> Table:
     """The source: the rows (features, then the target; or the pair of them, as a Filling gives them) with
     each categorical column's codes expanded to its indicator columns, and what data.missing: drop left out
     of the `read` rows. `tally` holds the sums of the rows as read (categorical columns as codes), which the
     table keeps as its moments; with categorical columns those of the expanded rows are tallied here. `union`
     gives a column's levels in every process's rows from those in this one's (under torchrun, where each read
-    a share of the rows)."""
+    a share of the rows). With `full` (a model without an intercept) the first categorical column is coded in
+    full, an indicator for each of its levels (lrtrain.design)."""
     x, y = (table[:, :-1], table[:, -1]) if isinstance(table, np.ndarray) else table
     n = len(y)
     if n == 0:
@@ -196,7 +198,8 @@ def finish(
         present = np.zeros(len(coder.seen), dtype=bool)
         for at in range(0, n, BLOCK_ROWS):  # the levels of the rows kept, not of those dropped
             present[x[at : at + BLOCK_ROWS, j].astype(np.intp)] = True
-        levels[j] = levels_of(names[j], union([v for v, kept in zip(coder.seen, present, strict=True) if kept]), origin)
+        cells = union([v for v, kept in zip(coder.seen, present, strict=True) if kept])
+        levels[j] = levels_of(names[j], cells, origin, full=full and j == min(coders))
     features = [name for j, column in enumerate(names[:-1]) for name in (levels[j].names if j in levels else [column])]
     width = len(features) + 1
     tally = Tally(width - 1, sums=tally.summing)

@@ -87,9 +87,10 @@ def decimal_comma(cell: str) -> str:
     )
 
 
-def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
+def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE, full: bool = False) -> Table:
     """The CSV's columns as float64; with `scratch` (under torchrun) parsed into a mapped temporary table, and
-    there (`group`: this process's place in the job) only this rank's byte range of a file not compressed."""
+    there (`group`: this process's place in the job) only this rank's byte range of a file not compressed.
+    `full`: the first categorical column is coded in full (a model without an intercept: lrtrain.design)."""
     path = Path(spec.path)
     open_checked(path, "CSV")
     compression = COMPRESSION.get(path.suffix.lower())
@@ -145,10 +146,9 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
         if shared is not None:
             reader, rows, failure, start = shared
             lines = functools.partial(reader._row_line, None, start)
-            counts, read = reader.counts, reader.read
-            tally = reader.tally
+            coders, counts, read, tally = reader.coders, reader.counts, reader.read, reader.tally
             return shares.table(
-                rows, failure, chosen, reader.coders, counts, read, origin, first_line, group, tally, nothing, lines
+                rows, failure, chosen, coders, counts, read, origin, first_line, group, tally, nothing, lines, full
             )
         reader = _Reader(path, spec, names, columns, categorical)
     size = path.stat().st_size
@@ -163,7 +163,8 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE) -> Table:
         table = reader.whole(skip)
     if reader.read == 0:
         raise DataError(nothing)
-    source = finish(table, chosen, reader.coders, reader.counts, reader.read, origin, first_line, scratch, reader.tally)
+    coders, counts, tally = reader.coders, reader.counts, reader.tally
+    source = finish(table, chosen, coders, counts, reader.read, origin, first_line, scratch, tally, full=full)
     if source.first_line is None:  # rows were dropped: a message names the row among those kept
         return source
     return dataclasses.replace(source, lines=functools.partial(reader._row_line, compression, skip))

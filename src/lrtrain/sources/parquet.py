@@ -32,9 +32,10 @@ BATCH_ROWS = 1 << 16  # rows decoded at a time
 PAGE_BUFFER_BYTES = 1 << 20  # bytes of a column chunk read at a time
 
 
-def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Table:
+def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE, full: bool = False) -> Table:
     """The chosen columns as float64; with `scratch` (under torchrun), or when large, in a mapped temporary table,
-    and there (`group`: this process's place in the job) only this rank's block of the rows."""
+    and there (`group`: this process's place in the job) only this rank's block of the rows. `full`: the first
+    categorical column is coded in full (a model without an intercept: lrtrain.design)."""
     import pyarrow as pa
 
     path = Path(spec.path)
@@ -63,7 +64,7 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
     origin = f"data folder {path}" if path.is_dir() else f"data file {path}"
     reading = _Reading(files, opened, chosen, {j: Coder(chosen[j]) for j in text}, spec)
     if group.world > 1:
-        return _share(reading, rows, origin, group)
+        return _share(reading, rows, origin, group, full)
     table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or rows * len(chosen) * 8 > stream_bytes():
         table = scratch_mapping(reading.append, np.dtype(np.float64))
@@ -71,10 +72,10 @@ def read(spec: ParquetData, scratch: bool = False, group: Shard = SINGLE) -> Tab
         filling = Filling(rows, len(chosen))
         reading.fill(filling)
         table = filling.table()
-    return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch, reading.tally)
+    return finish(table, chosen, reading.coders, reading.counts, rows, origin, None, scratch, reading.tally, full=full)
 
 
-def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
+def _share(reading: _Reading, rows: int, origin: str, group: Shard, full: bool) -> Table:
     """Under torchrun: this rank's block of the `rows`, read alone into a mapped table; or every rank's error."""
     mine = parallel.block(rows, group.rank, group.world)
     table: np.ndarray | None = None
@@ -85,9 +86,8 @@ def _share(reading: _Reading, rows: int, origin: str, group: Shard) -> Table:
     except LrtrainError as exc:  # a bad cell, a full $TMPDIR: said by every rank alike
         failure = exc
     read = mine.stop - mine.start
-    return shares.table(
-        table, failure, reading.chosen, reading.coders, reading.counts, read, origin, None, group, reading.tally
-    )
+    coders, counts, tally = reading.coders, reading.counts, reading.tally
+    return shares.table(table, failure, reading.chosen, coders, counts, read, origin, None, group, tally, full=full)
 
 
 def table_files(path: Path) -> list[Path]:

@@ -51,6 +51,7 @@ def table(
     tally: Tally,
     nothing: str | None = None,
     lines: Callable[[int], int] | None = None,
+    full: bool = False,
 ) -> Table:
     """This rank's share as a source of the whole table, or every rank's error: `rows` (float64, categorical
     columns as codes) are the share's rows kept of the `read` it read, `counts` its missing cells per column
@@ -73,7 +74,7 @@ def table(
             f"{origin}: its {total} rows are shared by {group.world} processes, and process {empty}'s share holds "
             "none of them (too few rows, or rows of very uneven length). Use fewer processes, or more data."
         )
-    local = finish(rows, names, coders, counts, read, origin, first_line, True, tally, union=group.texts)
+    local = finish(rows, names, coders, counts, read, origin, first_line, True, tally, union=group.texts, full=full)
     dropped = None
     if reads.sum() > total:  # the rows after a dropped one are no longer at first_line + row: no line then
         columns = everyone[:, 2:].sum(axis=0).astype(int)
