@@ -1898,6 +1898,84 @@ SERVE_CASES = [
 ]
 
 
+def scaled_table(scale: float, target: float = 1.0) -> str:
+    """Rows of x0, x1 (scaled by `scale`) and y (by `target`): a well-posed fit in other units."""
+    rows = [(i % 7 - 3.0, (i * 5) % 11 - 5.0) for i in range(40)]
+    targets = [(2 * a - b + 1 + (i % 3) * 0.1) * target for i, (a, b) in enumerate(rows)]
+    lines = [f"{a * scale!r},{b * scale!r},{t!r}" for (a, b), t in zip(rows, targets, strict=True)]
+    return "x0,x1,y\n" + "\n".join(lines) + "\n"
+
+
+def fitted_steep(folder: Path) -> None:
+    """A run of y = 10x + 1 (exact), so that x = 1e308 predicts beyond float64."""
+    (folder / "train.csv").write_text("x,y\n1,11\n2,21\n3,31\n")
+    result = cli("fit", "--engine", "exact", "--set", "data.path=train.csv")
+    assert result.exit_code == 0, result.stderr
+
+
+# tables whose predictions or errors go beyond float64: said with the row, as `predict VALUE` says it
+BEYOND_FLOAT64_CASES = [
+    case(
+        "predict-data-beyond-float64",
+        "predict",
+        "--data",
+        "t.csv",
+        "-o",
+        "out.csv",
+        setup=fitted_steep,
+        files={"t.csv": "x\n1\n1e308\n"},
+        stderr=("t.csv, line 3", "the prediction is", "Rescale the values"),
+        absent=("RuntimeWarning",),
+    ),
+    case(
+        "predict-data-interval-beyond-float64",
+        "predict",
+        "--data",
+        "t.csv",
+        "--interval",
+        "0.9",
+        setup=fitted_steep,
+        files={"t.csv": "x\n1\n1e160\n"},
+        stderr=("t.csv, line 3", "prediction interval's bound", "leverage"),
+        absent=("RuntimeWarning",),
+    ),
+    case(
+        "evaluate-errors-beyond-float64",
+        "evaluate",
+        "--data",
+        "t.csv",
+        setup=fitted_steep,
+        files={"t.csv": "x,y\n1,2\n2,1e200\n"},
+        stderr=("t.csv", "go beyond float64", "MSE and R² cannot be taken"),
+        absent=("RuntimeWarning", "inf"),
+    ),
+]
+
+
+# values so small that their squares underflow: every sum of squares loses its digits, a column looks constant
+UNDERFLOW_CASES = [
+    case(
+        f"underflow-{name}",
+        command,
+        *(["manual", "exact"] if command == "compare" else ["--engine", engine]),
+        "--set",
+        "data.path=t.csv",
+        *(["--set", "model.dtype=float64"] if engine != "manual" else []),
+        files={"t.csv": table},
+        stderr=said,
+        absent=("Traceback", "internal error"),
+    )
+    for name, command, engine, table, said in [
+        ("features-1e-157", "fit", "exact", scaled_table(1e-157), ("feature 'x0'", "about 2.0e-157", "by 1e156")),
+        ("features-1e-200", "fit", "exact", scaled_table(1e-200), ("feature 'x0'", "float64 cannot hold")),
+        ("target-1e-200", "fit", "exact", scaled_table(1.0, 1e-200), ("the target", "the weights and the bias scale")),
+        ("float32-1e-20", "fit", "manual", scaled_table(1e-20), ("float32", "or set model.dtype to float64")),
+        ("float32-1e-45", "fit", "manual", scaled_table(1e-45), ("float32", "feature 'x0'")),
+        ("compare-1e-157", "compare", "", scaled_table(1e-157), ("feature 'x0'", "Rescale the column")),
+    ]
+]
+
+
 CASES = (
     CONFIG_CASES
     + SET_CASES
@@ -1915,6 +1993,8 @@ CASES = (
     + MISNAMED_CASES
     + MAKE_CASES
     + SERVE_CASES
+    + UNDERFLOW_CASES
+    + BEYOND_FLOAT64_CASES
 )
 
 

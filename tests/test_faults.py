@@ -406,6 +406,8 @@ def test_the_read_limits_can_be_raised_and_a_bad_setting_is_named(
     assert "LRTRAIN_MAX_CONFIG_MB=4" in small.stderr
     monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "3")
     assert cli("config", "validate", "-c", "c.yaml").exit_code == 0
+    monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "500000")  # a limit far beyond memory is a limit, not an allocation
+    assert cli("config", "validate", "-c", "c.yaml").exit_code == 0
     monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "lots")
     bad = cli("config", "validate", "-c", "c.yaml")
     assert bad.exit_code == 2

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import IntEnum
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 
 class ExitCode(IntEnum):
@@ -303,7 +303,7 @@ def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) ->
     with open(path, "rb") as handle:
         info = os.fstat(handle.fileno())
         size = info.st_size if stat.S_ISREG(info.st_mode) else None
-        data = handle.read(limit + 1) if size is None or size <= limit else b""
+        data = _read_upto(handle, limit + 1) if size is None or size <= limit else b""
     if (size or 0) > limit or len(data) > limit:
         how_big = f"it has {size:,} bytes" if size else "it goes on past that: a device, a stream or a growing file"
         raise error(
@@ -312,3 +312,16 @@ def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) ->
             f"{variable} (megabytes), e.g. {variable}={megabytes * 4:g}."
         )
     return data
+
+
+def _read_upto(handle: BinaryIO, most: int) -> bytes:
+    """Up to `most` bytes of `handle`, in pieces: a read(most) would ask for all of it at once (a limit of
+    terabytes from the environment is a MemoryError before one byte is read)."""
+    pieces, total = [], 0
+    while total < most:
+        piece = handle.read(min(most - total, 1 << 20))
+        if not piece:
+            break
+        pieces.append(piece)
+        total += len(piece)
+    return b"".join(pieces)

@@ -1,5 +1,6 @@
 """What a fit says of its data on stderr before it trains: the rows data.missing: drop left out, the categorical
-levels that validation took every row of, and the features float32 cannot hold the spread of."""
+levels that validation took every row of, and the features float32 cannot hold the spread of; and the values too
+small for the sums of squares every engine takes, which it refuses."""
 
 from __future__ import annotations
 
@@ -7,7 +8,51 @@ import numpy as np
 
 from lrtrain import sources
 from lrtrain.config import Config
+from lrtrain.errors import DataError
 from lrtrain.prepare import Prepared
+
+# a column whose values are below this times the square root of the smallest normal number of the dtype its
+# sums of squares are taken in (1.5e-154 in float64, 1.1e-19 in float32) has squares in the subnormal range,
+# where they lose their digits or become 0: the Gram matrix, the summary and the solvers go wrong
+UNDERFLOW_MARGIN = 100.0
+
+
+def check_scale(prepared: Prepared, config: Config) -> None:
+    """Refuse features or a target whose values are so small that their squares underflow: the sums of squares
+    (float64 always, and float32 too for a float32 run) then lose every digit, or a column looks constant.
+    Under torchrun every rank must ask (the moments are a collective)."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        moments = prepared.moments
+        found = [*_sizes(moments.gram, moments.x_mean, moments.n), *_sizes(moments.tt, moments.y_mean, moments.n)]
+        names = [*prepared.raw.features, prepared.raw.target]
+        limits = [(np.float64, len(found))]
+        raw = prepared.raw.moments
+        if config.model.dtype == "float32" and raw is not None:  # the values before the cast to float32
+            found += [*_sizes(raw.gram, raw.x_mean, raw.n), *_sizes(raw.tt, raw.y_mean, raw.n)]
+            names += names
+            limits.append((np.float32, len(found)))
+    for dtype, upto in limits:
+        tiny = float(np.finfo(dtype).tiny)
+        small = [j for j, size in enumerate(found[:upto]) if 0 < size < UNDERFLOW_MARGIN * np.sqrt(tiny)]
+        if small:
+            j = small[0]
+            target = names[j] == prepared.raw.target
+            kind = "the target" if target else f"feature {names[j]!r}"
+            power = int(np.floor(-np.log10(found[j])))
+            scales = "the weights and the bias scale with it" if target else f"its weight scales by 1e-{power}"
+            raise DataError(
+                f"{prepared.raw.origin}: {kind} holds values of about {found[j]:.1e}, so small that {dtype.__name__} "
+                f"cannot hold their squares (its smallest normal number is {tiny:.2g}), and every sum of squares the "
+                f"fit takes would lose its digits. Rescale the column: multiply it by 1e{power} ({scales})"
+                + (", or set model.dtype to float64." if dtype == np.float32 else ".")
+            )
+
+
+def _sizes(squares: np.ndarray | float, mean: np.ndarray | float, n: int) -> np.ndarray:
+    """Each column's magnitude, max(|mean|, spread), from its centered sum of squares (the diagonal of a Gram
+    matrix), without squaring the mean: a mean of 1e-200 squares to 0."""
+    diagonal = np.diag(squares) if isinstance(squares, np.ndarray) else np.array([squares])
+    return np.maximum(np.abs(np.atleast_1d(mean)), np.sqrt(np.maximum(diagonal, 0) / max(n, 1)))
 
 
 def of_data(prepared: Prepared, config: Config) -> list[str]:

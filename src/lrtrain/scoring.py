@@ -384,10 +384,13 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
     for batch, first in table.batches():
         x = design_of(model, batch, table, first)
         columns = [batch.column(j).to_pylist() for j in range(batch.num_columns)]  # CSV: the cells as read
-        y_hat = x @ np.asarray(model.weights, dtype=np.float64) + model.bias
+        y_hat = predicted(model, x, table, first)
         columns.append([model.format(v) for v in y_hat.tolist()])
         if level is not None:
-            low, high = intervals(model, x, y_hat, level)
+            with np.errstate(over="ignore", invalid="ignore"):
+                low, high = intervals(model, x, y_hat, level)
+            why = "the interval's leverage, the values squared, goes beyond about 1.8e308"
+            _finite(np.minimum(low, high), table, first, "the prediction interval's bound", why)
             columns += [[model.format(v) for v in low.tolist()], [model.format(v) for v in high.tolist()]]
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
@@ -396,6 +399,31 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
             header = False
         writer.writerows(zip(*columns, strict=True))
         yield text.getvalue(), batch.num_rows
+
+
+def predicted(model: Model, x: np.ndarray, table: TableFile, first: int) -> np.ndarray:
+    """The model's predictions for the rows `x` of a batch whose first row is `first`; a prediction float64
+    cannot hold is an error naming its row."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        y_hat: np.ndarray = x @ np.asarray(model.weights, dtype=np.float64) + model.bias
+    return _finite(y_hat, table, first, "the prediction")
+
+
+def _finite(
+    values: np.ndarray,
+    table: TableFile,
+    first: int,
+    what: str,
+    why: str = "the values times the weights go beyond about 1.8e308",
+) -> np.ndarray:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(
+            f"{table.origin}, {table.place(first + row)}: {what} is {values[row]}, not a number float64 can hold: "
+            f"{why}. Rescale the values (the model's units are those it was trained in), or leave that row out."
+        )
+    return values
 
 
 def intervals(model: Model, x: np.ndarray, y_hat: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -443,22 +471,28 @@ def evaluate(model: Model, table: TableFile) -> Evaluation:
             f"compares the predictions with it. The file's columns are: {', '.join(table.names)}. "
             "Add the true values under that name, or use `lrtrain predict --data` for predictions alone."
         )
-    weights = np.asarray(model.weights, dtype=np.float64)
     n, sse, sae, mean, m2, squares = 0, 0.0, 0.0, 0.0, 0.0, 0.0
     for batch, first in table.batches():
         x = design_of(model, batch, table, first)
         y = numbers(batch.column(model.target), model.target, table, first)
-        residual = y - (x @ weights + model.bias)
-        sse += float(np.dot(residual, residual))
-        sae += float(np.abs(residual).sum())
-        squares += float(np.dot(y, y))
-        k = len(y)  # merge the batch's (k, mean, M2) into the running one: no cancellation, whatever the offset
-        batch_mean = float(y.mean())
-        batch_m2 = float(np.dot(y - batch_mean, y - batch_mean))
-        delta = batch_mean - mean
-        mean += delta * k / (n + k)
-        m2 += batch_m2 + delta * delta * n * k / (n + k)
+        with np.errstate(over="ignore", invalid="ignore"):  # sums beyond float64 are refused below, in words
+            residual = y - predicted(model, x, table, first)
+            sse += float(np.dot(residual, residual))
+            sae += float(np.abs(residual).sum())
+            squares += float(np.dot(y, y))
+            k = len(y)  # merge the batch's (k, mean, M2) into the running one: no cancellation, whatever the offset
+            batch_mean = float(y.mean())
+            batch_m2 = float(np.dot(y - batch_mean, y - batch_mean))
+            delta = batch_mean - mean
+            mean += delta * k / (n + k)
+            m2 += batch_m2 + delta * delta * n * k / (n + k)
         n += k
+    if not all(math.isfinite(v) for v in (sse, sae, squares, m2)):
+        raise DataError(
+            f"{table.origin}: the squared errors of the model in {model.path} on it, or the squares of its target "
+            f"{model.target!r}, go beyond float64 (about 1.8e308: values near 1e154 or larger), so the MSE and R² "
+            "cannot be taken. Rescale the target and the features (the model's units are those it was trained in)."
+        )
     centered = centered_r2(model)
     total = m2 if centered else squares
     r2 = 1.0 - sse / total if total > 0 else (1.0 if sse == 0 else 0.0)

@@ -143,7 +143,8 @@ def _fit(
     try:
         with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
             prepared = prepare(load(config, group), config, group)  # under torchrun, this rank's rows only
-        for note in notices.of_data(prepared, config):  # by every rank: the moments are a collective
+        notices.check_scale(prepared, config)  # by every rank: the moments are a collective
+        for note in notices.of_data(prepared, config):
             if listener is not None and main:
                 listener.note(note)
         if config.output.save or resume is not None:  # now, by every rank: not after a Ctrl-C (torchrun kills
@@ -550,6 +551,7 @@ def compare(
     source = load(config)
     with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
         prepared = prepare(source, config)
+    notices.check_scale(prepared, config)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     exact = prepared if config.model.dtype == "float64" else None
     results: list[FitResult] = []
