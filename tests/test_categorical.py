@@ -127,6 +127,23 @@ def test_without_a_bias_the_first_categorical_column_is_coded_in_full_as_statsmo
     np.testing.assert_allclose(pd.read_csv(workdir / "scored.csv")["prediction"], reference.fittedvalues, rtol=1e-9)
 
 
+def test_a_null_spelling_in_a_csv_categorical_column_is_a_missing_cell_in_both_modes(workdir: Path) -> None:
+    rows = [(i, ["NA", "Paris", "Lyon"][i % 3], i + (i % 3)) for i in range(1, 13)]
+    (workdir / "na.csv").write_text("x,c,y\n" + "".join(f"{x},{c},{y}\n" for x, c, y in rows))
+    settings = ["--set", "data.path=na.csv", "--set", "data.categorical=[c]", "--engine", "exact"]
+    assert "na.csv, line 4, column 'c': 'NA' is not a level: it marks a missing cell" in fail(*settings)
+    records = fit_json(*settings, "--set", "data.missing=drop")
+    assert len(records[-1]["weights"]) == 2  # x and c[Paris]: no level NA, its rows dropped, as pandas reads them
+    (workdir / "new.csv").write_text("x,c,y\n1,Paris,2\n2,NULL,3\n")
+    for command in (["predict", "--data", "new.csv"], ["evaluate", "--data", "new.csv"]):
+        refused = cli(*command)
+        assert refused.exit_code == 2, refused.output
+        assert "new.csv, line 3, column 'c': 'NULL' is not a level: it marks a missing cell" in refused.stderr
+    pq.write_table(pa.table({"x": [1.0, 2, 3, 4], "c": ["NA", "b", "NA", "b"], "y": [1.0, 2, 2, 5]}), "s.parquet")
+    parquet = fit_json("--set", "data.path=s.parquet", "--set", "data.categorical=[c]", "--engine", "exact")
+    assert len(parquet[-1]["weights"]) == 2  # x and c[b]: in Parquet a null is a null, and the text NA a level
+
+
 def test_standardizing_leaves_the_saved_weights_in_indicator_units(workdir: Path) -> None:
     frame().to_csv(workdir / "d.csv", index=False, float_format="%.17g")
     common = ["--set", "data.path=d.csv", "--set", "data.categorical=[city]", "--engine", "exact"]
@@ -364,6 +381,9 @@ def test_a_cell_names_a_level_by_its_number_when_every_cell_is_one_else_by_its_t
     assert not mixed.numeric
     assert [mixed.find(cell) for cell in ("1", " 1.0", "01", "a ")] == [0, 1, None, 2]
     assert number_text("12345678901234567891") == "12345678901234567891"  # integers exactly, however long
+    big = levels_of("c", ["9007199254740992", "9007199254740993", "9007199254740994"], "test")  # past 2^53
+    spelled = ("9007199254740993.0", "9.007199254740993e15", "9007199254740992.0")
+    assert [big.find(cell) for cell in spelled] == [1, 1, 0]
     assert [number_text(cell) for cell in ("1_000", "inf", "nan", "1e999", "١", "", "9" * 5000)] == [None] * 7
     assert Levels("c", ("1.0", "2.0")).find("1") is None  # levels that are not shortest texts match as text
 

@@ -361,3 +361,14 @@ def test_json_error_message_has_no_prefix() -> None:
     result = cli("fit", "--json", "--set", "train.epochs=0")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["message"].startswith("invalid config:")
+
+
+def test_a_tilde_in_data_path_or_output_dir_is_the_home_folder(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = workdir / "home"
+    home.mkdir()
+    (home / "d.csv").write_text("x,y\n1,2\n2,4\n3,6\n")
+    monkeypatch.setenv("HOME", str(home))
+    result = cli("fit", "--engine", "exact", "--set", "data.path=~/d.csv", "--set", "output.dir=~/runs")
+    assert result.exit_code == 0, result.output
+    assert len(list((home / "runs").iterdir())) == 1
+    assert not (workdir / "~").exists()  # never a folder named ~ beside the working directory

@@ -7,6 +7,8 @@ import csv
 import gzip
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -141,7 +143,8 @@ def test_a_folder_of_parquet_files_is_read_as_fit_reads_it(workdir: Path) -> Non
     whole = pa.table(table)
     (workdir / "parts").mkdir()
     pq.write_table(whole.slice(0, 40), workdir / "parts" / "a.parquet")
-    pq.write_table(whole.slice(40), workdir / "parts" / "b.parquet")
+    later = whole.slice(40)  # the same columns in another order: the same table, as fit reads it
+    pq.write_table(later.select(list(reversed(later.column_names))), workdir / "parts" / "b.parquet")
     (workdir / "parts" / "_SUCCESS").write_text("")
     pq.write_table(whole, workdir / "one.parquet")
     parted, single = _evaluation(str(run), "--data", "parts"), _evaluation(str(run), "--data", "one.parquet")
@@ -364,6 +367,24 @@ def test_output_into_a_missing_folder_onto_a_folder_or_the_input_is_refused(
     assert expected in result.stderr
     assert files_under(workdir) == before
     assert (run / "model.json").read_bytes() == model_before
+
+
+def test_an_output_file_replaced_keeps_its_permissions_and_a_full_disk_is_exit_1(workdir: Path) -> None:
+    _fit(workdir)
+    _write_csv(workdir / "t.csv", _test_table())
+    (workdir / "out.csv").write_text("old\n")
+    (workdir / "out.csv").chmod(0o640)
+    assert cli("predict", "--data", "t.csv", "-o", "out.csv").exit_code == 0
+    assert stat.S_IMODE((workdir / "out.csv").stat().st_mode) == 0o640  # replaced whole, permissions kept
+    assert (workdir / "out.csv").read_text().splitlines()[0].endswith(",prediction")
+    full = cli("predict", "--data", "t.csv", "-o", "/dev/full")
+    assert full.exit_code == 1, full.output  # the machine's fault, as a full stdout: not a usage error
+    assert "No space left on device" in full.stderr
+    if os.geteuid() != 0:  # root may write a read-only file, as it may open() it
+        (workdir / "out.csv").chmod(0o444)
+        refused = cli("predict", "--data", "t.csv", "-o", "out.csv")
+        assert refused.exit_code == 2
+        assert "read-only" in refused.stderr
 
 
 @pytest.mark.parametrize("name", ["out.csv.gz", "out.csv.bz2", "out.csv.zst"])

@@ -180,6 +180,39 @@ def test_two_ctrl_c_within_a_long_epoch_stop_there_saving_nothing(tmp_path: Path
     assert folders(tmp_path / "runs") == []
 
 
+def test_a_signal_in_the_last_epoch_saves_the_whole_run_and_still_exits_130(tmp_path: Path) -> None:
+    # one epoch of one-row minibatches over 200,000 rows: the signal comes inside it, and its end ends training
+    args = ["fit", "--set", "data.source=synthetic", "--set", "data.rows=200000", "--set", "train.batch_size=1"]
+    process = start([*args, "--set", "train.epochs=1", "--set", "log.header=false"], tmp_path)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("Prediction before training")
+    time.sleep(0.2)  # into the epoch
+    process.send_signal(signal.SIGTERM)
+    _, stderr = finish(process)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert process.returncode == 130, stderr  # a script that was stopped must not go on
+    assert stderr.endswith(
+        f"error: interrupted in the last epoch, which ended the training; the run finished and is saved in "
+        f"runs/{run.name}.\n"
+    )
+    assert (run / "model.json").is_file()
+    assert not (run / "checkpoint.json").exists()
+
+
+def test_a_signal_during_the_exact_solve_stops_it_saving_nothing(tmp_path: Path) -> None:
+    # 3,000 features: the solve's eigendecompositions take seconds, and the signal comes between them
+    args = ["fit", "--engine", "exact", "--set", "data.source=synthetic", "--set", "data.rows=4000"]
+    process = start([*args, "--set", "data.features=3000"], tmp_path)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("Number of samples")
+    time.sleep(0.5)  # into the solve
+    process.send_signal(signal.SIGTERM)
+    _, stderr = finish(process)
+    assert process.returncode == 130, stderr
+    assert stderr == "interrupted: stopped before finishing; nothing was saved.\n"
+    assert folders(tmp_path / "runs") == []
+
+
 def test_sigterm_while_the_results_print_after_the_save_says_the_run_was_saved(tmp_path: Path) -> None:
     # 1,200 rows of statistics overfill the pipe (64 KiB), so the fit is still printing them when the signal comes
     args = ["fit", "--engine", "exact", "--summary", "--set", "data.source=synthetic", "--set", "data.rows=2000"]

@@ -136,8 +136,9 @@ def fit(
     """Train a model and write a run folder (config.yaml, model.json, metrics.csv) under runs/.
 
     Ctrl-C or SIGTERM stops at the end of the current epoch and saves a checkpoint that
-    --resume continues (a second one before then stops there, saving nothing). After the
-    run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
+    --resume continues (a second one before then stops there, saving nothing; in the last
+    epoch, the whole run is saved). The exact engine's solve stops at once, saving nothing.
+    After the run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
     """
     from lrtrain import live, parallel, render, training
     from lrtrain.errors import ConfigError
@@ -158,7 +159,7 @@ def fit(
             signals.say = view.note if main else silent
             result = training.fit(cfg, view, should_stop=signals.requested, resume=resume, with_summary=summary)
         saved = f"the run finished and is saved in {result.run_dir}" if result.run_dir else "nothing was saved"
-        signals.trained(f"interrupted while printing the results; {saved}.")
+        signals.trained(saved)
         if main:
             render.fit_summary(cfg, result, out)
             stats = result.summary if summary else None

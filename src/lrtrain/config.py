@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from lrtrain.config_paths import imply_source, run_name_of
+from lrtrain.config_paths import expand_home, imply_source, run_name_of
 from lrtrain.config_text import Key, Positions, Schema, describe, did_you_mean, parse_value, read_yaml_file
 from lrtrain.errors import ConfigError
 
@@ -419,6 +419,7 @@ def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...]
         key, value = _parse_override(item)
         _set_path(raw, key, value)
         set_keys.add(key)
+    expand_home(raw)
     if isinstance(raw.get("data"), dict):
         base = path.parent if path is not None and ("data", "path") not in set_keys else Path.cwd()
         imply_source(raw["data"], base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ def imply_source(data: dict[str, Any], base: Path) -> None:
             )
     if data["source"] == "csv" and suffix == ".tsv" and "delimiter" not in data:
         data["delimiter"] = "\t"
+
+
+def expand_home(raw: dict[str, Any]) -> None:
+    """A data.path or output.dir that starts with ~ (or ~user) is in that home folder, as a shell would read it:
+    --set output.dir=~/runs is not expanded by the shell, and a folder named ~ in the working directory is a trap
+    (a later `rm -rf ~` removes the home folder)."""
+    for section, key in (("data", "path"), ("output", "dir")):
+        values = raw.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str) and values[key].startswith("~"):
+            values[key] = os.path.expanduser(values[key])
 
 
 def run_name_of(path: Path) -> str:

@@ -47,7 +47,10 @@ def number_text(cell: str) -> str | None:
     value = float(text)
     if not math.isfinite(value):  # 1e999
         return None
-    return str(int(value)) if value.is_integer() else repr(value)
+    from decimal import Decimal  # here: predict's start-up pays for it only for a level such as 1.0
+
+    exact = Decimal(text)  # 9007199254740993.0 is that integer, which float64 would round to …992
+    return str(int(exact)) if exact == exact.to_integral_value() else repr(value)
 
 
 def cell_text(value: Any) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from lrtrain.blocks import mapped, passing
 from lrtrain.engine import EpochLog, Schedule, State, mse
 from lrtrain.errors import DataError
+from lrtrain.interrupts import solving_point
 from lrtrain.moments import Moments, combined, moments, squares_hold
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.prepare import Prepared
@@ -72,11 +73,13 @@ def solution(
 ) -> Solution:
     """`solve`'s optimum, with its sum of squared residuals when the refinement's pass over the data gave it."""
     centered = centered or combined(moments(x, y), shard)
+    solving_point()  # Ctrl-C between the steps of the one solve stops it, saving nothing
     stats = centered if bias else centered.uncentered()
     ridge = stats.n * weight_decay / 2  # mean(r²) + (λ/2)|w|²  ⇔  |r|² + (nλ/2)|w|²
     system = stats.gram + ridge * np.eye(len(stats.cross))
     eigenvalues = np.linalg.eigvalsh(system) if len(system) else np.ones(1)
     squares: float | None = None
+    solving_point()
     if eigenvalues[0] > eigenvalues[-1] / CHOLESKY_MAX_CONDITION:
         w, squares = _cholesky_refined(x, y, stats, system, ridge, shard)
     else:
@@ -109,6 +112,7 @@ def _cholesky_refined(
     else:
         residual, squares = np.zeros(len(w)), 0.0
         for x_part, y_part in passing(x, y):
+            solving_point()
             a = np.asarray(x_part, dtype=np.float64) - stats.x_mean
             r = np.asarray(y_part, dtype=np.float64) - stats.y_mean - a @ w
             residual += a.T @ r

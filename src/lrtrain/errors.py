@@ -79,6 +79,20 @@ class SaveError(LrtrainError):
     exit_code = ExitCode.TRAINING_FAILED
 
 
+# a write that failed for want of room or a working disk: the machine, not the command (exit 1, as a run not saved)
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
+
+
+def unwritten(path: Path, exc: OSError, what: str = "") -> LrtrainError:
+    """The error for an output file that could not be written: a full disk, a quota or an I/O error is the
+    machine's (SaveError, exit 1, as a full stdout); a missing folder or no permission is the command's
+    (DataError, exit 2)."""
+    machine = exc.errno in MACHINE_ERRNOS
+    fix = "Free some space, or write elsewhere." if machine else "Choose a file in a folder you can write."
+    text = f"cannot write {what or path}: {exc.strerror or exc}. {fix}"
+    return SaveError(text) if machine else DataError(text)
+
+
 class ScratchError(LrtrainError):
     """The temporary file a large table is kept in could not be written (a full $TMPDIR, a file size limit):
     the machine, not the command, so the exit code is that of a run that could not be saved."""

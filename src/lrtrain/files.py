@@ -4,6 +4,7 @@ files read back with a size limit and a parser that fails only with ValueError."
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -42,9 +43,14 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         return
     path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
+    existing = _regular(path)
+    if existing is not None and not os.access(path, os.W_OK):  # as open() would refuse it (root may write it)
+        raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)", str(path))
     # the writer's PID in the name: a leftover of a writer killed mid-write (kill -9) can be told from a live one
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
-    os.fchmod(fd, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's private 0600
+    # a file replaced keeps its permissions, as one written in place would; a new one gets what open() gives it,
+    # not mkstemp's private 0600
+    os.fchmod(fd, stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask())
     try:
         with open(fd, mode, encoding="utf-8" if text else None, newline="" if text else None) as handle:
             yield handle
@@ -55,6 +61,15 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _regular(path: Path) -> os.stat_result | None:
+    """The status of the regular file at `path`; None when there is none (or something else is there)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
 
 
 def leftovers(folder: Path) -> list[tuple[Path, int | None]]:

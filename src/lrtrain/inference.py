@@ -22,6 +22,9 @@ from lrtrain.prepare import Prepared
 # the equilibrated Gram matrix's condition number (times the rounding its centering may have amplified) beyond
 # which (X̃ᵀX̃)⁻¹ from the moments would keep fewer than about 8 digits: the summary takes R from the data
 FACTOR_CONDITION = 1e8
+# beyond this many features the test (an eigendecomposition) and the pass (O(N·D²)) cost more than the summary's
+# other work, and the moments' answer stands
+FACTOR_MAX_FEATURES = 1024
 
 
 def summarize(config: Config, prepared: Prepared, result: FitResult, factor: np.ndarray | None) -> stats.Summary | str:
@@ -65,7 +68,7 @@ def design_factor(config: Config, prepared: Prepared) -> np.ndarray | None:
     """The upper-triangular R of a QR of the training design in raw units (the rows about their means with a
     bias, about the origin without), when the moments would lose the summary's digits (FACTOR_CONDITION);
     None where they hold them. Under torchrun a collective: every rank decides alike, from the same moments."""
-    if _no_summary(config) is not None:
+    if _no_summary(config) is not None or prepared.features > FACTOR_MAX_FEATURES:
         return None
     bias = config.model.bias
     moments = prepared.moments if bias else prepared.moments.uncentered()

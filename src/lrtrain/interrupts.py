@@ -20,6 +20,13 @@ def loading_point() -> None:
         _guards[-1].loading()
 
 
+def solving_point() -> None:
+    """Asked by the exact engine between the steps of its one solve: an epoch that has no end to stop at before
+    the answer, and nothing to checkpoint, so a Ctrl-C or SIGTERM there stops the command as one while the data
+    loads does, saving nothing."""
+    loading_point()
+
+
 class Signals:
     """SIGINT and SIGTERM during `fit` or `compare`. The handler only counts them; the command acts on the
     count at safe points, on the main thread: after each epoch (the view's epoch callback and `requested`,
@@ -81,9 +88,14 @@ class Signals:
         self.check()
         return self.count > 0
 
-    def trained(self, message: str) -> None:
-        """Training is over (the run saved, if it saves): from here a signal ends the command with `message`."""
-        self.after = message
+    def trained(self, saved: str) -> None:
+        """Training is over, and `saved` says where the run is (if it saves): from here a signal ends the command
+        with it. One that came in the last epoch, whose end was the end of training, ends it now: the run is
+        whole, and a script that was stopped must not go on as if it had not been."""
+        self.after = f"interrupted while printing the results; {saved}."
+        if self.count:
+            self.seen = self.count
+            raise Interrupted(f"interrupted in the last epoch, which ended the training; {saved}.")
 
     def check(self) -> None:
         """A safe point: act on the signals that came since the last one."""

@@ -4,6 +4,8 @@ small for the sums of squares every engine takes, which it refuses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lrtrain import sources
@@ -25,7 +27,7 @@ def check_scale(prepared: Prepared, config: Config) -> None:
         moments = prepared.moments
         found = [*_sizes(moments.gram, moments.x_mean, moments.n), *_sizes(moments.tt, moments.y_mean, moments.n)]
         names = [*prepared.raw.features, prepared.raw.target]
-        limits = [(np.float64, len(found))]
+        limits: list[tuple[type[np.floating[Any]], int]] = [(np.float64, len(found))]
         raw = prepared.raw.moments
         if config.model.dtype == "float32" and raw is not None:  # the values before the cast to float32
             found += [*_sizes(raw.gram, raw.x_mean, raw.n), *_sizes(raw.tt, raw.y_mean, raw.n)]
@@ -52,7 +54,8 @@ def _sizes(squares: np.ndarray | float, mean: np.ndarray | float, n: int) -> np.
     """Each column's magnitude, max(|mean|, spread), from its centered sum of squares (the diagonal of a Gram
     matrix), without squaring the mean: a mean of 1e-200 squares to 0."""
     diagonal = np.diag(squares) if isinstance(squares, np.ndarray) else np.array([squares])
-    return np.maximum(np.abs(np.atleast_1d(mean)), np.sqrt(np.maximum(diagonal, 0) / max(n, 1)))
+    sizes: np.ndarray = np.maximum(np.abs(np.atleast_1d(mean)), np.sqrt(np.maximum(diagonal, 0) / max(n, 1)))
+    return sizes
 
 
 def of_data(prepared: Prepared, config: Config) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 from lrtrain import config as config_module
 from lrtrain import model as model_module
 from lrtrain import sources
-from lrtrain.errors import ConfigError, LrtrainError, ModelError, read_limited
+from lrtrain.errors import ConfigError, LrtrainError, ModelError, read_limited, unwritten
 from lrtrain.files import atomic_writer, read_json
 from lrtrain.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
@@ -303,6 +303,4 @@ def _save(fig: Figure, out: Path) -> None:
         with atomic_writer(out, "wb") as handle:
             fig.savefig(handle, format="png", dpi=DPI)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write the plot to {out}: {exc.strerror or exc}. Choose a file in a folder you can write."
-        ) from None
+        raise unwritten(out, exc, f"the plot to {out}") from None

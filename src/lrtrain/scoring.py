@@ -23,12 +23,14 @@ import numpy as np
 
 from lrtrain.config import TAB_NAMES, separable
 from lrtrain.design import cell_text, indicators
-from lrtrain.errors import DataError, InputError, ModelError, printable
+from lrtrain.errors import DataError, InputError, ModelError, printable, unwritten
 from lrtrain.files import atomic_writer, is_stream, read_json
 from lrtrain.model import Model
 from lrtrain.sources.columns import doubles
-from lrtrain.sources.delimited import NUMBER, decimal_comma
+from lrtrain.sources.delimited import MISSING, NUMBER, decimal_comma
 from lrtrain.sources.text import COMPRESSION, header_cells, line_one
+
+MISSING_CELLS = frozenset(cell.strip() for cell in MISSING)  # as training reads a categorical column's cells
 
 CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
@@ -105,7 +107,9 @@ class TableFile:
         from lrtrain.sources.parquet import open_file
 
         for file in self.files or (self.path,):
-            yield from open_file(file).iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True)
+            for batch in open_file(file).iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=True):
+                # a folder's files may hold the columns in another order: each batch in the first file's
+                yield batch if batch.schema.names == self.names else batch.select(self.names)
 
 
 def _parquet_folder(path: Path, delimiter: str | None) -> TableFile:
@@ -116,8 +120,8 @@ def _parquet_folder(path: Path, delimiter: str | None) -> TableFile:
         raise InputError(f"--delimiter is for a CSV table; data folder {path} holds Parquet. Leave --delimiter out.")
     files = table_files(path)
     names = [list(open_part(file).schema_arrow.names) for file in files]
-    differs = next((file for file, these in zip(files, names, strict=True) if these != names[0]), None)
-    if differs is not None:
+    differs = next((file for file, these in zip(files, names, strict=True) if set(these) != set(names[0])), None)
+    if differs is not None:  # the same columns in another order are the same table, as fit reads it
         raise DataError(
             f"data folder {path}: {differs} has other columns than {files[0]} ({', '.join(names[0][:6])}). Every "
             "file of a folder is a part of one table: give them the same columns."
@@ -238,12 +242,27 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
         return f"{table.origin}, {table.place(first_row + row)}"
 
     encoded = {
-        name: dict(zip(levels.names, indicators(levels, _texts(batch.column(name)), place).T, strict=True))
+        name: dict(zip(levels.names, indicators(levels, _levels_of(batch, name, table, place), place).T, strict=True))
         for name, levels in coded.items()
     }
     for j, name in enumerate(model.features):
         x[:, j] = encoded[made[name]][name] if name in made else numbers(batch.column(name), name, table, first_row)
     return x
+
+
+def _levels_of(batch: Any, name: str, table: TableFile, place: Callable[[int], str]) -> list[str]:
+    """A categorical column's cells, as `_texts`; a missing one (empty, null, or a CSV's NA, NULL, nan, ...: as
+    training read it) is an error naming it: a prediction needs a level."""
+    texts = _texts(batch.column(name))
+    nulls = MISSING_CELLS if table.kind == "csv" else frozenset({""})
+    for row, text in enumerate(texts):
+        if text.strip() in nulls:
+            why = "the cell is empty" if text.strip() == "" else "it marks a missing cell"
+            raise DataError(
+                f"{place(row)}, column {name!r}: {text.strip()!r} is not a level: {why}, and a prediction needs the "
+                "level. Fill it, or leave the row out."
+            )
+    return texts
 
 
 def _texts(column: Any) -> list[str]:
@@ -551,5 +570,5 @@ def predict_file(
     try:
         rows = _write(output, chunks)
     except OSError as exc:  # no permission, a full disk: the file is whole or absent
-        raise DataError(f"cannot write {output}: {exc.strerror or exc}. Check the folder and the free space.") from None
+        raise unwritten(output, exc) from None
     line(f"wrote {output}: {rows} rows with predictions")

@@ -34,21 +34,24 @@ def doubles(array: Any) -> np.ndarray:
 class Coder:
     """A categorical column's codes: each distinct cell's place in the order of first appearance. A cell is kept
     as its text without surrounding spaces (a number's text: lrtrain.design.levels_of decides, once every cell is
-    read, whether the column's levels are numbers)."""
+    read, whether the column's levels are numbers). A cell of text in `nulls` (a CSV's NA, NULL, nan, ...) is
+    missing, as in a numeric column of the same file, whatever data.missing says."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, nulls: frozenset[str] = frozenset()) -> None:
         self.name = name
+        self.nulls = nulls
         self.seen: list[str] = []
         self.index: dict[str, int] = {}
 
     def codes(self, array: Any, missing: str, place: Place) -> np.ndarray:
-        """The column's codes as float64, NaN where a cell is missing: null, NaN, or empty text (spaces alone)."""
+        """The column's codes as float64, NaN where a cell is missing: null, NaN, empty text (spaces alone), or
+        text in `nulls`."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
         values = [cell_text(v).strip() for v in encoded.dictionary.to_pylist()]
-        mapping = np.array([np.nan if v == "" else float(self._code(v)) for v in values] + [np.nan])
+        mapping = np.array([np.nan if v == "" or v in self.nulls else float(self._code(v)) for v in values] + [np.nan])
         indices = pc.cast(encoded.indices, pa.int64())  # a null's slot filled in NumPy, not through a pyarrow
         at = np.frombuffer(indices.buffers()[1], dtype=np.int64, count=len(indices), offset=indices.offset * 8)
         if indices.null_count:  # scalar (which imports pandas): the last place of `mapping`, NaN
@@ -56,9 +59,11 @@ class Coder:
         out = mapping[at]
         if missing == "error" and np.isnan(out).any():
             row = int(np.flatnonzero(np.isnan(out))[0])
+            cell = values[at[row]] if at[row] < len(values) else ""
+            why = "the cell is empty" if cell == "" else "it marks a missing cell, as in a column of numbers"
             raise DataError(
-                f"{place(row)}, column {self.name!r}: '' is not a level: the cell is empty. Fill it, or drop the "
-                "rows with a missing cell: data.missing: drop (--set data.missing=drop)."
+                f"{place(row)}, column {self.name!r}: {cell!r} is not a level: {why}. Fill it, or drop the rows with "
+                "a missing cell: data.missing: drop (--set data.missing=drop)."
             )
         return out
 

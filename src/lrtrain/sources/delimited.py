@@ -215,7 +215,8 @@ class _Reader:
         )
         self.keys = keys
         self.text = categorical
-        self.coders = {j: Coder(names[i]) for j, i in enumerate(columns) if i in categorical}
+        nulls = frozenset(cell.strip() for cell in MISSING)  # the null spellings: missing in every column
+        self.coders = {j: Coder(names[i], nulls) for j, i in enumerate(columns) if i in categorical}
         self.counts = np.zeros(len(columns), dtype=np.int64)  # missing cells per column (data.missing: drop)
         self.read = 0  # data rows parsed, before any is dropped
         self.quotes = 0  # quote characters in the ranges parsed (under torchrun: are the shares cut at row ends?)

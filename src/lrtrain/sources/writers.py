@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrtrain.errors import ConfigError, DataError
+from lrtrain.errors import ConfigError, DataError, unwritten
 from lrtrain.files import atomic_writer
 from lrtrain.sources.base import available_memory, gigabytes
 
@@ -134,4 +134,4 @@ def make(
     try:
         write(path, synthetic.chunks(spec, seed, chunk_rows), rows, features, names)
     except OSError as exc:  # no such folder, no permission, a full disk: the file is whole or absent
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}. Check the folder and the free space.") from None
+        raise unwritten(path, exc) from None
