@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import statsmodels.formula.api as smf
@@ -482,6 +483,19 @@ def test_text_levels_are_read_without_surrounding_spaces_and_booleans_round_trip
     frame_flag = flag.to_pandas()
     r2 = smf.ols("y ~ x1 + C(member)", data=frame_flag).fit().rsquared
     assert json.loads(evaluated.stdout)["r2"] == pytest.approx(r2, rel=1e-9)
+    pacsv.write_csv(flag, workdir / "flag.csv")  # pyarrow spells the booleans true and false
+    exported = cli("evaluate", "--data", "flag.csv", "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["r2"] == pytest.approx(r2, rel=1e-9)
+    spelled = (workdir / "flag.csv").read_text().replace("true", "TRUE").replace("false", "False")
+    (workdir / "spelled.csv").write_text(spelled)  # pandas' spellings, mixed: the same two levels
+    member = ["--set", "data.categorical=[member]", "--engine", "exact"]
+    from_csv = fit_json("--set", "data.path=spelled.csv", *member)
+    from_parquet = fit_json("--set", "data.path=flag.parquet", *member)
+    np.testing.assert_allclose(from_csv[-1]["weights"], from_parquet[-1]["weights"], rtol=1e-12)  # type: ignore[arg-type]
+    levels = [json.loads(m.read_text())["categorical"][0]["levels"] for m in (workdir / "runs").glob("*/model.json")]
+    assert levels.count(["False", "True"]) == 3, levels  # the Parquet runs and the CSV one alike
+    assert cli("predict", "1.5,true").exit_code == 0
 
 
 def test_a_blank_or_nan_categorical_cell_is_missing_not_a_level(workdir: Path) -> None:

@@ -511,3 +511,25 @@ def test_memory_is_bounded_by_the_batch_not_the_file(workdir: Path) -> None:
     assert found["written"] > size
     assert found["peak"] < size / 4, found
     assert found["arrow"] < size / 4, found
+
+
+def test_a_column_named_prediction_is_refused_unless_the_model_takes_it(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "stale.csv").write_text("a,b,c,prediction\n1,2,3,9\n")  # a predict --data output, read again
+    stale = cli("predict", "--data", "stale.csv")
+    assert stale.exit_code == 2
+    assert "already has a column 'prediction', which predict adds" in stale.stderr
+    (workdir / "pn.csv").write_text("a,prediction,y\n1,2,3\n2,1,4\n3,5,9\n4,4,7\n5,0,5\n")
+    assert cli("fit", "--engine", "exact", "--set", "data.path=pn.csv").exit_code == 0
+    newest = max((workdir / "runs").iterdir(), key=lambda run: run.stat().st_mtime_ns)
+    taken = cli("predict", "--model", str(newest), "--data", "pn.csv", "--interval", "0.9")
+    assert taken.exit_code == 0, taken.output  # a feature named prediction: the added columns are named apart
+    assert taken.stdout.splitlines()[0] == "a,prediction,y,prediction_,lower_,upper_"
+
+
+def test_predictions_on_stdout_are_utf8_whatever_the_locale_says(workdir: Path) -> None:
+    (workdir / "u.csv").write_text("größe,b,y\n1,2,3\n2,1,4\n3,5,9\n4,4,7\n", encoding="utf-8")
+    assert cli("fit", "--engine", "exact", "--set", "data.path=u.csv").exit_code == 0
+    done = run_installed("predict", "--data", "u.csv", cwd=workdir, env={"PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "größe,b,y,prediction"  # data, not gr\\xf6\\xdfe: the column keeps its name

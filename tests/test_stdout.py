@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path, run_installed
+from .conftest import SUBPROCESS_TIMEOUT, lrtrain_path, run_installed, run_on_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,17 @@ def test_the_terminal_width_never_changes_the_plain_lines(tmp_path: Path, args: 
     assert lines["0"], "nothing printed"
     assert lines["0"] == lines["5"] == lines["100000"]
     assert max(len(line) for line in lines["5"]) > 5  # whole lines, not folded to the width
+
+
+@pytest.mark.parametrize("width", ["0", "1", "20"])
+def test_a_terminal_too_narrow_still_shows_the_numbers(tmp_path: Path, width: str) -> None:
+    env = {**columns(width), "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    seen, _ = run_on_terminal(["fit", "--engine", "exact", "--set", "output.save=false"], tmp_path, env)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode())
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split()}
+    for label in ("Weights", "Bias"):
+        assert re.search(r"\d", rows[label].removeprefix(label)), text  # the value beside its label, not cut away
 
 
 def read_one_line_then_close(args: list[str], cwd: Path) -> tuple[int, str]:

@@ -240,6 +240,12 @@ def test_weights_short_of_an_exact_fit_are_flagged(workdir: Path) -> None:
     exact = summary_of(["--engine", "exact"])
     (note,) = exact["warnings"]  # type: ignore[misc]
     assert "fits every row exactly (RSS = 0)" in note  # and no "not yet" beside it
+    rows = "".join(f"{a},{b},{2 * a + b!r}\n" for a, b in ((i * 0.37 % 1, i * 0.61 % 1) for i in range(30)))
+    (workdir / "e.csv").write_text("a,c,y\n" + rows)  # an exact fit in floating point: its optimum is about 1e-32
+    short = summary_of(["--set", "data.path=e.csv", "--set", "train.epochs=5"])
+    (flag,) = [w for w in short["warnings"] if "not yet" in w]  # type: ignore[union-attr]
+    assert "not about 0" in flag
+    assert "%" not in flag  # no percentage of an optimum that is rounding
 
 
 def test_summary_of_an_interrupted_run_says_how_to_finish_it(workdir: Path) -> None:

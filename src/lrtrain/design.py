@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 INTEGER = re.compile(r"[+-]?[0-9]+")
+# a boolean cell as pandas' read_csv takes one (and a Parquet boolean's str()): a column of these alone is a
+# column of booleans, its levels False and True however a file spells them (pyarrow writes true and false)
+BOOLEAN = {"True": "True", "TRUE": "True", "true": "True", "False": "False", "FALSE": "False", "false": "False"}
 NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII only, as predict reads numbers
 
 
@@ -89,13 +92,19 @@ class Levels:
         return all(number_text(level) == level for level in self.levels)
 
     @cached_property
+    def boolean(self) -> bool:
+        """Whether the levels are False and True, so that a cell names one in any of pandas' spellings."""
+        return self.levels == ("False", "True")
+
+    @cached_property
     def _index(self) -> dict[str, int]:
         return {level: i for i, level in enumerate(self.levels)}
 
     def find(self, cell: str) -> int | None:
         """The place of the level a cell names (its number when the levels are numbers, else its text without
         surrounding spaces); None when it names none."""
-        key = number_text(cell) if self.numeric else cell.strip()
+        text = cell.strip()
+        key = number_text(cell) if self.numeric else BOOLEAN.get(text, text) if self.boolean else text
         return None if key is None else self._index.get(key)
 
     def row(self, code: int) -> list[float]:
@@ -134,6 +143,8 @@ def levels_of(column: str, values: Iterable[str], origin: str, full: bool = Fals
     cells' text without surrounding spaces; coded in `full` or against the first. A single level is an error
     (an indicator would be constant)."""
     cells = [value.strip() for value in values]
+    if cells and all(cell in BOOLEAN for cell in cells):  # true, FALSE, ...: booleans, as pandas reads them
+        cells = [BOOLEAN[cell] for cell in cells]
     numbers = [number_text(cell) for cell in cells]
     levels = tuple(ordered(cells if None in numbers else [n for n in numbers if n is not None]))
     if len(levels) < 2:

@@ -46,7 +46,8 @@ def summarize(config: Config, prepared: Prepared, result: FitResult, factor: np.
     excess = loss - optimum_loss
     variance = prepared.moments.tt / prepared.rows  # of y: what "small" means for an optimum of 0
     if excess > 1e-3 * optimum_loss and excess > 1e-12 * variance:  # σ² off by more than 0.1%
-        how_far = f"{excess / optimum_loss:.2%} above the optimum's" if optimum_loss > 0 else f"{loss:.3g}, not 0"
+        relative = optimum_loss > 1e-9 * variance  # an optimum of about 0 (an exact fit): no percentage of it
+        how_far = f"{excess / optimum_loss:.2%} above the optimum's" if relative else f"{loss:.3g}, not about 0"
         notes.append(
             f"the weights are not yet the least-squares optimum (their MSE is {how_far}), and the statistics use "
             "their residuals: train longer, or use --engine exact."

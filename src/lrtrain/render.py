@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # Rich is imported where a table is drawn: --json never loads
 
 Mode = Literal["rich", "plain", "json"]
 
-MIN_WIDTH = 20  # a terminal narrower than this (COLUMNS=0 says "unknown") is drawn as if this wide
+MIN_WIDTH = 40  # a terminal narrower than this (COLUMNS=0 says "unknown") is drawn as if this wide: at 20 the
+# tables had room for their labels only, and their numbers were cut away
 
 
 def console(stream: IO[str] | None = None) -> Console:

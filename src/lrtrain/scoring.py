@@ -14,6 +14,7 @@ import csv
 import io
 import math
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,10 +396,14 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
     batch, the header with the first."""
     added = list(PREDICTED if level is not None else PREDICTED[:1])
     taken = [name for name in added if name in table.names]
-    if taken:
+    inputs = {levels.column for levels in model.categorical} | set(model.features)
+    if taken and not inputs & set(taken):
         raise DataError(
             f"{table.origin} already has a column {taken[0]!r}, which predict adds. Rename or drop that column."
         )
+    while taken:  # the model takes a column of that name: the added ones get names the table does not hold
+        added = [f"{name}_" for name in added]
+        taken = [name for name in added if name in table.names]
     header = True
     for batch, first in table.batches():
         x = design_of(model, batch, table, first)
@@ -564,6 +569,10 @@ def predict_file(
             warn(f"note: {note}")
     chunks = predictions(loaded, table, level)
     if output is None:
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None:  # the rows are data: UTF-8, as -o writes them, whatever the locale's encoding
+            with contextlib.suppress(ValueError, OSError):  # (an ASCII one would turn a name into \U0001f600)
+                reconfigure(encoding="utf-8")
         for text, _ in chunks:
             line(text.removesuffix("\n"))
         return
