@@ -1952,6 +1952,109 @@ BEYOND_FLOAT64_CASES = [
 ]
 
 
+def parquet_without_rows_or_columns(folder: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fitted(folder)
+    pq.write_table(pa.table({"x": pa.array([], pa.float64())}), folder / "rows0.parquet")
+    pq.write_table(pa.table({}), folder / "columns0.parquet")
+
+
+# cells and tables whose message named the wrong cause (the delimiter, a CSV header) or none
+NAMED_CAUSE_CASES = [
+    case(
+        "cell-with-a-no-break-space",
+        "fit",
+        "--set",
+        "data.path=t.csv",
+        files={"t.csv": "a,y\n1,2\n2,4.1\n3,5.9\n4\u00a0,8\n"},
+        stderr=("line 5, column 'a'", "U+00A0", "no-break space"),
+        absent=("Check data.delimiter",),
+    ),
+    case(
+        "quoted-number-with-a-line-end",
+        "fit",
+        "--set",
+        "data.path=t.csv",
+        files={"t.csv": 'a,y\n1,2\n"2\n",4.1\n3,5.9\n'},
+        stderr=("line 3, column 'a'", "its quotes hold a line end"),
+        absent=("Check data.delimiter",),
+    ),
+    case(
+        "predict-data-header-without-line-end",
+        "predict",
+        "--data",
+        "h.csv",
+        setup=fitted,
+        files={"h.csv": "x,y"},
+        stderr=("h.csv has a header but no data rows",),
+        absent=("Could not skip",),
+    ),
+    case(
+        "predict-data-parquet-without-rows",
+        "predict",
+        "--data",
+        "rows0.parquet",
+        setup=parquet_without_rows_or_columns,
+        stderr=("rows0.parquet has no rows",),
+        absent=("header",),
+    ),
+    case(
+        "predict-data-parquet-without-columns",
+        "predict",
+        "--data",
+        "columns0.parquet",
+        setup=parquet_without_rows_or_columns,
+        stderr=("columns0.parquet has no columns",),
+        absent=("first line",),
+    ),
+]
+
+
+# config keys a union refuses twice, or that belong to another data.source: one sentence that says which
+UNION_KEY_CASES = [
+    case(
+        "target-neither-name-nor-index",
+        "fit",
+        "--set",
+        "data.path=t.csv",
+        "--set",
+        "data.target=1.5",
+        files={"t.csv": TABLE},
+        stderr=("'data.target' must be a string, or an integer; got 1.5",),
+        absent=("data.target' must be an integer",),
+    ),
+    case(
+        "predict-entry-beyond-float64",
+        "fit",
+        "--set",
+        "train.predict=[1e400]",
+        stderr=("'train.predict[0]' must be a finite number, or a list; got inf",),
+        absent=("train.predict[0]' must be a list",),
+    ),
+    case(
+        "synthetic-key-on-csv-data",
+        "fit",
+        "--set",
+        "data.path=t.csv",
+        "--set",
+        "data.rows=5",
+        files={"t.csv": TABLE},
+        stderr=("'data.rows' is a key of data.source: synthetic", "data.source is csv", "--set data.source=synthetic"),
+        absent=("unknown key", "the default)"),
+    ),
+    case(
+        "csv-key-on-the-built-in-data",
+        "fit",
+        "--set",
+        "data.target=y",
+        stderr=("'data.target' is a key of data.source: csv, parquet or npy", "data.source is inline"),
+        absent=("unknown key",),
+    ),
+]
+
+
 # values so small that their squares underflow: every sum of squares loses its digits, a column looks constant
 UNDERFLOW_CASES = [
     case(
@@ -1995,6 +2098,8 @@ CASES = (
     + SERVE_CASES
     + UNDERFLOW_CASES
     + BEYOND_FLOAT64_CASES
+    + NAMED_CAUSE_CASES
+    + UNION_KEY_CASES
 )
 
 

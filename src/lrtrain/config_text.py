@@ -327,7 +327,7 @@ def describe(
     schema: Schema,
 ) -> str:
     """Every validation error as a sentence naming the key, where it came from, the value and the fix."""
-    problems: list[str] = []
+    problems: list[tuple[tuple[str, str], str]] = []  # ((where, key), what is wrong)
     example = ""
     for error in exc.errors():
         loc = _clean_loc(error["loc"], schema)
@@ -343,8 +343,12 @@ def describe(
                 parent = tuple(str(p) for p in loc[:-1] if isinstance(p, str))
                 line = _key_line(parent, error.get("input"), positions) or line
             where = f"{source}, line {line}" if line else source
-        problems.append(f"{where}: {_explain(error, dotted, loc, raw, schema)}")
-        key = _key_of(dotted, raw, schema)
+        said = _explain(error, dotted, loc, raw, schema)
+        if problems and problems[-1][0] == (where, dotted):  # one key a union refused twice: one sentence for both
+            said = _either(problems[-1][1], said)
+            problems.pop()
+        problems.append(((where, dotted), said))
+        key = _key_of(dotted, raw, schema) if error["type"] != "extra_forbidden" else None
         default = key.default if key is not None and key.default != "required" else None
         if default is not None and not example:
             example = f" (e.g. --set {dotted}={default}, the default)"
@@ -352,7 +356,16 @@ def describe(
         f"Fix the value in the file or override it with --set KEY=VALUE{example}; "
         "`lrtrain config show` prints every key with its default and range."
     )
-    return "invalid config: " + " ".join(problems) + " " + fix
+    return "invalid config: " + " ".join(f"{where}: {said}" for (where, _), said in problems) + " " + fix
+
+
+def _either(first: str, second: str) -> str:
+    """Two sentences "'k' must be A; got V." and "'k' must be B; got V." as "'k' must be A, or B; got V." (a key
+    whose type is a union: each branch refused the value); the first alone when they are not of that form."""
+    one, two = (re.fullmatch(r"('[^']*' must be )(.+?)(; got .*)", text) for text in (first, second))
+    if one is None or two is None:
+        return first
+    return f"{one[1]}{one[2]}, or {two[2]}{one[3]}"
 
 
 def _clean_loc(loc: tuple[int | str, ...], schema: Schema) -> tuple[int | str, ...]:
@@ -399,6 +412,15 @@ def _explain(error: Any, dotted: str, loc: tuple[int | str, ...], raw: dict[str,
     if kind == "extra_forbidden":
         *prefix, key = (str(p) for p in loc)
         fields = _fields_at(tuple(prefix), raw, schema)
+        others = [name for name, model in schema.sources.items() if key in model.model_fields]
+        data = raw.get("data")
+        if prefix == ["data"] and others and isinstance(data, dict):
+            chosen = data.get("source", next(iter(schema.sources)))
+            kinds = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else others[0]
+            return (
+                f"'{dotted}' is a key of data.source: {kinds}, and this config's data.source is "
+                f"{chosen}. Set data.source (e.g. --set data.source={others[0]}) to use it, or leave it out."
+            )
         return f"unknown key '{dotted}'.{did_you_mean(key, fields, tuple(prefix))}"
     if kind == "invalid_key":  # YAML reads an unquoted 1, yes or ~ as a number, a boolean or null
         where = f"under '{_dotted(loc[:-1])}'" if loc[:-1] else "at the top level"

@@ -75,6 +75,8 @@ class TableFile:
                     f"{self.origin} cannot be decompressed as {self.compression} ({reason}): it is "
                     "cut short or damaged. Compress it again from the original."
                 ) from None
+            if at == 0 and "Could not skip initial" in reason:  # a header with no line end, and nothing below
+                raise DataError(f"{self.origin} has a header but no data rows. Add rows below the header.") from None
             what = "CSV" if self.kind == "csv" else "Parquet"
             near = f" near {self.place(at)}" if self.kind == "csv" else ""
             raise DataError(
@@ -82,6 +84,8 @@ class TableFile:
                 "with the same number of fields on every line, in UTF-8."
             ) from None
         if at == 0:
+            if self.kind == "parquet":
+                raise DataError(f"{self.origin} has no rows. Write the table with its rows.")
             raise DataError(f"{self.origin} has a header but no data rows. Add rows below the header.")
 
     def _csv(self) -> Iterator[Any]:
@@ -185,6 +189,8 @@ def open_table(path: Path, delimiter: str | None = None) -> TableFile:
             f"data file {path}: lrtrain reads {FORMATS} tables, and the name says neither. "
             "Rename the file if it is one of these, or convert it."
         )
+    if not table.names and table.kind == "parquet":
+        raise DataError(f"{table.origin} has no columns. Write the table with its columns.")
     if not table.names or table.names == [""]:
         raise DataError(f"{table.origin} has no column names. Its first line must name the columns.")
     other = next((mark for mark in (";", "\t", "|", ",") if mark != table.delimiter and mark in table.names[0]), None)

@@ -22,6 +22,7 @@ import functools
 import io
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -64,6 +65,7 @@ MISSING = (
     *("\t" * k for k in range(1, 5)),
 )
 
+ASCII_BLANKS = " \t"  # what pyarrow trims around a number; a no-break space or a quoted line end it refuses
 # a number as pyarrow's float parser takes it (after trimming blanks): the reference for exact messages
 NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+", re.ASCII)  # 1,5 for 1.5, as some locales write numbers
@@ -463,9 +465,18 @@ class _Reader:
                     )
                 if col in self.text:
                     continue
-                if not NUMBER.fullmatch(cell.strip()):
+                if not NUMBER.fullmatch(cell.strip(ASCII_BLANKS)):  # pyarrow trims ASCII blanks, not U+00A0
                     if comma := decimal_comma(cell):
                         return f"{where}: {cell!r} is not a number.{comma}"
+                    if NUMBER.fullmatch(cell.strip()) and ("\n" in cell or "\r" in cell):
+                        return f"{where}: {cell!r} is not a number: its quotes hold a line end. Remove it there."
+                    if NUMBER.fullmatch(cell.strip()):  # a number beside an invisible character
+                        odd = next(c for c in cell if c.isspace() and c not in ASCII_BLANKS)
+                        return (
+                            f"{where}: {cell!r} is not a number: it holds the invisible character U+{ord(odd):04X} "
+                            f"({unicodedata.name(odd, 'a space').lower()}), as spreadsheets write for a thousands "
+                            "separator or padding. Remove it from the file (e.g. sed 's/\\xc2\\xa0//g' for U+00A0)."
+                        )
                     words = _words(text, col, delimiter)
                     if col != columns[-1] and words:
                         shown = ", ".join(repr(w) for w in words)
