@@ -67,6 +67,14 @@ def _cuda_available() -> bool:
 
 
 CUDA = _cuda_available()
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return bool(torch.backends.mps.is_available())
+
+
 NO_CUDA = pytest.mark.skipif(CUDA, reason="checks the error for a missing CUDA device; this machine has one")
 
 # Python shows these to a user by default (DeprecationWarning and friends are hidden outside __main__).
@@ -2055,6 +2063,45 @@ UNION_KEY_CASES = [
 ]
 
 
+def a_run_whose_model_is_a_folder(folder: Path) -> None:
+    (folder / "runs" / "bad-20260101-000000" / "model.json").mkdir(parents=True)
+
+
+# messages whose words did not fit the case: a folder named model.json, a plot name with no suffix, mps
+WORDING_CASES = [
+    case(
+        "model-json-is-a-folder",
+        "predict",
+        "--model",
+        "runs/bad-20260101-000000",
+        "5",
+        setup=a_run_whose_model_is_a_folder,
+        stderr=("model.json is a folder, not a model file",),
+        absent=("model.json/model.json",),
+    ),
+    case(
+        "plot-name-without-suffix",
+        "plot",
+        "-o",
+        "x",
+        setup=fitted,
+        stderr=("this name has no suffix", "x.png"),
+        absent=("'no suffix'",),
+    ),
+    case(
+        "device-mps-elsewhere",
+        "fit",
+        "--engine",
+        "torch",
+        "--device",
+        "mps",
+        stderr=("device 'mps' is not available here", "the GPU of Apple silicon Macs"),
+        absent=("without CUDA",),
+        marks=(pytest.mark.skipif(_mps_available(), reason="mps is there"),),
+    ),
+]
+
+
 # values so small that their squares underflow: every sum of squares loses its digits, a column looks constant
 UNDERFLOW_CASES = [
     case(
@@ -2100,6 +2147,7 @@ CASES = (
     + BEYOND_FLOAT64_CASES
     + NAMED_CAUSE_CASES
     + UNION_KEY_CASES
+    + WORDING_CASES
 )
 
 

@@ -636,3 +636,21 @@ def test_installed_predict_encodes_levels_without_numpy(shop_model: smf.ols, wor
     assert refused.returncode == 2
     assert refused.stdout == ""
     assert "level 'Rome' was not seen in training" in refused.stderr
+
+
+def test_a_level_that_holds_a_comma_is_given_in_quotes_as_in_a_csv_cell(workdir: Path) -> None:
+    (workdir / "lev.csv").write_text('x,c,y\n1,"w,v",1\n2,z,3\n3,"w,v",2\n4,z,5\n5,q,6\n6,q,7\n')
+    assert cli("fit", "--engine", "exact", "--set", "data.path=lev.csv", "--set", "data.categorical=[c]").exit_code == 0
+    quoted = cli("predict", '1,"w,v"', "-", input='3, "w,v"\n')
+    assert quoted.exit_code == 0, quoted.output
+    first, second = map(float, quoted.stdout.split())
+    table = pd.read_csv(workdir / "lev.csv")
+    reference = smf.ols("y ~ x + C(c)", data=table).fit()
+    expected = reference.predict(pd.DataFrame({"x": [1, 3], "c": ["w,v", "w,v"]}))
+    np.testing.assert_allclose([first, second], expected, rtol=1e-9)
+    bare = cli("predict", "1,w,v")
+    assert bare.exit_code == 2
+    assert 'A level that holds a comma goes in quotes, as in a CSV cell: "w,v"' in bare.stderr
+    unclosed = cli("predict", '1,"w,v')
+    assert unclosed.exit_code == 2
+    assert "has a quote that does not close" in unclosed.stderr

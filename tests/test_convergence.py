@@ -196,6 +196,20 @@ def test_a_run_that_stops_short_says_how_far_how_long_and_what_would_get_there(w
     assert enough.converged is True
 
 
+def test_a_run_stalled_at_the_rounding_floor_says_so_instead_of_promising_epochs(workdir: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 2))
+    x = np.column_stack([x, 2 * x[:, 0] - x[:, 1]])  # one column the others make: float32 cannot resolve it
+    y = x @ [1.0, 2.0, 3.0] + 5 + 0.1 * rng.normal(size=50)
+    write(workdir / "c.csv", iter([(x, y)]), 50, 3, ["x0", "x1", "x2"])
+    settings = ["data.path=c.csv", "data.standardize=true", "train.lr=auto", "train.epochs=2000"]
+    result = cli("fit", *(a for s in settings for a in ("--set", s)), "--set", "output.save=false")
+    assert result.exit_code == 0, result.output
+    assert "made no progress: in float32 the loss has reached the floor its rounding leaves" in result.stderr
+    assert "needs about" not in result.stderr  # 2000 epochs stalled: a promise of 8 more would be false
+    assert "model.dtype: float64" in result.stderr
+
+
 BLOW_UP = ["data.source=synthetic", "data.rows=2000", "data.features=5", "data.standardize=true"]
 
 

@@ -62,6 +62,8 @@ def resolve_device(name: str) -> torch.device:
     canonical = "cuda:0" if name == "cuda" else name
     if canonical not in here:
         build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
+        if canonical.startswith("mps"):  # Apple's GPU: no build of torch has it on another machine
+            build = f"torch {torch.__version__}; mps is the GPU of Apple silicon Macs"
         raise DeviceError(
             f"device {name!r} is not available here ({build}); available: {', '.join(here)}. "
             "Choose one of those (fit --device cpu, compare torch:cpu), or auto for the best one present."

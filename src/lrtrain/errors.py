@@ -313,7 +313,10 @@ def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) ->
     if kind != "config":  # a run's files are files: opening a pipe there would wait for a writer that never comes
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a folder: open() says so, as before
-            raise error(f"{what} {path} is not a file (a pipe, a socket or a device). Remove it, or name another run.")
+            raise error(
+                f"{what} {path} is not a file (a pipe, a socket or a device). Name a file instead; such an entry "
+                "in a run folder was left there by another program, and removing it is safe."
+            )
     with open(path, "rb") as handle:
         info = os.fstat(handle.fileno())
         size = info.st_size if stat.S_ISREG(info.st_mode) else None

@@ -174,13 +174,15 @@ def _to_float32(value: float) -> float:
 
 def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --model") -> Model:
     """Read a model file (or a run folder holding one) and check its format, field by field."""
-    if path.is_dir():
+    if path.is_dir() and path.name != MODEL_FILE:
         if not (path / MODEL_FILE).exists() and (path / CHECKPOINT_FILE).exists():
             raise ModelError(
                 f"{path} is an interrupted run: it has a checkpoint but no model yet. Finish it with "
                 f"lrtrain fit --resume {path}, or name a finished run."
             )
         path = path / MODEL_FILE
+    if path.is_dir():  # where a run keeps its model file, a folder
+        raise ModelError(f"{path} is a folder, not a model file. Remove it, or train the run again (lrtrain fit).")
     try:
         payload = read_json(path, "model", ModelError, "model file")
     except FileNotFoundError:
@@ -375,7 +377,11 @@ class Inputs:
         )
         import shlex
 
-        example = ",".join(self.levels[c].levels[0] if c in self.levels else "1" for c in self.columns)
+        shown = [self.levels[c].levels[0] if c in self.levels else "1" for c in self.columns]
+        example = ",".join(f'"{value}"' if "," in value else value for value in shown)
+        comma = next((lv for levels in self.levels.values() for lv in levels.levels if "," in lv), None)
+        if comma is not None:
+            hint += f' A level that holds a comma goes in quotes, as in a CSV cell: "{comma}".'
         raise InputError(
             f"the model in {self.model.path} takes {len(self.columns)} value(s), one per column of its training table: "
             f"{taken}; but got {len(sample)}: {', '.join(str(v) for v in sample)}.{hint} Give each sample as one "

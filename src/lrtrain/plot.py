@@ -116,8 +116,9 @@ def check_output(out: Path, default_name: str = "loss.png") -> Path:
     if out.suffix.lower() != ".png":
         suggestion = default_name if out.name.lower() == ".png" else f"{out.stem}.png"  # '.png' is a hidden name
         raise ConfigError(
-            f"{out}: plots are written as PNG only (NAME.png), and this name ends in "
-            f"{out.suffix or 'no suffix'!r}. Name the output with .png, e.g. {out.parent / suggestion}."
+            f"{out}: plots are written as PNG only (NAME.png), and this name "
+            f"{f'ends in {out.suffix!r}' if out.suffix else 'has no suffix'}. Name the output with .png, e.g. "
+            f"{out.parent / suggestion}."
         )
     folder = out.parent.absolute()
     while not folder.exists():  # the folders to be made when the plot is saved: their nearest existing one

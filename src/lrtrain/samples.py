@@ -37,6 +37,19 @@ def fields(text: str, where: str, commas_only: bool) -> list[str]:
         )
     if commas_only and "," not in text:
         return text.split()
+    if commas_only and '"' in text:  # "w,v": a level that holds a comma, quoted as in a CSV cell
+        import csv
+
+        try:
+            quoted = next(csv.reader([text], skipinitialspace=True, strict=True))
+        except csv.Error:
+            raise InputError(
+                f"{where}: {text.strip()!r} has a quote that does not close. Quote a level that holds a comma "
+                'whole, as in a CSV file: 3.5,"red, dark".'
+            ) from None
+        if any(not field.strip() for field in quoted):
+            raise InputError(f"{where}: {text.strip()!r} has an empty field. Give one value between each comma.")
+        return [field.strip() for field in quoted]
     fields = []
     for place, part in enumerate(text.split(","), start=1):
         words = part.split() if not commas_only else [part.strip()] if part.strip() else []

@@ -41,6 +41,7 @@ class Target:
     def __init__(self, config: Config, prepared: Prepared, optimum: tuple[np.ndarray, float]) -> None:
         self.gap = config.train.target_gap
         self.decay = config.train.weight_decay
+        self.dtype = config.model.dtype
         self.moments = prepared.moments
         self.best = optimum[0]  # in the trained (standardized) space
         self.optimum = self.objective(mse_from_moments(self.moments, *optimum), optimum[0])
@@ -75,7 +76,16 @@ class Target:
             f"{'objective (loss + (λ/2)|w|²)' if self.decay else 'loss'} is {gap:.3g}{kind} above the "
             f"{'ridge optimum' if self.decay else 'least-squares optimum'} after {history[-1].epoch} epochs."
         )
-        if pace is not None and 0 < pace < 1:  # full batch: the slowest direction's pace, from the spectrum
+        recent = [self.gap_of(log.loss, log.weights) for log in history[-max(5, min(len(history) // 5, 100)) :]]
+        stalled = len(recent) >= 5 and min(recent[: len(recent) // 2]) <= min(recent[len(recent) // 2 :])
+        if pace is not None and 0 < pace < 1 and stalled:  # the spectrum promises progress the run no longer makes
+            text += (
+                f" Its last {len(recent)} epochs made no progress: in {self.dtype} the loss has reached the floor its "
+                "rounding leaves, and more epochs will not lower it."
+            )
+            if self.dtype == "float32":
+                advice = ["model.dtype: float64", *advice]
+        elif pace is not None and 0 < pace < 1:  # full batch: the slowest direction's pace, from the spectrum
             more = math.ceil(math.log(self.gap / gap) / math.log(pace))
             text += (
                 f" At the pace of its slowest direction (×{pace:.6g} an epoch, from the Hessian's eigenvalues and "
