@@ -606,14 +606,17 @@ def parquet_table(rows: int = 5000, seed: int = 2) -> tuple[object, np.ndarray]:
     return table, np.column_stack([a.astype(np.float64), b.astype(np.float64), y])
 
 
-def test_parquet_columns_by_name_equal_the_numbers_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batch", [300, 1000], ids=["batches of row groups", "row groups whole"])
+def test_parquet_columns_by_name_equal_the_numbers_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
     import pyarrow.parquet as pq
 
     from lrtrain.sources import parquet
 
     table, numbers = parquet_table()
     pq.write_table(table, tmp_path / "d.parquet", row_group_size=1000)  # 5 row groups
-    monkeypatch.setattr(parquet, "BATCH_ROWS", 300)
+    monkeypatch.setattr(parquet, "BATCH_ROWS", batch)  # groups of up to 2 batches are read whole
     read = load(tmp_path, "data: {source: parquet, path: d.parquet, features: [a, b], target: y}\n")
     assert (read.features, read.target, read.first_line) == (["a", "b"], "y", None)
     assert not isinstance(read.x.base, np.memmap)
