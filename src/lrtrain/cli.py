@@ -407,9 +407,10 @@ def info(json_output: JsonOption = False) -> None:
 
     Paste its output into a bug report.
     """
-    from lrtrain import render, system
+    from lrtrain import engine_torch, render, system
 
-    render.info(system.describe(), output(json_output))
+    torch = engine_torch.describe()  # first: torch may load a BLAS of its own, which the rest then lists
+    render.info(system.describe(torch), output(json_output))
 
 
 @config_app.command("show", cls=Command)

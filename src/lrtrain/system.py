@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import os
 import platform
@@ -12,11 +11,11 @@ from typing import Any
 from lrtrain import __version__
 
 
-def describe() -> dict[str, Any]:
-    """Everything `lrtrain info` shows, as plain data (torch is imported: it takes a second or two)."""
+def describe(torch: dict[str, Any]) -> dict[str, Any]:
+    """Everything `lrtrain info` shows, as plain data, with `torch` what the torch engine says of itself
+    (lrtrain.engine_torch.describe, asked first: torch may load a BLAS of its own)."""
     from threadpoolctl import threadpool_info
 
-    torch = importlib.import_module("lrtrain.engine_torch").describe()  # first: torch may load a BLAS of its own
     blas = [
         {
             "library": pool.get("internal_api"),
