@@ -291,15 +291,20 @@ def test_damaged_statistics_are_an_error_not_a_crash(workdir: Path, damage: obje
     assert cli("predict", "1").exit_code == 0  # the weights themselves are fine
 
 
-def test_no_summary_for_standardized_features_without_a_bias(workdir: Path) -> None:
-    args = ["--set", "data.source=synthetic", "--set", "data.standardize=true", "--set", "model.bias=false"]
-    result = cli("fit", *args, "--summary")
-    assert result.exit_code == 0
-    assert "note: no statistical summary for a model without a bias trained on standardized features" in result.stderr
-    assert "OLS summary" not in result.stdout
-    for later in (cli("summary"), cli("predict", "1", "--interval", "0.95")):
-        assert later.exit_code == 2
-        assert "Set model.bias to true, or data.standardize to false" in later.stderr
+def test_standardizing_without_a_bias_keeps_the_model_without_an_intercept(workdir: Path) -> None:
+    x, y = correlated_csv(workdir / "d.csv")
+    reference = sm.OLS(y, x).fit()  # no constant: the model lrtrain fits without a bias, standardized or not
+    for standardize in ("false", "true"):
+        args = ["--set", "data.path=d.csv", "--set", "model.bias=false", "--set", f"data.standardize={standardize}"]
+        summary = summary_of([*args, "--engine", "exact"])
+        assert_matches_statsmodels(summary, reference, ["size", "mix", "noise"])
+    result = cli("fit", "--set", "data.path=d.csv", "--set", "model.bias=false", "--set", "data.standardize=true")
+    assert result.exit_code == 0, result.output
+    (run,) = (workdir / "runs").iterdir()
+    saved = json.loads((run / "model.json").read_text())
+    assert saved["bias"] == 0.0  # scaled about the origin, not centered: no intercept of −w·mean comes back
+    assert saved["standardization"]["mean"] == [0.0, 0.0, 0.0]
+    assert cli("summary").exit_code == 0
 
 
 @pytest.mark.parametrize(

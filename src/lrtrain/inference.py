@@ -27,12 +27,9 @@ FACTOR_CONDITION = 1e8
 FACTOR_MAX_FEATURES = 1024
 
 
-def summarize(config: Config, prepared: Prepared, result: FitResult, factor: np.ndarray | None) -> stats.Summary | str:
+def summarize(config: Config, prepared: Prepared, result: FitResult, factor: np.ndarray | None) -> stats.Summary:
     """Standard errors, tests and intervals of the final weights, from the moments, or from `factor`
-    (`design_factor`) where it was needed; or why there are none."""
-    reason = _no_summary(config)
-    if reason is not None:
-        return reason
+    (`design_factor`) where it was needed."""
     raw = prepared.moments.in_original_units(prepared.scaling)
     w, b, loss, optimum_loss = result.weights, result.bias, result.loss, result.optimum_loss
     bias = b if config.model.bias else None
@@ -55,21 +52,11 @@ def summarize(config: Config, prepared: Prepared, result: FitResult, factor: np.
     return dataclasses.replace(summary, warnings=(*summary.warnings, *notes))
 
 
-def _no_summary(config: Config) -> str | None:
-    if config.data.standardize and not config.model.bias:
-        return (
-            "no statistical summary for a model without a bias trained on standardized features: in the raw "
-            "units its intercept is fixed at −w·mean, which ordinary least squares has no test for. "
-            "Set model.bias to true, or data.standardize to false."
-        )
-    return None
-
-
 def design_factor(config: Config, prepared: Prepared) -> np.ndarray | None:
     """The upper-triangular R of a QR of the training design in raw units (the rows about their means with a
     bias, about the origin without), when the moments would lose the summary's digits (FACTOR_CONDITION);
     None where they hold them. Under torchrun a collective: every rank decides alike, from the same moments."""
-    if _no_summary(config) is not None or prepared.features > FACTOR_MAX_FEATURES:
+    if prepared.features > FACTOR_MAX_FEATURES:
         return None
     bias = config.model.bias
     moments = prepared.moments if bias else prepared.moments.uncentered()

@@ -182,6 +182,10 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
     scaling = Scaling(np.zeros(d), np.ones(d))
     if config.data.standardize:
         mean, scale, flat = _blocked_mean_and_std(x, train, rows, shard)
+        if not config.model.bias:  # no intercept: scaled about the origin, by the root mean square, not centered:
+            with np.errstate(over="ignore"):  # centering would put an intercept, −w·mean, back into the model
+                scale, mean = np.sqrt(scale**2 + mean**2), np.zeros_like(mean)
+            flat = scale == 0  # only a column of zeros has no scale; a constant one is the model's intercept
         scaling = Scaling(mean, scale)
         if not np.all(np.isfinite(scale)):
             name = source.features[int(np.flatnonzero(~np.isfinite(scale))[0])]
@@ -192,11 +196,11 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
             )
         constant = np.flatnonzero(flat)
         if constant.size:
-            name = source.features[int(constant[0])]
+            name, value = source.features[int(constant[0])], mean[constant[0]]
             raise DataError(
-                f"{source.origin}: feature {name!r} is constant ({mean[constant[0]]:g} in every training row), so it "
-                "cannot be standardized (its spread is 0). Drop it with data.features, "
-                "or set data.standardize to false."
+                f"{source.origin}: feature {name!r} is constant ({value:g} in every training row), so it "
+                f"cannot be standardized (its {'spread' if config.model.bias else 'scale'} is 0). Drop it with "
+                "data.features, or set data.standardize to false."
             )
     dtype, standardized = np.dtype(config.model.dtype), scaling if config.data.standardize else None
     as_read = not n_val and standardized is None and dtype == x.dtype and (group.world == 1 or source.held is not None)

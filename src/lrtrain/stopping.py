@@ -191,12 +191,13 @@ class StopRules:
             )
         bound, suggested = steps.stable(config, prepared, self.momentum)
         text = f"{bound}; try --set train.lr={suggested:.3g} (what lr: auto picks for these settings)."
-        variance = np.diag(prepared.moments.gram) / prepared.rows
+        # standardized features have mean 0 and the Hessian (2/n)·S⁻¹GS⁻¹ (plus 2 for the bias); without a bias
+        # they are scaled about the origin, and G is XᵀX: no scaled copy of the data is needed to know it
+        moments = prepared.moments if config.model.bias else prepared.moments.uncentered()
+        variance = np.diag(moments.gram) / prepared.rows
         if not config.data.standardize and np.all(variance > 0) and steps.full_batch(config, prepared):
-            # standardized features have mean 0 and the Hessian (2/n)·S⁻¹GS⁻¹ (plus 2 for the bias):
-            # no scaled copy of the data is needed to know it
             inverse = 1.0 / np.sqrt(variance)
-            scaled = (2.0 / prepared.rows) * prepared.moments.gram * np.outer(inverse, inverse)
+            scaled = (2.0 / prepared.rows) * moments.gram * np.outer(inverse, inverse)
             curvature = max(float(np.linalg.eigvalsh(scaled)[-1]), 2.0 if config.model.bias else 0.0)
             beta = self.momentum
             text += (
