@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -654,3 +655,25 @@ def test_a_level_that_holds_a_comma_is_given_in_quotes_as_in_a_csv_cell(workdir:
     unclosed = cli("predict", '1,"w,v')
     assert unclosed.exit_code == 2
     assert "has a quote that does not close" in unclosed.stderr
+    (workdir / "q.csv").write_text('x,c,y\n1,"say ""hi"", ok",1\n2,z,3\n3,"say ""hi"", ok",2\n4,z,5\n')
+    assert cli("fit", "--engine", "exact", "--set", "data.path=q.csv", "--set", "data.categorical=[c]").exit_code == 0
+    hinted = cli("predict", '1,say "hi", ok')
+    assert hinted.exit_code == 2
+    quoted_level = '"say ""hi"", ok"'  # its quotes doubled, as in a CSV cell
+    assert f"goes in quotes, as in a CSV cell: {quoted_level}" in hinted.stderr
+    assert cli("predict", f"1,{quoted_level}").exit_code == 0  # the hint, followed, works
+
+
+def test_a_model_that_has_na_as_a_level_takes_it_from_a_csv_too(workdir: Path) -> None:
+    rng = np.random.default_rng(1)
+    region = rng.choice(["EU", "NA", "AS"], size=60)
+    x = rng.normal(size=60)
+    table = pd.DataFrame({"x": x, "region": region, "y": 1 + 2 * x + (region == "NA") * 3 + rng.normal(size=60) * 0.1})
+    table.to_parquet(workdir / "region.parquet", index=False)  # in Parquet the text NA is a level, as pandas has it
+    table.to_csv(workdir / "region.csv", index=False)
+    trained = cli("fit", "--engine", "exact", "--set", "data.path=region.parquet", "--set", "data.categorical=[region]")
+    assert trained.exit_code == 0, trained.output
+    scored = cli("predict", "--data", "region.csv")
+    assert scored.exit_code == 0, scored.output  # a level the model knows is that level, in a CSV too
+    reference = smf.ols("y ~ x + C(region)", data=table).fit()
+    np.testing.assert_allclose(pd.read_csv(io.StringIO(scored.stdout))["prediction"], reference.fittedvalues, rtol=1e-9)

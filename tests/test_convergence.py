@@ -210,6 +210,13 @@ def test_a_run_stalled_at_the_rounding_floor_says_so_instead_of_promising_epochs
     assert "model.dtype: float64" in result.stderr
 
 
+def test_a_pace_that_six_digits_would_round_to_1_is_shown_as_its_distance_from_1() -> None:
+    from lrtrain.stopping import pace_text
+
+    assert pace_text(0.994021) == "0.994021"
+    assert pace_text(1 - 3.2e-9) == "(1 − 3.2e-09)"  # not ×1, which reads as no progress at all
+
+
 BLOW_UP = ["data.source=synthetic", "data.rows=2000", "data.features=5", "data.standardize=true"]
 
 

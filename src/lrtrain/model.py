@@ -322,6 +322,12 @@ def load_latest(runs: Path, warn: Callable[[str], None], how_to_pass: str = "pas
     )
 
 
+def _quoted(level: str) -> str:
+    """A level as a sample's field: as it is, or in double quotes (its own doubled, as a CSV cell has them) when it
+    holds a comma or a quote."""
+    return '"' + level.replace('"', '""') + '"' if "," in level or '"' in level else level
+
+
 class Inputs:
     """What a sample for `model` holds: one value per column of the training table, in its order, a level name for
     each categorical column (read as training read its cells: lrtrain.design), and the model's features made of
@@ -378,10 +384,10 @@ class Inputs:
         import shlex
 
         shown = [self.levels[c].levels[0] if c in self.levels else "1" for c in self.columns]
-        example = ",".join(f'"{value}"' if "," in value else value for value in shown)
+        example = ",".join(_quoted(value) for value in shown)
         comma = next((lv for levels in self.levels.values() for lv in levels.levels if "," in lv), None)
         if comma is not None:
-            hint += f' A level that holds a comma goes in quotes, as in a CSV cell: "{comma}".'
+            hint += f" A level that holds a comma goes in quotes, as in a CSV cell: {_quoted(comma)}."
         raise InputError(
             f"the model in {self.model.path} takes {len(self.columns)} value(s), one per column of its training table: "
             f"{taken}; but got {len(sample)}: {', '.join(str(v) for v in sample)}.{hint} Give each sample as one "

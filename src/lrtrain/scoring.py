@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from lrtrain.config import TAB_NAMES, separable
-from lrtrain.design import cell_text, indicators
+from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, InputError, ModelError, printable, unwritten
 from lrtrain.files import atomic_writer, is_stream, read_json
 from lrtrain.model import Model
@@ -248,22 +248,23 @@ def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.
     def place(row: int) -> str:
         return f"{table.origin}, {table.place(first_row + row)}"
 
-    encoded = {
-        name: dict(zip(levels.names, indicators(levels, _levels_of(batch, name, table, place), place).T, strict=True))
-        for name, levels in coded.items()
-    }
+    encoded = {}
+    for name, levels in coded.items():
+        values = indicators(levels, _levels_of(batch, levels, table, place), place)
+        encoded[name] = dict(zip(levels.names, values.T, strict=True))
     for j, name in enumerate(model.features):
         x[:, j] = encoded[made[name]][name] if name in made else numbers(batch.column(name), name, table, first_row)
     return x
 
 
-def _levels_of(batch: Any, name: str, table: TableFile, place: Callable[[int], str]) -> list[str]:
+def _levels_of(batch: Any, levels: Levels, table: TableFile, place: Callable[[int], str]) -> list[str]:
     """A categorical column's cells, as `_texts`; a missing one (empty, null, or a CSV's NA, NULL, nan, ...: as
     training read it) is an error naming it: a prediction needs a level."""
-    texts = _texts(batch.column(name))
+    texts = _texts(batch.column(levels.column))
     nulls = MISSING_CELLS if table.kind == "csv" else frozenset({""})
+    name = levels.column
     for row, text in enumerate(texts):
-        if text.strip() in nulls:
+        if text.strip() in nulls and levels.find(text) is None:  # NA is missing, unless the model has it as a level
             why = "the cell is empty" if text.strip() == "" else "it marks a missing cell"
             raise DataError(
                 f"{place(row)}, column {name!r}: {text.strip()!r} is not a level: {why}, and a prediction needs the "

@@ -88,8 +88,8 @@ class Target:
         elif pace is not None and 0 < pace < 1:  # full batch: the slowest direction's pace, from the spectrum
             more = math.ceil(math.log(self.gap / gap) / math.log(pace))
             text += (
-                f" At the pace of its slowest direction (×{pace:.6g} an epoch, from the Hessian's eigenvalues and "
-                f"the run's lr and momentum) it needs about {more} more epochs "
+                f" At the pace of its slowest direction (×{pace_text(pace)} an epoch, from the Hessian's eigenvalues "
+                f"and the run's lr and momentum) it needs about {more} more epochs "
                 f"(--set train.epochs={history[-1].epoch + more})."
             )
         elif pace is None:  # minibatches: the pace observed over the last fifth of the run, noise and all
@@ -104,6 +104,12 @@ class Target:
             else:
                 text += f" Its last {len(window)} epochs made no progress: it is at the minibatch noise floor."
         return text + (" Faster: " + "; ".join(advice) + "." if advice else "")
+
+
+def pace_text(pace: float) -> str:
+    """A factor an epoch, as the advice shows it: 0.994021, or (1 − 3.2e-09) where six digits would say 1."""
+    shown = f"{pace:.6g}"
+    return shown if shown != "1" else f"(1 − {1 - pace:.2g})"
 
 
 class StopRules:
