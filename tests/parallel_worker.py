@@ -32,6 +32,7 @@ def run_rank(
     out: str,
     stop_after: int | None = None,
     resume: str | None = None,
+    die_after: int | None = None,
 ) -> None:
     """Fit with `overrides` (output.save=false unless they say otherwise), or continue the run `resume`;
     `stop_after` epochs, this rank asks to stop."""
@@ -77,6 +78,8 @@ def run_rank(
 
     def should_stop() -> bool:
         calls["epochs"] += 1
+        if die_after is not None and calls["epochs"] >= die_after:
+            os._exit(9)  # as a process killed mid-run: no goodbye to the others
         return stop_after is not None and calls["epochs"] >= stop_after
 
     payload: dict[str, Any] = {}

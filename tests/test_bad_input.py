@@ -2102,6 +2102,29 @@ WORDING_CASES = [
 ]
 
 
+HUGE_TARGET = "x,y\n1,1.5e200\n2,3.1e200\n3,2.2e200\n4,0.3e200\n"  # squares beyond float64, a Python float's too
+
+# a target whose squares overflow: said in words on every path, never Python's OverflowError from a float's power
+HUGE_CASES = [
+    case(
+        f"huge-target-{name}",
+        *args,
+        "--set",
+        "data.path=t.csv",
+        files={"t.csv": HUGE_TARGET},
+        stderr=("t.csv", "not a finite number", "Rescale the data"),
+        absent=("internal error", "OverflowError", "Warning"),
+    )
+    for name, args in [
+        ("exact", ("fit", "--engine", "exact")),
+        ("float64", ("fit", "--set", "model.dtype=float64")),
+        ("no-bias", ("fit", "--set", "model.dtype=float64", "--set", "model.bias=false")),
+        ("exact-no-bias", ("fit", "--engine", "exact", "--set", "model.bias=false")),
+        ("compare", ("compare", "manual", "exact", "--set", "model.dtype=float64")),
+    ]
+]
+
+
 # values so small that their squares underflow: every sum of squares loses its digits, a column looks constant
 UNDERFLOW_CASES = [
     case(
@@ -2148,6 +2171,7 @@ CASES = (
     + NAMED_CAUSE_CASES
     + UNION_KEY_CASES
     + WORDING_CASES
+    + HUGE_CASES
 )
 
 

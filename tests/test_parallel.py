@@ -233,6 +233,33 @@ def test_an_ill_conditioned_optimum_is_the_least_squares_one_across_ranks(tmp_pa
         np.testing.assert_allclose(rank["summary"]["unscaled_covariance"], covariance, rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_a_process_that_dies_mid_run_is_said_in_words_by_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LRTRAIN_DIST_TIMEOUT", "20")  # a dead peer is found at once or at this timeout
+    context = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"rank{r}.json" for r in range(2)]
+    store = tmp_path / "store"
+    settings = [*BASE, "train.epochs=100000", "train.batch_size=10"]  # long enough to be mid-run
+    ranks = [
+        context.Process(target=run_rank, args=(r, 2, str(store), settings, str(outs[r]), None, None, 30 if r else None))
+        for r in range(2)
+    ]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=SUBPROCESS_TIMEOUT)
+    for process in ranks:
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)
+    assert ranks[1].exitcode == 9
+    survivor = json.loads(outs[0].read_text())
+    assert survivor["error"].startswith("TrainingFailed: process 0 lost the other processes of this torchrun job")
+    assert "LRTRAIN_DIST_TIMEOUT" in survivor["error"]
+
+
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 needs_torchrun = pytest.mark.skipif(not TORCHRUN.is_file(), reason="no torchrun")
 

@@ -88,7 +88,7 @@ class Moments:
             0.0,
             self.gram + n * np.outer(mu, mu),
             self.cross + n * mu * ybar,
-            self.tt + n * ybar**2,
+            self.tt + n * ybar * ybar,  # not ** 2: a Python float's power raises past float64, a product is inf
             self.amplified,
         )
 
@@ -151,7 +151,7 @@ def _centered(
     x_offset, y_offset = x_sums / n, y_sum / n
     gram = xtx - n * np.outer(x_offset, x_offset)
     cross = xty - n * x_offset * y_offset
-    tt = yty - n * y_offset**2
+    tt = yty - n * y_offset * y_offset
     spread = np.append(np.diag(gram), tt) / n
     offsets = np.append(x_offset, y_offset) ** 2
     if np.all(offsets <= CANCELLATION_LIMIT * spread) and np.all(spread > 0):
@@ -186,7 +186,7 @@ def _merged(x: np.ndarray, y: np.ndarray) -> Moments:
         weight = (seen - len(t)) * share  # n_before · n_block / n_both
         gram += a.T @ a + weight * np.outer(delta, delta)  # BLAS syrk
         cross += a.T @ t + weight * epsilon * delta
-        tt += float(t @ t) + weight * epsilon**2
+        tt += float(t @ t) + weight * epsilon * epsilon
         x_offset += share * delta
         y_offset += share * epsilon
     return Moments(n, x_shift + x_offset, y_shift + y_offset, gram, cross, tt)

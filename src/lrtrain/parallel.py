@@ -35,9 +35,10 @@ one-process fit without the torch engine never load torch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -261,19 +262,37 @@ def _all_reduce_numpy(values: np.ndarray) -> None:
     import torch.distributed as dist
 
     tensor = torch.from_numpy(values)  # shares memory with `values`
-    if dist.get_backend() == "nccl":  # NCCL reduces device memory only
-        on_device = tensor.to(f"cuda:{torch.cuda.current_device()}")
-        dist.all_reduce(on_device)
-        tensor.copy_(on_device.cpu())
-    else:
-        dist.all_reduce(tensor)
+    with _peers():
+        if dist.get_backend() == "nccl":  # NCCL reduces device memory only
+            on_device = tensor.to(f"cuda:{torch.cuda.current_device()}")
+            dist.all_reduce(on_device)
+            tensor.copy_(on_device.cpu())
+        else:
+            dist.all_reduce(tensor)
 
 
 def all_reduce_tensor(tensor: torch.Tensor) -> None:
     """Sum a tensor (on this rank's device) over every rank, in place."""
     import torch.distributed as dist
 
-    dist.all_reduce(tensor)
+    with _peers():
+        dist.all_reduce(tensor)
+
+
+@contextlib.contextmanager
+def _peers() -> Iterator[None]:
+    """A collective whose other side is gone: a process that died (killed, out of memory) or that stopped answering
+    within LRTRAIN_DIST_TIMEOUT is said in words (exit 1), not as gloo's or NCCL's RuntimeError."""
+    try:
+        yield
+    except RuntimeError as exc:
+        rank = os.environ.get("RANK", "?")
+        raise TrainingFailed(
+            f"process {rank} lost the other processes of this torchrun job: {_first_line(exc)}. Another process "
+            "died (see its own output above: killed, out of memory, an error of its own) or stopped answering for "
+            "LRTRAIN_DIST_TIMEOUT seconds. Nothing was saved; run the job again, with a larger "
+            "LRTRAIN_DIST_TIMEOUT if a process is slow rather than gone."
+        ) from None
 
 
 def _leave(finished: bool) -> None:
@@ -281,5 +300,6 @@ def _leave(finished: bool) -> None:
 
     if dist.is_initialized():
         if finished:
-            dist.barrier()
+            with _peers():
+                dist.barrier()
         dist.destroy_process_group()

@@ -28,7 +28,7 @@ def mse_from_moments(moments: Moments, w: np.ndarray, b: float) -> float:
     Σ(Xw + b − y)² = wᵀGw − 2cᵀw + tᵀt + n(μᵀw + b − ȳ)² (the cross terms vanish: ΣA = 0, Σt = 0)."""
     w = np.asarray(w, dtype=np.float64)
     offset = float(moments.x_mean @ w) + float(b) - moments.y_mean
-    sse = float(w @ moments.gram @ w) - 2 * float(moments.cross @ w) + moments.tt + moments.n * offset**2
+    sse = float(w @ moments.gram @ w) - 2 * float(moments.cross @ w) + moments.tt + moments.n * offset * offset
     return max(sse, 0.0) / moments.n
 
 

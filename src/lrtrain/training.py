@@ -321,7 +321,7 @@ def _r2(prepared: Prepared, centered: bool, loss: float) -> float:
     """R² = 1 − SSE/TSS, TSS = |y − ȳ|² with a bias (or features that make a constant) and |y|² without
     (uncentered, as the summary and statsmodels have it), both gathered with the moments: no float64 copy of y."""
     moments = prepared.moments
-    total = moments.tt if centered else moments.tt + moments.n * moments.y_mean**2
+    total = moments.tt if centered else moments.tt + moments.n * moments.y_mean * moments.y_mean
     return 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)
 
 
