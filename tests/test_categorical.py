@@ -199,6 +199,14 @@ def test_a_level_that_validation_takes_whole_is_named_in_a_note(workdir: Path) -
     assert "c[rare] (baseline 'p')" in result.stderr
     whole = cli("fit", *common)
     assert "occur only in" not in whole.stderr
+    summary = cli("fit", *common, "--set", "data.validation=0.5", "--set", f"seed={seed}", "--summary")
+    assert "'c[rare]' is 0 in every row" in summary.stdout  # not "duplicates the intercept": it is all zeros
+    standardized = ["--set", "data.validation=0.5", "--set", f"seed={seed}", "--set", "data.standardize=true"]
+    refused = cli("fit", *common, *standardized)
+    assert refused.exit_code == 2
+    said = " ".join(refused.stderr.split())
+    assert "the categorical level [rare] of column 'c' occurs only in the validation rows" in said
+    assert "Drop it with data.features" not in said  # an indicator is not a column data.features can drop
 
 
 def test_indicators_encode_known_levels_and_name_an_unseen_one() -> None:

@@ -64,6 +64,13 @@ def in_ranks(
         context.Process(target=run_rank, args=(r, world, str(store), overrides, str(outs[r]), stops[r], resumed))
         for r in range(world)
     ]
+    run_to_the_end(ranks)
+    assert all(p.exitcode == 0 for p in ranks), [p.exitcode for p in ranks]
+    return [json.loads(out.read_text()) for out in outs]
+
+
+def run_to_the_end(ranks: list[Any]) -> None:
+    """Start the rank processes and wait for each, within the timeout: one still alive then is killed."""
     for process in ranks:
         process.start()
     for process in ranks:
@@ -72,8 +79,6 @@ def in_ranks(
         if process.is_alive():
             process.kill()
             process.join(timeout=10)
-    assert all(p.exitcode == 0 for p in ranks), [p.exitcode for p in ranks]
-    return [json.loads(out.read_text()) for out in outs]
 
 
 def trained_in_ranks(
@@ -246,14 +251,7 @@ def test_a_process_that_dies_mid_run_is_said_in_words_by_the_others(
         context.Process(target=run_rank, args=(r, 2, str(store), settings, str(outs[r]), None, None, 30 if r else None))
         for r in range(2)
     ]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(timeout=SUBPROCESS_TIMEOUT)
-    for process in ranks:
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=10)
+    run_to_the_end(ranks)
     assert ranks[1].exitcode == 9
     survivor = json.loads(outs[0].read_text())
     assert survivor["error"].startswith("TrainingFailed: process 0 lost the other processes of this torchrun job")

@@ -124,8 +124,9 @@ def report(code: ExitCode, message: str, json_output: bool, stderr: bool = True)
             print(record, flush=True)
         except OSError:  # stdout is what failed: the paragraph on stderr still says why
             discard_stdout()
-    if stderr:
-        print(message, file=sys.stderr, flush=True)
+    if stderr:  # one write, line end and all: under torchrun two processes' messages never run into one line
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def notice(text: str, stream: TextIO | None = None) -> None:

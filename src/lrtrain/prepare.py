@@ -195,6 +195,16 @@ def prepare(source: Source, config: Config, group: Shard = SINGLE) -> Prepared:
                 "data.standardize to false."
             )
         constant = np.flatnonzero(flat)
+        indicator = {name: lv for lv in getattr(source, "levels", ()) for name in lv.names}  # a reader may have none
+        unseen = [source.features[j] for j in constant if source.features[j] in indicator]
+        if unseen and n_val:  # an indicator 0 in every training row: its level is only in the validation rows
+            level = unseen[0].removeprefix(indicator[unseen[0]].column)
+            raise DataError(
+                f"{source.origin}: the categorical level {level} of column {indicator[unseen[0]].column!r} occurs only "
+                f"in the validation rows (data.validation = {config.data.validation}), so its indicator is 0 in every "
+                "training row and cannot be standardized. Use more data, a smaller data.validation or another seed, "
+                "or set data.standardize to false."
+            )
         if constant.size:
             name, value = source.features[int(constant[0])], mean[constant[0]]
             raise DataError(

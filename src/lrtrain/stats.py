@@ -159,7 +159,8 @@ def summarize(
     # llf = −n/2·log 2π − n/2·log(RSS/n) − n/2: +inf for an exact fit, as statsmodels
     log_likelihood = -n / 2 * (_LOG_2PI + math.log(rss / n) + 1) if rss > 0 else math.inf
     k_params = df_model + k_constant
-    notes = _notes(n, rank, df_resid, rss, condition, _describe(constant, dependent, features, intercept), len(names))
+    described = _describe(constant, dependent, features, intercept, stats.x_mean)
+    notes = _notes(n, rank, df_resid, rss, condition, described, len(names))
     return Summary(
         terms=tuple(terms),
         intercept=intercept,
@@ -296,9 +297,13 @@ def _decompose(
     return inverse, int(kept.sum()), factor, [int(i) for i in np.flatnonzero(~live)], dependent
 
 
-def _describe(constant: list[int], dependent: list[list[int]], features: Sequence[str], intercept: bool) -> str:
-    what = "is constant, so it duplicates the intercept" if intercept else "is 0 in every row"
-    parts = [f"{features[i]!r} {what}" for i in constant]
+def _describe(
+    constant: list[int], dependent: list[list[int]], features: Sequence[str], intercept: bool, means: np.ndarray
+) -> str:
+    def what(i: int) -> str:
+        return "is constant, so it duplicates the intercept" if intercept and means[i] != 0 else "is 0 in every row"
+
+    parts = [f"{features[i]!r} {what(i)}" for i in constant]
     parts += [", ".join(repr(features[i]) for i in group) + " are linearly dependent" for group in dependent]
     return "; ".join(parts)
 
