@@ -175,15 +175,21 @@ def test_resume_refuses_another_schedule(workdir: Path) -> None:
     constant = interrupted_run(resume_config("output.dir=constant"), at=5)  # a folder of its own
     added = cli("fit", "--resume", str(constant), "--set", "train.schedule.kind=cosine")
     assert added.exit_code == 2
-    assert "train.schedule differ" in added.stderr
+    assert "train.schedule differs" in added.stderr
 
 
 def test_resume_keeps_the_cosine_period_the_run_started_with(workdir: Path) -> None:
     run = interrupted_run(resume_config("train.schedule.kind=cosine"), at=5)
     longer = cli("fit", "--resume", str(run), "--set", "train.epochs=80")
     assert longer.exit_code == 2
-    assert "train.schedule.period_epochs differ" in longer.stderr
-    assert "cannot be raised on resume" in longer.stderr
+    assert "train.schedule.period_epochs differs" in longer.stderr
+    assert "cannot change on resume" in longer.stderr
+    shorter = cli("fit", "--resume", str(run), "--set", "train.epochs=40")
+    assert "cannot change on resume" in shorter.stderr  # lowered as much as raised: the period is fixed
+    engine = cli("fit", "--resume", str(run), "--engine", "exact")
+    assert engine.exit_code == 2
+    assert "train.engine differ" in engine.stderr  # with model.dtype: the exact engine is float64
+    assert "Drop the options that change them (--set, --engine, --device" in engine.stderr
     fixed = load_config(None, ["train.epochs=60", "train.schedule.kind=cosine", "train.schedule.period_epochs=100"])
     assert trajectory_settings(fixed)["train"]["schedule"] == {"kind": "cosine", "period_epochs": 100, "min_lr": 0.0}
     raised = fixed.model_copy(update={"train": fixed.train.model_copy(update={"epochs": 90})})

@@ -360,13 +360,15 @@ def load_checkpoint(run_dir: Path, prepared: Prepared, config: Config) -> Checkp
         period = "train.schedule.period_epochs"
         cosine = (
             f" A cosine schedule's period ({period}; null: train.epochs) is fixed when the run starts, so its "
-            "train.epochs cannot be raised on resume; start a new run with a longer period instead."
+            "train.epochs cannot change on resume; start a new run with the period you want instead."
             if period in changed
             else ""
         )
+        verb = "differs" if len(changed) == 1 else "differ"
         raise ConfigError(
-            f"--resume {run_dir}: {', '.join(changed)} differ from the interrupted run's, so it would not continue "
-            f"the same trajectory. Drop those --set overrides (train.epochs, logging and output may change).{cosine}"
+            f"--resume {run_dir}: {', '.join(changed)} {verb} from the interrupted run's, so it would not continue "
+            "the same trajectory. Drop the options that change them (--set, --engine, --device; train.epochs, "
+            f"logging and output may change).{cosine}"
         )
     # metrics.csv is written before checkpoint.json: rows past the checkpoint are from a save cut short
     return Checkpoint(state, _stop_rules(payload["stop_rules"]), float(payload["seconds"]), [], rows[: state.epoch])
