@@ -17,6 +17,7 @@ from lrtrain import stats
 from lrtrain.blocks import passing
 from lrtrain.config import Config
 from lrtrain.engine import FitResult
+from lrtrain.moments import equilibrated
 from lrtrain.prepare import Prepared
 
 # the equilibrated Gram matrix's condition number (times the rounding its centering may have amplified) beyond
@@ -60,13 +61,9 @@ def design_factor(config: Config, prepared: Prepared) -> np.ndarray | None:
         return None
     bias = config.model.bias
     moments = prepared.moments if bias else prepared.moments.uncentered()
-    diagonal = np.diag(moments.gram)
-    live = diagonal > 0  # a constant feature is told apart without the data
+    live, _, eigenvalues, _ = equilibrated(moments.gram, vectors=False)  # a constant feature: told apart already
     if not live.any():
         return None
-    root = 1 / np.sqrt(diagonal[live])
-    with np.errstate(over="ignore", invalid="ignore"):
-        eigenvalues = np.linalg.eigvalsh(moments.gram[np.ix_(live, live)] * np.outer(root, root))
     if moments.amplified * eigenvalues[-1] <= FACTOR_CONDITION * eigenvalues[0]:
         return None
     d = prepared.features

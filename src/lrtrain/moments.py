@@ -65,16 +65,12 @@ class Moments:
         sum is constant (a categorical column coded in full). A model without a bias then has a constant
         anyway, and R² is taken centered, as statsmodels decides (its implicit constant). From the centered
         sums: a combination v of the columns is constant when Gv = 0, and not 0 when μᵀv is not."""
-        diagonal = np.diag(self.gram)
-        live = diagonal > 0
-        size = np.sqrt(diagonal / max(self.n, 1) + self.x_mean**2)  # each column's root mean square
+        live, scale, eigenvalues, vectors = equilibrated(self.gram)
+        size = np.sqrt(np.diag(self.gram) / max(self.n, 1) + self.x_mean**2)  # each column's root mean square
         if np.any(~live & (self.x_mean != 0)):
             return True
         if not live.any():
             return False
-        scale = 1 / np.sqrt(diagonal[live])
-        with np.errstate(over="ignore", invalid="ignore"):
-            eigenvalues, vectors = np.linalg.eigh(self.gram[np.ix_(live, live)] * np.outer(scale, scale))
         null = vectors[:, eigenvalues <= SPAN_TOLERANCE * eigenvalues.max()] * scale[:, None]  # Gv ≈ 0
         constant = np.abs(self.x_mean[live] @ null)  # Xv = Av + (μᵀv)·1, Av ≈ 0
         return bool(np.any(constant > 1e-6 * (size[live] @ np.abs(null))))
@@ -94,6 +90,23 @@ class Moments:
 
 
 SPAN_TOLERANCE = 1e-13  # the equilibrated G's eigenvalues below this · largest: the directions G has none of
+
+
+def equilibrated(gram: np.ndarray, vectors: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(live, s, Λ, V) of C = S·G·S over the columns with a spread (live: Gᵢᵢ > 0), S = diag(s) = 1/√Gᵢᵢ: the
+    Gram matrix with its columns scaled to unit length, blind to the features' units, and its eigendecomposition
+    C = VΛVᵀ (ascending; V empty unless `vectors`, which costs about three times the values alone)."""
+    diagonal = np.diag(gram)
+    live = diagonal > 0
+    scale = 1 / np.sqrt(diagonal[live])
+    scaled = gram[np.ix_(live, live)] * np.outer(scale, scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if vectors:
+            values, found = np.linalg.eigh(scaled)
+            return live, scale, values, found
+        return live, scale, np.linalg.eigvalsh(scaled), np.empty((0, 0))
+
+
 CANCELLATION_LIMIT = 1e3  # offset² / variance above which XᵀX - nmmᵀ would lose more than 3 digits
 ONE_THREAD_MAX_D = 64  # up to this many features the products are memory-bound: BLAS runs on one thread
 
