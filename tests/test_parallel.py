@@ -573,14 +573,14 @@ def thread_read_bytes() -> int:
     return int(fields["rchar"])
 
 
-def assert_shares_make_the_table(tables: list[Any], single: Table) -> None:
-    """The ranks' tables hold consecutive shares of the rows, about 1/world each, that together are the rows one
-    process reads, with its features, levels, dropped rows and row count."""
+def assert_shares_make_the_table(tables: list[Any], single: Table, spread: float = 0.15) -> None:
+    """The ranks' tables hold consecutive shares of the rows, 1/world each give or take `spread` of that, that
+    together are the rows one process reads, with its features, levels, dropped rows and row count."""
     world = len(tables)
     shares = [table.held for table in tables]
     assert [lo for lo, _ in shares] == [0, *(hi for _, hi in shares[:-1])]
     assert shares[-1][1] == single.rows
-    assert all(abs(hi - lo - single.rows / world) < 0.15 * single.rows / world for lo, hi in shares), shares
+    assert all(abs(hi - lo - single.rows / world) < spread * single.rows / world for lo, hi in shares), shares
     np.testing.assert_array_equal(np.concatenate([table.x for table in tables]), single.x)
     np.testing.assert_array_equal(np.concatenate([table.y for table in tables]), single.y)
     for table in tables:
@@ -697,6 +697,95 @@ def test_a_share_whose_first_reading_stops_short_still_counts_every_quote_for_th
     np.testing.assert_array_equal(np.concatenate([r.y for r in ranks]), one.y)
 
 
+def compressed_csv(path: Path, columns: dict[str, list[Any]], compression: str) -> Path:
+    """The columns as CSV (write_quoted_csv), compressed as `compression` says; the compressed file."""
+    import pyarrow as pa
+
+    write_quoted_csv(path, columns)
+    packed = path.with_name(f"{path.name}.{ {'gzip': 'gz', 'bz2': 'bz2', 'zstd': 'zst'}[compression] }")
+    with pa.CompressedOutputStream(str(packed), compression) as out:
+        out.write(path.read_bytes())
+    path.unlink()
+    return packed
+
+
+def spy_on_parsed_rows(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
+    """The CSV rows each thread has pyarrow parse, from here on."""
+    parsed: dict[int, int] = {}
+    take = delimited._Reader._take
+
+    def counted(self: Any, table: Any, *args: Any) -> int:
+        ident = threading.get_ident()
+        parsed[ident] = parsed.get(ident, 0) + table.num_rows
+        return take(self, table, *args)
+
+    monkeypatch.setattr(delimited._Reader, "_take", counted)
+    return parsed
+
+
+@pytest.mark.parametrize(("compression", "world"), [("gzip", 2), ("bz2", 3), ("zstd", 3)])
+def test_each_rank_parses_only_its_share_of_a_compressed_csv_and_stops_reading_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str, world: int
+) -> None:
+    """A compressed file cannot be entered midway: each rank decompresses it from the start and cuts it where one
+    process does (quoted line ends and all), but parses only the rows read while the decompressor is in its
+    span of the compressed bytes, and reads no further."""
+    path = compressed_csv(tmp_path / "d.csv", quoted_columns(40_000, missing=0.03), compression)
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 50_000)  # ranges far shorter than a share
+    config = load_config(None, ["data.source=csv", f"data.path={path}", *QUOTED])
+    single = sources.load(config)
+    assert isinstance(single, Table)
+    assert single.dropped is not None
+    parsed = spy_on_parsed_rows(monkeypatch)
+
+    def read(group: Shard) -> tuple[Any, int, int, str]:
+        before = thread_read_bytes()
+        table = sources.load(config, group)
+        return table, thread_read_bytes() - before, parsed[threading.get_ident()], fingerprint(table, group)
+
+    ranks = in_threads(world, read)
+    tables = [table for table, _, _, _ in ranks]
+    assert_shares_make_the_table(tables, single, spread=0.3)  # even up to the decompressor's blocks of the file
+    assert "kind[late]" in tables[0].features  # a level rank 0 never read
+    read_rows = single.rows + single.dropped.rows
+    parsed_rows = [rows for _, _, rows, _ in ranks]  # the rows of its share (kept or dropped), not the file's
+    assert all(rows < 1.4 * read_rows / world for rows in parsed_rows), (parsed_rows, read_rows)
+    size = path.stat().st_size
+    reads = [bytes_read for _, bytes_read, _, _ in ranks]  # up to its span's end, and the blocks read ahead
+    assert all(reads[rank] < size * (rank + 1) / world + 300_000 for rank in range(world - 1)), (reads, size)
+    assert [digest for _, _, _, digest in ranks] == [fingerprint(single)] * world
+
+
+def test_a_bad_cell_in_a_share_of_a_compressed_csv_stops_every_rank_with_the_one_process_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = quoted_columns(40_000)
+    columns["x1"][25_000], columns["x0"][39_000] = "oops", "bad"  # in the second and third shares
+    path = compressed_csv(tmp_path / "d.csv", columns, "gzip")
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 50_000)
+    config = load_config(None, ["data.source=csv", f"data.path={path}", *QUOTED[:2]])
+    with pytest.raises(DataError) as single:
+        sources.load(config)
+    assert "line " in str(single.value)
+    assert "'oops'" in str(single.value)
+    ranks = in_threads(3, lambda group: sources.load(config, group))
+    assert [str(error) for error in ranks] == [str(single.value)] * 3
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_compressed_csv_too_small_to_share_is_read_whole_by_every_rank_with_the_one_process_rows(
+    tmp_path: Path, world: int
+) -> None:
+    """The decompressor reads a small file in one or two blocks: some rank's span then holds no rows, and every
+    rank reads the whole file and keeps its block of the rows."""
+    path = compressed_csv(tmp_path / "d.csv", quoted_columns(300, missing=0.03), "gzip")
+    config = load_config(None, ["data.source=csv", f"data.path={path}", *QUOTED, "data.validation=0.2"])
+    one = prepare(sources.load(config), config)
+    ranks = in_threads(world, lambda group: prepare(sources.load(config, group), config, group))
+    for mine in ("x", "y", "x_val", "y_val"):
+        np.testing.assert_array_equal(np.concatenate([getattr(r, mine) for r in ranks]), getattr(one, mine))
+
+
 def spy_on_row_groups(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[tuple[str, int]]]:
     """The (file name, row group) pairs each thread has pyarrow decode, from here on."""
     decoded: dict[int, set[tuple[str, int]]] = {}
@@ -797,7 +886,7 @@ def test_a_temporary_table_that_fails_on_one_rank_stops_every_rank_alike(
     import pyarrow.parquet as pq
 
     from lrtrain.errors import ScratchError
-    from lrtrain.sources import delimited, parquet
+    from lrtrain.sources import csv_shares, parquet
 
     path = tmp_path / f"d.{source}"
     if source == "csv":
@@ -805,7 +894,7 @@ def test_a_temporary_table_that_fails_on_one_rank_stops_every_rank_alike(
     else:
         pq.write_table(pa.table(quoted_columns(3000)), path, row_group_size=100)
     config = load_config(None, [f"data.source={source}", f"data.path={path}", *QUOTED[:2]])
-    module = delimited if source == "csv" else parquet
+    module = csv_shares if source == "csv" else parquet
     real, lock, calls = module.scratch_mapping, threading.Lock(), []
 
     def failing_on_one_rank(*args: Any, **kwargs: Any) -> Any:  # the thread that asks first: its disk is full

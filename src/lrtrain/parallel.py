@@ -10,9 +10,10 @@ own share of the data's fingerprint (sources.fingerprint), which a run records a
 checks. A CSV or Parquet table is read a share per rank as well (lrtrain.sources.shares): a
 byte range of the CSV cut at row ends, the Parquet row groups that hold the rank's block, into
 a mapped temporary file; the rank's rows are then those it read, wherever the cut fell, and
-the ranks learn each other's row counts to place them in the whole table. A compressed CSV
-(it has no byte ranges) and synthetic data are still made whole by every rank, into a mapped
-temporary file (page cache, not the rank's own memory).
+the ranks learn each other's row counts to place them in the whole table (a compressed CSV:
+the rows read while the decompressor is in the rank's span of its bytes, lrtrain.sources.csv_shares).
+Synthetic data is still made whole by every rank, into a mapped temporary file (page cache, not
+the rank's own memory).
 
 Everything computed from the rows is a sum over them, and each sum is all-reduced, so every
 rank holds the numbers one process would: the standardization statistics, the moments (lr:

@@ -8,14 +8,13 @@ parsed (still threaded); lrtrain.sources.text opens, decompresses and counts the
 rows go to a table in memory when its float64 numbers fit under the same threshold (estimated
 from the first lines' length), else to a memory-mapped table in a nameless temporary file, so
 memory stays bounded by the range, never the file. Under torchrun each rank reads only its
-byte range of the file (see `_share`; lrtrain.sources.shares puts the shares together). Every
+byte range of the file (lrtrain.sources.csv_shares; lrtrain.sources.shares puts the shares together). Every
 problem names the file, the line and the column: when pyarrow refuses a block, the block is
 scanned again row by row for the exact cell.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import functools
@@ -29,25 +28,26 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+import lrtrain.sources.csv_shares as csv_shares
 import lrtrain.sources.shares as shares
 from lrtrain.config import CsvData
-from lrtrain.errors import DataError, LrtrainError, environment_number
+from lrtrain.errors import DataError, environment_number
 from lrtrain.interrupts import loading_point
 from lrtrain.parallel import SINGLE, Shard
 from lrtrain.sources.base import Table, open_checked, scratch_mapping
 from lrtrain.sources.choice import categorical_columns, chosen_columns
 from lrtrain.sources.columns import Coder, Filling, batch_into, batch_rows, finish, tally_for
-from lrtrain.sources.cuts import LINE_BYTES, countable, cut_rows, line_start, row_start
+from lrtrain.sources.cuts import LINE_BYTES, countable, cut_rows
 from lrtrain.sources.text import (
     COMPRESSION,
     HEADER_BYTES,
     fill,
     header_cells,
     open_bytes,
+    open_counted,
     opening_line,
     quote_count,
     skip_to,
-    span_quotes,
     unreadable,
 )
 
@@ -143,16 +143,16 @@ def read(spec: CsvData, scratch: bool = False, group: Shard = SINGLE, full: bool
     nothing = f"data file {path} has a header but no data rows. Add rows of numbers below the header."
     if spec.header and not first.endswith(b"\n"):  # line 1 ran to the end of the file: there is nothing below it
         raise DataError(nothing)
-    if group.world > 1 and compression is None:
-        shared = _share(reader, skip, group)
+    if group.world > 1:
+        shared = csv_shares.share(reader, skip, group, compression)
         if shared is not None:
             reader, rows, failure, start = shared
-            lines = functools.partial(reader._row_line, None, start)
+            lines = functools.partial(reader._row_line, compression, start)
             coders, counts, read, tally = reader.coders, reader.counts, reader.read, reader.tally
             return shares.table(
                 rows, failure, chosen, coders, counts, read, origin, first_line, group, tally, nothing, lines, full
             )
-        reader = _Reader(path, spec, names, columns, categorical)
+        reader = reader.fresh()
     size = path.stat().st_size
     table: np.ndarray | tuple[np.ndarray, np.ndarray]
     if scratch or compression is not None or _table_bytes(path, skip, size, len(columns)) > stream_bytes():
@@ -225,7 +225,12 @@ class _Reader:
         self.countable = True  # and does their count tell which line starts are row starts? (cuts.countable)
         self.shared = False  # a share under torchrun: only then is `countable` asked
         self.counted = 0  # the byte up to which quotes are counted
+        self.begun: int | None = None  # where the first range given starts (a compressed file's share)
         self.tally = tally_for(spec, len(columns) - 1)  # the rows' sums, as they are made
+
+    def fresh(self) -> _Reader:
+        """A reader of the same file and columns that has read nothing yet."""
+        return _Reader(self.path, self.spec, self.names, self.columns, self.text)
 
     def _take(self, table: pa.Table, line: Callable[[int], int], into: IO[bytes] | Filling) -> int:
         """A parsed table's rows, batch by batch, into the table in memory `into` or appended to the file `into`;
@@ -318,20 +323,36 @@ class _Reader:
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
         return (rows, len(self.columns))
 
-    def _ranges(self, compression: str | None, skip: int, stop: int | None = None) -> Iterator[tuple[memoryview, int]]:
+    def _ranges(
+        self, compression: str | None, skip: int, stop: int | None = None, span: tuple[int, int] | None = None
+    ) -> Iterator[tuple[memoryview, int]]:
         """The data lines from byte `skip` to `stop` (None: the end) in ranges of about CSV_RANGE_BYTES, each cut
         after a row's line end, with the byte offset (in the decompressed file) each starts at. One range is in
         memory at a time, in one buffer that every range reuses (its pages are faulted in once), after the tail
         of the one before: the consumer is done with a range when it asks for the next. The quote characters
-        of every range are counted in self.quotes."""
+        of every range are counted in self.quotes.
+
+        `span` (a compressed file's share under torchrun): only the ranges read while the decompressor was (halfway
+        through each) between bytes span[0] and span[1] of the file; those before are read and cut (where one
+        process cuts them) but not given, and the reading stops at span[1]. self.begun is where the first range
+        given starts."""
         start = skip
         carry = b""
         data = bytearray()
         left = -1 if stop is None else stop - skip  # bytes still to read; -1: to the end
         try:
-            with open_bytes(self.path, compression) as stream:
+            read: Callable[[], int] = lambda: 0  # noqa: E731  no span: every range is given
+            if span is None:
+                stream = open_bytes(self.path, compression)
+            else:
+                stream, read = open_counted(self.path, compression or "")
+            low, high = span or (0, 1)
+            with stream:
                 skip_to(stream, skip, compression)  # the header line (read and checked), or the shares before this one
                 while True:
+                    before = read()
+                    if before >= high:
+                        return  # the next share's
                     size = len(carry) + CSV_RANGE_BYTES
                     if len(data) < size:
                         data = bytearray(size + HEADER_BYTES)  # room for the tails of ordinary lines
@@ -340,8 +361,10 @@ class _Reader:
                     got = fill(stream, memoryview(data)[len(carry) : want])
                     left = left if left < 0 else left - got
                     end = len(carry) + got
+                    mine = low <= (before + read()) // 2 < high  # where the decompressor was, halfway through
                     if end < size:  # the end of the file or share: the last line may have no line end
-                        if end:
+                        if end and mine:
+                            self.begun = start if self.begun is None else self.begun
                             self.quotes += quote_count(data, end)
                             self.counted = start + end
                             self.countable &= not self.shared or countable(data, end, self.spec.delimiter)
@@ -364,9 +387,11 @@ class _Reader:
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
-                    self.quotes += quote_count(data, cut)
-                    self.counted = start + cut
-                    yield memoryview(data)[:cut], start
+                    if mine:
+                        self.begun = start if self.begun is None else self.begun
+                        self.quotes += quote_count(data, cut)
+                        self.counted = start + cut
+                        yield memoryview(data)[:cut], start
                     start += cut
                     carry = bytes(data[cut:end])
         except OSError as exc:
@@ -513,63 +538,6 @@ def _words(text: str, col: int, delimiter: str, rows: int = 1000) -> list[str]:
         if row[col] not in words and len(words) < 4:
             words.append(row[col])
     return words if others > numbers else []
-
-
-def _share(
-    reader: _Reader, skip: int, group: Shard
-) -> tuple[_Reader, np.ndarray | None, LrtrainError | None, int] | None:
-    """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
-    after a problem), the problem that stopped it (None: none) and the byte the range starts at. None when a
-    rank met quotes whose count cannot tell the row starts (cuts.countable: a quote inside an unquoted cell in
-    a file with line ends in quoted cells): then every rank reads the whole file, as a compressed one, and
-    takes its block of the rows.
-
-    The data after the header is cut into `world` spans of equal size, and each share runs from
-    the first row start at or after its span's start to the next share's. That row start is
-    first taken to be just after a line end; whether it is, and not inside a quoted cell, shows
-    once the quote characters before it are known: each rank counts those of its share as it
-    parses it, one all_reduce adds them up, and a rank whose share began or ended inside a
-    quoted cell cuts it again where that row ends and parses it again (never, in a file with
-    no quoted line ends at the cuts). A second all_reduce asks whether the count told every
-    rank the truth (cuts.countable, on the share as finally read).
-    """
-    path, world, rank = reader.path, group.world, group.rank
-    reader.shared = True
-    size = path.stat().st_size
-    spans = [skip + (size - skip) * r // world for r in range(world + 1)]
-    cuts = [line_start(path, spans[r], skip, size) for r in (rank, rank + 1)]
-    rows, failure = _parse_share(
-        reader, cuts[0], cuts[1], placed=False
-    )  # a problem's line is counted only if it stands
-    quotes = group.gather(np.array([float(reader.quotes)]))[:, 0]
-    odd = np.concatenate([[0], np.cumsum(quotes)]) % 2 == 1  # before each share's start: inside a quoted cell?
-    real = [row_start(path, cuts[i]) if odd[rank + i] and 0 < rank + i < world else cuts[i] for i in (0, 1)]
-    if real != cuts or failure is not None:  # again, from where the rows start, or to name the problem's line
-        reader = _Reader(path, reader.spec, reader.names, reader.columns, reader.text)
-        reader.shared = True
-        rows, failure = _parse_share(reader, real[0], real[1])
-    # each share read from the start the counts gave it: the counts hold, rank after rank, if every share's do
-    if group.gather(np.array([float(not reader.countable)])).any():  # an inch mark and quoted line ends
-        return None
-    return reader, rows, failure, real[0]
-
-
-def _parse_share(
-    reader: _Reader, start: int, stop: int, placed: bool = True
-) -> tuple[np.ndarray | None, LrtrainError | None]:
-    """The rows of bytes start..stop, or the problem that stopped their parse (the rest is still read to count its
-    quote characters, which tell whether the shares were cut at row ends)."""
-    ranges = reader._ranges(None, start, stop)
-    try:
-        return scratch_mapping(lambda out: reader.parsed(ranges, None, out, placed), np.dtype(np.float64)), None
-    except LrtrainError as exc:  # a bad cell, a full $TMPDIR: said by every rank alike
-        with contextlib.suppress(LrtrainError):  # the ranges left, for their quotes (one may fail in turn)
-            for _ in ranges:
-                pass
-        counted = max(reader.counted, start)
-        if counted < stop:  # the ranges stopped short (a row that never ends): the rest counted here
-            reader.quotes += span_quotes(reader.path, counted, stop)
-        return None, exc
 
 
 def _unplaced(row: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,17 @@ def open_bytes(path: Path, compression: str | None) -> io.RawIOBase:
 
     stream: io.RawIOBase = pa.input_stream(str(path), compression=compression)  # the same methods
     return stream
+
+
+def open_counted(path: Path, compression: str) -> tuple[io.RawIOBase, Callable[[], int]]:
+    """The compressed file's bytes, decompressed, and a function that tells how many bytes of the file itself
+    the decompressor has read so far: in whole blocks (64 KB), so that processes which read the same file
+    alike see the same counts at the same places."""
+    import pyarrow as pa
+
+    raw = pa.OSFile(str(path))
+    stream: io.RawIOBase = pa.CompressedInputStream(raw, compression)  # closes `raw` when closed
+    return stream, raw.tell
 
 
 def opening_line(path: Path, compression: str | None) -> bytes:
