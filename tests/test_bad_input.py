@@ -2149,6 +2149,35 @@ UNDERFLOW_CASES = [
 ]
 
 
+EMPTY = "an empty path names no file or folder"  # '' (an unset shell variable) is not the folder '.'
+# every path a command takes, given as '': an error that names the option, never the working folder read or written
+EMPTY_PATH_CASES = [
+    case("empty-config", "fit", "--config", "", stderr=("'--config'", EMPTY)),
+    case("empty-resume", "fit", "--resume", "", stderr=("'--resume'", EMPTY)),
+    case("empty-compare-plot", "compare", "manual", "torch", "--plot", "", stderr=("'--plot'", EMPTY)),
+    case("empty-plot-output", "plot", "-o", "", setup=fitted, stderr=("'--output' / '-o'", EMPTY)),
+    case("empty-plot-run", "plot", "", setup=fitted, stderr=("'RUN'", EMPTY)),
+    case("empty-summary-run", "summary", "", setup=fitted, stderr=("'RUN'", EMPTY)),
+    case("empty-evaluate-data", "evaluate", "--data", "", setup=fitted, stderr=("'--data'", EMPTY)),
+    case("empty-predict-model", "predict", "--model", "", "5", setup=fitted, stderr=("'--model' / '-m'", EMPTY)),
+    case("empty-predict-data", "predict", "--data", "", setup=fitted, stderr=("'--data'", EMPTY)),
+    case("empty-predict-output", "predict", "--data", "t.csv", "-o", "", setup=fitted, stderr=("'-o'", EMPTY)),
+    case("empty-runs-dir", "runs", "--dir", "", setup=fitted, stderr=("'--dir'", EMPTY)),
+    case("empty-data-make-path", "data", "make", "", stderr=("'PATH'", EMPTY)),
+    case(
+        "empty-data-path", "fit", "--set", "data.source=csv", "--set", "data.path=''", stderr=("'data.path'", "got ''")
+    ),
+    case("empty-output-dir", "fit", "--set", "output.dir=''", stderr=("'output.dir'", "got ''")),
+    case(
+        "empty-parquet-path-in-file",
+        "fit",
+        "-c",
+        "c.yaml",
+        files={"c.yaml": "data:\n  source: parquet\n  path: ''\n"},
+        stderr=("c.yaml, line 3", "'data.path'", "got ''"),
+    ),
+]
+
 CASES = (
     CONFIG_CASES
     + SET_CASES
@@ -2172,6 +2201,7 @@ CASES = (
     + UNION_KEY_CASES
     + WORDING_CASES
     + HUGE_CASES
+    + EMPTY_PATH_CASES
 )
 
 

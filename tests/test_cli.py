@@ -248,6 +248,16 @@ def test_config_show_prints_every_key_with_comments() -> None:
     assert "# learning rate, > 0" in result.stdout
 
 
+def test_config_show_writes_numbers_that_any_yaml_reader_reads_as_numbers() -> None:
+    """PyYAML (YAML 1.1) reads 1e-06, without a point, as a string: shown as 1.0e-06 it is a number to every reader."""
+    result = cli("config", "show", "--set", "train.target_gap=1e-6", "--set", "data.x=[1e-7, 2.5e20, 3]")
+    assert result.exit_code == 0, result.output
+    parsed = yaml.safe_load(result.stdout)
+    assert parsed["train"]["target_gap"] == 1e-6
+    assert parsed["data"]["x"] == [1e-7, 2.5e20, 3.0]
+    assert all(isinstance(v, float) for v in parsed["data"]["x"])
+
+
 def test_config_show_output_is_a_valid_config(workdir: Path) -> None:
     shown = cli("config", "show", "--config", str(CONFIGS / "seed-manual.yaml")).stdout
     (workdir / "copy.yaml").write_text(shown)

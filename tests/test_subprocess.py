@@ -68,6 +68,13 @@ def test_predict_forms_off_the_fast_path_still_get_the_full_cli(trained: Path, a
     assert "Traceback" not in result.stderr
 
 
+def test_an_empty_model_path_on_the_fast_path_is_the_full_cli_error_not_the_working_folder(trained: Path) -> None:
+    result = run_installed("predict", "--model", "", "5", cwd=trained)
+    assert result.returncode == 2
+    assert "Invalid value for '--model' / '-m': an empty path names no file or folder" in result.stderr
+    assert not result.stdout
+
+
 def test_fast_predict_errors_match_the_full_cli(trained: Path) -> None:
     fast = run_installed("predict", "--json", "1,2", cwd=trained)
     assert fast.returncode == 2

@@ -33,6 +33,7 @@ from lrtrain.cli_support import (
     complete_device,
     complete_engine,
     flushed,
+    given_path,
     handled,
     line,
     output,
@@ -123,6 +124,7 @@ def fit(
             metavar="RUN",
             help="Continue a run stopped by Ctrl-C or SIGTERM, from its folder (its config.yaml and checkpoint); "
             "ends with the same weights as an uninterrupted run.",
+            parser=given_path,
         ),
     ] = None,
     summary: Annotated[
@@ -189,7 +191,10 @@ def compare(
     plot: Annotated[
         Path | None,
         typer.Option(
-            "--plot", metavar="FILE.png", help="Also write the engines' loss curves over each other to this PNG."
+            "--plot",
+            metavar="FILE.png",
+            help="Also write the engines' loss curves over each other to this PNG.",
+            parser=given_path,
         ),
     ] = None,
     json_output: JsonOption = False,
@@ -256,7 +261,11 @@ def predict(
     model: Annotated[
         Path | None,
         typer.Option(
-            "--model", "-m", metavar="PATH", help="model.json or a run folder. Default: the newest run under ./runs."
+            "--model",
+            "-m",
+            metavar="PATH",
+            help="model.json or a run folder. Default: the newest run under ./runs.",
+            parser=given_path,
         ),
     ] = None,
     interval: Annotated[
@@ -276,12 +285,17 @@ def predict(
             help="Predict every row of this table instead of VALUEs: CSV (.csv, .tsv, also .gz, .bz2, .zst) or "
             "Parquet, columns matched by name to the model's features. Prints CSV: the table plus a prediction "
             "column.",
+            parser=given_path,
         ),
     ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", metavar="OUT", help="With --data: write the CSV to this file (whole or not at all)."
+            "--output",
+            "-o",
+            metavar="OUT",
+            help="With --data: write the CSV to this file (whole or not at all).",
+            parser=given_path,
         ),
     ] = None,
     delimiter: DelimiterOption = None,
@@ -365,7 +379,13 @@ def plot(
     run: RunArgument = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="The PNG to write. Default: loss.png in the run folder."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="The PNG to write. Default: loss.png in the run folder.",
+            parser=given_path,
+        ),
     ] = None,
 ) -> None:
     """Write a PNG of the loss per epoch (train and validation) and, for one feature, the data and fitted line.
@@ -389,7 +409,10 @@ def plot(
 @handled
 def runs(
     runs_dir: Annotated[
-        Path, typer.Option("--dir", metavar="DIR", help="The folder that holds the runs (output.dir of the fits).")
+        Path,
+        typer.Option(
+            "--dir", metavar="DIR", help="The folder that holds the runs (output.dir of the fits).", parser=given_path
+        ),
     ] = Path("runs"),
     json_output: JsonOption = False,
 ) -> None:
@@ -451,7 +474,9 @@ def data_make(
     path: Annotated[
         Path,
         typer.Argument(
-            help="Output file: .csv, .parquet, .npy (target in the last column) or .npz (x, y).", metavar="PATH"
+            help="Output file: .csv, .parquet, .npy (target in the last column) or .npz (x, y).",
+            metavar="PATH",
+            parser=given_path,
         ),
     ],
     rows: Annotated[int, typer.Option(min=1, metavar="N", help="Number of rows, >= 1.")] = 1000,

@@ -50,6 +50,13 @@ def _no_type(ctx: object) -> None:
     return None
 
 
+def given_path(text: str) -> Path:
+    """A path argument as typed: an empty one (an unset shell variable, say) is a usage error, not the folder '.'."""
+    if not text:
+        raise typer.BadParameter("an empty path names no file or folder (is a shell variable unset?). Give the path.")
+    return Path(text)
+
+
 DEBUG = {"on": os.environ.get("LRTRAIN_DEBUG", "") not in ("", "0")}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +68,7 @@ ConfigOption = Annotated[
         "-c",
         metavar="FILE",
         help="YAML config file. Default: the built-in config (the cheat sheet's x = 1..4, y = 2x).",
+        parser=given_path,
     ),
 ]
 SetOption = Annotated[
@@ -78,6 +86,7 @@ RunArgument = Annotated[
         help="A run folder (runs/NAME-TIME) or its model.json. Default: the newest finished run in ./runs.",
         metavar="RUN",
         show_default=False,
+        parser=given_path,
     ),
 ]
 JsonOption = Annotated[
@@ -108,6 +117,7 @@ DataOption = Annotated[
         metavar="FILE",
         help="A table: CSV (.csv, .tsv, also .gz, .bz2, .zst) or Parquet (.parquet), its columns matched by name "
         "to the model's features.",
+        parser=given_path,
     ),
 ]
 DelimiterOption = Annotated[

@@ -134,7 +134,7 @@ class _Columns(_DataCommon):
 
 class CsvData(_Columns):
     source: Literal["csv"] = Field(description=SOURCE_HELP)
-    path: str = Field(description="CSV file; a relative path is relative to the config file")
+    path: str = Field(min_length=1, description="CSV file; a relative path is relative to the config file")
     header: bool = Field(True, description="the first line holds column names")
     target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
     features: list[str | int] | None = Field(
@@ -173,7 +173,8 @@ def separable(delimiter: str) -> str:
 class ParquetData(_Columns):
     source: Literal["parquet"] = Field(description=SOURCE_HELP)
     path: str = Field(
-        description=".parquet file, or a folder of them read as one table in name order; relative to the config file"
+        min_length=1,
+        description=".parquet file, or a folder of them read as one table in name order; relative to the config file",
     )
     target: str | int | None = Field(None, description="target column: a name or a 0-based index; null = last column")
     features: list[str | int] | None = Field(
@@ -186,7 +187,8 @@ class ParquetData(_Columns):
 class NpyData(_DataCommon):
     source: Literal["npy"] = Field(description=SOURCE_HELP)
     path: str = Field(
-        description=".npy (2-D, target in one column) or .npz (arrays x and y); relative to the config file"
+        min_length=1,
+        description=".npy (2-D, target in one column) or .npz (arrays x and y); relative to the config file",
     )
     target: int = Field(-1, description=".npy only: index of the target column (negative counts from the end)")
     x_key: str = Field("x", description=".npz only: name of the feature array")
@@ -365,7 +367,9 @@ class LogSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    dir: str = Field("runs", description="folder that holds run folders, relative to the working directory")
+    dir: str = Field(
+        "runs", min_length=1, description="folder that holds run folders, relative to the working directory"
+    )
     save: bool = Field(True, description="write a run folder (config, model.json, metrics.csv)")
 
 
@@ -524,12 +528,9 @@ def _emit(
             sub = data_model if key == "data" and model is Config else _submodel(model, key)
             _emit(value, sub, data_model, indent + 1, lines, comments)
         else:
-            scalar = (
-                json.dumps(value)
-                if not isinstance(value, str)
-                else yaml.safe_dump(value).removesuffix("\n...\n").strip()
-            )
-            lines.append(f"{pad}{key}: {scalar}{note}")
+            # YAML's own spelling: 1.0e-06, not JSON's 1e-06 (a string to YAML 1.1 readers), and .inf
+            scalar = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).removesuffix("\n...\n")
+            lines.append(f"{pad}{key}: {scalar.strip()}{note}")
 
 
 def _submodel(model: type[BaseModel], key: str) -> type[BaseModel]:

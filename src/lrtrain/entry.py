@@ -99,7 +99,9 @@ def _plain_predict(args: list[str]) -> tuple[list[str], str | None, bool, str | 
             values.append(arg)
         else:
             return None  # --help, a typo: the full CLI explains it
-    return (values, options["--model"], json_output, options["--interval"]) if values else None
+    if not values or options["--model"] == "":  # an empty path: the full CLI explains it
+        return None
+    return (values, options["--model"], json_output, options["--interval"])
 
 
 def _is_number(text: str) -> bool:
