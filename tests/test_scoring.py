@@ -533,3 +533,45 @@ def test_predictions_on_stdout_are_utf8_whatever_the_locale_says(workdir: Path) 
     done = run_installed("predict", "--data", "u.csv", cwd=workdir, env={"PYTHONIOENCODING": "ascii"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "größe,b,y,prediction"  # data, not gr\\xf6\\xdfe: the column keeps its name
+
+
+def _fit_categorical(workdir: Path) -> None:
+    """An exact model of y on a and the levels p, q, r of kind."""
+    rows = [f"{i % 5},{'pqr'[i % 3]},{(i % 5) * 2 + i % 3 + 0.1 * (i % 7)}" for i in range(60)]
+    (workdir / "train.csv").write_text("a,kind,y\n" + "\n".join(rows) + "\n")
+    settings = ["--set", "data.path=train.csv", "--set", "data.categorical=[kind]", "--engine", "exact"]
+    result = cli("fit", *settings)
+    assert result.exit_code == 0, result.output
+
+
+FIRST_BAD_CELL = {  # the table, and the first bad cell in the file's order: row by row, in a row column by column
+    "a number before a level": ("a,kind,y\n1,p,2\nx,q,3\n2,zz,4\n", "line 3, column 'a': 'x' is not a number"),
+    "a level before a number": ("a,kind,y\n1,p,2\n2,zz,4\nx,q,3\n", "line 3, column 'kind': level 'zz'"),
+    "one row, a level first": ("kind,a,y\np,1,2\nzz,x,3\n", "line 3, column 'kind': level 'zz'"),
+    "one row, a number first": ("a,kind,y\n1,p,2\nx,zz,3\n", "line 3, column 'a': 'x' is not a number"),
+    "an empty level before a number": ("a,kind,y\n1,,2\nx,q,3\n", "line 2, column 'kind': '' is not a level"),
+    "the target before a feature": ("a,kind,y\n1,p,\nx,q,3\n", "line 2, column 'y': the cell is empty"),
+    "an infinity before an empty cell": ("a,kind,y\ninf,p,1\n,q,3\n", "line 2, column 'a': the value is inf"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIRST_BAD_CELL))
+def test_the_first_bad_cell_in_the_file_is_named_whatever_its_column(workdir: Path, case: str) -> None:
+    _fit_categorical(workdir)
+    content, expected = FIRST_BAD_CELL[case]
+    (workdir / "t.csv").write_text(content)
+    for command in ("evaluate", "predict"):
+        if command == "predict" and "the target" in case:
+            continue  # predict reads no target
+        result = cli(command, "--data", "t.csv")
+        assert result.exit_code == 2, result.output
+        assert f"t.csv, {expected}" in result.stderr, (command, result.stderr)
+
+
+def test_in_parquet_an_infinity_before_a_null_is_named_first(workdir: Path) -> None:
+    _fit_categorical(workdir)
+    a = pa.array([1.0, float("inf"), None, 2.0])
+    pq.write_table(pa.table({"a": a, "kind": ["p", "q", "r", "p"], "y": [1.0, 2.0, 3.0, 4.0]}), workdir / "t.parquet")
+    result = cli("evaluate", "--data", "t.parquet")
+    assert result.exit_code == 2, result.output
+    assert "t.parquet, row 1, column 'a': the value is inf, not a finite number" in result.stderr

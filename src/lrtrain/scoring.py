@@ -3,7 +3,7 @@
 
 The table is a CSV (.csv, .tsv, compressed .gz/.bz2/.zst) or Parquet file, read batch by batch with pyarrow
 (`open_csv`, `ParquetFile.iter_batches`), so memory is bounded by a batch, never the file. Its columns are
-matched to the model's features by name in one place, `design_of`. CSV cells are read as text: `predict`
+matched to the model's features by name in one place, lrtrain.cells. CSV cells are read as text: `predict`
 writes them back exactly as they were, and a cell that is not a number is named by its line and column.
 """
 
@@ -22,16 +22,12 @@ from typing import IO, Any
 
 import numpy as np
 
+from lrtrain.cells import inputs
 from lrtrain.config import TAB_NAMES, separable
-from lrtrain.design import Levels, cell_text, indicators
 from lrtrain.errors import DataError, InputError, ModelError, printable, unwritten
 from lrtrain.files import atomic_writer, is_stream, read_json
 from lrtrain.model import Model
-from lrtrain.sources.columns import doubles
-from lrtrain.sources.delimited import MISSING, NUMBER, decimal_comma
 from lrtrain.sources.text import COMPRESSION, header_cells, line_one
-
-MISSING_CELLS = frozenset(cell.strip() for cell in MISSING)  # as training reads a categorical column's cells
 
 CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
@@ -229,110 +225,6 @@ def _header(path: Path, compression: str | None, delimiter: str) -> list[str]:
 # --------------------------------------------------------------------------- columns to numbers
 
 
-def design_of(model: Model, batch: Any, table: TableFile, first_row: int) -> np.ndarray:
-    """The model's inputs for the rows of `batch`, (rows, features) float64: each feature is the file's column of
-    the same name, and a categorical column's level names become its indicator features, `column[level]`
-    (lrtrain.design, as in training; a level the model never saw is an error naming it)."""
-    names = batch.schema.names
-    coded = {levels.column: levels for levels in model.categorical}
-    made = {feature: name for name, levels in coded.items() for feature in levels.names}  # indicator -> column
-    missing = sorted({made.get(name, name) for name in model.features if made.get(name, name) not in names})
-    if missing:
-        raise DataError(
-            f"{table.origin} has no column {', '.join(map(repr, missing))}, which the model in {model.path} takes "
-            f"as input (its features: {', '.join(model.features)}). The file's columns are: {', '.join(names)}. "
-            "Name the file's columns as the model's features, or use a model trained on these columns."
-        )
-    x = np.empty((batch.num_rows, len(model.features)))
-
-    def place(row: int) -> str:
-        return f"{table.origin}, {table.place(first_row + row)}"
-
-    encoded = {}
-    for name, levels in coded.items():
-        values = indicators(levels, _levels_of(batch, levels, table, place), place)
-        encoded[name] = dict(zip(levels.names, values.T, strict=True))
-    for j, name in enumerate(model.features):
-        x[:, j] = encoded[made[name]][name] if name in made else numbers(batch.column(name), name, table, first_row)
-    return x
-
-
-def _levels_of(batch: Any, levels: Levels, table: TableFile, place: Callable[[int], str]) -> list[str]:
-    """A categorical column's cells, as `_texts`; a missing one (empty, null, or a CSV's NA, NULL, nan, ...: as
-    training read it) is an error naming it: a prediction needs a level."""
-    texts = _texts(batch.column(levels.column))
-    nulls = MISSING_CELLS if table.kind == "csv" else frozenset({""})
-    name = levels.column
-    for row, text in enumerate(texts):
-        if text.strip() in nulls and levels.find(text) is None:  # NA is missing, unless the model has it as a level
-            why = "the cell is empty" if text.strip() == "" else "it marks a missing cell"
-            raise DataError(
-                f"{place(row)}, column {name!r}: {text.strip()!r} is not a level: {why}, and a prediction needs the "
-                "level. Fill it, or leave the row out."
-            )
-    return texts
-
-
-def _texts(column: Any) -> list[str]:
-    """A categorical column's cells as the text training read its levels from (lrtrain.design.cell_text)."""
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    return [cell_text(value) for value in column.to_pylist()]
-
-
-def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndarray:
-    """A column as finite float64 values; an error naming the first cell that is missing or not a finite number."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        column = pc.utf8_trim_whitespace(column)
-        try:
-            column = pc.cast(column, pa.float64())
-        except pa.ArrowInvalid:
-            raise _not_numbers(column.to_pylist(), name, table, first_row) from None
-    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
-        raise DataError(
-            f"{table.origin}: column {name!r} holds {kind} values, not numbers. "
-            "Write it as a numeric column (integer, float or decimal)."
-        )
-    if column.null_count:
-        raise _missing(table, first_row + pc.index(pc.is_null(column), True).as_py(), name)
-    values = doubles(pc.cast(column, pa.float64(), safe=False))  # an integer beyond 2**53 rounds, as in training
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(
-            f"{table.origin}, {table.place(first_row + row)}, column {name!r}: the value is {values[row]}, "
-            "not a finite number. Fix or drop those rows."
-        )
-    return values
-
-
-def _not_numbers(cells: list[str], name: str, table: TableFile, first_row: int) -> DataError:
-    """The first cell of a text column that is empty or not a number, in words."""
-    for row, cell in enumerate(cells):
-        if not cell:
-            return _missing(table, first_row + row, name)
-        if not NUMBER.fullmatch(cell):
-            fix = decimal_comma(cell) or " Fix the cell or drop the row."
-            return DataError(
-                f"{table.origin}, {table.place(first_row + row)}, column {name!r}: {cell!r} is not a number.{fix}"
-            )
-    return DataError(f"{table.origin}, column {name!r}: a cell near {table.place(first_row)} is not a number.")
-
-
-def _missing(table: TableFile, row: int, name: str) -> DataError:
-    return DataError(
-        f"{table.origin}, {table.place(row)}, column {name!r}: the cell is empty. "
-        "Every row needs a number for each of the model's features (and the target in evaluate): "
-        "fill or drop those rows."
-    )
-
-
 # --------------------------------------------------------------------------- predict --data
 
 
@@ -403,8 +295,8 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
     batch, the header with the first."""
     added = list(PREDICTED if level is not None else PREDICTED[:1])
     taken = [name for name in added if name in table.names]
-    inputs = {levels.column for levels in model.categorical} | set(model.features)
-    if taken and not inputs & set(taken):
+    read = {levels.column for levels in model.categorical} | set(model.features)
+    if taken and not read & set(taken):
         raise DataError(
             f"{table.origin} already has a column {taken[0]!r}, which predict adds. Rename or drop that column."
         )
@@ -413,7 +305,7 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
         taken = [name for name in added if name in table.names]
     header = True
     for batch, first in table.batches():
-        x = design_of(model, batch, table, first)
+        x, _ = inputs(model, batch, table, first)
         columns = [batch.column(j).to_pylist() for j in range(batch.num_columns)]  # CSV: the cells as read
         y_hat = predicted(model, x, table, first)
         columns.append([model.format(v) for v in y_hat.tolist()])
@@ -504,8 +396,8 @@ def evaluate(model: Model, table: TableFile) -> Evaluation:
         )
     n, sse, sae, mean, m2, squares = 0, 0.0, 0.0, 0.0, 0.0, 0.0
     for batch, first in table.batches():
-        x = design_of(model, batch, table, first)
-        y = numbers(batch.column(model.target), model.target, table, first)
+        x, target = inputs(model, batch, table, first, target=True)
+        y = np.asarray(target)
         with np.errstate(over="ignore", invalid="ignore"):  # sums beyond float64 are refused below, in words
             residual = y - predicted(model, x, table, first)
             sse += float(np.dot(residual, residual))
