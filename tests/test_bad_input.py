@@ -2149,6 +2149,70 @@ UNDERFLOW_CASES = [
 ]
 
 
+def runs_linked_to_nothing(folder: Path) -> None:
+    (folder / "runs").symlink_to(folder / "gone" / "deeper")
+
+
+# a setting the data turns into an infinity, or that a float32 run cannot hold: refused before a line is printed
+DECAY = ("train.weight_decay = 1e+308 is too large for float64 with 4 rows", "Lower it")
+SETTING_RANGE_CASES = [
+    case(
+        "weight-decay-beyond-float64-exact",
+        "fit",
+        "--engine",
+        "exact",
+        "--set",
+        "train.weight_decay=1e308",
+        stderr=DECAY,
+    ),
+    case("weight-decay-beyond-float64-manual", "fit", "--set", "train.weight_decay=1e308", stderr=DECAY),
+    case(
+        "weight-decay-beyond-float64-auto-lr",
+        "fit",
+        "--set",
+        "train.weight_decay=1.7e308",
+        "--set",
+        "train.lr=auto",
+        stderr=("train.weight_decay = 1.7e+308 is too large",),
+    ),
+    case(
+        "weight-decay-beyond-float64-compare",
+        "compare",
+        "manual",
+        "torch",
+        "--set",
+        "train.weight_decay=1e308",
+        stderr=DECAY,
+    ),
+    case("inline-x-text-third", "fit", "--set", "data.x=[1,2,a,4]", stderr=("'data.x'", "item 2 is 'a'")),
+    case("inline-x-infinity-last", "fit", "--set", "data.x=[1,2,3,1e400]", stderr=("'data.x'", "item 3 is inf")),
+    case(
+        "npz-y-a-column",
+        "fit",
+        "--set",
+        "data.path=z.npz",
+        setup=lambda folder: np.savez(folder / "z.npz", x=np.arange(4.0), y=np.arange(4.0)[:, None]),
+        stderr=("z.npz", "got shapes (4,) and (4, 1)", "y.ravel()"),
+    ),
+    case(
+        "output-dir-a-link-to-nothing",
+        "fit",
+        setup=runs_linked_to_nothing,
+        stderr=("output.dir = runs: runs is a link to", "gone/deeper, which does not exist", "Create that folder"),
+    ),
+    case(
+        "lr-below-float32", "fit", "--set", "train.lr=1e-300", stderr=("train.lr = 1e-300 is below what float32 holds",)
+    ),
+    case("lr-beyond-float32", "fit", "--set", "train.lr=1e300", stderr=("train.lr = 1e+300 is beyond what float32",)),
+    case(
+        "momentum-below-float32",
+        "fit",
+        "--set",
+        "train.momentum=1e-300",
+        stderr=("train.momentum = 1e-300 is below what float32 holds",),
+    ),
+]
+
 EMPTY = "an empty path names no file or folder"  # '' (an unset shell variable) is not the folder '.'
 # every path a command takes, given as '': an error that names the option, never the working folder read or written
 EMPTY_PATH_CASES = [
@@ -2202,6 +2266,7 @@ CASES = (
     + WORDING_CASES
     + HUGE_CASES
     + EMPTY_PATH_CASES
+    + SETTING_RANGE_CASES
 )
 
 
@@ -2278,6 +2343,13 @@ def test_bad_input(
             f"created {sorted(after.keys() - before.keys())}, removed {sorted(before.keys() - after.keys())}, "
             f"changed {changed}{context}"
         )
+
+
+def test_a_learning_rate_that_blows_up_in_float64_is_divergence_in_words_without_warnings(workdir: Path) -> None:
+    result = cli("fit", "--set", "train.lr=1e300", "--set", "model.dtype=float64", "--set", "output.save=false")
+    assert result.exit_code == 1, result.output
+    assert "training diverged at epoch" in result.stderr
+    assert "Warning" not in result.stderr
 
 
 def test_catalogue_is_large_enough() -> None:

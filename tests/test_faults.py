@@ -411,7 +411,33 @@ def test_the_read_limits_can_be_raised_and_a_bad_setting_is_named(
     monkeypatch.setenv("LRTRAIN_MAX_CONFIG_MB", "lots")
     bad = cli("config", "validate", "-c", "c.yaml")
     assert bad.exit_code == 2
-    assert "LRTRAIN_MAX_CONFIG_MB='lots' is not a size in megabytes" in bad.stderr
+    assert "the environment variable LRTRAIN_MAX_CONFIG_MB is 'lots', not a size in megabytes" in bad.stderr
+
+
+@pytest.mark.parametrize("args", [["predict", "5"], ["summary"], ["runs"], ["evaluate", "--data", "t.csv"]])
+def test_a_bad_model_size_limit_is_the_setting_s_error_not_every_run_s(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    (workdir / "t.csv").write_text("x,y\n1,2\n")
+    monkeypatch.setenv("LRTRAIN_MAX_MODEL_MB", "abc")
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: the environment variable LRTRAIN_MAX_MODEL_MB is 'abc'")
+    assert "skipping" not in result.stderr
+    assert "damaged" not in result.stdout + result.stderr
+
+
+def test_a_too_small_read_limit_suggests_one_the_file_fits_under(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("fit", "--set", "train.epochs=2").exit_code == 0
+    (model,) = workdir.glob("runs/*/model.json")
+    monkeypatch.setenv("LRTRAIN_MAX_MODEL_MB", "0.000001")
+    result = cli("predict", "--model", str(model), "5")
+    assert result.exit_code == 2
+    suggested = float(result.stderr.split("LRTRAIN_MAX_MODEL_MB=")[-1].rstrip(".\n"))
+    assert suggested * (1 << 20) > model.stat().st_size
 
 
 def test_aliases_within_reason_still_work(workdir: Path) -> None:

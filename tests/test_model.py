@@ -56,6 +56,15 @@ MINIMAL = {"format": model.FORMAT, "format_version": model.FORMAT_VERSION, "weig
            "features": ["x"], "target": "y", "dtype": "float64"}  # fmt: skip
 
 
+@pytest.mark.parametrize("version", ["1", None, [1], True])
+def test_a_format_version_that_is_no_number_is_damage_not_a_reason_to_upgrade(tmp_path: Path, version: object) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({**MINIMAL, "format_version": version}))
+    with pytest.raises(ModelError, match=r"is damaged: its format_version is .*, not a number") as refused:
+        model.load(path)
+    assert "upgrade" not in str(refused.value)
+
+
 def write_runs(root: Path, names: list[str], text: str = json.dumps(MINIMAL)) -> None:
     for i, name in enumerate(names):
         (root / name).mkdir()

@@ -355,3 +355,34 @@ def test_names_with_square_brackets_or_controls_are_shown_whole_and_escaped_on_a
     assert "internal error" not in shown
     for name in ("[/b]", "c[link https://x]", "c[red]", "x\\x1b[31m1"):
         assert name in shown, (name, shown)
+
+
+EDITS = {  # a model.json changed by hand: statistics that contradict each other or the model's weights
+    "a negative noise variance": lambda m: m["statistics"].update(sigma2=-1.0),
+    "a negative residual df": lambda m: m["statistics"].update(df_resid=-3),
+    "counts that miss the rows": lambda m: m["statistics"].update(n=m["statistics"]["n"] + 5),
+    "a nan in the covariance": lambda m: m["statistics"]["unscaled_covariance"][0].__setitem__(0, float("nan")),
+    "weights other than the coefficients": lambda m: m.update(weights=[w + 1.0 for w in m["weights"]]),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_statistics_edited_into_nonsense_are_refused_by_summary_and_predict(workdir: Path, edit: str) -> None:
+    assert cli("fit", "--engine", "exact", "--set", "train.epochs=2").exit_code == 0
+    (path,) = workdir.glob("runs/*/model.json")
+    payload = json.loads(path.read_text())
+    EDITS[edit](payload)
+    (workdir / "m.json").write_text(json.dumps(payload))
+    for args in (["summary", "m.json"], ["predict", "--model", "m.json", "--interval", "0.9", "5"]):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "m.json has damaged statistics" in result.stderr
+        assert result.stdout == ""
+
+
+def test_the_summary_of_a_model_json_outside_a_run_folder_names_the_file(workdir: Path) -> None:
+    assert cli("fit", "--engine", "exact").exit_code == 0
+    (path,) = workdir.glob("runs/*/model.json")
+    (workdir / "model.json").write_bytes(path.read_bytes())
+    assert cli("summary", "model.json").stdout.startswith("OLS summary: model.json\n")
+    assert cli("summary").stdout.startswith(f"OLS summary: {path.parent.relative_to(workdir)}\n")

@@ -370,7 +370,8 @@ def summary(
         else model_module.load_latest(Path("runs"), warn, "name a RUN")
     )
     stored = loaded.require_statistics("lrtrain summary")
-    render.statistics(stored, str(loaded.path.parent), output(json_output))
+    run_folder = loaded.path.name == "model.json" and loaded.path.parent != Path()  # else name the file
+    render.statistics(stored, str(loaded.path.parent if run_folder else loaded.path), output(json_output))
 
 
 @app.command(cls=Command, epilog=EXIT_CODES)

@@ -47,6 +47,9 @@ def _check_x(value: list[Any]) -> list[Any]:
         raise ValueError("must not be empty")
     if all(_is_number(v) for v in value):
         return [float(v) for v in value]
+    if not any(isinstance(v, list) for v in value):  # a flat list: the first item that is not a number
+        bad = next(i for i, v in enumerate(value) if not _is_number(v))
+        raise ValueError(f"must be a list of finite numbers (one feature); item {bad} is {value[bad]!r}")
     rows: list[list[float]] = []
     for i, row in enumerate(value):
         if not isinstance(row, list) or not all(_is_number(v) for v in row):

@@ -293,23 +293,31 @@ def environment_number(
     return value
 
 
+def read_limit(kind: str) -> float:
+    """The most lrtrain reads of a `kind` file (a READ_LIMITS key), in megabytes; a malformed setting is the
+    setting's fault, not a file's: a ConfigError that names the variable (never a file called damaged)."""
+    default, variable = READ_LIMITS[kind]
+    setting = os.environ.get(variable, "").strip()
+    if not setting:
+        return float(default)
+    try:
+        megabytes = float(setting)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes < 1 << 40:
+        raise ConfigError(
+            f"the environment variable {variable} is {printable(repr(setting))}, not a size in megabytes; it "
+            f"sets the most lrtrain reads of a {kind} file. Set it to a number such as {default * 4} (the "
+            f"default is {default}), or unset it."
+        )
+    return megabytes
+
+
 def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) -> bytes:
     """The bytes of `path`, which holds a `kind` (a READ_LIMITS key), read up to the limit and no further:
     beyond it (a huge file, /dev/zero, an endless pipe) `error` names the file, the limit and how to raise it.
     OSError (missing, a folder, no permission) is the caller's to put into words."""
-    default, variable = READ_LIMITS[kind]
-    megabytes = float(default)
-    setting = os.environ.get(variable, "").strip()
-    if setting:
-        try:
-            megabytes = float(setting)
-        except ValueError:
-            megabytes = -1.0
-        if not 0 < megabytes < 1 << 40:
-            raise error(
-                f"{variable}={setting!r} is not a size in megabytes; set it to a number such as "
-                f"{default * 4} (the default is {default}), or unset it."
-            )
+    megabytes, variable = read_limit(kind), READ_LIMITS[kind][1]
     limit = int(megabytes * (1 << 20))
     if kind != "config":  # a run's files are files: opening a pipe there would wait for a writer that never comes
         mode = os.stat(path).st_mode
@@ -327,7 +335,7 @@ def read_limited(path: Path, kind: str, error: type[LrtrainError], what: str) ->
         raise error(
             f"{what} {path} is larger than {megabytes:g} MB, the most lrtrain reads of a {kind} file ({how_big}). "
             f"Check that it is the right file; if it is, raise the limit with the environment variable "
-            f"{variable} (megabytes), e.g. {variable}={megabytes * 4:g}."
+            f"{variable} (megabytes), e.g. {variable}={max(megabytes * 4, 2 * (size or 0) / (1 << 20)):.2g}."
         )
     return data
 

@@ -62,6 +62,8 @@ class Model(NamedTuple):
             **dict.fromkeys(STATISTICS_NUMBERS, _is_number_or_null),
         }
         damaged = [key for key, fits in shapes.items() if not fits(statistics.get(key))]
+        if not damaged:  # and what the numbers must say of each other, and of the model's own weights
+            damaged = _inconsistent(statistics, self.weights, self.bias)
         if damaged:
             raise ModelError(
                 f"model file {self.path} has damaged statistics ({', '.join(damaged)} missing or malformed). "
@@ -199,6 +201,11 @@ def load(path: Path, how_to_pass: str = "Pass a model.json or a run folder to --
             "Pass a model.json written by `lrtrain fit`."
         )
     version = payload.get("format_version")
+    if not isinstance(version, int | float) or isinstance(version, bool):
+        raise ModelError(
+            f"model file {path} is damaged: its format_version is {version!r}, not a number as lrtrain "
+            f"writes it ({FORMAT_VERSION}). Restore the file, or retrain the model with `lrtrain fit`."
+        )
     if version != FORMAT_VERSION:
         written_by = payload.get("lrtrain_version")
         raise ModelError(
@@ -283,7 +290,21 @@ STATISTICS_NUMBERS = (
 
 
 def _is_number_or_null(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    """A finite number, or null (lrtrain writes a statistic that is undefined, or infinite, as null)."""
+    return value is None or _is_finite(value)
+
+
+def _inconsistent(statistics: dict[str, Any], weights: list[float], bias: float) -> list[str]:
+    """The statistics (their shapes checked) that contradict the rest: counts that do not add up to the rows, a
+    negative sum of squares, coefficients other than the model's weights (a file edited by hand)."""
+    n, df_model, df_resid = statistics["n"], statistics["df_model"], statistics["df_resid"]
+    wrong = [] if n >= 1 and df_model >= 0 and df_resid >= 0 and 0 <= n - df_model - df_resid <= 1 else ["n, df"]
+    wrong += [key for key in ("rss", "sigma2", "residual_std_error") if (statistics[key] or 0) < 0]
+    coefficients = [term["coef"] for term in statistics["terms"]]
+    own = [bias, *weights] if statistics["intercept"] else weights
+    if not all(c is not None and math.isclose(c, w, rel_tol=1e-12) for c, w in zip(coefficients, own, strict=True)):
+        wrong.append("terms: coefficients other than the weights")
+    return wrong
 
 
 def _is_term(term: Any) -> bool:

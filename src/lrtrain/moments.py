@@ -27,12 +27,14 @@ class Scaling:
     def to_original(self, w: np.ndarray, b: float) -> tuple[np.ndarray, float]:
         """Weights learned on scaled features, expressed for raw features."""
         w64 = np.asarray(w, dtype=np.float64)
-        w_raw = w64 / self.scale
-        return w_raw, float(b) - float(w_raw @ self.mean)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's weights: judged non-finite, in words
+            w_raw = w64 / self.scale
+            return w_raw, float(b) - float(w_raw @ self.mean)
 
     def to_trained(self, w_raw: np.ndarray, b_raw: float) -> tuple[np.ndarray, float]:
-        w = np.asarray(w_raw, dtype=np.float64) * self.scale
-        return w, float(b_raw) + float(np.asarray(w_raw, dtype=np.float64) @ self.mean)
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = np.asarray(w_raw, dtype=np.float64) * self.scale
+            return w, float(b_raw) + float(np.asarray(w_raw, dtype=np.float64) @ self.mean)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrtrain import __version__
-from lrtrain.errors import ConfigError, LrtrainError, SaveError, read_limited
+from lrtrain.errors import ConfigError, LrtrainError, SaveError, read_limit, read_limited
 from lrtrain.files import (
     STALE_SECONDS,
     atomic_writer,
@@ -69,6 +69,12 @@ def check_writable(root: Path) -> None:
     later leaves no empty `runs/` behind)."""
     existing = root
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a link to nothing: no folder can be made through it
+            raise ConfigError(
+                f"cannot create a run folder under output.dir = {root}: {existing} is a link to "
+                f"{os.readlink(existing)}, which does not exist. Create that folder, or set output.dir to another "
+                "(--set output.dir=DIR), or --set output.save=false to keep nothing."
+            )
         existing = existing.parent
     try:
         if not existing.is_dir():
@@ -78,7 +84,7 @@ def check_writable(root: Path) -> None:
     except OSError as exc:
         raise ConfigError(
             f"cannot create a run folder under output.dir = {root}: {exc.strerror}. Set output.dir to a folder "
-            "you can write (e.g. --set output.dir=runs), or --set output.save=false to keep nothing."
+            "you can write (--set output.dir=DIR), or --set output.save=false to keep nothing."
         ) from None
 
 
@@ -466,6 +472,8 @@ class RunInfo:
 def list_runs(root: Path, checked: Callable[[Path], object] | None = None) -> list[RunInfo]:
     """The run folders under `root`, oldest first; unreadable ones are listed with the reason. `checked` reads a
     model.json as predict and summary do (model.load): one they would refuse is not listed as finished."""
+    for kind in ("model", "checkpoint", "config"):  # a malformed limit is said once, not as every run's damage
+        read_limit(kind)
     try:
         folders = sorted(root.iterdir()) if root.exists() else []
     except NotADirectoryError:

@@ -156,7 +156,8 @@ class StopRules:
         finite = math.isfinite(log.loss) and bool(np.all(np.isfinite(log.weights))) and math.isfinite(log.bias)
         blown = False
         if finite:
-            objective = log.loss + self.config.train.weight_decay / 2 * float(log.weights @ log.weights)
+            with np.errstate(over="ignore"):  # weights near 1e154 and up: an infinite objective, which grew
+                objective = log.loss + self.config.train.weight_decay / 2 * float(log.weights @ log.weights)
             if objective > self.previous:
                 if self.growing == 0:
                     self.first_growth = log.loss

@@ -22,7 +22,7 @@ from lrtrain.config import Config
 from lrtrain.engine import EpochLog, FitResult, LrSchedule, Schedule, State, max_abs_diff, mean_squares
 from lrtrain.engine_exact import unrepresentable
 from lrtrain.errors import ConfigError, DataError, Interrupted, LrtrainError, SaveError, TrainingFailed
-from lrtrain.moments import squares_hold
+from lrtrain.moments import Moments, squares_hold
 from lrtrain.prepare import Prepared, load, prepare
 from lrtrain.runs import Checkpoint
 from lrtrain.stopping import StopRules, Target, mse_from_moments
@@ -224,7 +224,9 @@ def train(
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
     initial = prepared.scaling.to_original(w0, b0)
+    _check_decay(config, moments)
     rates = steps.choose(config, prepared)
+    schedule = _schedule(config, prepared, rates, device) if engine != "exact" else None  # before anything is said
     if listener:
         before = [(s, _predict(*initial, s)) for s in samples]
         epochs, done = 1 if engine == "exact" else config.train.epochs, resume.state.epoch if resume else 0
@@ -254,7 +256,8 @@ def train(
         logs = _solved(EpochLog(1, optimum_loss, *best, 0.0))
     else:
         started = time.perf_counter()
-        logs = module.train(prepared, _schedule(config, prepared, rates, device), start)
+        assert schedule is not None
+        logs = module.train(prepared, schedule, start)
     history, stopped, kept = _walk(config, prepared, logs, stop, target, start, listener, should_stop, seconds_before)
     seconds = seconds_before + time.perf_counter() - started
     if not history:
@@ -400,6 +403,20 @@ def _early_stop(config: Config, stop: StopRules, history: list[EpochLog]) -> tup
         epoch, math.nan, np.asarray(weights), float(bias), last.lr, stop.best if last.val_loss is not None else None
     )
     return f"{why}; kept the weights of epoch {epoch}, the best", kept
+
+
+def _check_decay(config: Config, moments: Moments) -> None:
+    """train.weight_decay within what float64 takes in the Hessian, 2(G/n + λI), and the least-squares system,
+    G + (nλ/2)I: beyond it the solve would meet infinities."""
+    decay, n = config.train.weight_decay, moments.n
+    diagonal = float(np.max(np.diag(moments.gram), initial=0.0))
+    if math.isfinite(2 * (diagonal / n + decay)) and math.isfinite(n * decay / 2 + diagonal):
+        return
+    raise ConfigError(
+        f"train.weight_decay = {decay:g} is too large for float64 with {n} rows: the ridge term of the least-squares "
+        f"system, n·λ/2, or the Hessian's 2λ goes beyond about 1.8e308. Lower it: the weights shrink as 1/λ, so "
+        "a far smaller decay already holds them at about 0."
+    )
 
 
 def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: str) -> Schedule:
@@ -552,6 +569,7 @@ def compare(
     with np.errstate(over="ignore"):  # a value beyond float32 casts to inf: train() refuses it, in words
         prepared = prepare(source, config)
     notices.check_scale(prepared, config)
+    _check_decay(config, prepared.moments)
     optimum = _optimum(prepared, config)  # one solve, the reference for every engine
     exact = prepared if config.model.dtype == "float64" else None
     results: list[FitResult] = []

@@ -32,6 +32,7 @@ def npy(spec: NpyData) -> Table:
     try:
         if path.suffix.lower() == ".npz" or zipfile.is_zipfile(path):
             x, y = _npz_arrays(path, spec.x_key, spec.y_key)
+            shapes = (x.shape, y.shape)  # as saved, for a message
             if x.ndim == 1:
                 x = x[:, None]
             features = default_names(x.shape[1]) if x.ndim == 2 else []
@@ -56,13 +57,17 @@ def npy(spec: NpyData) -> Table:
                 x = np.delete(table, t, axis=1)
             y = table[:, t]
             features, target = default_names(x.shape[1]), f"column {t}"
+            shapes = (x.shape, y.shape)
     except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile):
         raise DataError(
             f"data file {path} is not a readable NumPy file (damaged, encrypted, not .npy/.npz, or holding Python "
             "objects). Write it with numpy.save or numpy.savez, or with `lrtrain data make`."
         ) from None
     if x.ndim != 2 or y.ndim != 1:
-        raise DataError(f"data file {path}: x must be 1-D or 2-D and y 1-D; got shapes {x.shape} and {y.shape}.")
+        raise DataError(
+            f"data file {path}: x must be 1-D or 2-D and y 1-D; got shapes {shapes[0]} and {shapes[1]}. Save y as "
+            "a 1-D array (y.ravel() for a column)."
+        )
     real = (np.integer, np.floating)
     if not (any(np.issubdtype(x.dtype, t) for t in real) and any(np.issubdtype(y.dtype, t) for t in real)):
         raise DataError(f"data file {path} holds {x.dtype}/{y.dtype} arrays; lrtrain needs numbers.")
