@@ -2149,6 +2149,13 @@ UNDERFLOW_CASES = [
 ]
 
 
+def parquet_of(path: Path, **columns: list[Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+
+
 def runs_linked_to_nothing(folder: Path) -> None:
     (folder / "runs").symlink_to(folder / "gone" / "deeper")
 
@@ -2193,6 +2200,25 @@ SETTING_RANGE_CASES = [
         "data.path=z.npz",
         setup=lambda folder: np.savez(folder / "z.npz", x=np.arange(4.0), y=np.arange(4.0)[:, None]),
         stderr=("z.npz", "got shapes (4,) and (4, 1)", "y.ravel()"),
+    ),
+    case(
+        "parquet-boolean-feature-not-declared",
+        "fit",
+        "--set",
+        "data.path=b.parquet",
+        setup=lambda folder: parquet_of(
+            folder / "b.parquet", b=[True, False, True], x=[1.0, 2.0, 3.0], y=[1.0, 3.0, 2.0]
+        ),
+        stderr=("column 'b' holds booleans, not numbers", "data.categorical: [b]"),
+    ),
+    case(
+        "parquet-boolean-target",
+        "fit",
+        "--set",
+        "data.path=b.parquet",
+        setup=lambda folder: parquet_of(folder / "b.parquet", x=[1.0, 2.0, 3.0], y=[True, False, True]),
+        stderr=("column 'y', the target, holds booleans, not numbers", "0 and 1"),
+        absent=("data.features",),
     ),
     case(
         "output-dir-a-link-to-nothing",

@@ -685,3 +685,19 @@ def test_a_model_that_has_na_as_a_level_takes_it_from_a_csv_too(workdir: Path) -
     assert scored.exit_code == 0, scored.output  # a level the model knows is that level, in a CSV too
     reference = smf.ols("y ~ x + C(region)", data=table).fit()
     np.testing.assert_allclose(pd.read_csv(io.StringIO(scored.stdout))["prediction"], reference.fittedvalues, rtol=1e-9)
+
+
+def test_a_level_written_composed_or_decomposed_is_one_level_in_fit_and_in_predict(workdir: Path) -> None:
+    composed, decomposed = "caf\u00e9", "cafe\u0301"  # the same word to the eye: one level, as the user reads it
+    rows = [f"{i},{(composed, decomposed, 'tea')[i % 3]},{2 * i + (5 if i % 3 < 2 else 0)}" for i in range(12)]
+    (workdir / "d.csv").write_text("x,drink,y\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    result = cli("fit", "--engine", "exact", "--set", "data.path=d.csv", "--set", "data.categorical=[drink]")
+    assert result.exit_code == 0, result.output
+    (path,) = workdir.glob("runs/*/model.json")
+    model = json.loads(path.read_text(encoding="utf-8"))
+    assert model["categorical"] == [{"column": "drink", "levels": [composed, "tea"], "baseline": composed}]
+    answers = {float(cli("predict", f"1,{spelling}").stdout) for spelling in (composed, decomposed)}
+    assert len(answers) == 1
+    assert answers.pop() == pytest.approx(7.0)
+    (workdir / "p.csv").write_text(f"x,drink\n1,{decomposed}\n", encoding="utf-8")
+    assert float(cli("predict", "--data", "p.csv").stdout.splitlines()[1].split(",")[-1]) == pytest.approx(7.0)

@@ -109,9 +109,15 @@ def test_a_missing_run_folder_is_refused_and_nothing_written(workdir: Path) -> N
     ("text", "message"),
     [
         (None, "holds no metrics.csv"),
-        ("epoch,loss\n", "holds no epochs"),
-        ("epoch,loss\n1,abc\n", "is damaged"),
-        ("when,what\n1,2\n", "is damaged"),
+        ("epoch,loss,val_loss,lr\n", "holds no epochs"),
+        ("epoch,loss,val_loss\n1,abc,\n", "is damaged"),
+        ("when,what\n1,2\n", "is damaged .its first line is not the header"),
+        ("epoch,loss,val_loss,lr\n1,0.5,,0.1\n2,0.4", r"line 3 has 2 fields, the header 4"),  # cut short
+        ("epoch,loss,val_loss,lr\n1,0.5,,0.1\n3,0.4,,0.1\n", "line 3 is epoch '3', not 2: epochs are missing"),
+        ("epoch,loss,val_loss,lr\n1,0.5,,0.1\n2,nan,,0.1\n", "line 3: the loss is nan, not a finite number"),
+        ("epoch,loss,val_loss,lr\n1,1e400,,0.1\n", "line 2: the loss is 1e400"),
+        ("epoch,loss,val_loss,lr\n1,0.5,-5,0.1\n", "line 2: the val_loss is -5"),
+        ("epoch,loss,val_loss,lr\n1,0.5,,0.1,9\n", "line 2 has 5 fields"),
     ],
 )
 def test_a_missing_or_damaged_metrics_csv_is_refused(workdir: Path, text: str | None, message: str) -> None:

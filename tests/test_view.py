@@ -225,6 +225,15 @@ def test_runs_lists_finished_interrupted_and_broken_folders(workdir: Path) -> No
     assert exact["epochs"] == 1
 
 
+def test_runs_lists_a_folder_whose_config_is_gone_as_predict_still_uses_its_model(workdir: Path) -> None:
+    assert cli("fit", "--engine", "exact", "--set", "name=kept").exit_code == 0
+    (config,) = workdir.glob("runs/kept-*/config.yaml")
+    config.unlink()
+    listed = cli("runs").stdout
+    assert listed.startswith(f"{config.parent.relative_to(workdir)}  status=finished  engine=exact"), listed
+    assert cli("predict", "5").stdout == "10.0\n"
+
+
 def test_runs_says_when_there_are_none(workdir: Path) -> None:
     result = cli("runs", "--dir", "elsewhere")
     assert result.exit_code == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -60,7 +61,13 @@ def cell_text(value: Any) -> str:
     """A table cell as the text a level is read from: '' for a null or a NaN (a missing cell), else str()."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return str(value)
+    return canonical(str(value))
+
+
+def canonical(text: str) -> str:
+    """Text in Unicode's composed form (NFC): 'café' typed with an accented é or with e and a combining accent
+    looks the same and is one level, as the user reads it."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 @dataclass(frozen=True)
@@ -98,12 +105,12 @@ class Levels:
 
     @cached_property
     def _index(self) -> dict[str, int]:
-        return {level: i for i, level in enumerate(self.levels)}
+        return {canonical(level): i for i, level in enumerate(self.levels)}
 
     def find(self, cell: str) -> int | None:
         """The place of the level a cell names (its number when the levels are numbers, else its text without
         surrounding spaces); None when it names none."""
-        text = cell.strip()
+        text = canonical(cell.strip())
         key = number_text(cell) if self.numeric else BOOLEAN.get(text, text) if self.boolean else text
         return None if key is None else self._index.get(key)
 

@@ -150,10 +150,14 @@ def _read_metrics(run_dir: Path) -> tuple[list[int], list[float], list[float | N
     path = run_dir / METRICS_FILE
     try:
         text = read_limited(path, "metrics", ConfigError, "the run's metrics").decode("utf-8")
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-        epochs = [int(row["epoch"]) for row in rows]
-        losses = [float(row["loss"]) for row in rows]
-        val_losses = [float(row["val_loss"]) if row.get("val_loss") else None for row in rows]
+        header, *rows = list(csv.reader(io.StringIO(text, newline=""))) or [[]]
+        if header[:3] != ["epoch", "loss", "val_loss"]:
+            raise ValueError(f"its first line is not the header epoch,loss,val_loss,... ({','.join(header)[:60]!r})")
+        for line, row in enumerate(rows, start=2):
+            _check_row(row, len(header), line)
+        epochs = [int(row[0]) for row in rows]
+        losses = [float(row[1]) for row in rows]
+        val_losses = [float(row[2]) if row[2] else None for row in rows]
     except FileNotFoundError:
         raise ConfigError(
             f"{run_dir} holds no {METRICS_FILE}, so there is nothing to plot. Pass a run folder written by "
@@ -161,7 +165,7 @@ def _read_metrics(run_dir: Path) -> tuple[list[int], list[float], list[float | N
         ) from None
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
-            f"{path} is damaged ({exc.__class__.__name__}: {exc}), so the run cannot be plotted. "
+            f"{path} is damaged ({exc}), so the run cannot be plotted. "
             f"Train it again: lrtrain fit --config {run_dir / CONFIG_FILE}"
         ) from None
     if not rows:
@@ -170,6 +174,22 @@ def _read_metrics(run_dir: Path) -> tuple[list[int], list[float], list[float | N
             f"lrtrain fit --config {run_dir / CONFIG_FILE}"
         )
     return epochs, losses, val_losses
+
+
+def _check_row(row: list[str], width: int, line: int) -> None:
+    """A row of metrics.csv as the run wrote it, or a ValueError that says what is wrong: every field, the epoch
+    counted from 1 line by line, a finite loss of 0 or more, and a validation loss the same or empty."""
+    if len(row) != width:
+        raise ValueError(f"line {line} has {len(row)} fields, the header {width}: a line cut short or run on")
+    epoch, loss, val_loss = row[:3]
+    if epoch.strip() != str(line - 1):
+        raise ValueError(
+            f"line {line} is epoch {epoch!r}, not {line - 1}: epochs are missing, repeated or out of order"
+        )
+    for name, value in (("loss", loss), ("val_loss", val_loss or "0")):
+        number = float(value)  # a ValueError names a cell that is no number
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"line {line}: the {name} is {value}, not a finite number of 0 or more")
 
 
 def _read_model(run_dir: Path, warnings: list[str]) -> tuple[model_module.Model | None, str | None]:

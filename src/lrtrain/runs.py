@@ -489,7 +489,7 @@ def list_runs(root: Path, checked: Callable[[Path], object] | None = None) -> li
 
 
 def _run_info(folder: Path, checked: Callable[[Path], object] | None = None) -> RunInfo | None:
-    """What a run folder holds (None: not a run folder, it has no config.yaml)."""
+    """What a run folder holds (None: not a run folder, it has no config.yaml, model.json or checkpoint)."""
     model_file, checkpoint_file, config_file = (
         folder / MODEL_FILE,
         folder / CHECKPOINT_FILE,
@@ -498,7 +498,7 @@ def _run_info(folder: Path, checked: Callable[[Path], object] | None = None) -> 
     removed = remove_stale(folder)
     left = [(path.name, pid, writer_alive(pid)) for path, pid in leftovers(folder)]
     cut_short = _cut_short(removed, left)
-    if not config_file.is_file():
+    if not any(f.is_file() for f in (config_file, model_file, checkpoint_file)):  # a model predict uses is a run
         if not cut_short:
             return None
         when = datetime.fromtimestamp(_modified(folder)).astimezone()

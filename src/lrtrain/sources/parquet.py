@@ -221,7 +221,14 @@ def _check_columns(file: Path, handle: Any, chosen: list[str], text: set[int], f
             continue
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
             what = "categories (dictionary-encoded)" if pa.types.is_dictionary(kind) else "text" if textual else None
-            if what is None or j == len(chosen) - 1:
+            what = "booleans" if pa.types.is_boolean(kind) else what  # a categorical of two levels, False and True
+            if j == len(chosen) - 1:
+                raise DataError(
+                    f"data file {file}: column {name!r}, the target, holds {what or f'{kind} values'}, not numbers: "
+                    "a linear model's target is a number. Write it as numbers (e.g. 0 and 1 for booleans), or name "
+                    "another column in data.target."
+                )
+            if what is None:
                 raise DataError(
                     f"data file {file}: column {name!r} holds {what or f'{kind} values'}, not numbers; lrtrain reads "
                     "numeric columns and text ones declared categorical. Leave it out by listing the other columns "
