@@ -2202,6 +2202,22 @@ SETTING_RANGE_CASES = [
         stderr=("z.npz", "got shapes (4,) and (4, 1)", "y.ravel()"),
     ),
     case(
+        "make-noise-squares-beyond-float64", "data", "make", "w.csv", "--noise", "1e308", stderr=("sum of its squares",)
+    ),
+    case("make-bias-squares-beyond-float64", "data", "make", "w.csv", "--bias", "1e160", stderr=("bias 1e+160",)),
+    case(
+        "make-weights-empty-field",
+        "data",
+        "make",
+        "w.csv",
+        "--weights",
+        "1,,2",
+        "--features",
+        "3",
+        stderr=("value 2 is empty",),
+    ),
+    case("make-seed-beyond-fit", "data", "make", "w.csv", "--seed", "99999999999999999999", stderr=("'--seed'",)),
+    case(
         "parquet-boolean-feature-not-declared",
         "fit",
         "--set",

@@ -180,6 +180,28 @@ def test_compare_exits_3_when_engines_disagree(monkeypatch: pytest.MonkeyPatch) 
     assert result.exit_code == 3, result.output
     assert "DISAGREE" in result.stdout
     assert "engines disagree" in result.stderr
+    assert "or float64 (--set model.dtype=float64)" in result.stderr  # a float32 run
+    again = cli("compare", "manual", "torch", "--set", "model.dtype=float64")
+    assert again.exit_code == 3, again.output
+    assert "Compare fewer epochs or a smaller lr to see" in again.stderr  # already float64: not advised again
+
+
+def test_a_section_check_broken_by_a_set_key_is_said_to_come_from_the_command_line(workdir: Path) -> None:
+    cosine = ["--set", "train.schedule.kind=cosine", "--set", "train.schedule.period_epochs=99"]
+    alone = cli("fit", *cosine)
+    assert alone.exit_code == 2
+    assert alone.stderr.startswith("error: invalid config: from the command line: 'train': ")
+    (workdir / "c.yaml").write_text("train:\n  schedule:\n    kind: cosine\n    period_epochs: 50\n")
+    mixed = cli("fit", "-c", "c.yaml", "--set", "train.epochs=60")
+    assert mixed.stderr.startswith("error: invalid config: config file c.yaml and the command line: 'train': ")
+
+
+def test_a_batch_of_all_the_rows_is_advised_as_a_full_batch(workdir: Path) -> None:
+    result = cli("fit", "--set", "train.batch_size=1000", "--set", "output.save=false")
+    assert result.exit_code == 0, result.output
+    assert "stopped short" in result.stderr
+    assert "train.momentum: auto" in result.stderr
+    assert "larger batches" not in result.stderr
 
 
 def test_compare_json(workdir: Path) -> None:

@@ -228,8 +228,13 @@ def compare(
     if not result.agree:
         raise EnginesDisagree(
             f"engines disagree: the largest relative weight difference is {result.worst:.3g}, above the tolerance "
-            f"{result.tolerance:g} for {cfg.model.dtype}. Compare fewer epochs, a smaller lr, or float64 "
-            "(--set model.dtype=float64) to see whether it is rounding or a real difference."
+            f"{result.tolerance:g} for {cfg.model.dtype}. Compare fewer epochs"
+            + (
+                ", a smaller lr, or float64 (--set model.dtype=float64)"
+                if cfg.model.dtype == "float32"
+                else " or a smaller lr"
+            )
+            + " to see whether it is rounding or a real difference."
         )
 
 
@@ -492,7 +497,7 @@ def data_make(
     noise: Annotated[
         float, typer.Option(min=0.0, metavar="SIGMA", help="Standard deviation of Gaussian noise on y, >= 0.")
     ] = 0.1,
-    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Random seed, >= 0.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, metavar="N", help="Random seed, 0 to 2^63 - 1.")] = 0,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a synthetic data set y = x.w + bias + noise (streamed: any size fits in memory)."""

@@ -337,6 +337,8 @@ def describe(
         str_loc = tuple(str(p) for p in loc if isinstance(p, str))
         if str_loc in set_keys or any(str_loc[: len(k)] == k for k in set_keys):
             where = "from the command line"
+        elif str_loc and any(k[: len(str_loc)] == str_loc for k in set_keys):  # a section's check, a key set in it
+            where = "from the command line" if source.startswith("the built-in") else f"{source} and the command line"
         else:
             line = _line_of(str_loc, positions)
             if error["type"] == "invalid_key":  # the key itself is a number, a boolean or null: its own line

@@ -58,11 +58,6 @@ def full_batch(config: Config, prepared: Prepared) -> bool:
     return config.train.batch_size is None or config.train.batch_size >= prepared.rows
 
 
-def full_batch_config(config: Config) -> bool:
-    """Full batch as configured (a batch size of at least the rows counts only once the rows are known)."""
-    return config.train.batch_size is None
-
-
 def choose(config: Config, prepared: Prepared) -> Rates:
     """The configured lr and momentum, with `auto` replaced by the values the module docstring gives."""
     train = config.train

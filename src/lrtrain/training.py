@@ -301,7 +301,9 @@ def train(
         converged=None if target.gap == 0 else gap <= target.gap or stopped == "converged",  # (to rounding)
     )
     if result.converged is False and engine != "exact" and stopped == "completed":
-        result.shortfall = target.shortfall(history, gap, steps.pace(config, prepared, rates), _faster(config, rates))
+        result.shortfall = target.shortfall(
+            history, gap, steps.pace(config, prepared, rates), _faster(config, prepared)
+        )
     return result
 
 
@@ -328,14 +330,15 @@ def _r2(prepared: Prepared, centered: bool, loss: float) -> float:
     return 1.0 - loss * prepared.rows / total if total > 0 else (1.0 if loss == 0 else 0.0)
 
 
-def _faster(config: Config, rates: steps.Rates) -> list[str]:
+def _faster(config: Config, prepared: Prepared) -> list[str]:
     """The settings that would reach the target sooner than these."""
     advice = []
-    if steps.full_batch_config(config) and config.train.momentum != "auto":
+    whole = steps.full_batch(config, prepared)  # a batch_size of at least the rows is a full batch
+    if whole and config.train.momentum != "auto":
         advice.append("train.momentum: auto (with train.lr: auto), √κ instead of κ epochs")
     if not config.data.standardize:
         advice.append("data.standardize: true, which often lowers κ a lot")
-    if not steps.full_batch_config(config):
+    if not whole:
         advice.append("a decaying train.schedule, or larger batches, to get below the minibatch noise")
     advice.append("--engine exact, the optimum in one solve")
     return advice

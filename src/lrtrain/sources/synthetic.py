@@ -22,14 +22,17 @@ def chunks(spec: SyntheticData, seed: int, chunk_rows: int = 1 << 16) -> Iterato
         if spec.weights is not None
         else weights_rng.normal(size=spec.features)
     )
+    squares = 0.0  # of the targets so far: beyond float64, fit could not train on them (its sums overflow)
     for start in range(0, spec.rows, chunk_rows):
         n = min(chunk_rows, spec.rows - start)
         x = x_rng.standard_normal((n, spec.features))
         with np.errstate(over="ignore", invalid="ignore"):
             y = x @ w + spec.bias + spec.noise * noise_rng.standard_normal(n)
-        if not np.all(np.isfinite(y)):
+            squares += float(y @ y)
+        if not (np.all(np.isfinite(y)) and np.isfinite(squares)):
             raise DataError(
-                f"synthetic data: y = x·w + bias + noise goes beyond float64 (about 1.8e308) with weights up to "
+                f"synthetic data: y = x·w + bias + noise, or the sum of its squares that training takes, goes beyond "
+                f"float64 (about 1.8e308) with {spec.rows} rows, weights up to "
                 f"{float(np.max(np.abs(w), initial=0.0)):.3g}, bias {spec.bias:g} and noise {spec.noise:g}. Lower them "
                 "(data.weights, data.bias, data.noise; --weights, --bias, --noise for data make)."
             )

@@ -114,8 +114,14 @@ def make(
             raise ConfigError(f"{option} {value} is not a finite number; give a finite one.")
     true_weights = None
     if weights is not None:
+        fields = [v.strip() for v in weights.split(",")] if "," in weights else weights.split()
+        if "" in fields:
+            raise ConfigError(
+                f"--weights {weights!r}: value {fields.index('') + 1} is empty; give a number for each feature, "
+                "e.g. --weights 2,-1,0.5."
+            )
         try:
-            true_weights = [float(v) for v in weights.replace(",", " ").split()]
+            true_weights = [float(v) for v in fields]
         except ValueError:
             raise ConfigError(
                 f"--weights {weights!r} is not a comma-separated list of numbers, e.g. --weights 2,-1,0.5."
