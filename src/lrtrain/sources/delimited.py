@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import io
 import itertools
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -517,6 +518,8 @@ class _Reader:
                         else "Fix the cell, or leave the column out by listing the others in data.features."
                     )
                     return f"{where}: {cell!r} is not a number. " + fix
+                if not math.isfinite(value := float(cell.strip(ASCII_BLANKS))):  # before the cell pyarrow refused
+                    return f"{where}: the value is {value}, not a finite number. Fix or drop those rows."
         reason = str(exc).splitlines()[0]
         return (
             f"data file {path} could not be parsed as CSV with delimiter {delimiter!r} ({reason}). "
