@@ -951,3 +951,26 @@ def test_ranks_that_read_only_their_shares_train_the_one_process_model(tmp_path:
         assert held["levels"] == [levels.to_json() for levels in one.levels]
         if source == "csv":  # its own byte range (twice where a cut fell inside a quoted cell), not the file
             assert held["read_bytes"] < 0.9 * path.stat().st_size, held["read_bytes"]
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz"])
+def test_an_unclosed_quote_deep_in_a_large_csv_is_refused_by_its_line_however_many_read_it(
+    tmp_path: Path, name: str
+) -> None:
+    """pyarrow's fast parse lets an unclosed quote swallow the rest of its block without failing: rows would be
+    lost silently, as many as the block boundary and the process count decide. Refused instead, by its line."""
+    import gzip
+
+    lines = ["x0,x1,x2,y"] + [f"{i % 7}.25,{i % 5}.5,{i % 3}.75,{i % 11}.125" for i in range(60_000)]
+    lines[15_001] = '"' + lines[15_001]  # file line 15002
+    text = ("\n".join(lines) + "\n").encode()
+    (tmp_path / name).write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / name}"])
+    with pytest.raises(DataError) as single:
+        sources.load(config)
+    said = f"{name}, line 15002: a quote at the start of a cell there opens a quoted cell that never closes"
+    assert said in str(single.value)
+    for world in (2, 3):
+        assert {str(error) for error in in_threads(world, lambda group: sources.load(config, group))} == {
+            str(single.value)
+        }

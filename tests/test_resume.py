@@ -123,6 +123,18 @@ def test_resume_refuses_a_finished_run_changed_data_and_a_second_config(workdir:
     assert "config.yaml" in missing.stderr
 
 
+def test_a_resume_whose_data_file_is_gone_says_to_restore_it_not_to_make_new_data(workdir: Path) -> None:
+    assert cli("data", "make", "d.csv", "--rows", "300", "--features", "2").exit_code == 0
+    run = interrupted_run(load_config(None, ["data.path=d.csv", "train.epochs=60", "train.lr=0.02"]), at=5)
+    (workdir / "d.csv").unlink()
+    result = cli("fit", "--resume", str(run))
+    assert result.exit_code == 2
+    assert f"d.csv does not exist: the run in {run} was trained on it" in result.stderr
+    assert "Restore the file there" in result.stderr
+    assert "data make" not in result.stderr
+    assert result.stdout == ""
+
+
 @pytest.mark.usefixtures("workdir")
 def test_resume_refuses_a_checkpoint_of_another_format_version() -> None:
     run = interrupted_run(config("train.batch_size=32"), at=5)

@@ -143,7 +143,7 @@ def fit(
     After the run is saved, Ctrl-C stops the printing, names the run folder and exits 130.
     """
     from lrtrain import live, parallel, render, training
-    from lrtrain.errors import ConfigError
+    from lrtrain.errors import ConfigError, DataError
     from lrtrain.runs import resume_config
 
     for option, value, example in (("--engine", engine, "exact"), ("--device", device, "cpu")):
@@ -154,6 +154,13 @@ def fit(
     if resume is not None:
         config = resume_config(resume, config)
     cfg = read_config(config, set_, extra)  # as compare does: Ctrl-C stops a read that waits (a pipe with no writer)
+    data = getattr(cfg.data, "path", None)
+    if resume is not None and data is not None and not Path(data).exists():  # not one to make anew: the same rows
+        raise DataError(
+            f"data file {data} does not exist: the run in {resume} was trained on it (data.path in its config.yaml), "
+            "and a resume reads the same rows again (it checks their fingerprint). Restore the file there, or start "
+            "a new run without --resume."
+        )
     with Signals(distributed=parallel.world_size() > 1) as signals:  # from the data to the last line printed
         out = output(json_output, signals)
         main = parallel.is_main()  # under torchrun rank 0 alone shows the view and notes

@@ -21,6 +21,7 @@ import functools
 import io
 import itertools
 import math
+import mmap
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -48,6 +49,7 @@ from lrtrain.sources.text import (
     open_counted,
     opening_line,
     quote_count,
+    quoted_rows,
     skip_to,
     unreadable,
 )
@@ -180,6 +182,12 @@ def stream_bytes() -> int:
     return int(environment_number("LRTRAIN_CSV_STREAM_BYTES", 256 << 20, what, whole=True))
 
 
+def _file_rows(path: Path, skip: int) -> int | None:
+    """text.quoted_rows of the file after its first `skip` bytes (the header line)."""
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return quoted_rows(data, skip, len(data))
+
+
 def _rows_in(path: Path, skip: int, size: int) -> int:
     """About how many data lines the file has, a little more rather than less: its size over the mean length
     of the lines in its first SAMPLE_BYTES."""
@@ -256,17 +264,21 @@ class _Reader:
             self.read += batch.num_rows
         return kept
 
-    def _parsed(self, source: Callable[[], object], skip_rows: int) -> pa.Table:
+    def _parsed(self, source: Callable[[], object], skip_rows: int, rows: Callable[[], int | None]) -> pa.Table:
         """pyarrow's table of the CSV text `source()` opens. Its threads cut the text into blocks at line ends;
         when one falls inside a quoted cell, the parse fails (the block ends inside the cell), and the text is
         parsed again with line ends allowed in cells (20% slower, so only then; a file that really is malformed
-        fails again)."""
+        fails again). The first parse can also lose rows without failing: an unclosed quote swallows the rest of
+        its block. So where the text holds quotes, `rows()` (text.quoted_rows) counts its non-empty lines, and a
+        table of fewer rows is parsed again the second way, which refuses the unclosed quote."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
         options = {"read_options": self._options(skip_rows), "convert_options": self.convert}
         try:
-            return pacsv.read_csv(source(), parse_options=self.parse, **options)
+            table = pacsv.read_csv(source(), parse_options=self.parse, **options)
+            if (lines := rows()) is None or table.num_rows == lines:
+                return table
         except pa.ArrowInvalid:
             pass
         return pacsv.read_csv(source(), parse_options=self.multiline, **options)
@@ -281,7 +293,9 @@ class _Reader:
         import pyarrow as pa
 
         try:
-            table = self._parsed(lambda: str(self.path), 1 if skip else 0)
+            table = self._parsed(
+                lambda: str(self.path), 1 if skip else 0, functools.partial(_file_rows, self.path, skip)
+            )
         except pa.ArrowInvalid as exc:
             with self.path.open("rb") as handle:
                 handle.seek(skip)
@@ -312,7 +326,8 @@ class _Reader:
         rows = 0
         for data, start in ranges:
             try:
-                table = self._parsed(lambda: pa.BufferReader(pa.py_buffer(data)), 0)  # noqa: B023  called at once
+                counted = functools.partial(quoted_rows, data.obj, 0, len(data))  # data: a view of a bytearray's start
+                table = self._parsed(lambda: pa.BufferReader(pa.py_buffer(data)), 0, counted)  # noqa: B023  at once
             except pa.ArrowInvalid as exc:
                 line = self._line_at(compression, start) if placed else 0
                 raise DataError(self._problem(bytes(data), line, exc)) from None
@@ -454,13 +469,23 @@ class _Reader:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         width = len(names)
         before = 0  # the lines before the row (a quoted cell may hold line ends)
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # a field past the csv module's limit: a quote that never closes, on the row's line
+                if '"' not in text:  # or a field that long without one (_problem says so)
+                    raise
+                return _unclosed(path, line + before)
             number, before = line + before, reader.line_num
             if not row:
                 continue
             if len(row) != width:
                 span = reader.line_num - (number - line)  # the lines the row took
                 runs_on = span > 1 and any("\n" in cell or "\r" in cell for cell in row)
+                if runs_on and next(reader, None) is None:  # its quoted cell ran on to the end: it never closes
+                    return _unclosed(path, number)
                 quote = f" A quote on it opens a cell that runs on for {span} lines: is its closing quote missing?"
                 quote = quote if runs_on else ""
                 return (
@@ -525,6 +550,13 @@ class _Reader:
             f"data file {path} could not be parsed as CSV with delimiter {delimiter!r} ({reason}). "
             "Check data.delimiter."
         )
+
+
+def _unclosed(path: Path, line: int) -> str:
+    return (
+        f"data file {path}, line {line}: a quote at the start of a cell there opens a quoted cell that never "
+        "closes (it runs on over every line after it): is its closing quote missing? Check the quotes on that line."
+    )
 
 
 def _words(text: str, col: int, delimiter: str, rows: int = 1000) -> list[str]:

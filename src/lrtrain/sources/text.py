@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,21 @@ def fill(stream: io.RawIOBase, into: memoryview) -> int:
     while done < len(into) and (got := stream.readinto(into[done:])):
         done += got
     return done
+
+
+EMPTY_LINE = re.compile(rb"^\r?\n", re.MULTILINE)  # a line pyarrow skips (ignore_empty_lines)
+
+
+def quoted_rows(data: Any, start: int, end: int) -> int | None:
+    """The non-empty lines of data[start:end] (`start` a line's start), which a parse that reads each line end as
+    a row's end must turn into as many rows, when the text holds a quote character; None when it holds none
+    (without quotes, lines and rows cannot part). `data`: a bytearray or an mmap."""
+    if data.find(b'"', start, end) < 0:
+        return None
+    ends = sum(bytes(data[at : min(at + READ_BYTES, end)]).count(b"\n") for at in range(start, end, READ_BYTES))
+    empty = sum(1 for _ in EMPTY_LINE.finditer(data, start, end))
+    last = data.rfind(b"\n", start, end)  # a last line without its line end is a row too
+    return ends - empty + int(end > last + 1 and bool(bytes(data[last + 1 : end]).strip(b"\r")))
 
 
 def quote_count(data: bytearray, end: int) -> int:
