@@ -316,6 +316,75 @@ def test_torchrun_ranks_reading_their_byte_ranges_of_a_csv_write_the_one_process
     )
 
 
+@pytest.mark.slow
+@needs_torchrun
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (["data.path=b.csv"], "line 4, column 'y': 'oops' is not a number"),  # a bad cell, agreed by the shares
+        (["data.path=b.csv", "bogus=1"], "unknown key 'bogus'"),  # the config, read alike by every process
+    ],
+    ids=["data", "config"],
+)
+def test_an_error_every_process_meets_is_said_once_and_one_json_record_is_written(
+    tmp_path: Path, settings: list[str], said: str
+) -> None:
+    (tmp_path / "b.csv").write_text("x,y\n1,2\n2,4\n3,oops\n4,8\n5,10\n6,12\n")
+    command, env = torchrun_fit(settings, "--json")
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, env=env, check=False
+    )
+    assert done.returncode != 0
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]  # stdout is process 0's alone
+    assert record["event"] == "error"
+    assert said in record["message"]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [f"error: {record['message']}"]
+
+
+@pytest.mark.parametrize(
+    ("rank", "local", "speaking"),
+    [("0", "0", {"job", "node", None}), ("2", "0", {"node", None}), ("3", "1", {None})],
+)
+def test_under_torchrun_an_error_is_said_by_the_process_that_speaks_for_those_that_meet_it(
+    monkeypatch: pytest.MonkeyPatch, rank: str, local: str, speaking: set[str | None]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local)
+    assert {alike for alike in ("job", "node", None) if parallel.speaks(alike)} == speaking
+    result = cli("fit", "--json", "--set", "bogus=1")  # a config error: before the processes join
+    assert result.exit_code == 2
+    assert ("unknown key 'bogus'" in result.stderr) == (local == "0")
+    assert (result.stdout != "") == (rank == "0")
+
+
+@pytest.mark.parametrize("setting", ["abc", "-5", "0"])
+def test_a_malformed_dist_timeout_is_refused_in_one_process_too(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv("LRTRAIN_DIST_TIMEOUT", setting)
+    result = cli("fit", "--set", "output.save=false")
+    assert result.exit_code == 2
+    assert f"the environment variable LRTRAIN_DIST_TIMEOUT is '{setting}'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_stray_rank_variable_names_the_others_to_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "x")
+    result = cli("fit", "--set", "output.save=false")
+    assert result.exit_code == 2
+    assert "unset RANK (and WORLD_SIZE, LOCAL_RANK)" in result.stderr
+
+
+def test_gloo_s_message_is_said_without_its_source_file_or_its_joke() -> None:
+    gloo = RuntimeError(
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:538] Connection closed by peer "
+        "[127.0.0.1]:4242. GLHF! \U0001f3d6\ufe0f\nmore"
+    )
+    assert parallel._first_line(gloo) == "Connection closed by peer [127.0.0.1]:4242"
+
+
 STOPPED = [
     "train.epochs=40",
     "train.lr=0.05",
@@ -873,6 +942,7 @@ def test_a_bad_cell_in_one_share_stops_every_rank_with_the_one_process_message(
     ranks = in_threads(3, lambda group: sources.load(config, group))
     assert [type(error) for error in ranks] == [DataError] * 3
     assert [str(error) for error in ranks] == [str(single.value)] * 3
+    assert [error.alike for error in ranks] == ["job"] * 3  # under torchrun, process 0 alone says it
 
 
 @pytest.mark.parametrize("source", ["csv", "parquet"])

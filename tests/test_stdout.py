@@ -57,6 +57,17 @@ def test_the_terminal_width_never_changes_the_plain_lines(tmp_path: Path, args: 
     assert max(len(line) for line in lines["5"]) > 5  # whole lines, not folded to the width
 
 
+@pytest.mark.parametrize("args", [["fit", *QUICK], ["runs"]], ids=str)
+def test_force_color_on_a_pipe_still_prints_plain_lines(tmp_path: Path, args: list[str]) -> None:
+    """FORCE_COLOR (set by many CI systems) makes Rich take a pipe for a terminal: the lines stay plain all the same."""
+    assert run(["fit", "--engine", "exact"], tmp_path, columns(None)).returncode == 0
+    plain = run(args, tmp_path, columns(None))
+    forced = run(args, tmp_path, {**columns(None), "FORCE_COLOR": "1"})
+    assert forced.returncode == 0, forced.stderr
+    assert "\x1b" not in forced.stdout
+    assert timeless(forced.stdout).splitlines() == timeless(plain.stdout).splitlines()
+
+
 @pytest.mark.parametrize("width", ["0", "1", "20"])
 def test_a_terminal_too_narrow_still_shows_the_numbers(tmp_path: Path, width: str) -> None:
     env = {**columns(width), "TERM": "xterm-256color"}

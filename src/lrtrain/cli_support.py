@@ -146,7 +146,7 @@ def handled(command: F) -> F:
                 raise typer.Exit(int(exc.exit_code)) from None
             fail(exc.exit_code, f"error: {exc}", json_output)
         except LrtrainError as exc:
-            fail(exc.exit_code, f"error: {exc}", json_output)
+            fail(exc.exit_code, f"error: {exc}", json_output, exc.alike)
         except KeyboardInterrupt:  # Ctrl-C outside fit and compare, or their "stop now" (Signals.check)
             fail(ExitCode.INTERRUPTED, "interrupted: stopped before finishing; nothing was saved.", json_output)
         except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
@@ -165,10 +165,15 @@ def handled(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def fail(code: ExitCode, message: str, json_output: bool) -> None:
+def fail(code: ExitCode, message: str, json_output: bool, alike: str | None = None) -> None:
+    """Say the error (under torchrun: once, by the process that speaks for those that raise it alike; a JSON
+    record by process 0 alone, stdout being its) and exit with `code`."""
+    from lrtrain import parallel
+
     if DEBUG["on"]:
         traceback.print_exc(file=sys.stderr)
-    report(code, message, json_output)
+    if parallel.speaks(alike):
+        report(code, message, json_output and parallel.is_main())
     raise typer.Exit(int(code))
 
 
@@ -186,7 +191,10 @@ def line(text: str) -> None:
 def read_config(config: Path | None, overrides: list[str] | None, extra: list[str] = ()) -> Any:  # type: ignore[assignment]
     from lrtrain.config import load_config
 
-    return load_config(config, [*(overrides or []), *extra])
+    try:
+        return load_config(config, [*(overrides or []), *extra])
+    except LrtrainError as exc:  # the same file and options: every process on the machine refuses it alike
+        raise exc.shared("node") from None
 
 
 def output(json_output: bool, signals: Signals | None = None) -> Any:

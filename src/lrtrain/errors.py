@@ -32,6 +32,15 @@ class LrtrainError(Exception):
     """An error the user can fix; its message is one paragraph that says what and how."""
 
     exit_code = ExitCode.USAGE
+    # under torchrun, who raises it alike and so who alone says it: "job", every process (it comes from numbers
+    # they share), said by process 0; "node", every process on a machine (its files: the config), said by each
+    # machine's first; None, this process only (its device, its view of the data), said by it
+    alike: str | None = None
+
+    def shared(self, alike: str) -> LrtrainError:
+        """This error, marked as raised alike by every process of the `alike` ("job" or "node")."""
+        self.alike = self.alike or alike
+        return self
 
 
 class ConfigError(LrtrainError):

@@ -47,7 +47,7 @@ def check_scale(prepared: Prepared, config: Config) -> None:
                 f"cannot hold their squares (its smallest normal number is {tiny:.2g}), and every sum of squares the "
                 f"fit takes would lose its digits. Rescale the column: multiply it by 1e{power} ({scales})"
                 + (", or set model.dtype to float64." if dtype == np.float32 else ".")
-            )
+            ).shared("job")
 
 
 def _sizes(squares: np.ndarray | float, mean: np.ndarray | float, n: int) -> np.ndarray:

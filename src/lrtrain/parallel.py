@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -165,8 +166,8 @@ def _launched(variable: str, default: int, low: int, what: str) -> int:
     if value < low:
         raise ConfigError(
             f"the environment variable {variable} is {printable(repr(setting))}, not a whole number >= {low}: torchrun "
-            f"sets it to {what}. Run lrtrain under torchrun, or unset {variable} (and RANK, LOCAL_RANK) to run it "
-            "in one process."
+            f"sets it to {what}. Run lrtrain under torchrun, or unset {variable} (and "
+            f"{', '.join(v for v in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK') if v != variable)}) to run it in one process."
         )
     return value
 
@@ -180,7 +181,9 @@ def block(rows: int, rank: int, world: int) -> Shard:
 def start(device: str) -> Shard:
     """Join the process group torchrun set up (if any): this process's rank and the world, no rows yet."""
     world = world_size()
-    if world == 1:
+    what = "the seconds a process waits for the others at each step (torch's own default is 30 minutes)"
+    timeout = environment_number("LRTRAIN_DIST_TIMEOUT", TIMEOUT_SECONDS, what, least=0.001, most=1e9)
+    if world == 1:  # the setting is checked all the same: a malformed one is an error wherever it is
         return SINGLE
     rank = _launched("RANK", -1, 0, "this process's place among them")
     if not 0 <= rank < world:
@@ -189,8 +192,6 @@ def start(device: str) -> Shard:
             f"WORLD_SIZE is {world} but RANK is {given}: torchrun sets both (RANK from 0 to WORLD_SIZE - 1). Run "
             "lrtrain under torchrun, or unset WORLD_SIZE, RANK and LOCAL_RANK to run it in one process."
         )
-    what = "the seconds a process waits for the others at each step (torch's own default is 30 minutes)"
-    timeout = environment_number("LRTRAIN_DIST_TIMEOUT", TIMEOUT_SECONDS, what, least=0.001, most=1e9)
     _join(rank, world, device, timeout, os.environ.get("LRTRAIN_DIST_INIT"))
     return Shard(rank, world, 0, 0)
 
@@ -200,7 +201,10 @@ def take(rows: int, group: Shard) -> Shard:
     if group.world == 1:
         return SINGLE
     if rows < group.world:
-        raise ConfigError(f"{group.world} processes need at least {group.world} training rows; there are {rows}.")
+        raise ConfigError(
+            f"{group.world} processes need at least {group.world} training rows; there are {rows}. Start fewer "
+            "processes (torchrun --nproc-per-node), or train on more rows."
+        ).shared("job")
     return block(rows, group.rank, group.world)
 
 
@@ -213,6 +217,18 @@ def stop(finished: bool = True) -> None:
 
 def is_main() -> bool:
     return world_size() == 1 or _launched("RANK", 0, 0, "this process's place among them") == 0
+
+
+def speaks(alike: str | None) -> bool:
+    """Whether this process says an error that the processes `alike` (LrtrainError.alike) raise alike: process 0
+    for the job's, each machine's first (LOCAL_RANK 0) for a machine's, every process for its own."""
+    try:
+        if world_size() == 1 or alike is None:
+            return True
+        variable = "RANK" if alike == "job" else "LOCAL_RANK"
+        return _launched(variable, 0, 0, "this process's place among them") == 0
+    except ConfigError:  # a malformed variable: that error is said by every process, and so is this one
+        return True
 
 
 def local_device(device: str) -> str:
@@ -254,7 +270,11 @@ def _join(rank: int, world: int, device: str, timeout: float, init: str | None) 
 
 
 def _first_line(exc: Exception) -> str:
-    return (str(exc).splitlines() or [exc.__class__.__name__])[0].rstrip(".")
+    """The first line of gloo's or NCCL's message, without the source file it names or its jokes."""
+    line = (str(exc).splitlines() or [exc.__class__.__name__])[0]
+    line = re.sub(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\]\s*", "", line)  # [/__w/pytorch/.../pair.cc:538]
+    line = re.split(r"\s*GLHF", line)[0]
+    return line.strip().rstrip(".") or exc.__class__.__name__
 
 
 def _all_reduce_numpy(values: np.ndarray) -> None:

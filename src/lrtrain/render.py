@@ -43,6 +43,9 @@ def console(stream: IO[str] | None = None) -> Console:
     plain = os.environ.get("TERM") == "dumb" or "NO_COLOR" in os.environ
     out = Console(
         file=stream,
+        # a terminal only when the stream is one: FORCE_COLOR and TTY_COMPATIBLE (set by CI systems), which Rich
+        # takes for a terminal, must not turn the plain lines of a pipe into a table
+        force_terminal=_isatty(stream),
         highlight=False,
         color_system=None if plain else "auto",
         no_color=plain,
@@ -59,6 +62,13 @@ def choose_mode(out: Console, json_output: bool) -> Mode:
     if json_output:
         return "json"
     return "rich" if out.is_terminal and not out.is_dumb_terminal else "plain"
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # closed, or a stream without a descriptor
+        return False
 
 
 def write_line(text: str, stream: IO[str] | None = None) -> None:

@@ -179,9 +179,9 @@ class StopRules:
                 )
             else:
                 how = f"the loss rose to {log.loss:.4g}, over {self.factor:.3g} times the lowest it reached"
-            raise TrainingFailed(
+            raise TrainingFailed(  # from the all-reduced loss: every rank stops here alike
                 f"training diverged at epoch {log.epoch}: {how} (lr = {log.lr:g}). {self._advice(finite)}"
-            )
+            ).shared("job")
 
     def _advice(self, finite: bool) -> str:
         config, prepared = self.config, self.prepared

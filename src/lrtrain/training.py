@@ -128,9 +128,9 @@ def _fit(
         raise ConfigError(
             f"train.device is {device!r}, but only the torch engine runs on a device and train.engine is "
             f"{engine!r} (it runs on the CPU). Use --engine torch --device {device}, or leave the device at cpu."
-        )
+        ).shared("node")
     if parallel.world_size() > 1 and engine == "exact":
-        raise ConfigError("the exact engine runs in one process; run it without torchrun.")
+        raise ConfigError("the exact engine runs in one process; run it without torchrun.").shared("node")
     if engine == "exact":
         config = _in_float64(config)
     device = parallel.local_device(device)
@@ -220,7 +220,7 @@ def train(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow is checked just below, in words
         moments = prepared.moments  # under torchrun a collective: gathered here, at the same point on every rank
     if not all(np.all(np.isfinite(v)) for v in (moments.gram, moments.cross, moments.x_mean, moments.tt)):
-        raise DataError(unrepresentable(prepared, "the sum of squares of the data"))
+        raise DataError(unrepresentable(prepared, "the sum of squares of the data")).shared("job")
     w0, b0 = initial_weights(config, prepared.features)
     samples = _prediction_inputs(config, prepared.features)
     initial = prepared.scaling.to_original(w0, b0)
@@ -238,7 +238,7 @@ def train(
     solved = optimum or _optimum(prepared, config)
     w_opt, b_opt = solved.weights, solved.bias
     if not (np.all(np.isfinite(w_opt)) and math.isfinite(b_opt)):
-        raise DataError(unrepresentable(prepared, "the least-squares optimum"))
+        raise DataError(unrepresentable(prepared, "the least-squares optimum")).shared("job")
     best = prepared.scaling.to_trained(w_opt, b_opt)
     target = Target(config, prepared, best)
     stop = StopRules(config, prepared, rates.momentum)
@@ -264,7 +264,7 @@ def train(
         raise ConfigError(
             f"nothing to train: the run had already reached train.epochs = {config.train.epochs}. "
             "Raise it with --set train.epochs=N to train further."
-        )
+        ).shared("job")
     w_raw, b_raw = kept.weights, kept.bias
     scaling = prepared.scaling
     with np.errstate(over="ignore", invalid="ignore"):
@@ -275,7 +275,7 @@ def train(
     if not (math.isfinite(loss) and math.isfinite(optimum_loss)):  # never "Final loss: nan" and exit 0
         raise DataError(
             unrepresentable(prepared, "the final loss" if math.isfinite(optimum_loss) else "the optimum's loss")
-        )
+        ).shared("job")
     gap = target.gap_of(loss, best[0] if engine == "exact" else scaling.to_trained(w_raw, b_raw)[0], optimum_loss)
     centered = config.model.bias or prepared.moments.spans_constant()  # R² about ȳ: a constant, or one made
     result = FitResult(
@@ -419,7 +419,7 @@ def _check_decay(config: Config, moments: Moments) -> None:
         f"train.weight_decay = {decay:g} is too large for float64 with {n} rows: the ridge term of the least-squares "
         f"system, n·λ/2, or the Hessian's 2λ goes beyond about 1.8e308. Lower it: the weights shrink as 1/λ, so "
         "a far smaller decay already holds them at about 0."
-    )
+    ).shared("job")
 
 
 def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: str) -> Schedule:
@@ -438,7 +438,7 @@ def _schedule(config: Config, prepared: Prepared, rates: steps.Rates, device: st
                 f"{key} = {value:g} is {'beyond' if rounded else 'below'} what {config.model.dtype} holds (about "
                 f"{largest if rounded else float(np.finfo(np.dtype(config.model.dtype)).smallest_subnormal):.2g}), "
                 f"the run's model.dtype, where it would be {rounded:g}. {'Lower' if rounded else 'Raise'} it{also}."
-            )
+            ).shared("job")
     return Schedule(
         epochs=train.epochs,
         lr=rates.lr,

@@ -174,7 +174,7 @@ def checked(source: Source, group: Shard = SINGLE) -> Source:
         raise DataError(
             f"{source.origin}, {place}, column {name!r}: the value is {value}, not a finite number. "
             "Fix or drop those rows."
-        )
+        ).shared("job")  # every rank's first find, gathered
     return source
 
 

@@ -34,7 +34,7 @@ def agree(group: Shard, failure: LrtrainError | None, numbers: list[float]) -> n
     if failed.size:
         first = int(failed[0])
         kind, message = group.texts([type(failure).__name__, str(failure)] if group.rank == first else [])
-        raise KINDS.get(kind, DataError)(message)
+        raise KINDS.get(kind, DataError)(message).shared("job")
     return table[:, 1:]
 
 
@@ -70,10 +70,11 @@ def table(
         finish(rows[:0], names, coders, counts, int(reads.sum()), origin, first_line, True, Tally(width - 1))
     if not kept.all():
         empty = int(np.flatnonzero(kept == 0)[0])
+        held = f"its {total} rows are" if total != 1 else "its one row is"
         raise DataError(
-            f"{origin}: its {total} rows are shared by {group.world} processes, and process {empty}'s share holds "
-            "none of them (too few rows, or rows of very uneven length). Use fewer processes, or more data."
-        )
+            f"{origin}: {held} shared by {group.world} processes, and process {empty}'s share holds none of them "
+            "(too few rows, or rows of very uneven length). Use fewer processes, or more data."
+        ).shared("job")
     local = finish(rows, names, coders, counts, read, origin, first_line, True, tally, union=group.texts, full=full)
     dropped = None
     if reads.sum() > total:  # the rows after a dropped one are no longer at first_line + row: no line then
