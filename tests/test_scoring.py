@@ -295,7 +295,7 @@ BAD_INPUTS = {
     "not finite": ("a,b,c,y\n1,2,inf,4\n", "t.csv", "t.csv, line 2, column 'c': the value is inf, not a finite"),
     "empty file": ("", "t.csv", "t.csv is empty"),
     "header only": ("a,b,c,y\n", "t.csv", "has a header but no data rows"),
-    "ragged line": ("a,b,c,y\n1,2,3,4\n1,2\n", "t.csv", "could not be read as CSV"),
+    "ragged line": ("a,b,c,y\n1,2,3,4\n1,2\n", "t.csv", "t.csv, line 3: has 2 fields but the header has 4"),
     "not a table": ("\x93NUMPY", "t.npy", "lrtrain reads CSV"),
     "csv named parquet": ("a,b,c,y\n1,2,3,4\n", "t.parquet", "is not a readable Parquet file"),
     "not utf-8": (b"a,b,c,y\n1,2,3,\xff\n", "t.csv", "could not be read as CSV"),
@@ -575,3 +575,48 @@ def test_in_parquet_an_infinity_before_a_null_is_named_first(workdir: Path) -> N
     result = cli("evaluate", "--data", "t.parquet")
     assert result.exit_code == 2, result.output
     assert "t.parquet, row 1, column 'a': the value is inf, not a finite number" in result.stderr
+
+
+WHERE = {  # a table, and where its bad cell is: the file line, over empty lines and line ends in quoted cells
+    "after empty lines": ("a,b,c\n1,2,3\n\n\n4,5,zz\n", "line 5, column 'c': 'zz'"),
+    "after a quoted cell of three lines": ('a,b,c,note\n1,2,3,"x\ny\nz"\n4,5,zz,q\n', "line 5, column 'c': 'zz'"),
+    "a short row after empty lines": ("a,b,c\n1,2,3\n\n\n1,2\n", "line 5: has 2 fields but the header has 3"),
+    "in CRLF lines": ("a,b,c\r\n1,2,3\r\n\r\n4,,6\r\n", "line 4, column 'b': the cell is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(WHERE))
+def test_a_bad_cell_is_named_by_its_file_line(workdir: Path, case: str) -> None:
+    _fit(workdir)
+    content, said = WHERE[case]
+    (workdir / "t.csv").write_bytes(content.encode())
+    result = cli("predict", "--data", "t.csv")
+    assert result.exit_code == 2
+    assert f"data file t.csv, {said}" in result.stderr
+
+
+def test_a_bad_cell_in_a_parquet_folder_is_named_by_its_file_and_its_own_row(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "parts").mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [1.0, 2.0]}), workdir / "parts" / "p1.parquet")
+    pq.write_table(pa.table({"a": [1.0, None], "b": [1.0, 2.0], "c": [1.0, 2.0]}), workdir / "parts" / "p2.parquet")
+    result = cli("predict", "--data", "parts")
+    assert result.exit_code == 2
+    assert f"data file {Path('parts') / 'p2.parquet'}, row 1, column 'a': the cell is empty" in result.stderr
+
+
+def test_a_bad_row_in_a_later_batch_prints_nothing_on_stdout(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows are printed once every one is checked (kept meanwhile in a temporary file), as -o writes them."""
+    _fit(workdir)
+    monkeypatch.setattr(scoring, "CSV_BATCH_BYTES", 1 << 10)  # many batches
+    monkeypatch.setattr(scoring, "SPOOL_CHARACTERS", 100)  # printed in many pieces, each of whole lines
+    rows = [f"{i % 7},{i % 5},{i % 3}" for i in range(2000)]
+    (workdir / "t.csv").write_text("a,b,c\n" + "\n".join(rows) + "\n")
+    good = cli("predict", "--data", "t.csv")
+    assert good.exit_code == 0
+    assert [line.rsplit(",", 1)[0] for line in good.stdout.splitlines()] == ["a,b,c", *rows]
+    (workdir / "t.csv").write_text("a,b,c\n" + "\n".join(rows) + "\n1,2,oops\n")
+    bad = cli("predict", "--data", "t.csv")
+    assert bad.exit_code == 2
+    assert "line 2002, column 'c': 'oops' is not a number" in bad.stderr
+    assert bad.stdout == ""

@@ -36,7 +36,7 @@ class TableFile(Protocol):
     @property
     def origin(self) -> str: ...
 
-    def place(self, row: int) -> str: ...
+    def at(self, row: int) -> str: ...  # the file and the line or row of data row `row`
 
 
 class BadCell(DataError):
@@ -101,7 +101,7 @@ def _coded(batch: Any, levels: Levels, table: TableFile, first_row: int) -> dict
     for row, text in enumerate(texts):
         if known.setdefault(text, levels.find(text) is not None):
             continue
-        place = f"{table.origin}, {table.place(first_row + row)}, "
+        place = f"{table.at(first_row + row)}, "
         if text.strip() not in nulls:
             raise BadCell(place + levels.unseen(text), first_row + row)
         why = "the cell is empty" if text.strip() == "" else "it marks a missing cell"
@@ -159,17 +159,17 @@ def _not_numbers(cells: list[str], name: str, table: TableFile, first_row: int) 
         if not NUMBER.fullmatch(cell):
             fix = decimal_comma(cell) or " Fix the cell, or remove the row from the file."
             return BadCell(
-                f"{table.origin}, {table.place(first_row + row)}, column {name!r}: {cell!r} is not a number.{fix}",
+                f"{table.at(first_row + row)}, column {name!r}: {cell!r} is not a number.{fix}",
                 first_row + row,
             )
         if not math.isfinite(value := float(cell)):
             return _not_finite(table, first_row + row, name, value)
-    return DataError(f"{table.origin}, column {name!r}: a cell near {table.place(first_row)} is not a number.")
+    return DataError(f"{table.at(first_row)} or below it, column {name!r}: a cell is not a number.")
 
 
 def _not_finite(table: TableFile, row: int, name: str, value: float) -> BadCell:
     return BadCell(
-        f"{table.origin}, {table.place(row)}, column {name!r}: the value is {value}, not a finite number. "
+        f"{table.at(row)}, column {name!r}: the value is {value}, not a finite number. "
         "Fix the cell, or remove the row from the file.",
         row,
     )
@@ -177,7 +177,7 @@ def _not_finite(table: TableFile, row: int, name: str, value: float) -> BadCell:
 
 def _missing(table: TableFile, row: int, name: str) -> BadCell:
     return BadCell(
-        f"{table.origin}, {table.place(row)}, column {name!r}: the cell is empty. "
+        f"{table.at(row)}, column {name!r}: the cell is empty. "
         "Every row needs a number for each of the model's features (and the target in evaluate): "
         "fill the cell, or remove the row from the file.",
         row,

@@ -15,6 +15,7 @@ import io
 import math
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,14 @@ import numpy as np
 
 from lrtrain.cells import inputs
 from lrtrain.config import TAB_NAMES, separable
-from lrtrain.errors import DataError, InputError, ModelError, printable, unwritten
+from lrtrain.errors import DataError, InputError, ModelError, ScratchError, printable, unwritten
 from lrtrain.files import atomic_writer, is_stream, read_json
 from lrtrain.model import Model
-from lrtrain.sources.text import COMPRESSION, header_cells, line_one
+from lrtrain.sources.text import COMPRESSION, header_cells, line_one, records
 
 CSV_BATCH_BYTES = 1 << 19  # CSV bytes per batch; pyarrow reads up to about 32 ahead: memory ~16 MB, whatever the file
 PARQUET_BATCH_ROWS = 1 << 16  # Parquet rows decoded per batch
+SPOOL_CHARACTERS = 1 << 20  # the predictions printed on stdout at a time, once all are made
 PREDICTED = ("prediction", "lower", "upper")  # the columns `predict --data` adds
 FORMATS = "CSV (.csv, .tsv, also compressed: .csv.gz, .csv.bz2, .csv.zst) or Parquet (.parquet)"
 
@@ -50,9 +52,22 @@ class TableFile:
     def origin(self) -> str:
         return f"data folder {self.path}" if self.files else f"data file {self.path}"
 
-    def place(self, row: int) -> str:
-        """Where row `row` (0-based, of the data) is, for messages: a line of a text file, a row of Parquet."""
-        return f"line {row + 2}" if self.kind == "csv" else f"row {row}"
+    def at(self, row: int) -> str:
+        """Where data row `row` (0-based, over every file) is, for messages: the file and its line (CSV: records
+        counted as pyarrow reads them, over empty lines and line ends in quoted cells), or the file and its own
+        row (Parquet, 0-based; a folder's file that holds it)."""
+        if self.kind == "csv":
+            line = next((line for k, (line, _) in enumerate(records(self.path, self.compression, self.delimiter))
+                         if k == row), row + 2)  # fmt: skip
+            return f"{self.origin}, line {line}"
+        from lrtrain.sources.parquet import open_file
+
+        for file in self.files:
+            held = open_file(file).metadata.num_rows
+            if row < held:
+                return f"data file {file}, row {row}"
+            row -= held
+        return f"{self.origin}, row {row}"
 
     def batches(self) -> Iterator[tuple[Any, int]]:
         """(pyarrow RecordBatch, index of its first row); CSV columns as text, Parquet columns as stored."""
@@ -74,7 +89,16 @@ class TableFile:
             if at == 0 and "Could not skip initial" in reason:  # a header with no line end, and nothing below
                 raise DataError(f"{self.origin} has a header but no data rows. Add rows below the header.") from None
             what = "CSV" if self.kind == "csv" else "Parquet"
-            near = f" near {self.place(at)}" if self.kind == "csv" else ""
+            width = len(self.names)
+            if self.kind == "csv":  # a row of another width: named by its line
+                for line, fields in records(self.path, self.compression, self.delimiter):
+                    if len(fields) != width:
+                        raise DataError(
+                            f"{self.origin}, line {line}: has {len(fields)} fields but the header has {width}. Every "
+                            f"row needs {width} fields separated by {self.delimiter!r}; check that line (or "
+                            "--delimiter)."
+                        ) from None
+            near = f" near {self.at(at).removeprefix(self.origin + ', ')}" if self.kind == "csv" else ""
             raise DataError(
                 f"{self.origin} could not be read as {what}{near} ({reason}). Check the file: it must be {FORMATS}, "
                 "with the same number of fields on every line, in UTF-8."
@@ -343,7 +367,7 @@ def _finite(
     if bad.size:
         row = int(bad[0])
         raise DataError(
-            f"{table.origin}, {table.place(first + row)}: {what} is {values[row]}, not a number float64 can hold: "
+            f"{table.at(first + row)}: {what} is {values[row]}, not a number float64 can hold: "
             f"{why}. Rescale the values (the model's units are those it was trained in), or leave that row out."
         )
     return values
@@ -438,6 +462,36 @@ def centered_r2(model: Model) -> bool:
         return model.bias != 0.0
 
 
+def _spooled(chunks: Iterator[tuple[str, int]]) -> Iterator[str]:
+    """The chunks' text once every one is made, so that a bad row anywhere prints nothing (as -o writes nothing):
+    kept meanwhile in a nameless temporary file, so that memory stays one batch's. Given in pieces of whole lines."""
+    with contextlib.ExitStack() as stack:
+        try:
+            spool = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8", newline="", prefix="lrtrain-"))
+            for text, _ in chunks:
+                spool.write(text)
+            spool.seek(0)
+        except OSError as exc:
+            raise _unspooled(exc) from None
+        carry = ""
+        while piece := spool.read(SPOOL_CHARACTERS):
+            piece = carry + piece
+            end = piece.rfind("\n") + 1
+            carry = piece[end:]
+            if end:
+                yield piece[:end]
+        if carry:
+            yield carry
+
+
+def _unspooled(exc: OSError) -> ScratchError:
+    return ScratchError(
+        f"the predictions are kept in a temporary file in {tempfile.gettempdir()} ($TMPDIR) until every row is "
+        f"checked, and it could not be written: {exc.strerror or exc}. Free some space there, set TMPDIR to a "
+        "folder on a disk with room, or write them with -o FILE."
+    )
+
+
 def predict_file(
     model: Path | None,
     data: Path,
@@ -472,7 +526,7 @@ def predict_file(
         if reconfigure is not None:  # the rows are data: UTF-8, as -o writes them, whatever the locale's encoding
             with contextlib.suppress(ValueError, OSError):  # (an ASCII one would turn a name into \U0001f600)
                 reconfigure(encoding="utf-8")
-        for text, _ in chunks:
+        for text in _spooled(chunks):
             line(text.removesuffix("\n"))
         return
     try:

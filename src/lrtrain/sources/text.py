@@ -8,7 +8,7 @@ import contextlib
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,22 @@ def open_counted(path: Path, compression: str) -> tuple[io.RawIOBase, Callable[[
     raw = pa.OSFile(str(path))
     stream: io.RawIOBase = pa.CompressedInputStream(raw, compression)  # closes `raw` when closed
     return stream, raw.tell
+
+
+def records(path: Path, compression: str | None, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(the file line each data record begins on, its fields), after the header, as pyarrow reads records: an
+    empty line is none, a line end inside a quoted cell continues one. Python's csv module reads them, from the
+    start: only a message needs them. A file it cannot read, or a field past its size limit, ends them."""
+    with contextlib.suppress(OSError, csv.Error), io.BufferedReader(open_bytes(path, compression)) as stream:
+        reader = csv.reader(
+            io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline=""), delimiter=delimiter
+        )
+        next(reader, None)  # the header
+        before = reader.line_num
+        for row in reader:
+            if row:
+                yield before + 1, row
+            before = reader.line_num
 
 
 def opening_line(path: Path, compression: str | None) -> bytes:
