@@ -620,3 +620,32 @@ def test_a_bad_row_in_a_later_batch_prints_nothing_on_stdout(workdir: Path, monk
     assert bad.exit_code == 2
     assert "line 2002, column 'c': 'oops' is not a number" in bad.stderr
     assert bad.stdout == ""
+
+
+def test_a_row_gets_the_same_prediction_to_the_last_bit_on_stdin_and_in_a_table(workdir: Path) -> None:
+    """Both sum w·x + b in order with the same compensated steps (model.compensated), within about one rounding of
+    the exact sum whatever the magnitudes; BLAS's dot product differed from it in the last digit."""
+    from fractions import Fraction
+
+    run = _fit(workdir)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 3)) * 10.0 ** rng.integers(-8, 9, size=(500, 3))
+    lines = [",".join(repr(float(v)) for v in row) for row in x]
+    (workdir / "t.csv").write_text("a,b,c\n" + "\n".join(lines) + "\n")
+    table = [line.rsplit(",", 1)[1] for line in cli("predict", "--data", "t.csv").stdout.splitlines()[1:]]
+    piped = cli("predict", "--model", str(run), "-", input="\n".join(lines) + "\n").stdout.splitlines()
+    assert table == piped
+    model = load(run / "model.json")
+    for row, said in zip(x, table, strict=True):
+        exact = sum(Fraction(w) * Fraction(float(v)) for w, v in zip(model.weights, row, strict=True))
+        exact += Fraction(model.bias)
+        scale = max([abs(float(w) * float(v)) for w, v in zip(model.weights, row, strict=True)] + [abs(model.bias)])
+        assert abs(Fraction(float(said)) - exact) <= Fraction(scale) * Fraction(4, 2**53)
+
+
+def test_a_first_row_too_large_for_an_interval_is_named_by_its_line(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "t.csv").write_text("a,b,c\n1e160,0,0\n")
+    result = cli("predict", "--data", "t.csv", "--interval", "0.95")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: data file t.csv, line 2: the sample (1e+160, 0.0, 0.0) is too large")

@@ -128,11 +128,7 @@ class Model(NamedTuple):
 
     def predict(self, sample: list[float]) -> float:
         self.check(sample)
-        terms = [w * x for w, x in zip(self.weights, sample, strict=True)]
-        try:
-            value = math.fsum(terms) + self.bias
-        except (OverflowError, ValueError):  # beyond float64 (inf - inf): plain addition says ±inf or nan
-            value = sum(terms) + self.bias
+        value = compensated([*(w * x for w, x in zip(self.weights, sample, strict=True)), self.bias])
         if not math.isfinite(value):
             raise InputError(
                 f"the prediction for {_shown(sample)} is {value}, not a number float64 can hold: the values times "
@@ -287,6 +283,19 @@ STATISTICS_NUMBERS = (
     *("r2", "adj_r2", "f_stat", "f_p_value", "rss", "sigma2", "residual_std_error"),
     *("log_likelihood", "aic", "bic", "condition_number"),
 )
+
+
+def compensated(terms: list[float]) -> float:
+    """The sum of `terms` in order, compensated (Neumaier): a prediction's sum, to about one rounding of the exact
+    one. scoring.predicted repeats the same operations on every row of a table at once, so that a row gets the
+    same answer, to the last bit, on stdin and in a table. Beyond float64, the plain sum (±inf or nan)."""
+    total = correction = 0.0
+    for term in terms:
+        step = total + term
+        correction += (total - step) + term if abs(total) >= abs(term) else (term - step) + total
+        total = step
+    value = total + correction
+    return value if math.isfinite(value) else total
 
 
 def _is_number_or_null(value: Any) -> bool:

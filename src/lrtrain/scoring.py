@@ -334,8 +334,11 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
         y_hat = predicted(model, x, table, first)
         columns.append([model.format(v) for v in y_hat.tolist()])
         if level is not None:
-            with np.errstate(over="ignore", invalid="ignore"):
-                low, high = intervals(model, x, y_hat, level)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    low, high = intervals(model, x, y_hat, level)
+            except InputError as exc:  # the batch's first row, which the model's own checks take: named too
+                raise DataError(f"{table.at(first)}: {exc}") from None
             why = "the interval's leverage, the values squared, goes beyond about 1.8e308"
             _finite(np.minimum(low, high), table, first, "the prediction interval's bound", why)
             columns += [[model.format(v) for v in low.tolist()], [model.format(v) for v in high.tolist()]]
@@ -351,9 +354,14 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
 def predicted(model: Model, x: np.ndarray, table: TableFile, first: int) -> np.ndarray:
     """The model's predictions for the rows `x` of a batch whose first row is `first`; a prediction float64
     cannot hold is an error naming its row."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        y_hat: np.ndarray = x @ np.asarray(model.weights, dtype=np.float64) + model.bias
-    return _finite(y_hat, table, first, "the prediction")
+    total, correction = np.zeros(len(x)), np.zeros(len(x))
+    with np.errstate(over="ignore", invalid="ignore"):  # model.compensated, on every row at once: the same bits
+        for term in [*(x[:, j] * weight for j, weight in enumerate(model.weights)), np.full(len(x), model.bias)]:
+            step = total + term
+            correction += np.where(np.abs(total) >= np.abs(term), (total - step) + term, (term - step) + total)
+            total = step
+        value = total + correction
+    return _finite(np.where(np.isfinite(value), value, total), table, first, "the prediction")
 
 
 def _finite(
