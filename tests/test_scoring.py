@@ -649,3 +649,43 @@ def test_a_first_row_too_large_for_an_interval_is_named_by_its_line(workdir: Pat
     result = cli("predict", "--data", "t.csv", "--interval", "0.95")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: data file t.csv, line 2: the sample (1e+160, 0.0, 0.0) is too large")
+
+
+def test_predict_data_small_cases_of_naming_and_writing(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "t.csv").write_text("a,b,c\n1,2,3\n")
+    stdin = cli("predict", "--data", "-")
+    assert stdin.exit_code == 2
+    assert "a table is read from a file" in stdin.stderr
+    into_a_file = cli("predict", "--data", "t.csv", "-o", "t.csv/out.csv")
+    assert into_a_file.exit_code == 2
+    assert "-o t.csv/out.csv: t.csv is a file, not a folder" in into_a_file.stderr
+    odd = cli("predict", "--data", "t.csv", "-o", "bad\nname.csv")
+    assert odd.stdout == "wrote bad\\x0aname.csv: 1 rows with predictions\n"
+    for name in ("out.tsv", "out.tsv.gz"):
+        assert cli("predict", "--data", "t.csv", "-o", name).exit_code == 0
+        data = (workdir / name).read_bytes()
+        text = (gzip.decompress(data) if name.endswith(".gz") else data).decode()
+        assert text.splitlines()[0] == "a\tb\tc\tprediction"
+    nested = pa.table({"a": [1.0], "b": [2.0], "c": [3.0], "s": [{"p": 1, "q": "z"}], "l": [[1, 2]]})
+    pq.write_table(nested, workdir / "n.parquet")
+    row = next(csv.reader(io.StringIO(cli("predict", "--data", "n.parquet").stdout.splitlines()[1])))
+    assert row[3:5] == ['{"p": 1, "q": "z"}', "[1, 2]"]
+
+
+def test_predict_to_a_file_removes_what_a_writer_killed_there_left(workdir: Path) -> None:
+    _fit(workdir)
+    (workdir / "t.csv").write_text("a,b,c\n1,2,3\n")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        check=True,
+    )
+    left = workdir / f".out.csv.{int(dead.stdout)}.abcd1234.tmp"  # as kill -9 leaves one mid-write
+    left.write_text("a,b,c,prediction\n1,2")
+    os.utime(left, (0, 0))  # long untouched
+    assert cli("predict", "--data", "t.csv", "-o", "out.csv").exit_code == 0
+    assert not left.exists()
+    assert (workdir / "out.csv").read_text().startswith("a,b,c,prediction\n1,2,3,")

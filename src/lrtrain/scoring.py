@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import stat
 import sys
@@ -26,7 +27,7 @@ import numpy as np
 from lrtrain.cells import inputs
 from lrtrain.config import TAB_NAMES, separable
 from lrtrain.errors import DataError, InputError, ModelError, ScratchError, printable, unwritten
-from lrtrain.files import atomic_writer, is_stream, read_json
+from lrtrain.files import atomic_writer, is_stream, read_json, remove_stale
 from lrtrain.model import Model
 from lrtrain.sources.text import COMPRESSION, header_cells, line_one, records
 
@@ -166,6 +167,11 @@ def open_table(path: Path, delimiter: str | None = None) -> TableFile:
         except ValueError as exc:
             raise InputError(f"--delimiter {printable(repr(delimiter))}: {exc}.") from None
 
+    if str(path) == "-":  # stdin is read once, and a table is read more than once
+        raise DataError(
+            "--data - would read the table from stdin, but a table is read from a file. Save it to a file and give "
+            "--data that; rows of numbers on stdin go to `lrtrain predict -`."
+        )
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -258,7 +264,10 @@ def check_output(output: Path, data: Path) -> None:
     if output.is_dir():
         raise DataError(f"-o {output} is a folder; name the CSV file to write, e.g. {output / 'predictions.csv'}.")
     if not output.resolve().parent.is_dir():
-        raise DataError(f"-o {output}: the folder {output.parent} does not exist. Create it, or write elsewhere.")
+        folder = output.parent
+        if folder.exists():
+            raise DataError(f"-o {output}: {folder} is a file, not a folder. Write into a folder, or to another name.")
+        raise DataError(f"-o {output}: the folder {folder} does not exist. Create it, or write elsewhere.")
     if output.exists() and data.exists() and output.resolve() == data.resolve():
         raise DataError(f"-o {output} is the input file itself. Write the predictions to another file.")
     suffixes = [s.lower() for s in output.suffixes]
@@ -279,6 +288,8 @@ def _write(output: Path, chunks: Iterator[tuple[str, int]]) -> int:
 
     rows = 0
     codec = None if is_stream(output) else COMPRESSION.get(output.suffix.lower())
+    if not is_stream(output):  # what an earlier writer killed mid-write left there (kill -9), as fit removes its own
+        remove_stale(output.resolve().parent)
     with atomic_writer(output, "wb") as raw:
         packed: Any = raw
         if codec == "gzip":
@@ -314,9 +325,11 @@ class _Unclosed:
         self.closed = True
 
 
-def predictions(model: Model, table: TableFile, level: float | None = None) -> Iterator[tuple[str, int]]:
-    """The table as CSV text with `prediction` (and, with `level`, `lower` and `upper`) added: (text, rows) per
-    batch, the header with the first."""
+def predictions(
+    model: Model, table: TableFile, level: float | None = None, delimiter: str = ","
+) -> Iterator[tuple[str, int]]:
+    """The table as CSV text (fields separated by `delimiter`) with `prediction` (and, with `level`, `lower` and
+    `upper`) added: (text, rows) per batch, the header with the first."""
     added = list(PREDICTED if level is not None else PREDICTED[:1])
     taken = [name for name in added if name in table.names]
     read = {levels.column for levels in model.categorical} | set(model.features)
@@ -330,7 +343,7 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
     header = True
     for batch, first in table.batches():
         x, _ = inputs(model, batch, table, first)
-        columns = [batch.column(j).to_pylist() for j in range(batch.num_columns)]  # CSV: the cells as read
+        columns = [_cells(batch.column(j)) for j in range(batch.num_columns)]  # CSV: the cells as read
         y_hat = predicted(model, x, table, first)
         columns.append([model.format(v) for v in y_hat.tolist()])
         if level is not None:
@@ -343,12 +356,22 @@ def predictions(model: Model, table: TableFile, level: float | None = None) -> I
             _finite(np.minimum(low, high), table, first, "the prediction interval's bound", why)
             columns += [[model.format(v) for v in low.tolist()], [model.format(v) for v in high.tolist()]]
         text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
+        writer = csv.writer(text, delimiter=delimiter, lineterminator="\n")
         if header:
             writer.writerow([*table.names, *added])
             header = False
         writer.writerows(zip(*columns, strict=True))
         yield text.getvalue(), batch.num_rows
+
+
+def _cells(column: Any) -> list[Any]:
+    """A column's cells to write back: as read (a CSV's text), a Parquet list, map or struct as JSON."""
+    import pyarrow as pa
+
+    cells: list[Any] = column.to_pylist()
+    if pa.types.is_nested(column.type):
+        return [None if cell is None else json.dumps(cell, default=str, ensure_ascii=False) for cell in cells]
+    return cells
 
 
 def predicted(model: Model, x: np.ndarray, table: TableFile, first: int) -> np.ndarray:
@@ -528,7 +551,9 @@ def predict_file(
     if level is not None:
         for note in loaded.require_statistics("predict --interval")["warnings"]:
             warn(f"note: {note}")
-    chunks = predictions(loaded, table, level)
+    named = [s.lower() for s in output.suffixes] if output is not None else []
+    tabs = named[-2:-1] == [".tsv"] if named[-1:] and named[-1] in COMPRESSION else named[-1:] == [".tsv"]
+    chunks = predictions(loaded, table, level, "\t" if tabs else ",")  # -o NAME.tsv: separated as it says
     if output is None:
         reconfigure = getattr(sys.stdout, "reconfigure", None)
         if reconfigure is not None:  # the rows are data: UTF-8, as -o writes them, whatever the locale's encoding
@@ -541,4 +566,4 @@ def predict_file(
         rows = _write(output, chunks)
     except OSError as exc:  # no permission, a full disk: the file is whole or absent
         raise unwritten(output, exc) from None
-    line(f"wrote {output}: {rows} rows with predictions")
+    line(printable(f"wrote {output}: {rows} rows with predictions"))
