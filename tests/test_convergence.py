@@ -323,3 +323,15 @@ def test_momentum_auto_on_a_perfectly_conditioned_loss_is_no_momentum_on_both_en
     assert result.agree
     assert all(log.velocity_w is None for log in result.results[0].history)  # κ = 1: β = 0
     assert result.results[0].stopped == "converged"
+
+
+def test_the_gap_of_an_exact_fit_is_said_absolute_as_it_is_taken(workdir: Path) -> None:
+    """y is a function of the columns (levels spelled 1, 1.0, 02, 3e0): the optimum's loss is 0 but for rounding,
+    the gap is taken absolute (stopping.Target.exact), and the summary line must not call it relative."""
+    (workdir / "d.csv").write_text("a,k,y\n1,1,2.1\n2,1.0,3.1\n3,02,5.1\n4,3e0,7.1\n5, 3,8.1\n6,1,7.1\n")
+    settings = ["--set", "data.path=d.csv", "--set", "data.categorical=[k]", "--set", "train.epochs=5"]
+    result = cli("fit", *settings, "--set", "output.save=false")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Gap to optimum")]
+    assert "relative" not in line
+    assert "(relative)" not in result.stderr

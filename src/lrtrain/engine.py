@@ -131,6 +131,7 @@ class FitResult:
     run_dir: Path | None = None
     summary: Summary | str | None = None  # OLS inference on the training rows; str: why there is none
     gap: float = math.nan  # the loss's gap to the optimum's: relative, or absolute for an exact fit (see stopping)
+    gap_relative: bool = True  # which of the two (stopping.Target.exact)
     converged: bool | None = None  # within train.target_gap; None: no target
     r2_centered: bool = True  # about ȳ: with a bias, or features that make a constant (else about 0)
     shortfall: str | None = None  # what to say when it stopped short of the target

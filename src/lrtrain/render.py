@@ -199,7 +199,7 @@ def fit_summary(config: Config, result: FitResult, out: Out) -> None:
 
 def _gap_text(config: Config, result: FitResult) -> str:
     """How far the final loss is from the least-squares optimum's, and whether that met train.target_gap."""
-    relative = "" if math.isnan(result.gap) or result.optimum_loss == 0 else " relative"
+    relative = " relative" if result.gap_relative and not math.isnan(result.gap) else ""
     verdict = ""
     if result.converged is not None:
         verdict = f", {'within' if result.converged else 'above'} the target {config.train.target_gap:g}"

@@ -298,6 +298,7 @@ def train(
         predictions=[(s, _predict(*initial, s), _predict(w_raw, b_raw, s)) for s in samples],
         rows=prepared.rows,
         gap=gap,
+        gap_relative=not target.exact,
         converged=None if target.gap == 0 else gap <= target.gap or stopped == "converged",  # (to rounding)
     )
     if result.converged is False and engine != "exact" and stopped == "completed":
