@@ -30,6 +30,10 @@ FORMAT_VERSION = 1
 COVARIANCE_MAX_FEATURES = 256  # (X̃ᵀX̃)⁻¹ is stored for prediction intervals up to here (~1.5 MB of JSON)
 
 
+_SOUND: dict[int, dict[str, Any]] = {}  # statistics that require_statistics found sound, by id
+_INTERVALS: set[int] = set()  # of those, the ones whose covariance and noise give intervals
+
+
 class Model(NamedTuple):
     weights: list[float]  # in the units of the raw features
     bias: float
@@ -48,6 +52,8 @@ class Model(NamedTuple):
                 f"{self.path} holds no training statistics, which {command} needs: it was written by an older "
                 "lrtrain. Retrain it with `lrtrain fit` (the same config gives the same weights)."
             )
+        if _SOUND.get(id(statistics)) is statistics:  # checked already: predict --interval asks once per line
+            return statistics
         if "unavailable" in statistics:
             raise ModelError(f"{self.path}: {statistics['unavailable']}")
         terms = len(self.weights) + int(statistics.get("intercept") is True)
@@ -69,6 +75,7 @@ class Model(NamedTuple):
                 f"model file {self.path} has damaged statistics ({', '.join(damaged)} missing or malformed). "
                 "Retrain it with `lrtrain fit` (the same config gives the same weights)."
             )
+        _SOUND[id(statistics)] = statistics  # kept, so that its id names no other dict while cached
         return statistics
 
     def interval(self, sample: list[float], level: float) -> tuple[float, float, float]:
@@ -97,11 +104,13 @@ class Model(NamedTuple):
             "and sigma2 must be finite numbers), so no interval can be computed. Retrain it with `lrtrain fit` "
             "(the same config gives the same weights), or predict without --interval."
         )
-        finite = all(_is_finite(v) for row in covariance for v in row)
-        if not (
-            finite and math.isfinite(sigma2) and sigma2 >= 0 and all(row[i] >= 0 for i, row in enumerate(covariance))
-        ):
-            raise damaged
+        if id(statistics) not in _INTERVALS:  # once per model, not per line of stdin
+            finite = all(_is_finite(v) for row in covariance for v in row)
+            if not (
+                finite and math.isfinite(sigma2) and sigma2 >= 0 and all(r[i] >= 0 for i, r in enumerate(covariance))
+            ):
+                raise damaged
+            _INTERVALS.add(id(statistics))  # require_statistics keeps the dict in _SOUND: its id stays its own
         prediction = self.predict(sample)
         try:
             _, low, high = prediction_interval(

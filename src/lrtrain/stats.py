@@ -18,6 +18,7 @@ nothing until an interval or a summary is computed; it imports nothing of lrtrai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ SINGULAR_TOLERANCE = 1e-13
 _LOG_2PI = math.log(2 * math.pi)
 
 
+@functools.lru_cache(maxsize=64)  # predict --interval asks for the same one on every line
 def _t_quantile(level: float, df: float) -> float:
     """t_((1 + level)/2, df): a `level` interval's half-width in standard errors (nan for df ≤ 0)."""
     from scipy.special import stdtrit  # imports NumPy: only summaries and intervals pay for it
