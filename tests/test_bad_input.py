@@ -1514,7 +1514,7 @@ CSV_HOSTILE_CASES = [
         "--set",
         "data.path=d.csv",
         files={"d.csv": 'a,b,y\n1,2,3\n"4,5,6\n7,8,9\n10,11,12\n'},
-        stderr=("d.csv, line 3: a quote at the start of a cell there opens a quoted cell that never closes",),
+        stderr=("d.csv, line 3: a quote at the start of a cell there opens a quoted cell that does not close",),
     ),
     case(
         "csv-decimal-comma",

@@ -1025,7 +1025,7 @@ def test_ranks_that_read_only_their_shares_train_the_one_process_model(tmp_path:
 
 @pytest.mark.parametrize("name", ["d.csv", "d.csv.gz"])
 def test_an_unclosed_quote_deep_in_a_large_csv_is_refused_by_its_line_however_many_read_it(
-    tmp_path: Path, name: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     """pyarrow's fast parse lets an unclosed quote swallow the rest of its block without failing: rows would be
     lost silently, as many as the block boundary and the process count decide. Refused instead, by its line."""
@@ -1038,9 +1038,43 @@ def test_an_unclosed_quote_deep_in_a_large_csv_is_refused_by_its_line_however_ma
     config = load_config(None, ["data.source=csv", f"data.path={tmp_path / name}"])
     with pytest.raises(DataError) as single:
         sources.load(config)
-    said = f"{name}, line 15002: a quote at the start of a cell there opens a quoted cell that never closes"
+    said = f"{name}, line 15002: a quote at the start of a cell there opens a quoted cell that does not close"
     assert said in str(single.value)
     for world in (2, 3):
         assert {str(error) for error in in_threads(world, lambda group: sources.load(config, group))} == {
             str(single.value)
+        }
+    with monkeypatch.context() as patched:  # a file read in ranges (larger than the stream threshold) says it alike
+        patched.setenv("LRTRAIN_CSV_STREAM_BYTES", "100000")
+        patched.setattr(delimited, "LINE_BYTES", 200_000)  # the quote runs on past a parser's block
+        with pytest.raises(DataError) as ranged:
+            sources.load(config)
+        assert str(ranged.value) == str(single.value)
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz"])
+def test_an_infinity_in_an_early_range_is_named_before_a_bad_cell_in_a_later_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Read whole, the file's first bad cell (the inf) is named; read in ranges, in shares or decompressed, each
+    range is checked for an infinity before the next is parsed, so the same cell is named, not the later one."""
+    import gzip
+
+    lines = ["x0,x1,y"] + [f"{i % 7}.25,{i % 5}.5,{i % 11}.125" for i in range(60_000)]
+    lines[10_001], lines[50_001] = "1.5,inf,2", "1.5,oops,2"  # file lines 10002 and 50002
+    text = ("\n".join(lines) + "\n").encode()
+    (tmp_path / name).write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    config = load_config(None, ["data.source=csv", f"data.path={tmp_path / name}"])
+    said = f"{name}, line 10002, column 'x1': the value is inf, not a finite number"
+    with pytest.raises(DataError) as whole:
+        sources.load(config)
+    assert said in str(whole.value)
+    monkeypatch.setattr(delimited, "CSV_RANGE_BYTES", 50_000)
+    monkeypatch.setenv("LRTRAIN_CSV_STREAM_BYTES", "100000")
+    with pytest.raises(DataError) as ranged:
+        sources.load(config)
+    assert str(ranged.value) == str(whole.value)
+    for world in (2, 3):
+        assert {str(error) for error in in_threads(world, lambda group: sources.load(config, group))} == {
+            str(whole.value)
         }

@@ -660,6 +660,12 @@ def test_predict_data_small_cases_of_naming_and_writing(workdir: Path) -> None:
     into_a_file = cli("predict", "--data", "t.csv", "-o", "t.csv/out.csv")
     assert into_a_file.exit_code == 2
     assert "-o t.csv/out.csv: t.csv is a file, not a folder" in into_a_file.stderr
+    (workdir / "link.csv").symlink_to(workdir / "gone" / "out.csv")
+    dangling = cli("predict", "--data", "t.csv", "-o", "link.csv")
+    assert dangling.exit_code == 2
+    assert f"-o link.csv (it links to {workdir / 'gone' / 'out.csv'}): the folder" in dangling.stderr
+    deeper = cli("predict", "--data", "t.csv", "-o", "t.csv/sub/out.csv")
+    assert "-o t.csv/sub/out.csv: t.csv is a file, not a folder" in deeper.stderr
     odd = cli("predict", "--data", "t.csv", "-o", "bad\nname.csv")
     assert odd.stdout == "wrote bad\\x0aname.csv: 1 rows with predictions\n"
     for name in ("out.tsv", "out.tsv.gz"):

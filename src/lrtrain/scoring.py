@@ -263,11 +263,14 @@ def check_output(output: Path, data: Path) -> None:
     (not .parquet, .json, ...; .gz, .bz2 or .zst compress it), or a pipe or device that takes the text as it is."""
     if output.is_dir():
         raise DataError(f"-o {output} is a folder; name the CSV file to write, e.g. {output / 'predictions.csv'}.")
-    if not output.resolve().parent.is_dir():
-        folder = output.parent
-        if folder.exists():
-            raise DataError(f"-o {output}: {folder} is a file, not a folder. Write into a folder, or to another name.")
-        raise DataError(f"-o {output}: the folder {folder} does not exist. Create it, or write elsewhere.")
+    target = output.resolve()
+    if not target.parent.is_dir():
+        via = f" (it links to {target})" if output.is_symlink() else ""
+        named = target if via else output  # the path as the user wrote it, unless a link leads elsewhere
+        blocker = next((p for p in (named.parent, *named.parent.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise DataError(f"-o {output}{via}: {blocker} is a file, not a folder. Write into a folder, or elsewhere.")
+        raise DataError(f"-o {output}{via}: the folder {named.parent} does not exist. Create it, or write elsewhere.")
     if output.exists() and data.exists() and output.resolve() == data.resolve():
         raise DataError(f"-o {output} is the input file itself. Write the predictions to another file.")
     suffixes = [s.lower() for s in output.suffixes]

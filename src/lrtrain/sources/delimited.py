@@ -15,6 +15,7 @@ scanned again row by row for the exact cell.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -51,6 +52,7 @@ from lrtrain.sources.text import (
     quote_count,
     quoted_rows,
     skip_to,
+    unclosed,
     unreadable,
 )
 
@@ -323,7 +325,7 @@ class _Reader:
         file's start."""
         import pyarrow as pa
 
-        rows = 0
+        rows, flagged = 0, False
         for data, start in ranges:
             try:
                 counted = functools.partial(quoted_rows, data.obj, 0, len(data))  # data: a view of a bytearray's start
@@ -334,6 +336,12 @@ class _Reader:
             # the file line of the range's k-th row, counted only for a message
             lines = functools.partial(self._row_line, compression, start) if placed else _unplaced
             rows += self._take(table, lines, out)
+            if self.spec.missing == "error" and not flagged and not self.tally.finite:  # an inf or NaN came in:
+                flagged = True  # named now, as one parse of the whole file names it, before a later range's problem
+                line = self._line_at(compression, start) if placed else 0
+                found = self._not_finite(bytes(data).decode("utf-8", errors="replace"), line)
+                if found is not None:
+                    raise DataError(found)
             loading_point()  # Ctrl-C while a large file loads stops here
             del table
         pa.default_memory_pool().release_unused()  # the parser's buffers: ~40 MB the allocator would keep
@@ -395,11 +403,7 @@ class _Reader:
                                 f"data file {self.path}, line {line} goes on past {LINE_BYTES:,} bytes without a line "
                                 "end, longer than any CSV line lrtrain can parse. Check the file there."
                             )
-                        raise DataError(
-                            f"data file {self.path}, line {line}: a quote at the start of a cell there opens a quoted "
-                            f"cell that runs on, over line ends, past {LINE_BYTES:,} bytes, longer than any row "
-                            "lrtrain can parse: is its closing quote missing? Check the quotes on that line."
-                        )
+                        raise DataError(unclosed(self.path, line))  # as a parse of the whole file says it
                     if cut == 0:  # one row longer than a range: read on
                         carry = bytes(data[:end])
                         continue
@@ -449,6 +453,23 @@ class _Reader:
             pass
         return line + before
 
+    def _not_finite(self, text: str, line: int) -> str | None:
+        """The first cell of `text` (starting on file line `line`) that is a number but not a finite one, in words;
+        None when its sums went beyond float64 from finite values alone (the finite check says so later)."""
+        reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), delimiter=self.spec.delimiter)
+        before = 0
+        with contextlib.suppress(csv.Error):
+            for row in reader:
+                number, before = line + before, reader.line_num
+                for col in (c for c in self.columns if c not in self.text and c < len(row)):
+                    cell = row[col].strip(ASCII_BLANKS)
+                    if NUMBER.fullmatch(cell) and not math.isfinite(value := float(cell)):
+                        return (
+                            f"data file {self.path}, line {number}, column {self.names[col]!r}: the value is {value}, "
+                            "not a finite number. Fix or drop those rows."
+                        )
+        return None
+
     def _problem(self, data: bytes, line: int, exc: Exception) -> str:
         """The first malformed row of `data` (which starts on file line `line`), in words; pyarrow's message
         names neither the line nor the column."""
@@ -477,7 +498,7 @@ class _Reader:
             except csv.Error:  # a field past the csv module's limit: a quote that never closes, on the row's line
                 if '"' not in text:  # or a field that long without one (_problem says so)
                     raise
-                return _unclosed(path, line + before)
+                return unclosed(path, line + before)
             number, before = line + before, reader.line_num
             if not row:
                 continue
@@ -485,7 +506,7 @@ class _Reader:
                 span = reader.line_num - (number - line)  # the lines the row took
                 runs_on = span > 1 and any("\n" in cell or "\r" in cell for cell in row)
                 if runs_on and next(reader, None) is None:  # its quoted cell ran on to the end: it never closes
-                    return _unclosed(path, number)
+                    return unclosed(path, number)
                 quote = f" A quote on it opens a cell that runs on for {span} lines: is its closing quote missing?"
                 quote = quote if runs_on else ""
                 return (
@@ -550,13 +571,6 @@ class _Reader:
             f"data file {path} could not be parsed as CSV with delimiter {delimiter!r} ({reason}). "
             "Check data.delimiter."
         )
-
-
-def _unclosed(path: Path, line: int) -> str:
-    return (
-        f"data file {path}, line {line}: a quote at the start of a cell there opens a quoted cell that never "
-        "closes (it runs on over every line after it): is its closing quote missing? Check the quotes on that line."
-    )
 
 
 def _words(text: str, col: int, delimiter: str, rows: int = 1000) -> list[str]:

@@ -152,6 +152,15 @@ def unreadable(path: Path, compression: str | None, exc: Exception) -> DataError
     )
 
 
+def unclosed(path: Path, line: int) -> str:
+    """A quoted cell that never closes, opened on file line `line`, in words (each reading of a CSV says it alike)."""
+    return (
+        f"data file {path}, line {line}: a quote at the start of a cell there opens a quoted cell that does not "
+        "close (it runs on over the lines after it, longer than any cell lrtrain reads): is its closing quote "
+        "missing? Check the quotes on that line."
+    )
+
+
 def span_quotes(path: Path, start: int, stop: int) -> int:
     """The quote characters in bytes start..stop of the file (as many as it lets be read: a failure to read is
     already the problem the share reports)."""
