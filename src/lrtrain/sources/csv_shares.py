@@ -13,7 +13,9 @@ of the rows, and rank 0 reads only its own span.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, Self, TypeVar
 
 import numpy as np
 
@@ -23,22 +25,46 @@ from lrtrain.sources.base import scratch_mapping
 from lrtrain.sources.cuts import line_start, row_start
 from lrtrain.sources.text import span_quotes
 
-if TYPE_CHECKING:
-    from lrtrain.sources.delimited import _Reader as Reader
 
-# the reader that parsed a share, its rows (None after a problem), the problem (None: none), the byte it starts at
-Share = tuple["Reader", np.ndarray | None, LrtrainError | None, int]
+class Reader(Protocol):
+    """What a share needs of the CSV reader (lrtrain.sources.delimited), which asks for the share."""
+
+    path: Path
+    read: int  # data rows parsed
+    quotes: int  # quote characters counted in the ranges read
+    countable: bool  # whether that count tells the row starts (cuts.countable)
+    shared: bool  # a byte range under torchrun: `countable` is asked
+    counted: int  # the byte up to which quotes are counted
+    begun: int | None  # where the first range given starts
+
+    def fresh(self) -> Self: ...
+
+    def _ranges(
+        self, compression: str | None, skip: int, stop: int | None = None, span: tuple[int, int] | None = None
+    ) -> Iterator[tuple[memoryview, int]]: ...
+
+    def parsed(
+        self, ranges: Iterator[tuple[memoryview, int]], compression: str | None, out: Any, placed: bool = True
+    ) -> tuple[int, ...]: ...
 
 
-def share(reader: Reader, skip: int, group: Shard, compression: str | None) -> Share | None:
-    """This rank's share of the file's rows after byte `skip` (the header), parsed into a mapped table; None
+R = TypeVar("R", bound=Reader)  # the reader's own type, given back with its share
+
+
+def share(
+    reader: R, skip: int, group: Shard, compression: str | None
+) -> tuple[R, np.ndarray | None, LrtrainError | None, int] | None:
+    """This rank's share of the file's rows after byte `skip` (the header), parsed into a mapped table: the reader
+    that parsed it, its rows (None after a problem), the problem (None: none) and the byte it starts at. None
     when the ranks must each read the whole file and take their block of its rows (as they agree)."""
     if compression is None:
         return _byte_range(reader, skip, group)
     return _compressed(reader, skip, group, compression)
 
 
-def _compressed(reader: Reader, skip: int, group: Shard, compression: str) -> Share | None:
+def _compressed(
+    reader: R, skip: int, group: Shard, compression: str
+) -> tuple[R, np.ndarray | None, LrtrainError | None, int] | None:
     """The rows of the ranges cut while the decompressor reads this rank's span of the compressed file (equal
     spans of its bytes); every range before them is decompressed and cut too (where one process cuts it, quoted
     line ends and all), but not parsed. None when some rank's span holds no range (a file of a few blocks)."""
@@ -56,7 +82,7 @@ def _compressed(reader: Reader, skip: int, group: Shard, compression: str) -> Sh
     return reader, rows, failure, skip if reader.begun is None else reader.begun
 
 
-def _byte_range(reader: Reader, skip: int, group: Shard) -> Share | None:
+def _byte_range(reader: R, skip: int, group: Shard) -> tuple[R, np.ndarray | None, LrtrainError | None, int] | None:
     """This rank's byte range of the file, parsed into a mapped table: the reader that parsed it, its rows (None
     after a problem), the problem that stopped it (None: none) and the byte the range starts at. None when a
     rank met quotes whose count cannot tell the row starts (cuts.countable: a quote inside an unquoted cell in
