@@ -695,3 +695,23 @@ def test_predict_to_a_file_removes_what_a_writer_killed_there_left(workdir: Path
     assert cli("predict", "--data", "t.csv", "-o", "out.csv").exit_code == 0
     assert not left.exists()
     assert (workdir / "out.csv").read_text().startswith("a,b,c,prediction\n1,2,3,")
+
+
+def test_a_table_with_bad_cells_in_several_columns_is_read_for_a_line_once(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV line takes a read of the file up to it: only the first bad cell's is looked for, not every column's."""
+    _fit(workdir)
+    (workdir / "t.csv").write_text("a,b,c\n1,2,3\n1,x,3\nz,2,3\n1,2,\n")
+    calls: list[int] = []
+    at = scoring.TableFile.at
+
+    def counted(self: scoring.TableFile, row: int) -> str:
+        calls.append(row)
+        return at(self, row)
+
+    monkeypatch.setattr(scoring.TableFile, "at", counted)
+    result = cli("predict", "--data", "t.csv")
+    assert result.exit_code == 2
+    assert "t.csv, line 3, column 'b': 'x' is not a number" in result.stderr
+    assert calls == [1]

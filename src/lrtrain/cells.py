@@ -40,10 +40,11 @@ class TableFile(Protocol):
 
 
 class BadCell(DataError):
-    """A bad cell, said in words, and the row of the table it is in (to name the first of several)."""
+    """A bad cell, said in words (what follows its place), and the row of the table it is in: `inputs` names the
+    first of several, its place found only for it (a CSV's line takes a read of the file up to it)."""
 
-    def __init__(self, message: str, row: int) -> None:
-        super().__init__(message)
+    def __init__(self, what: str, row: int) -> None:
+        super().__init__(what)
         self.row = row
 
 
@@ -85,7 +86,8 @@ def inputs(
         column = batch.column(model.target)
         y = checked(model.target, functools.partial(numbers, column, model.target, table, first_row))
     if failures:
-        raise min(failures, key=lambda failure: failure[:2])[2]
+        row, _, first = min(failures, key=lambda failure: failure[:2])
+        raise DataError(f"{table.at(row)}, {first}")
     x = np.empty((batch.num_rows, len(model.features)))
     for j, name in enumerate(model.features):
         x[:, j] = encoded[made[name]][name] if name in made else plain[name]  # type: ignore[index]
@@ -101,12 +103,11 @@ def _coded(batch: Any, levels: Levels, table: TableFile, first_row: int) -> dict
     for row, text in enumerate(texts):
         if known.setdefault(text, levels.find(text) is not None):
             continue
-        place = f"{table.at(first_row + row)}, "
         if text.strip() not in nulls:
-            raise BadCell(place + levels.unseen(text), first_row + row)
+            raise BadCell(levels.unseen(text), first_row + row)
         why = "the cell is empty" if text.strip() == "" else "it marks a missing cell"
         raise BadCell(
-            f"{place}column {levels.column!r}: {text.strip()!r} is not a level: {why}, and a prediction needs the "
+            f"column {levels.column!r}: {text.strip()!r} is not a level: {why}, and a prediction needs the "
             "level. Fill it, or leave the row out.",
             first_row + row,
         )
@@ -145,9 +146,9 @@ def numbers(column: Any, name: str, table: TableFile, first_row: int) -> np.ndar
     bad = ~np.isfinite(values)
     row = int(np.argmax(bad)) if bad.any() else -1
     if empty >= 0 and (row < 0 or empty < row):
-        raise _missing(table, first_row + empty, name)
+        raise _missing(first_row + empty, name)
     if row >= 0:
-        raise _not_finite(table, first_row + row, name, float(values[row]))
+        raise _not_finite(first_row + row, name, float(values[row]))
     return values
 
 
@@ -155,29 +156,25 @@ def _not_numbers(cells: list[str], name: str, table: TableFile, first_row: int) 
     """The first cell of a text column that is empty or not a number, in words."""
     for row, cell in enumerate(cells):
         if not cell:
-            return _missing(table, first_row + row, name)
+            return _missing(first_row + row, name)
         if not NUMBER.fullmatch(cell):
             fix = decimal_comma(cell) or " Fix the cell, or remove the row from the file."
-            return BadCell(
-                f"{table.at(first_row + row)}, column {name!r}: {cell!r} is not a number.{fix}",
-                first_row + row,
-            )
+            return BadCell(f"column {name!r}: {cell!r} is not a number.{fix}", first_row + row)
         if not math.isfinite(value := float(cell)):
-            return _not_finite(table, first_row + row, name, value)
+            return _not_finite(first_row + row, name, value)
     return DataError(f"{table.at(first_row)} or below it, column {name!r}: a cell is not a number.")
 
 
-def _not_finite(table: TableFile, row: int, name: str, value: float) -> BadCell:
+def _not_finite(row: int, name: str, value: float) -> BadCell:
     return BadCell(
-        f"{table.at(row)}, column {name!r}: the value is {value}, not a finite number. "
-        "Fix the cell, or remove the row from the file.",
+        f"column {name!r}: the value is {value}, not a finite number. Fix the cell, or remove the row from the file.",
         row,
     )
 
 
-def _missing(table: TableFile, row: int, name: str) -> BadCell:
+def _missing(row: int, name: str) -> BadCell:
     return BadCell(
-        f"{table.at(row)}, column {name!r}: the cell is empty. "
+        f"column {name!r}: the cell is empty. "
         "Every row needs a number for each of the model's features (and the target in evaluate): "
         "fill the cell, or remove the row from the file.",
         row,

@@ -30,10 +30,6 @@ FORMAT_VERSION = 1
 COVARIANCE_MAX_FEATURES = 256  # (X̃ᵀX̃)⁻¹ is stored for prediction intervals up to here (~1.5 MB of JSON)
 
 
-_SOUND: dict[int, dict[str, Any]] = {}  # statistics that require_statistics found sound, by id
-_INTERVALS: set[int] = set()  # of those, the ones whose covariance and noise give intervals
-
-
 class Model(NamedTuple):
     weights: list[float]  # in the units of the raw features
     bias: float
@@ -52,8 +48,6 @@ class Model(NamedTuple):
                 f"{self.path} holds no training statistics, which {command} needs: it was written by an older "
                 "lrtrain. Retrain it with `lrtrain fit` (the same config gives the same weights)."
             )
-        if _SOUND.get(id(statistics)) is statistics:  # checked already: predict --interval asks once per line
-            return statistics
         if "unavailable" in statistics:
             raise ModelError(f"{self.path}: {statistics['unavailable']}")
         terms = len(self.weights) + int(statistics.get("intercept") is True)
@@ -75,13 +69,11 @@ class Model(NamedTuple):
                 f"model file {self.path} has damaged statistics ({', '.join(damaged)} missing or malformed). "
                 "Retrain it with `lrtrain fit` (the same config gives the same weights)."
             )
-        _SOUND[id(statistics)] = statistics  # kept, so that its id names no other dict while cached
         return statistics
 
-    def interval(self, sample: list[float], level: float) -> tuple[float, float, float]:
-        """(prediction, low, high) of the `level` prediction interval for a new observation at `sample`."""
-        from lrtrain.stats import prediction_interval  # brings scipy.special (and NumPy) for the t quantile
-
+    def interval_statistics(self) -> dict[str, Any]:
+        """The stored statistics, checked for what every prediction interval of this model needs (a covariance, a
+        residual df, finite numbers): once per model, not once per sample."""
         statistics = self.require_statistics("predict --interval")
         covariance = statistics["unscaled_covariance"]
         if covariance is None:
@@ -90,27 +82,37 @@ class Model(NamedTuple):
                 f"{COVARIANCE_MAX_FEATURES} features (the covariance grows with the square). "
                 "Predict without --interval."
             )
-        self.check(sample)
         if statistics["df_resid"] <= 0:
             raise ModelError(
                 f"{self.path} was trained on no more rows than it has parameters (residual degrees of freedom "
                 f"{statistics.get('df_resid')}), so the noise, and any interval, cannot be estimated. Train on more "
                 "rows to get intervals; predict without --interval."
             )
-        bias = self.bias if statistics["intercept"] else None
         sigma2 = _number(statistics["sigma2"])
-        damaged = ModelError(
+        finite = all(_is_finite(v) for row in covariance for v in row)
+        if not (finite and math.isfinite(sigma2) and sigma2 >= 0 and all(r[i] >= 0 for i, r in enumerate(covariance))):
+            raise self._damaged_noise()
+        return statistics
+
+    def _damaged_noise(self) -> ModelError:
+        return ModelError(
             f"model file {self.path} has a damaged covariance or noise estimate (statistics.unscaled_covariance "
             "and sigma2 must be finite numbers), so no interval can be computed. Retrain it with `lrtrain fit` "
             "(the same config gives the same weights), or predict without --interval."
         )
-        if id(statistics) not in _INTERVALS:  # once per model, not per line of stdin
-            finite = all(_is_finite(v) for row in covariance for v in row)
-            if not (
-                finite and math.isfinite(sigma2) and sigma2 >= 0 and all(r[i] >= 0 for i, r in enumerate(covariance))
-            ):
-                raise damaged
-            _INTERVALS.add(id(statistics))  # require_statistics keeps the dict in _SOUND: its id stays its own
+
+    def interval(
+        self, sample: list[float], level: float, statistics: dict[str, Any] | None = None
+    ) -> tuple[float, float, float]:
+        """(prediction, low, high) of the `level` prediction interval for a new observation at `sample`;
+        `statistics`: those interval_statistics gave (else it is asked here)."""
+        from lrtrain.stats import prediction_interval  # brings scipy.special (and NumPy) for the t quantile
+
+        statistics = statistics if statistics is not None else self.interval_statistics()
+        self.check(sample)
+        bias = self.bias if statistics["intercept"] else None
+        sigma2 = _number(statistics["sigma2"])
+        covariance = statistics["unscaled_covariance"]
         prediction = self.predict(sample)
         try:
             _, low, high = prediction_interval(
@@ -132,7 +134,7 @@ class Model(NamedTuple):
                     f"the sample {_shown(sample)} is too large for an interval: its leverage (xᵀCx, values squared) "
                     "goes beyond float64. Rescale it, or predict without --interval."
                 )
-            raise damaged  # e.g. a covariance that is not positive semi-definite: a negative variance
+            raise self._damaged_noise()  # e.g. a covariance that is not positive semi-definite: a negative variance
         return prediction, low, high
 
     def predict(self, sample: list[float]) -> float:
@@ -478,16 +480,16 @@ def predict(
         notice(text, err)
 
     model = load(path) if path is not None else load_latest(Path("runs"), warn)
-    if interval is not None:
-        for note in model.require_statistics("predict --interval")["warnings"]:
-            warn(f"note: {note}")  # what `lrtrain summary` would say of these intervals
+    statistics = model.interval_statistics() if interval is not None else None  # checked once, not per line
+    for note in statistics["warnings"] if statistics is not None else []:
+        warn(f"note: {note}")  # what `lrtrain summary` would say of these intervals
     inputs = Inputs(model)
     for sample in predict_lines(values, stdin, inputs.read, inputs.check):
         x = inputs.features(sample)
         if interval is None:
             value, bounds = model.predict(x), None
         else:
-            value, *bounds = model.interval(x, interval)
+            value, *bounds = model.interval(x, interval, statistics)
         if json_output:
             record: dict[str, Any] = {"schema": "lrtrain/1", "event": "prediction", "input": sample}
             record["prediction"] = _json_number(value)

@@ -412,8 +412,8 @@ def intervals(model: Model, x: np.ndarray, y_hat: np.ndarray, level: float) -> t
     ŷ ± t_((1 + level)/2, df) · √(σ²·(1 + x̃ᵀCx̃)), x̃ = [1, x] with an intercept."""
     from scipy.special import stdtrit
 
-    model.interval([float(v) for v in x[0]], level)  # the model's own checks: statistics, covariance, df
-    statistics = model.require_statistics("predict --interval")
+    statistics = model.interval_statistics()  # the model's own checks: statistics, covariance, df
+    model.interval([float(v) for v in x[0]], level, statistics)  # and a first row too large for one
     covariance = np.array(statistics["unscaled_covariance"], dtype=np.float64)  # null (nan) stays nan
     means = statistics.get("means")
     if statistics["intercept"] and means is not None:  # centered, as stats.prediction_interval takes it
